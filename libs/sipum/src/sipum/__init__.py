@@ -1,0 +1,3 @@
+"""sipum shared library."""
+
+__version__ = "0.1.0"

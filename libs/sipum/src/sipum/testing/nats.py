@@ -1,0 +1,1 @@
+"""pytest fixtures: nats (see module docstring of sipum.testing)."""

@@ -1,0 +1,1 @@
+"""pytest fixtures: postgres (see module docstring of sipum.testing)."""

@@ -1,0 +1,1 @@
+"""pytest fixtures: s3 (see module docstring of sipum.testing)."""

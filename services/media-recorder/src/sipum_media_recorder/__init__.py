@@ -1,0 +1,1 @@
+"""sipum media-recorder service."""

@@ -1,0 +1,1 @@
+"""sipum notifier service."""

@@ -1,0 +1,1 @@
+"""sipum registrar-agent service."""

@@ -1,0 +1,1 @@
+"""sipum rtsp-gateway service."""

@@ -1,0 +1,1 @@
+"""sipum web-api service."""
