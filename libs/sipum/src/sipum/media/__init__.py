@@ -1,0 +1,1 @@
+"""Media core: RTP/RTCP, codecs, DTMF, jitter buffer, recording and playback engines."""
