@@ -1,0 +1,13 @@
+"""Web-api settings (environment prefix ``SIPUM_``; see docs/configuration.md)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from sipum.config import ServiceSettings
+
+
+class WebApiSettings(ServiceSettings):
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    """The web inbox, REST API, ``/health`` and ``/metrics`` share this port."""
+    public_url: str = "http://localhost:8000"
+    """Base URL users reach the web inbox at (used in links)."""
