@@ -91,7 +91,12 @@ async def connect_dependencies(
     if NATS in uses:
         from sipum.events import EventBus
 
-        ctx.bus = await EventBus.connect(settings.nats_url, name=ctx.health.service)
+        ctx.bus = await EventBus.connect(
+            settings.nats_url,
+            name=ctx.health.service,
+            prefix=settings.events_prefix,
+            stream=settings.events_stream,
+        )
         await ctx.bus.ensure_stream()
         bus = ctx.bus
 
