@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import uvicorn
 
 from sipum.config import ServiceSettings, load_settings, run_cli
+from sipum.errors import ConfigError
 from sipum.runtime.health import HealthRegistry
 from sipum.runtime.http import HealthMetricsApp
 from sipum.runtime.logging import setup_logging
@@ -128,10 +129,12 @@ async def start_http(
     config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="off")
     config.load()
     server = uvicorn.Server(config)
-    await server.startup()
-    if server.should_exit:  # startup failed (port in use...): uvicorn logged why
-        from sipum.errors import ConfigError
-
+    server.lifespan = config.lifespan_class(config)
+    try:
+        await server.startup()
+    except SystemExit:  # uvicorn exits when it cannot bind (port in use...)
+        server.should_exit = True
+    if server.should_exit:
         raise ConfigError("http_port", f"cannot listen on {host}:{port}")
     bound = server.servers[0].sockets[0].getsockname()[1]
     task = asyncio.create_task(server.main_loop(), name="http-main-loop")
