@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from sipum.sip.message import SipRequest, SipResponse, make_response, new_branch, parse_message
 from sipum.sip.transaction import (
     Peer,
@@ -111,7 +110,7 @@ def test_non_2xx_is_acked_inside_the_transaction_and_timer_d() -> None:
     layer.datagrams_to_send()
     layer.receive_data(respond(req, 486), UAS, now=0.1)
     assert tx.state is TransactionState.COMPLETED
-    (ack_data, peer), = layer.datagrams_to_send()
+    ((ack_data, peer),) = layer.datagrams_to_send()
     ack = parse_message(ack_data)
     assert isinstance(ack, SipRequest) and ack.method == "ACK" and peer == UAS
     assert ack.uri == req.uri
@@ -266,7 +265,7 @@ def test_cancel_waits_for_a_provisional_then_rearms_b() -> None:
     assert layer.cancel(tx, now=0.1) is None  # §9.1: not before a provisional
     assert layer.datagrams_to_send() == []
     layer.receive_data(respond(req, 180), UAS, now=0.2)
-    (data, _), = layer.datagrams_to_send()
+    ((data, _),) = layer.datagrams_to_send()
     cancel = parse_message(data)
     assert isinstance(cancel, SipRequest) and cancel.method == "CANCEL"
     assert cancel.top_via.branch == req.top_via.branch and cancel.cseq == (1, "CANCEL")
