@@ -7,8 +7,7 @@ import subprocess
 import sys
 
 import asyncpg
-
-from sipum.db.migrate import apply_migrations, applied_versions, load_migrations
+from sipum.db.migrate import applied_versions, apply_migrations, load_migrations
 
 
 async def test_first_run_applies_every_migration_then_nothing(pg_empty_dsn: str) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import socket
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
@@ -102,3 +102,8 @@ def connection_error(exc: BaseException, where: str) -> ConfigError | None:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         return ConfigError("database_url", f"cannot connect to {where}: {reason}")
     return None
+
+
+#: What the repository functions run queries on: the pool, or one connection (e.g. inside a
+#: transaction the caller holds).  Both have execute/fetch/fetchrow/fetchval.
+Executor: TypeAlias = asyncpg.Pool | asyncpg.Connection

@@ -1,0 +1,1 @@
+"""Secrets handling: password and PIN hashing (argon2id), SIP digest HA1 values."""
