@@ -1,0 +1,213 @@
+"""RTP receive session: RFC 3550 A.1/A.3/A.8 statistics, re-sync, reports."""
+
+import random
+
+import pytest
+from sipum.media.receiver import RtpReceiver
+from sipum.media.rtcp import (
+    RtcpReceiverReport,
+    RtcpSdes,
+    RtcpSenderReport,
+    ntp_middle32,
+    ntp_timestamp,
+    parse_compound,
+    serialise_compound,
+)
+from sipum.media.rtp import RtpPacket
+
+
+def packet(seq: int, ts: int, ssrc: int = 0xABC) -> bytes:
+    return bytes(
+        RtpPacket(
+            payload_type=0,
+            sequence_number=seq & 0xFFFF,
+            timestamp=ts & 0xFFFFFFFF,
+            ssrc=ssrc,
+            payload=b"\xff" * 160,
+        )
+    )
+
+
+def seqs(packets: list[RtpPacket]) -> list[int]:
+    return [p.sequence_number for p in packets]
+
+
+def run(receiver: RtpReceiver, arrivals: list[tuple[float, bytes]]) -> list[RtpPacket]:
+    out: list[RtpPacket] = []
+    for now, data in arrivals:
+        out += receiver.poll(now)
+        out += receiver.receive(data, now)
+    return out + receiver.flush()
+
+
+def test_clean_stream_statistics() -> None:
+    rx = RtpReceiver(clock_rate=8000, ssrc=7)
+    out = run(rx, [(i * 0.02, packet(1000 + i, 5000 + 160 * i)) for i in range(100)])
+    assert seqs(out) == list(range(1000, 1100))
+    src = rx.source
+    assert src is not None
+    assert (src.expected, src.received, src.lost) == (100, 100, 0)
+    assert src.jitter == pytest.approx(0.0, abs=1e-6)
+    (block,) = rx.report_blocks(now=2.0)
+    assert block.ssrc == 0xABC and block.fraction_lost == 0 and block.highest_sequence == 1099
+
+
+def test_loss_accounting_cumulative_and_fraction_per_interval() -> None:
+    rx = RtpReceiver(clock_rate=8000)
+    lost = {5, 6, 7, 20}  # 4 of the first 40
+    run(rx, [(i * 0.02, packet(i, 160 * i)) for i in range(40) if i not in lost])
+    first = rx.report_blocks(now=1.0)[0]
+    assert first.packets_lost == 4
+    assert first.fraction_lost == (4 << 8) // 40
+    # second interval: 40..79, 10 lost
+    run(rx, [(1 + i * 0.02, packet(i, 160 * i)) for i in range(40, 80) if i % 4])
+    second = rx.report_blocks(now=2.0)[0]
+    assert second.packets_lost == 14
+    assert second.fraction_lost == (10 << 8) // 40
+    # third interval: nothing lost
+    run(rx, [(2 + i * 0.02, packet(i, 160 * i)) for i in range(80, 90)])
+    assert rx.report_blocks(now=3.0)[0].fraction_lost == 0
+
+
+def test_sequence_wrap_counts_cycles() -> None:
+    rx = RtpReceiver(clock_rate=8000)
+    out = run(rx, [(i * 0.02, packet(65530 + i, 160 * i)) for i in range(20)])
+    assert seqs(out) == [(65530 + i) & 0xFFFF for i in range(20)]
+    src = rx.source
+    assert src is not None
+    assert src.cycles == 65536
+    assert src.extended_max == 65536 + 13
+    assert src.lost == 0
+    assert rx.report_blocks(1.0)[0].highest_sequence == 65536 + 13
+
+
+def test_interarrival_jitter_follows_a8() -> None:
+    rng = random.Random(1)
+    rx = RtpReceiver(clock_rate=8000, jitter_delay=0.2)
+    delays = [rng.uniform(0, 0.03) for _ in range(500)]
+    arrivals = sorted((i * 0.02 + d, packet(i, 160 * i)) for i, d in enumerate(delays))
+    run(rx, arrivals)
+    # the A.8 estimator, computed independently, in arrival order
+    expected_j, prev = 0.0, None
+    for now, data in arrivals:
+        ts = RtpPacket.parse(data).timestamp
+        transit = now * 8000 - ts
+        if prev is not None:
+            expected_j += (abs(transit - prev) - expected_j) / 16
+        prev = transit
+    src = rx.source
+    assert src is not None
+    assert src.jitter == pytest.approx(expected_j, rel=1e-9)
+    # uniform 0..30 ms delay: mean |D| = 10 ms = 80 units
+    assert 50 < src.jitter < 110
+
+
+def test_timestamp_jump_does_not_pollute_jitter_or_order() -> None:
+    rx = RtpReceiver(clock_rate=8000)
+    arrivals = [(i * 0.02, packet(i, 160 * i)) for i in range(50)]
+    arrivals += [(i * 0.02, packet(i, 160 * i + 80_000_000)) for i in range(50, 100)]
+    out = run(rx, arrivals)
+    assert seqs(out) == list(range(100))
+    assert rx.source is not None and rx.source.jitter < 1
+
+
+def test_ssrc_change_mid_call_resyncs() -> None:
+    rx = RtpReceiver(clock_rate=8000, jitter_delay=1.0)
+    out = []
+    out += rx.receive(packet(100, 0, ssrc=1), 0.00)
+    out += rx.receive(packet(102, 320, ssrc=1), 0.04)  # 101 missing, 102 held
+    # the sender restarts with a new SSRC and unrelated sequence/timestamp
+    out += rx.receive(packet(40000, 999, ssrc=2), 0.06)
+    out += rx.receive(packet(40001, 1159, ssrc=2), 0.08)
+    out += rx.receive(packet(101, 160, ssrc=1), 0.09)  # straggler of the old source
+    out += rx.receive(packet(40002, 1319, ssrc=2), 0.10)
+    assert [(p.ssrc, p.sequence_number) for p in out] == [
+        (1, 100),
+        (1, 102),
+        (2, 40000),
+        (2, 40001),
+        (2, 40002),
+    ]
+    assert rx.counters.ssrc_changes == 1 and rx.counters.stale_ssrc == 1
+    assert rx.source is not None and rx.source.ssrc == 2 and rx.source.lost == 0
+    blocks = rx.report_blocks(0.2)
+    assert {b.ssrc for b in blocks} == {1, 2}
+    assert rx.report_blocks(0.3)[0].ssrc == 2 and len(rx.report_blocks(0.3)) == 1
+    # much later, the first source comes back (call resumed after music-on-hold)
+    assert seqs(rx.receive(packet(500, 0, ssrc=1), 5.0)) == [500]
+    assert rx.counters.ssrc_changes == 2
+
+
+def test_sequence_restart_on_same_ssrc_is_confirmed_by_second_packet() -> None:
+    rx = RtpReceiver(clock_rate=8000)
+    out = run(rx, [(i * 0.02, packet(10000 + i, 160 * i)) for i in range(10)])
+    # one stray packet far away is held and then dropped
+    out = rx.receive(packet(30000, 0), 0.21)
+    assert out == []
+    out = rx.receive(packet(10010, 1600), 0.22)
+    assert seqs(out) == [10010]
+    # a real restart: two sequential packets after the jump; both are kept
+    assert rx.receive(packet(7, 50), 0.24) == []
+    out = rx.receive(packet(8, 210), 0.26)
+    assert seqs(out) == [7, 8]
+    out += rx.receive(packet(9, 370), 0.28)
+    assert seqs(out) == [7, 8, 9]
+    assert rx.counters.sequence_restarts == 1
+    src = rx.source
+    assert src is not None and (src.base_seq, src.expected, src.received, src.lost) == (7, 3, 3, 0)
+
+
+def test_duplicates_counted_by_a3_but_delivered_once() -> None:
+    rx = RtpReceiver(clock_rate=8000)
+    arrivals = []
+    for i in range(20):
+        arrivals.append((i * 0.02, packet(i, 160 * i)))
+        if i % 5 == 0:
+            arrivals.append((i * 0.02 + 0.001, packet(i, 160 * i)))
+    out = run(rx, arrivals)
+    assert seqs(out) == list(range(20))
+    assert rx.buffer.duplicates == 4
+    assert rx.source is not None and rx.source.lost == -4  # RFC 3550 A.3 allows negative
+
+
+def test_invalid_datagrams_counted() -> None:
+    rx = RtpReceiver(clock_rate=8000)
+    assert rx.receive(b"\x00\x01", 0.0) == []
+    assert rx.receive_rtcp(b"\x80", 0.0) == []
+    assert rx.counters.invalid == 2
+
+
+def test_receiver_report_lsr_dlsr_from_sender_report() -> None:
+    rx = RtpReceiver(clock_rate=8000, ssrc=0x5151)
+    run(rx, [(i * 0.02, packet(i, 160 * i)) for i in range(10)])
+    ntp = ntp_timestamp(1_800_000_000.25)
+    sr = RtcpSenderReport(ssrc=0xABC, ntp_timestamp=ntp, rtp_timestamp=1440)
+    parsed = rx.receive_rtcp(serialise_compound([sr, RtcpSdes.cname_for(0xABC, "phone")]), 10.0)
+    assert parsed[0] == sr
+    data = rx.compound_report(11.5, cname="sipum")
+    rr, sdes = parse_compound(data)
+    assert isinstance(rr, RtcpReceiverReport) and isinstance(sdes, RtcpSdes)
+    assert rr.ssrc == 0x5151 and sdes.chunks[0].cname == "sipum"
+    (block,) = rr.reports
+    assert block.lsr == ntp_middle32(ntp)
+    assert block.dlsr == int(1.5 * 65536)
+
+
+def test_bye_of_current_source_counted() -> None:
+    from sipum.media.rtcp import RtcpBye
+
+    rx = RtpReceiver(clock_rate=8000)
+    rx.receive(packet(1, 0), 0.0)
+    rx.receive_rtcp(bytes(RtcpBye([0xABC])), 0.1)
+    rx.receive_rtcp(bytes(RtcpBye([0xDEF])), 0.1)
+    assert rx.counters.byes == 1
+
+
+def test_next_timer_drives_poll() -> None:
+    rx = RtpReceiver(clock_rate=8000, jitter_delay=0.05)
+    rx.receive(packet(1, 0), 0.0)
+    assert rx.next_timer() is None
+    rx.receive(packet(3, 320), 0.04)
+    assert rx.next_timer() == pytest.approx(0.09)
+    assert seqs(rx.poll(0.09)) == [3]
+    assert rx.buffer.skipped == 1
