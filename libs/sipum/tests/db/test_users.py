@@ -6,7 +6,6 @@ import hashlib
 
 import asyncpg
 import pytest
-
 from sipum.db import domains, users
 from sipum.db.errors import (
     DomainInUseError,
