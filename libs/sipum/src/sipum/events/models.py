@@ -1,0 +1,433 @@
+"""Versioned payload models of every NATS message sipum sends.
+
+Every payload is a JSON object with the envelope fields
+
+* ``v``  — schema version of that payload kind (an integer; starts at 1),
+* ``id`` — a UUID naming this event; it is also the JetStream ``Nats-Msg-Id`` header, so the
+  stream drops a re-publish of the same event inside its duplicate window,
+* ``ts`` — when the event happened (UTC, RFC 3339 with ``Z``),
+
+followed by the fields a consumer needs. Versioning rule: adding an *optional* field keeps
+``v``; renaming, removing or changing the meaning of a field bumps ``v`` of that kind.
+Consumers ignore fields they do not know (``extra="ignore"``), so producers may be upgraded
+before consumers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from sipum.events import subjects as s
+
+Folder = Literal["inbox", "saved", "trash"]
+#: How a call reached us: straight to our contact, forked by the proxy, or diverted
+#: (302 / Diversion RFC 5806 / History-Info RFC 7044 / RFC 4458 ``cause=``).
+Reason = Literal["direct", "forked", "diverted"]
+CallMode = Literal["record", "retrieve", "greeting", "menu"]
+GreetingKind = Literal["unavailable", "busy", "name", "temporary"]
+
+# Namespace of deterministic event ids (uuid5); any fixed UUID works, this one is ours.
+_EVENT_ID_NAMESPACE = uuid.UUID("5b1f0a52-3d1c-4f7e-9a51-7e0b8f2c6d10")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def stable_event_id(kind: str, key: str | int) -> uuid.UUID:
+    """A deterministic event id: retrying the same fact publishes the same id.
+
+    With the id in ``Nats-Msg-Id`` JetStream keeps only the first copy (within the stream's
+    duplicate window), e.g. ``stable_event_id("message.created", 67212)``.
+    """
+    return uuid.uuid5(_EVENT_ID_NAMESPACE, f"{kind}:{key}")
+
+
+class Envelope(BaseModel):
+    """Fields every payload carries."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    #: Schema version this class writes.
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    v: int = 1
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    ts: AwareDatetime = Field(default_factory=utc_now)
+
+    @field_validator("v")
+    @classmethod
+    def _known_version(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("schema version starts at 1")
+        return v
+
+    @field_validator("ts")
+    @classmethod
+    def _to_utc(cls, ts: datetime) -> datetime:
+        return ts.astimezone(UTC)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class Event(Envelope):
+    """A fact published on ``<prefix>.evt.<kind>`` and kept by the stream."""
+
+    kind: ClassVar[str] = ""
+
+    def summary(self) -> str:
+        """The human part of one ``sipum-events`` line (after time and kind)."""
+        return ""
+
+
+class MailboxEvent(Event):
+    username: str
+    domain: str
+
+    @property
+    def mailbox(self) -> str:
+        return f"{self.username}@{self.domain}"
+
+
+# --- messages -------------------------------------------------------------------------------
+
+
+class MessageCreated(MailboxEvent):
+    """A voice message was stored (blob written, row committed)."""
+
+    kind: ClassVar[str] = s.MESSAGE_CREATED
+
+    message_id: int
+    folder: Folder = "inbox"
+    caller_uri: str
+    caller_display: str | None = None
+    called_uri: str
+    received_at: AwareDatetime
+    duration_s: float
+    codec: str
+    content_type: str = "audio/wav"
+    size: int
+    blob_key: str
+    reason: Reason = "direct"
+    diversion_cause: str | None = None
+    call_id: str | None = None
+    session_id: str | None = None
+
+    def summary(self) -> str:
+        caller = f'"{self.caller_display}" ' if self.caller_display else ""
+        return (
+            f"{self.mailbox} id={self.message_id} dur={self.duration_s:.1f}s "
+            f"from={caller}{self.caller_uri} reason={self.reason} size={self.size}"
+        )
+
+
+class MessageUpdated(MailboxEvent):
+    """Folder or heard flag of a message changed."""
+
+    kind: ClassVar[str] = s.MESSAGE_UPDATED
+
+    message_id: int
+    folder: Folder
+    heard: bool
+    changed: list[str] = Field(default_factory=list)
+
+    def summary(self) -> str:
+        changed = ",".join(self.changed) or "-"
+        return (
+            f"{self.mailbox} id={self.message_id} folder={self.folder} "
+            f"heard={str(self.heard).lower()} changed={changed}"
+        )
+
+
+class MessageDeleted(MailboxEvent):
+    """A message was removed for good (its blob may already be gone)."""
+
+    kind: ClassVar[str] = s.MESSAGE_DELETED
+
+    message_id: int
+    blob_key: str | None = None
+
+    def summary(self) -> str:
+        return f"{self.mailbox} id={self.message_id}"
+
+
+# --- users ----------------------------------------------------------------------------------
+
+
+class UserCreated(MailboxEvent):
+    kind: ClassVar[str] = s.USER_CREATED
+
+    display_name: str | None = None
+    email: str | None = None
+
+    def summary(self) -> str:
+        return f"{self.mailbox} email={self.email or '-'}"
+
+
+class UserUpdated(MailboxEvent):
+    """Settings or credentials of a user changed (``changed`` names the fields, no values)."""
+
+    kind: ClassVar[str] = s.USER_UPDATED
+
+    display_name: str | None = None
+    email: str | None = None
+    changed: list[str] = Field(default_factory=list)
+
+    def summary(self) -> str:
+        return f"{self.mailbox} changed={','.join(self.changed) or '-'}"
+
+
+class UserDeleted(MailboxEvent):
+    kind: ClassVar[str] = s.USER_DELETED
+
+    def summary(self) -> str:
+        return self.mailbox
+
+
+# --- calls ----------------------------------------------------------------------------------
+
+
+class CallStarted(MailboxEvent):
+    """An INVITE for a mailbox was accepted for processing (ringing, not yet answered)."""
+
+    kind: ClassVar[str] = s.CALL_STARTED
+
+    call_id: str
+    mode: CallMode
+    from_uri: str
+    from_display: str | None = None
+    to_uri: str
+    reason: Reason = "direct"
+    diversion_cause: str | None = None
+    agent_id: str | None = None
+
+    def summary(self) -> str:
+        return (
+            f"{self.mailbox} call={self.call_id} mode={self.mode} "
+            f"from={self.from_uri} reason={self.reason}"
+        )
+
+
+class CallAnswered(MailboxEvent):
+    """We sent 200 OK: a media session serves the call."""
+
+    kind: ClassVar[str] = s.CALL_ANSWERED
+
+    call_id: str
+    mode: CallMode
+    session_id: str
+    recorder_id: str
+
+    def summary(self) -> str:
+        return (
+            f"{self.mailbox} call={self.call_id} mode={self.mode} "
+            f"session={self.session_id} recorder={self.recorder_id}"
+        )
+
+
+CallEndReason = Literal[
+    "bye",  # the caller hung up after we answered
+    "cancel",  # the caller gave up before we answered (CANCEL, 487)
+    "answered_elsewhere",  # the forked call was picked up by the user's phone
+    "max_length",
+    "silence",
+    "completed",  # the session ended on its own (e.g. '#' pressed, message played)
+    "rejected",  # we answered with a final error response
+    "error",
+]
+
+
+class CallEnded(MailboxEvent):
+    kind: ClassVar[str] = s.CALL_ENDED
+
+    call_id: str
+    mode: CallMode
+    end_reason: CallEndReason
+    duration_s: float = 0.0
+    status_code: int | None = None
+    session_id: str | None = None
+    message_id: int | None = None
+
+    def summary(self) -> str:
+        text = (
+            f"{self.mailbox} call={self.call_id} mode={self.mode} "
+            f"end={self.end_reason} dur={self.duration_s:.1f}s"
+        )
+        if self.message_id is not None:
+            text += f" message={self.message_id}"
+        return text
+
+
+# --- registrations --------------------------------------------------------------------------
+
+
+class RegistrationChanged(MailboxEvent):
+    """Our REGISTER binding for a user at the domain's registrar changed state."""
+
+    kind: ClassVar[str] = s.REGISTRATION_CHANGED
+
+    state: Literal["registered", "unregistered", "failed"]
+    registrar: str
+    contact: str | None = None
+    expires_s: int | None = None
+    status_code: int | None = None
+    detail: str | None = None
+
+    def summary(self) -> str:
+        text = f"{self.mailbox} state={self.state} registrar={self.registrar}"
+        if self.expires_s is not None:
+            text += f" expires={self.expires_s}s"
+        if self.status_code is not None:
+            text += f" status={self.status_code}"
+        return text
+
+
+# --- notifications --------------------------------------------------------------------------
+
+
+Channel = Literal["email", "webhook"]
+
+
+class NotificationSent(MailboxEvent):
+    kind: ClassVar[str] = s.NOTIFICATION_SENT
+
+    message_id: int
+    channel: Channel
+    recipient: str
+
+    def summary(self) -> str:
+        return f"{self.mailbox} id={self.message_id} {self.channel} to={self.recipient}"
+
+
+class NotificationFailed(MailboxEvent):
+    kind: ClassVar[str] = s.NOTIFICATION_FAILED
+
+    message_id: int
+    channel: Channel
+    recipient: str
+    error: str
+    attempt: int = 1
+    will_retry: bool = False
+
+    def summary(self) -> str:
+        return (
+            f"{self.mailbox} id={self.message_id} {self.channel} to={self.recipient} "
+            f"attempt={self.attempt} retry={str(self.will_retry).lower()} error={self.error}"
+        )
+
+
+EVENT_MODELS: dict[str, type[Event]] = {
+    model.kind: model
+    for model in (
+        MessageCreated,
+        MessageUpdated,
+        MessageDeleted,
+        UserCreated,
+        UserUpdated,
+        UserDeleted,
+        CallStarted,
+        CallAnswered,
+        CallEnded,
+        RegistrationChanged,
+        NotificationSent,
+        NotificationFailed,
+    )
+}
+assert set(EVENT_MODELS) == set(s.EVENT_KINDS), "every event kind needs exactly one model"
+
+
+def parse_event(kind: str, data: bytes | str) -> Event:
+    """Decode the payload of ``<prefix>.evt.<kind>``; ``KeyError`` for an unknown kind,
+    ``pydantic.ValidationError`` for a payload that does not match."""
+    return EVENT_MODELS[kind].model_validate_json(data)
+
+
+# --- media RPC ------------------------------------------------------------------------------
+
+
+class MediaAllocateRequest(Envelope):
+    """``<prefix>.media.allocate``: the agent asks a recorder for a media session.
+
+    ``offer_sdp`` is the caller's SDP offer (RFC 3264); the reply carries our answer.
+    ``trusted`` means the caller is authenticated as the mailbox owner (own phone or PIN
+    accepted), which a ``menu``/``retrieve`` session needs.
+    """
+
+    call_id: str
+    mode: CallMode
+    username: str
+    domain: str
+    message_id: int | None = None  # mode=retrieve: the message to play
+    greeting_kind: GreetingKind | None = None  # mode=greeting: which greeting to record
+    offer_sdp: str
+    caller_uri: str
+    caller_display: str | None = None
+    called_uri: str
+    reason: Reason = "direct"
+    diversion_cause: str | None = None
+    trusted: bool = False
+    max_duration_s: float | None = None
+    agent_id: str | None = None
+
+
+class MediaAllocateReply(Envelope):
+    """The recorder's answer: it owns ``session_id`` until the session ends."""
+
+    session_id: str
+    answer_sdp: str
+    recorder_id: str
+
+
+class RpcError(Envelope):
+    """Body of an error reply (the reply also carries header ``Sipum-Error: <code>``).
+
+    Codes: ``bad_request`` (the request did not validate), ``unsupported`` (e.g. no common
+    codec — the agent answers 488), ``not_found`` (mailbox/message), ``overloaded`` (try
+    another replica / 503), ``internal``.
+    """
+
+    code: str
+    message: str
+
+
+# --- live session control ------------------------------------------------------------------
+
+
+class SessionCommand(Envelope):
+    """Sent on ``<prefix>.media.session.<session_id>.<command>`` (core NATS, not stored)."""
+
+    command: ClassVar[str] = ""
+
+    session_id: str
+
+
+class SessionHangup(SessionCommand):
+    command: ClassVar[str] = s.SESSION_HANGUP
+
+    reason: Literal["bye", "cancel", "timeout", "shutdown"] = "bye"
+
+
+class SessionDtmf(SessionCommand):
+    command: ClassVar[str] = s.SESSION_DTMF
+
+    digit: str = Field(pattern=r"^[0-9*#A-D]$")
+    duration_ms: int = 100
+
+
+class SessionEnded(SessionCommand):
+    command: ClassVar[str] = s.SESSION_ENDED
+
+    call_id: str
+    end_reason: CallEndReason
+    message_id: int | None = None
+
+
+SESSION_COMMAND_MODELS: dict[str, type[SessionCommand]] = {
+    model.command: model for model in (SessionHangup, SessionDtmf, SessionEnded)
+}
+assert set(SESSION_COMMAND_MODELS) == set(s.SESSION_COMMANDS)
