@@ -1,0 +1,468 @@
+"""asyncio RTP/RTCP endpoint of one call: port pool, symmetric RTP, record and play.
+
+Theory of operation
+-------------------
+:class:`PortPool` hands out RTP ports from a configured range: always an even port for RTP with
+RTCP on the next odd one (RFC 3550 §11), both bound before the port is handed out, so a port that
+some other process holds is skipped rather than failing a call. Ports are handed out round-robin
+(a port freed a moment ago is the last to be reused, so stray packets of an old call do not land
+in a new one). When every pair is taken, :class:`PortPoolExhausted` says so.
+
+:class:`RtpEndpoint` is the thin asyncio layer over the sans-I/O cores:
+``sipum.media.receiver.RtpReceiver`` (validation, jitter buffer, RFC 3550 statistics),
+``sipum.media.dtmf`` (RFC 4733 telephone-events), :class:`~sipum.media.recording.RtpRecording`
+and :class:`~sipum.media.playback.PlaybackSession`.
+
+Receive path, kept minimal because it runs 50 times a second per call: ``datagram_received``
+takes the loop time, latches the remote address if it has not yet, gives the datagram to the
+receiver and hands each released packet to the recording (audio) or the DTMF receiver
+(telephone-event). Nothing else: no timer is re-armed per packet — one ``call_at`` handle per
+endpoint fires at the earliest deadline (jitter buffer, recording flush/silence, playback pacing,
+RTCP) and re-arms itself; a deadline that moved later in the meantime just re-arms it.
+
+Symmetric RTP (RFC 4961; the usual NAT traversal for SIP): we send to the address the SDP offer
+gave until the first valid RTP packet of the negotiated payload types arrives, then to the
+address that packet came from. RTCP latches the same way on its own socket (before that it goes
+to the SDP's RTCP address, by default the RTP port + 1).
+
+RTCP (RFC 3550 §6): a compound SR (while we send) or RR, plus SDES CNAME, every ~5 s (randomised
+0.5–1.5×, §6.3.1); SR + SDES + BYE when the endpoint closes (§6.3.7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .codecs import create_decoder, create_encoder
+from .codecs.base import CodecInfo
+from .dtmf import TelephoneEventReceiver
+from .playback import PlaybackItem, PlaybackSession, RtpSendStream
+from .receiver import RtpReceiver
+from .recording import RecordingChunk, RecordingResult, RecordingSettings, RtpRecording
+from .rtcp import RtcpBye, RtcpPacket, RtcpReceiverReport, RtcpSdes, serialise_compound
+from .rtp import RtpPacket
+
+Address = tuple[str, int]
+
+RTCP_INTERVAL = 5.0
+"""Mean seconds between RTCP reports (RFC 3550 §6.2 minimum)."""
+
+
+class PortPoolExhausted(RuntimeError):
+    """Every RTP port pair of the pool is in use."""
+
+
+@dataclass(frozen=True, slots=True)
+class PortPair:
+    rtp_port: int
+    rtp_socket: socket.socket
+    rtcp_socket: socket.socket
+
+    @property
+    def rtcp_port(self) -> int:
+        return self.rtp_port + 1
+
+
+class PortPool:
+    """Even RTP ports (RTCP = RTP + 1) from ``[first, last]`` on *host*."""
+
+    def __init__(self, first: int, last: int, *, host: str = "0.0.0.0") -> None:
+        first += first % 2  # RTP on even ports (RFC 3550 §11)
+        if not 1024 <= first < last <= 65535:
+            raise ValueError(f"RTP port range {first}-{last} is not a range of high ports")
+        self.host = host
+        self.first = first
+        self.last = last
+        self._ports = list(range(first, last, 2))  # `last` itself can only be an RTCP port
+        self._in_use: set[int] = set()
+        self._cursor = 0
+
+    @property
+    def capacity(self) -> int:
+        return len(self._ports)
+
+    @property
+    def in_use(self) -> int:
+        return len(self._in_use)
+
+    def allocate(self) -> PortPair:
+        """Bind the next free pair; :class:`PortPoolExhausted` when none is left."""
+        for _ in range(len(self._ports)):
+            port = self._ports[self._cursor]
+            self._cursor = (self._cursor + 1) % len(self._ports)
+            if port in self._in_use:
+                continue
+            pair = self._bind(port)
+            if pair is not None:
+                self._in_use.add(port)
+                return pair
+        raise PortPoolExhausted(
+            f"no free RTP port pair in {self.first}-{self.last} on {self.host} "
+            f"({len(self._in_use)} of {len(self._ports)} in use by us)"
+        )
+
+    def _bind(self, port: int) -> PortPair | None:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        rtp = socket.socket(family, socket.SOCK_DGRAM)
+        rtcp = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            rtp.bind((self.host, port))
+            rtcp.bind((self.host, port + 1))
+        except OSError:
+            # held by another process: skip it
+            rtp.close()
+            rtcp.close()
+            return None
+        for s in (rtp, rtcp):
+            s.setblocking(False)
+        return PortPair(port, rtp, rtcp)
+
+    def release(self, port: int) -> None:
+        self._in_use.discard(port)
+
+
+class _RtpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: RtpEndpoint) -> None:
+        self.endpoint = endpoint
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        self.endpoint._rtp_received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a caller that went away: not our problem to raise.
+        self.endpoint.errors += 1
+
+
+class _RtcpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: RtpEndpoint) -> None:
+        self.endpoint = endpoint
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        self.endpoint._rtcp_received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        self.endpoint.errors += 1
+
+
+class RtpEndpoint:
+    """One call's media: open with :meth:`open`, then :meth:`play`, :meth:`record`, :meth:`close`.
+
+    ``on_digit(digit)`` is called once for every DTMF digit received (RFC 4733) when it ends;
+    barge-in and the recording's stop digit act already when the key goes down.
+    """
+
+    def __init__(
+        self,
+        *,
+        pool: PortPool,
+        pair: PortPair,
+        codec: CodecInfo,
+        payload_type: int | None,
+        telephone_event_pt: int | None,
+        remote: Address | None,
+        remote_rtcp: Address | None,
+        cname: str,
+        loop: asyncio.AbstractEventLoop,
+        rtcp_interval: float = RTCP_INTERVAL,
+    ) -> None:
+        self.pool = pool
+        self.local_port = pair.rtp_port
+        self.codec = codec
+        self.payload_type = codec.payload_type if payload_type is None else payload_type
+        self.telephone_event_pt = telephone_event_pt
+        self.remote = remote
+        self.remote_rtcp = remote_rtcp or (remote and (remote[0], remote[1] + 1))
+        self.latched = False
+        self.rtcp_latched = False
+        self.cname = cname
+        self.loop = loop
+        self.errors = 0
+        self.on_digit: Callable[[str], None] | None = None
+        self.receiver = RtpReceiver(clock_rate=codec.clock_rate, ssrc=random.getrandbits(32))
+        self.dtmf = TelephoneEventReceiver(clock_rate=codec.clock_rate)
+        self._pressed_ts: int | None = None
+        self.stream = RtpSendStream(payload_type=self.payload_type, clock_rate=codec.clock_rate)
+        self._encoder = create_encoder(codec.name)
+        self.recording: RtpRecording | None = None
+        self._recording_done: asyncio.Future[RecordingResult] | None = None
+        self._on_chunk: Callable[[RecordingChunk], None] | None = None
+        self.playback: PlaybackSession | None = None
+        self._playback_done: asyncio.Future[PlaybackSession] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+        self.rtcp_interval = rtcp_interval
+        self._next_rtcp = loop.time() + rtcp_interval * random.uniform(0.5, 1.5)
+        self._sent_since_report = False
+        self._rtp_transport: asyncio.DatagramTransport | None = None
+        self._rtcp_transport: asyncio.DatagramTransport | None = None
+        self._closed = False
+        self._accepted_pts = {self.payload_type}
+        if telephone_event_pt is not None:
+            self._accepted_pts.add(telephone_event_pt)
+        self._audio_pt = self.payload_type
+        self._te_pt = telephone_event_pt
+
+    @classmethod
+    async def open(
+        cls,
+        pool: PortPool,
+        *,
+        codec: CodecInfo,
+        payload_type: int | None = None,
+        telephone_event_pt: int | None = 101,
+        remote: Address | None = None,
+        remote_rtcp: Address | None = None,
+        cname: str = "sipum",
+        rtcp_interval: float = RTCP_INTERVAL,
+    ) -> RtpEndpoint:
+        """Allocate a port pair and start receiving. *remote* is the address from the SDP offer
+        (``c=`` and ``m=`` port), used until symmetric latching finds the real one."""
+        loop = asyncio.get_running_loop()
+        pair = pool.allocate()
+        endpoint = cls(
+            pool=pool,
+            pair=pair,
+            codec=codec,
+            payload_type=payload_type,
+            telephone_event_pt=telephone_event_pt,
+            remote=remote,
+            remote_rtcp=remote_rtcp,
+            cname=cname,
+            loop=loop,
+            rtcp_interval=rtcp_interval,
+        )
+        try:
+            rtp_transport, _ = await loop.create_datagram_endpoint(
+                lambda: _RtpProtocol(endpoint), sock=pair.rtp_socket
+            )
+            rtcp_transport, _ = await loop.create_datagram_endpoint(
+                lambda: _RtcpProtocol(endpoint), sock=pair.rtcp_socket
+            )
+        except BaseException:
+            pair.rtp_socket.close()
+            pair.rtcp_socket.close()
+            pool.release(pair.rtp_port)
+            raise
+        endpoint._rtp_transport = rtp_transport
+        endpoint._rtcp_transport = rtcp_transport
+        endpoint._arm(endpoint._next_rtcp)
+        return endpoint
+
+    # -- receive path ---------------------------------------------------------------------------
+
+    def _rtp_received(self, data: bytes, addr: Address) -> None:
+        now = self.loop.time()
+        if not self.latched:
+            # Latch only onto something that is RTP of a negotiated payload type, so a stray
+            # datagram cannot divert the call's audio (RFC 4961 §3 / the usual SBC practice).
+            if len(data) < 12 or data[0] >> 6 != 2 or (data[1] & 0x7F) not in self._accepted_pts:
+                return
+            self.remote = addr
+            self.latched = True
+        for packet in self.receiver.receive(data, now):
+            self._deliver(packet, now)
+        deadline = self.receiver.next_timer()
+        if deadline is not None and deadline < self._timer_at:
+            self._arm(deadline)
+
+    def _deliver(self, packet: RtpPacket, now: float) -> None:
+        pt = packet.payload_type
+        if pt == self._audio_pt:
+            recording = self.recording
+            if recording is not None:
+                recording.packet(packet.ssrc, packet.timestamp, packet.payload, now=now)
+                if recording.session.result is not None:
+                    self._recording_finished()
+        elif pt == self._te_pt:
+            ended = self.dtmf.receive(packet, now)
+            pressed = self.dtmf.active
+            if pressed is not None and packet.timestamp != self._pressed_ts:
+                # Act on the key going down (the event's first packet), not on its end:
+                # barge-in feels instant and the recording is cut where the tone began.
+                self._pressed_ts = packet.timestamp
+                self._key_down(pressed, packet.ssrc, packet.timestamp, now)
+            for digit in ended:
+                if digit.timestamp != self._pressed_ts:
+                    # its first packets were lost: only now do we learn of it
+                    self._key_down(digit.digit, packet.ssrc, digit.timestamp, now)
+                if self.on_digit is not None:
+                    self.on_digit(digit.digit)
+            deadline = self.dtmf.next_timer()
+            if deadline is not None and deadline < self._timer_at:
+                self._arm(deadline)
+        # anything else (comfort noise, unknown types) leaves a gap the recording fills
+
+    def _key_down(self, digit: str, ssrc: int, timestamp: int, now: float) -> None:
+        playback = self.playback
+        if playback is not None and playback.interrupt(digit):
+            self._playback_finished()
+        recording = self.recording
+        if recording is not None and recording.dtmf(digit, now=now, ssrc=ssrc, timestamp=timestamp):
+            self._recording_finished()
+
+    def _rtcp_received(self, data: bytes, addr: Address) -> None:
+        packets = self.receiver.receive_rtcp(data, self.loop.time())
+        if packets and not self.rtcp_latched:
+            self.remote_rtcp = addr
+            self.rtcp_latched = True
+
+    # -- timers ---------------------------------------------------------------------------------
+
+    def _arm(self, when: float) -> None:
+        if self._closed:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = float("inf")
+        if self._closed:
+            return
+        now = self.loop.time()
+        for packet in self.receiver.poll(now):
+            self._deliver(packet, now)
+        for digit in self.dtmf.poll(now):
+            # a digit whose end packets were all lost (its start was acted on already)
+            if self.on_digit is not None:
+                self.on_digit(digit.digit)
+        deadlines = [self._next_rtcp]
+        recording = self.recording
+        if recording is not None:
+            session = recording.session
+            deadline = session.next_timer()
+            if deadline is not None and deadline <= now:
+                session.handle_timer(now)
+                if session.result is not None:
+                    self._recording_finished()
+            if self.recording is not None and (deadline := session.next_timer()) is not None:
+                deadlines.append(deadline)
+        playback = self.playback
+        if playback is not None:
+            self._send_playback(playback, now)
+            if self.playback is not None and (due := playback.next_due()) is not None:
+                deadlines.append(due)
+        if now >= self._next_rtcp:
+            self._send_rtcp(bye=False)
+            self._next_rtcp = now + self.rtcp_interval * random.uniform(0.5, 1.5)
+            deadlines.append(self._next_rtcp)
+        for deadline_fn in (self.receiver.next_timer, self.dtmf.next_timer):
+            deadline = deadline_fn()
+            if deadline is not None:
+                deadlines.append(deadline)
+        self._arm(max(min(deadlines), now))
+
+    # -- sending --------------------------------------------------------------------------------
+
+    def _send_playback(self, playback: PlaybackSession, now: float) -> None:
+        packets = playback.packets_due(now)
+        if packets and self.remote is not None and self._rtp_transport is not None:
+            for data in packets:
+                self._rtp_transport.sendto(data, self.remote)
+            self._sent_since_report = True
+        if playback.finished:
+            self._playback_finished()
+
+    def _send_rtcp(self, *, bye: bool) -> None:
+        if self.remote_rtcp is None or self._rtcp_transport is None:
+            return
+        now = self.loop.time()
+        blocks = self.receiver.report_blocks(now)[-31:]
+        report: RtcpPacket
+        if self._sent_since_report or (bye and self.stream.packet_count):
+            report = self.stream.sender_report(now, wallclock=time.time(), reports=blocks)
+            self._sent_since_report = False
+        else:
+            report = RtcpReceiverReport(ssrc=self.stream.ssrc, reports=blocks)
+        packets: list[RtcpPacket] = [report, RtcpSdes.cname_for(self.stream.ssrc, self.cname)]
+        if bye:
+            packets.append(RtcpBye([self.stream.ssrc]))
+        self._rtcp_transport.sendto(serialise_compound(packets), self.remote_rtcp)
+
+    # -- what a service calls ------------------------------------------------------------------------
+
+    async def play(
+        self, items: Sequence[PlaybackItem], *, barge_in: str = "", ptime: float = 0.02
+    ) -> PlaybackSession:
+        """Play *items* (prompt paths, PCM, pauses) and return the finished session
+        (``interrupted_by`` says which digit cut it short, if any)."""
+        if self.playback is not None:
+            raise RuntimeError("already playing")
+        now = self.loop.time()
+        self.playback = PlaybackSession(
+            self._encoder, items, now=now, stream=self.stream, barge_in=barge_in, ptime=ptime
+        )
+        done = self._playback_done = self.loop.create_future()
+        self._arm(now)
+        return await done
+
+    def stop_playback(self) -> None:
+        if self.playback is not None:
+            self.playback.stop()
+            self._playback_finished()
+
+    def _playback_finished(self) -> None:
+        playback, done = self.playback, self._playback_done
+        self.playback = self._playback_done = None
+        if done is not None and not done.done() and playback is not None:
+            done.set_result(playback)
+
+    async def record(
+        self,
+        settings: RecordingSettings | None = None,
+        *,
+        on_chunk: Callable[[RecordingChunk], None] | None = None,
+    ) -> RecordingResult:
+        """Record until a stop condition (see :mod:`sipum.media.recording`); chunks go to
+        *on_chunk* as they are made. :meth:`hangup` ends it from outside (BYE)."""
+        if self.recording is not None:
+            raise RuntimeError("already recording")
+        now = self.loop.time()
+        self.recording = RtpRecording(
+            create_decoder(self.codec.name), settings, now=now, on_chunk=on_chunk
+        )
+        done = self._recording_done = self.loop.create_future()
+        self._arm(min(self._timer_at, now + 0.05))
+        return await done
+
+    def hangup(self) -> None:
+        """The call ended: finish a running recording (keeping what was said) and playback."""
+        now = self.loop.time()
+        if self.recording is not None:
+            for packet in self.receiver.flush():
+                self._deliver(packet, now)
+        if self.recording is not None:
+            self.recording.session.hangup(now=now)
+            self._recording_finished()
+        self.stop_playback()
+
+    def _recording_finished(self) -> None:
+        recording, done = self.recording, self._recording_done
+        self.recording = self._recording_done = None
+        if done is not None and not done.done() and recording is not None:
+            assert recording.session.result is not None
+            done.set_result(recording.session.result)
+
+    async def close(self) -> None:
+        """Send RTCP BYE, stop everything, return the ports to the pool."""
+        if self._closed:
+            return
+        self.hangup()
+        self._send_rtcp(bye=True)
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for transport in (self._rtp_transport, self._rtcp_transport):
+            if transport is not None:
+                transport.close()
+        self.pool.release(self.local_port)
+        # let the transports finish closing (their sockets are released on the next loop turn)
+        await asyncio.sleep(0)

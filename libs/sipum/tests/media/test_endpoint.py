@@ -1,0 +1,304 @@
+"""RtpEndpoint over loopback: recording and playback compared numerically, symmetric latching,
+the port pool, RFC 4733 barge-in and stop digit, RTCP reports and BYE."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+import numpy as np
+import pytest
+from sipum.media.codecs import PCMA, PCMU
+from sipum.media.codecs.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from sipum.media.endpoint import PortPool, PortPoolExhausted, RtpEndpoint
+from sipum.media.playback import Pause, PcmItem
+from sipum.media.recording import RecordingChunk, RecordingSettings, StopReason
+from sipum.media.rtcp import RtcpBye, RtcpReceiverReport, RtcpSdes, RtcpSenderReport, parse_compound
+from sipum.media.rtp import RtpPacket
+
+pytestmark = pytest.mark.timeout(30)
+
+HOST = "127.0.0.1"
+
+
+def free_even_range(size: int) -> tuple[int, int]:
+    """A port range the OS just said is free (other test runs use other ranges)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((HOST, 0))
+            port = s.getsockname()[1]
+        base = port - port % 2
+        if base + size < 65000:
+            return base, base + size - 1
+    raise RuntimeError("no port range")
+
+
+def speech(seconds: float, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = round(seconds * 8000)
+    t = np.arange(n) / 8000
+    x = (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)) * np.sin(2 * np.pi * 300 * t)
+    x = 5000 * x + 500 * rng.standard_normal(n)
+    return np.clip(np.round(x), -32768, 32767).astype(np.int16)
+
+
+class Peer:
+    """The caller's side: a UDP socket that sends RTP and collects what it receives."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((HOST, 0))
+        self.sock.setblocking(False)
+        self.address = self.sock.getsockname()
+        self.ssrc = 0x5EED
+        self.seq = 65500  # wraps during the test
+        self.ts = 0xFFFFFE00
+
+    def send(
+        self, port: int, payload: bytes, *, pt: int = 0, marker: bool = False, ts: int | None = None
+    ) -> None:
+        packet = RtpPacket(
+            payload_type=pt,
+            sequence_number=self.seq & 0xFFFF,
+            timestamp=(self.ts if ts is None else ts) & 0xFFFFFFFF,
+            ssrc=self.ssrc,
+            payload=payload,
+            marker=marker,
+        )
+        self.seq += 1
+        self.sock.sendto(bytes(packet), (HOST, port))
+
+    async def stream(self, port: int, encoded: bytes, *, interval: float = 0.004) -> None:
+        for k in range(0, len(encoded), 160):
+            self.send(port, encoded[k : k + 160], marker=k == 0)
+            self.ts += 160
+            await asyncio.sleep(interval)
+
+    async def digit(self, port: int, event: int, *, interval: float = 0.004) -> None:
+        """RFC 4733 §2.5: start packet with marker, updates, three end packets, one timestamp."""
+        start_ts = self.ts
+        for n in range(1, 6):
+            end = n >= 4
+            payload = struct.pack("!BBH", event, (0x80 if end else 0) | 10, 160 * min(n, 4))
+            self.send(port, payload, pt=101, marker=n == 1, ts=start_ts)
+            await asyncio.sleep(interval)
+        self.ts += 160 * 4
+
+    def received(self) -> list[bytes]:
+        out = []
+        while True:
+            try:
+                out.append(self.sock.recv(2048))
+            except BlockingIOError:
+                return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def pool() -> PortPool:
+    first, last = free_even_range(40)
+    return PortPool(first, last, host=HOST)
+
+
+async def test_records_a_g711_stream_bit_exact(pool: PortPool) -> None:
+    peer = Peer()
+    endpoint = await RtpEndpoint.open(pool, codec=PCMU, remote=peer.address)
+    chunks: list[RecordingChunk] = []
+    audio = speech(2.0)
+    encoded = ulaw_encode(audio)
+    recording = asyncio.ensure_future(
+        endpoint.record(RecordingSettings(flush_interval=0.5), on_chunk=chunks.append)
+    )
+    await asyncio.sleep(0.01)
+    await peer.stream(endpoint.local_port, encoded)
+    await asyncio.sleep(0.2)  # let the jitter buffer and the loop catch up
+    endpoint.hangup()
+    result = await asyncio.wait_for(recording, 2)
+    assert result.reason is StopReason.HANGUP and not result.discarded
+    pcm = np.frombuffer(b"".join(c.pcm for c in chunks), dtype="<i2")
+    assert np.array_equal(pcm, ulaw_decode(encoded))  # bit-exact, nothing lost or added
+    assert endpoint.receiver.source is not None and endpoint.receiver.source.lost == 0
+    await endpoint.close()
+    peer.close()
+
+
+async def test_lost_packets_become_silence_of_the_right_length(pool: PortPool) -> None:
+    peer = Peer()
+    endpoint = await RtpEndpoint.open(pool, codec=PCMA, remote=peer.address)
+    chunks: list[RecordingChunk] = []
+    audio = speech(1.6)
+    encoded = alaw_encode(audio)
+    recording = asyncio.ensure_future(endpoint.record(on_chunk=chunks.append))
+    await asyncio.sleep(0.01)
+    for k in range(0, len(encoded), 160):
+        if k // 160 not in (20, 21):
+            peer.send(endpoint.local_port, encoded[k : k + 160], pt=8)
+        else:
+            peer.seq += 1
+        peer.ts += 160
+        await asyncio.sleep(0.004)
+    await asyncio.sleep(0.3)
+    endpoint.hangup()
+    await asyncio.wait_for(recording, 2)
+    pcm = np.frombuffer(b"".join(c.pcm for c in chunks), dtype="<i2")
+    expected = alaw_decode(encoded).copy()
+    expected[20 * 160 : 22 * 160] = 0
+    assert np.array_equal(pcm, expected)
+    await endpoint.close()
+    peer.close()
+
+
+async def test_playback_reaches_the_caller_intact_and_paced(pool: PortPool) -> None:
+    peer = Peer()
+    endpoint = await RtpEndpoint.open(pool, codec=PCMU, remote=peer.address)
+    audio = speech(0.6, seed=3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    session = await asyncio.wait_for(endpoint.play([PcmItem(audio, 8000)]), 3)
+    elapsed = loop.time() - started
+    assert session.finished and session.interrupted_by is None
+    assert 0.55 <= elapsed < 1.0  # paced at 20 ms, not sent in a burst
+    await asyncio.sleep(0.05)
+    packets = [RtpPacket.parse(d) for d in peer.received()]
+    packets = [p for p in packets]
+    assert len(packets) == 30
+    assert packets[0].marker and not any(p.marker for p in packets[1:])
+    pcm = ulaw_decode(b"".join(p.payload for p in packets))
+    assert np.array_equal(pcm, ulaw_decode(ulaw_encode(audio)))
+    assert np.corrcoef(pcm.astype(float), audio.astype(float))[0, 1] > 0.99
+    await endpoint.close()
+    peer.close()
+
+
+async def test_symmetric_rtp_latches_onto_the_real_source(pool: PortPool) -> None:
+    sdp_address = Peer()  # what the SDP said (behind NAT: nobody there)
+    real = Peer()  # where the caller's packets really come from
+    endpoint = await RtpEndpoint.open(pool, codec=PCMU, remote=sdp_address.address)
+    await endpoint.play([Pause(0.06)])
+    await asyncio.sleep(0.05)
+    assert len(sdp_address.received()) == 3  # before latching: the SDP address
+    # a stray datagram that is not RTP of a negotiated type does not divert the stream
+    real.sock.sendto(b"hello, not rtp", (HOST, endpoint.local_port))
+    real.send(endpoint.local_port, bytes(160), pt=96)
+    await asyncio.sleep(0.05)
+    assert not endpoint.latched
+    real.send(endpoint.local_port, bytes(160))
+    await asyncio.sleep(0.05)
+    assert endpoint.latched and endpoint.remote == real.address
+    await endpoint.play([Pause(0.06)])
+    await asyncio.sleep(0.05)
+    assert len(real.received()) == 3
+    assert sdp_address.received() == []
+    await endpoint.close()
+    sdp_address.close()
+    real.close()
+
+
+async def test_port_pool_pairs_exhaustion_and_release() -> None:
+    first, last = free_even_range(6)  # three pairs
+    pool = PortPool(first, last, host=HOST)
+    # another process holds the second pair's RTCP port: that pair is skipped
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    squatter.bind((HOST, first + 3))
+    endpoints = [await RtpEndpoint.open(pool, codec=PCMU) for _ in range(2)]
+    ports = [e.local_port for e in endpoints]
+    assert ports == [first, first + 4]
+    assert all(p % 2 == 0 for p in ports)
+    for e in endpoints:
+        assert e._rtcp_transport is not None
+        assert e._rtcp_transport.get_extra_info("sockname")[1] == e.local_port + 1
+    with pytest.raises(PortPoolExhausted, match="no free RTP port pair"):
+        await RtpEndpoint.open(pool, codec=PCMU)
+    assert pool.in_use == 2
+    await endpoints[0].close()
+    assert pool.in_use == 1
+    again = await RtpEndpoint.open(pool, codec=PCMU)
+    assert again.local_port == first  # returned to the pool, bound again
+    await again.close()
+    await endpoints[1].close()
+    squatter.close()
+    assert pool.in_use == 0
+    with pytest.raises(ValueError):
+        PortPool(100, 200)
+
+
+async def test_barge_in_with_an_rfc4733_digit(pool: PortPool) -> None:
+    peer = Peer()
+    endpoint = await RtpEndpoint.open(pool, codec=PCMU, remote=peer.address)
+    digits: list[str] = []
+    endpoint.on_digit = digits.append
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    playing = asyncio.ensure_future(
+        endpoint.play([PcmItem(speech(5.0), 8000)], barge_in="0123456789#")
+    )
+    await asyncio.sleep(0.3)
+    await peer.digit(endpoint.local_port, 5)
+    session = await asyncio.wait_for(playing, 2)
+    assert session.interrupted_by == "5"
+    assert loop.time() - started < 1.0
+    assert 0.25 <= session.position < 1.0
+    assert digits == ["5"]  # the redundant end packets gave one digit
+    await endpoint.close()
+    peer.close()
+
+
+async def test_hash_stops_the_recording_and_is_cut_off(pool: PortPool) -> None:
+    peer = Peer()
+    endpoint = await RtpEndpoint.open(pool, codec=PCMU, remote=peer.address)
+    chunks: list[RecordingChunk] = []
+    recording = asyncio.ensure_future(endpoint.record(on_chunk=chunks.append))
+    await asyncio.sleep(0.01)
+    audio = speech(1.5)
+    await peer.stream(endpoint.local_port, ulaw_encode(audio))
+    await peer.digit(endpoint.local_port, 11)  # '#'
+    result = await asyncio.wait_for(recording, 2)
+    assert result.reason is StopReason.DTMF and result.digit == "#"
+    pcm = np.frombuffer(b"".join(c.pcm for c in chunks), dtype="<i2")
+    assert len(pcm) == len(audio)  # cut where the digit began: nothing after it
+    assert np.array_equal(pcm, ulaw_decode(ulaw_encode(audio)))
+    await endpoint.close()
+    peer.close()
+
+
+async def test_rtcp_reports_and_bye_on_close(pool: PortPool) -> None:
+    peer = Peer()
+    rtcp_peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtcp_peer.bind((HOST, 0))
+    rtcp_peer.setblocking(False)
+    endpoint = await RtpEndpoint.open(
+        pool,
+        codec=PCMU,
+        remote=peer.address,
+        remote_rtcp=rtcp_peer.getsockname(),
+        rtcp_interval=0.1,
+        cname="rec@test",
+    )
+    recording = asyncio.ensure_future(endpoint.record())
+    await peer.stream(endpoint.local_port, ulaw_encode(speech(0.4)))
+    await asyncio.sleep(0.3)
+    await endpoint.play([Pause(0.1)])
+    await asyncio.sleep(0.2)
+    await endpoint.close()
+    await asyncio.wait_for(recording, 1)
+    await asyncio.sleep(0.02)
+    compounds = []
+    while True:
+        try:
+            compounds.append(parse_compound(rtcp_peer.recv(2048)))
+        except BlockingIOError:
+            break
+    assert len(compounds) >= 3
+    kinds = [type(c[0]) for c in compounds]
+    assert RtcpReceiverReport in kinds and RtcpSenderReport in kinds
+    assert all(isinstance(c[1], RtcpSdes) and c[1].chunks[0].cname == "rec@test" for c in compounds)
+    rr = next(c[0] for c in compounds if isinstance(c[0], RtcpReceiverReport) and c[0].reports)
+    assert rr.reports[0].ssrc == peer.ssrc and rr.reports[0].packets_lost == 0
+    last = compounds[-1]
+    assert isinstance(last[-1], RtcpBye) and endpoint.stream.ssrc in last[-1].sources
+    assert isinstance(last[0], RtcpSenderReport) and last[0].packet_count == 5
+    peer.close()
+    rtcp_peer.close()
