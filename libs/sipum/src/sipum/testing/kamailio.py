@@ -289,13 +289,16 @@ def start_kamailio(
     fr_inv_timer_ms: int = 180000,
     children: int | None = None,
     shm_mb: int = 64,
-    extra_defines: Mapping[str, str] | None = None,
+    extra_defines: Mapping[str, str | None] | None = None,
     start_timeout: float = 10.0,
+    postgres_url: str | None = None,
 ) -> KamailioServer:
     """Start Kamailio (foreground, own process) on a free UDP port and wait until it answers.
 
     ``users`` maps user name → password (HA1 computed here for ``domain``/``algorithm``);
-    ``ha1s`` maps user name → ready HA1 (hex, same algorithm).
+    ``ha1s`` maps user name → ready HA1 (hex, same algorithm). With ``postgres_url``
+    (``postgres://user@host:port/db``) credentials come from the database's
+    ``kamailio_subscriber`` view instead (``WITH_PGSQL``) and ``users``/``ha1s`` are ignored.
     """
     all_ha1s = {u: compute_ha1(u, domain, pw, algorithm) for u, pw in (users or {}).items()}
     all_ha1s.update(ha1s or {})
@@ -306,8 +309,7 @@ def start_kamailio(
         run_dir = Path(tempfile.mkdtemp(prefix="kam-"))
         _write_htable_db(run_dir / "db", all_ha1s)
         port = free_udp_port(host)
-        defines = {
-            "WITH_HTABLE": None,
+        defines: dict[str, str | None] = {
             "SIPUM_LISTEN": f"udp:{host}:{port}",
             "SIPUM_DOMAIN": f'"{domain}"',
             "AUTH_ALGORITHM": f'"{algorithm}"',
@@ -318,6 +320,13 @@ def start_kamailio(
             "MAX_EXPIRES": str(max_expires),
             "FR_INV_TIMER": str(fr_inv_timer_ms),
         }
+        if postgres_url is None:
+            defines["WITH_HTABLE"] = None
+        else:
+            defines["WITH_PGSQL"] = None
+            defines["DBURL"] = f'"{postgres_url}"'
+            column = "ha1_sha256" if algorithm.upper() == "SHA-256" else "ha1"
+            defines["AUTH_DB_HA1_COLUMN"] = f'"{column}"'
         defines.update(extra_defines or {})
         argv = [
             KAMAILIO_BIN,

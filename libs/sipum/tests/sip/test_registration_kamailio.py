@@ -1,0 +1,285 @@
+"""Registration against a real Kamailio (deploy/kamailio/kamailio.cfg) on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from sipum.sip import digest
+from sipum.sip.message import SipRequest, parse_message
+from sipum.sip.registration import (
+    DigestCredentials,
+    RegistrationBinding,
+    RegistrationChanged,
+    RegistrationClient,
+    RegistrationPolicy,
+    RegistrationPool,
+    RegistrationState,
+    RegistrationUdpEndpoint,
+)
+from sipum.sip.transaction import Peer, RequestReceived, TimerConfig
+from sipum.testing import kamailio as kamailio_plugin
+from sipum.testing.kamailio import KamailioServer
+
+DOMAIN = "sipum.test"
+# The plugin's fixture, until the root conftest lists sipum.testing.kamailio in pytest_plugins.
+kamailio_factory = kamailio_plugin.kamailio_factory
+pytestmark = pytest.mark.timeout(60)
+
+
+class Agent:
+    """A registration client on its own UDP endpoint, recording every state change."""
+
+    def __init__(self, server: KamailioServer, policy: RegistrationPolicy, window: int = 50):
+        self.server = server
+        self.endpoint = RegistrationUdpEndpoint(timers=TimerConfig(t1=0.1, t2=0.4, t4=0.5))
+        self.pool = RegistrationPool(
+            max_in_flight=window, max_rate=None, policy=policy, rng=random.Random(1)
+        )
+        self.changes: list[RegistrationChanged] = []
+        self.changed = asyncio.Event()
+        self.client: RegistrationClient | None = None
+
+    async def open(self) -> Agent:
+        await self.endpoint.open("127.0.0.1", 0)
+        self.client = RegistrationClient(
+            self.pool,
+            Peer("UDP", self.server.host, self.server.port),
+            self.endpoint.send_request,
+            on_change=self._record,
+        )
+        self.endpoint.handlers.append(self.client.handle_event)
+        self.client.start()
+        return self
+
+    def _record(self, event: RegistrationChanged) -> None:
+        self.changes.append(event)
+        self.changed.set()
+
+    def add(self, user: str, *, expires: int = 3600, ha1: dict[str, str] | None = None) -> None:
+        assert self.client is not None
+        host, port = self.endpoint.address
+        creds = DigestCredentials(
+            username=user,
+            ha1=ha1 or {"MD5": digest.compute_ha1(user, DOMAIN, "secret", "MD5")},
+            realm=DOMAIN,
+        )
+        self.client.add(
+            RegistrationBinding(
+                user=user,
+                domain=DOMAIN,
+                contact_host=host,
+                contact_port=port,
+                credentials=creds,
+                expires=expires,
+            )
+        )
+
+    async def wait_for(self, predicate: Callable[[], bool], limit: float = 10.0) -> None:
+        async with asyncio.timeout(limit):
+            while not predicate():
+                self.changed.clear()
+                await self.changed.wait()
+
+    def states(self, aor: str) -> list[RegistrationState]:
+        return [e.state for e in self.changes if e.aor == aor]
+
+
+@pytest.fixture
+async def agents() -> AsyncIterator[list[Agent]]:
+    made: list[Agent] = []
+    yield made
+    for agent in made:
+        if agent.client is not None:
+            await agent.client.stop(grace=2.0)
+        agent.endpoint.close()
+
+
+async def new_agent(
+    agents: list[Agent], server: KamailioServer, policy: RegistrationPolicy | None = None, **kw
+) -> Agent:
+    agent = await Agent(server, policy or RegistrationPolicy(), **kw).open()
+    agents.append(agent)
+    return agent
+
+
+async def test_md5_register_refresh_and_deregister(kamailio_factory, agents):
+    server = kamailio_factory(users={"alice": "secret"}, min_expires=2)
+    agent = await new_agent(agents, server)
+    agent.add("alice", expires=4)  # refresh at max(2, -26) × [0.9, 1] ≈ 1.8-2 s
+    aor = f"sip:alice@{DOMAIN}"
+    await agent.wait_for(lambda: RegistrationState.REGISTERED in agent.states(aor))
+    first = server.lookup("alice")
+    host, port = agent.endpoint.address
+    assert [c.address for c in first] == [f"sip:alice@{host}:{port}"]
+    assert 0 < first[0].expires <= 4
+    registration = agent.pool.get(aor)
+    assert registration is not None
+    assert first[0].call_id == registration.call_id
+    assert first[0].cseq == 2  # REGISTER → 401 → REGISTER with credentials
+    # Wait for the refresh: same Call-ID, higher CSeq, the contact stays bound.
+    deadline = time.monotonic() + 5
+    refreshed = first
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        refreshed = server.lookup("alice")
+        if refreshed and refreshed[0].cseq > first[0].cseq:
+            break
+    assert len(refreshed) == 1
+    assert refreshed[0].call_id == first[0].call_id
+    # Pre-emptive credentials with nc=2: the refresh needs one REGISTER, not two.
+    assert refreshed[0].cseq == 3
+    assert agent.states(aor) == [RegistrationState.REGISTERED]
+    assert agent.client is not None
+    assert await agent.client.stop(grace=5.0)
+    assert server.lookup("alice") == []
+    assert agent.states(aor) == [RegistrationState.REGISTERED, RegistrationState.UNREGISTERED]
+
+
+async def test_sha256_register(kamailio_factory, agents):
+    server = kamailio_factory(users={"alice": "secret"}, algorithm="SHA-256")
+    agent = await new_agent(agents, server)
+    agent.add(
+        "alice",
+        ha1={
+            "MD5": digest.compute_ha1("alice", DOMAIN, "secret", "MD5"),
+            "SHA-256": digest.compute_ha1("alice", DOMAIN, "secret", "SHA-256"),
+        },
+    )
+    aor = f"sip:alice@{DOMAIN}"
+    await agent.wait_for(lambda: bool(agent.states(aor)))
+    assert agent.states(aor) == [RegistrationState.REGISTERED]
+    assert len(server.lookup("alice")) == 1
+
+
+async def test_wrong_ha1_fails_and_backs_off(kamailio_factory, agents):
+    server = kamailio_factory(users={"alice": "secret"})
+    policy = RegistrationPolicy(backoff_base=1.0, backoff_max=4.0)
+    agent = await new_agent(agents, server, policy)
+    agent.add("alice", ha1={"MD5": digest.compute_ha1("alice", DOMAIN, "wrong", "MD5")})
+    aor = f"sip:alice@{DOMAIN}"
+    await agent.wait_for(lambda: bool(agent.states(aor)))
+    failed = agent.changes[0]
+    assert failed.state is RegistrationState.FAILED
+    assert failed.status == 401 and failed.reason == "credentials rejected"
+    assert failed.retry_at is not None and 0.5 <= failed.retry_at - failed.at <= 1.0
+    assert agent.pool.stats.requests_sent == 2  # no loop of answers to the challenge
+    await asyncio.sleep(1.3)  # the backed-off second attempt has happened, and failed too
+    assert agent.pool.stats.requests_sent == 4
+    assert agent.pool.get(aor).failures == 2  # type: ignore[union-attr]
+    assert agent.states(aor) == [RegistrationState.FAILED]  # published once
+    assert server.lookup("alice") == []
+
+
+async def test_interval_too_brief_is_retried_with_min_expires(kamailio_factory, agents):
+    server = kamailio_factory(users={"alice": "secret"}, min_expires=120)
+    agent = await new_agent(agents, server)
+    agent.add("alice", expires=30)
+    aor = f"sip:alice@{DOMAIN}"
+    await agent.wait_for(lambda: bool(agent.states(aor)))
+    assert agent.states(aor) == [RegistrationState.REGISTERED]
+    assert agent.changes[0].expires == 120
+    assert agent.pool.stats.by_status.get(423) == 1
+    (contact,) = server.lookup("alice")
+    assert 100 < contact.expires <= 120
+
+
+async def test_many_users_with_a_window(kamailio_factory, agents):
+    users = {f"user{i}": "secret" for i in range(300)}
+    server = kamailio_factory(users=users)
+    agent = await new_agent(agents, server, window=20)
+    for user in users:
+        agent.add(user)
+    await agent.wait_for(
+        lambda: sum(e.state is RegistrationState.REGISTERED for e in agent.changes) == 300,
+        limit=30,
+    )
+    assert agent.pool.stats.max_in_flight_seen == 20
+    assert server.registered_count() == 300
+    assert agent.client is not None
+    assert await agent.client.stop(grace=20.0)
+    assert server.registered_count() == 0
+
+
+async def test_postgres_credentials_from_kamailio_subscriber_view(
+    kamailio_factory, agents, pg_pool, pg_dsn
+):  # noqa: E501
+    """WITH_PGSQL: a user created through sipum.db registers with its stored HA1."""
+    from sipum.db import domains, users
+
+    await domains.create(pg_pool, DOMAIN)
+    alice = await users.create(pg_pool, "alice", DOMAIN, "correct horse")
+    server = kamailio_factory(postgres_url=pg_dsn.replace("postgresql://", "postgres://", 1))
+    agent = await new_agent(agents, server)
+    agent.add("alice", ha1={"MD5": alice.ha1})
+    agent.add("mallory", ha1={"MD5": digest.compute_ha1("mallory", DOMAIN, "x", "MD5")})
+    await agent.wait_for(lambda: len(agent.changes) >= 2)
+    by_aor = {e.aor: e.state for e in agent.changes}
+    assert by_aor == {
+        f"sip:alice@{DOMAIN}": RegistrationState.REGISTERED,
+        f"sip:mallory@{DOMAIN}": RegistrationState.FAILED,
+    }
+    assert len(server.lookup("alice")) == 1
+
+
+async def test_invite_is_forked_to_every_contact_with_record_route(kamailio_factory, agents):
+    """Kamailio config: parallel forking to all of the AOR's contacts (the phone and sipum)."""
+    server = kamailio_factory(users={"alice": "secret"})
+    phone = await new_agent(agents, server)
+    sipum = await new_agent(agents, server)
+    invites: list[tuple[str, SipRequest]] = []
+
+    def capture(name: str) -> Callable[[object], bool]:
+        def handler(event: object) -> bool:
+            if isinstance(event, RequestReceived) and event.request.method == "INVITE":
+                invites.append((name, event.request))
+            return False  # the endpoint answers 405
+
+        return handler
+
+    phone.endpoint.handlers.append(capture("phone"))
+    sipum.endpoint.handlers.append(capture("sipum"))
+    phone.add("alice")
+    sipum.add("alice")
+    aor = f"sip:alice@{DOMAIN}"
+    await phone.wait_for(lambda: bool(phone.states(aor)))
+    await sipum.wait_for(lambda: bool(sipum.states(aor)))
+    assert len(server.lookup("alice")) == 2
+
+    caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    caller.bind(("127.0.0.1", 0))
+    caller.settimeout(0.2)
+    cport = caller.getsockname()[1]
+    invite = (
+        f"INVITE sip:alice@{DOMAIN} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{cport};branch=z9hG4bK{uuid.uuid4().hex[:12]};rport\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:bob@{DOMAIN}>;tag=b0b\r\nTo: <sip:alice@{DOMAIN}>\r\n"
+        f"Call-ID: {uuid.uuid4().hex}@caller\r\nCSeq: 1 INVITE\r\n"
+        f"Contact: <sip:bob@127.0.0.1:{cport}>\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    try:
+        caller.sendto(invite, server.address)
+        final = None
+        async with asyncio.timeout(10):
+            while final is None:
+                await asyncio.sleep(0.05)
+                try:
+                    data = caller.recv(65535)
+                except TimeoutError:
+                    continue
+                message = parse_message(data)
+                if getattr(message, "status", 0) >= 200:
+                    final = message
+    finally:
+        caller.close()
+    assert sorted(name for name, _ in invites) == ["phone", "sipum"]
+    for _name, forwarded in invites:
+        assert forwarded.headers.get("Record-Route") is not None
+        assert len(forwarded.vias) == 2  # Kamailio's Via on top of the caller's
+    assert final.status == 405  # the best final response of both branches reaches the caller
