@@ -27,6 +27,7 @@ REASONS: dict[int, str] = {
     406: "Not Acceptable",
     413: "Request Entity Too Large",
     414: "Request-URI Too Large",
+    453: "Not Enough Bandwidth",
     454: "Session Not Found",
     455: "Method Not Valid in This State",
     457: "Invalid Range",
