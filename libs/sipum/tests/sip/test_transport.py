@@ -492,3 +492,36 @@ async def test_resolve_picks_transport_and_port_from_the_uri(server: SipEndpoint
     assert await server.resolve("sip:bob@10.0.0.1;maddr=127.0.0.1") == Peer(
         "UDP", "127.0.0.1", 5060
     )
+
+
+async def test_tcp_response_after_the_connection_closed_goes_to_received_and_sent_by_port() -> None:
+    """§18.2.2: the request's connection is gone, so the response opens a new connection to
+    the Via's received address at the sent-by port."""
+    got: asyncio.Queue[SipResponse] = asyncio.Queue()
+
+    async def listener(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        got.put_nowait(await read_message(reader))
+        writer.close()
+
+    async def late_answer(endpoint: SipEndpoint, event: Event) -> None:
+        if isinstance(event, RequestReceived):
+            await asyncio.sleep(0.2)
+            endpoint.send_response(event.transaction, make_response(event.request, 200))
+
+    callback_server = await asyncio.start_server(listener, "127.0.0.1", 0)
+    listen_port = callback_server.sockets[0].getsockname()[1]
+    config = EndpointConfig(udp_port=None, tcp_port=0, timers=FAST)
+    try:
+        async with SipEndpoint(config, on_event=late_answer) as ep:
+            reader, writer = await asyncio.open_connection(*ep.addresses["TCP"])
+            via = f"SIP/2.0/TCP client.invalid:{listen_port};branch={new_branch()}"
+            writer.write(raw("OPTIONS", via, call_id="fallback"))
+            await writer.drain()
+            writer.close()
+            response = await asyncio.wait_for(got.get(), 3)
+            assert response.status == 200 and response.call_id == "fallback"
+            assert response.top_via.received == "127.0.0.1"
+            assert ep.counters.connections_opened == 1
+    finally:
+        callback_server.close()
+        await callback_server.wait_closed()

@@ -86,6 +86,9 @@ class LayerCounters:
     overload_rejected: int = 0
     responses_discarded: int = 0
     """Responses with several Via values (§18.1.2)."""
+    retransmissions_sent: int = 0
+    """Requests and responses re-sent by ended transactions (timers A, E, G; answers to
+    retransmitted requests; ACKs re-sent)."""
 
 
 class TransactionLayer(Output):
@@ -171,6 +174,7 @@ class TransactionLayer(Output):
             tx.on_timer(now)
             deadline = tx.deadline()
         if tx.terminated:
+            self.counters.retransmissions_sent += tx.retransmissions
             table: (
                 dict[tuple[object, ...], ClientTransaction]
                 | dict[tuple[object, ...], ServerTransaction]
