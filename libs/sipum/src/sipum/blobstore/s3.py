@@ -154,8 +154,14 @@ class S3BlobStore(BlobStore):
     # -- bucket / health ----------------------------------------------------------------------
 
     def _ensure_bucket(self) -> None:
-        if self.client.bucket_exists(self.bucket):
+        # A GET (listing one key) rather than HEAD: error replies to HEAD have no body, so
+        # a wrong secret and a wrong key id would both read as a bare 403.
+        try:
+            next(iter(self.client.list_objects(self.bucket)), None)
             return
+        except S3Error as exc:
+            if exc.code != "NoSuchBucket":
+                raise
         try:
             self.client.make_bucket(self.bucket)
         except S3Error as exc:
