@@ -29,6 +29,10 @@ log = logging.getLogger("sipum.sql.migrate")
 
 #: Key of the advisory lock migrators take (any fixed 64-bit number; this one spells "sipummig").
 MIGRATION_LOCK_KEY = 0x73697075_6D6D6967
+#: Longest wait for another migrator to finish, and longest run of one migration file.  Explicit,
+#: so a pool's short ``command_timeout`` does not cut a long migration short.
+LOCK_TIMEOUT = 300.0
+STATEMENT_TIMEOUT = 600.0
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 Connectable: TypeAlias = asyncpg.Pool | asyncpg.Connection
@@ -89,9 +93,9 @@ async def apply_migrations(
 
 async def _apply(conn: asyncpg.Connection, migrations: Sequence[Migration] | None) -> list[str]:
     todo = load_migrations() if migrations is None else list(migrations)
-    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY, timeout=LOCK_TIMEOUT)
     try:
-        await conn.execute(_CREATE_TRACKING_TABLE)
+        await conn.execute(_CREATE_TRACKING_TABLE, timeout=STATEMENT_TIMEOUT)
         rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
         done = {row["version"]: row["checksum"] for row in rows}
         applied: list[str] = []
@@ -105,7 +109,7 @@ async def _apply(conn: asyncpg.Connection, migrations: Sequence[Migration] | Non
                 continue
             log.info("applying migration %s", migration.label)
             async with conn.transaction():
-                await conn.execute(migration.sql)
+                await conn.execute(migration.sql, timeout=STATEMENT_TIMEOUT)
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
                     migration.version,

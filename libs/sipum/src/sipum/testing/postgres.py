@@ -58,7 +58,16 @@ async def create_database(admin_dsn: str, name: str, *, template: str | None = N
     try:
         # Identifiers cannot be bind parameters; names come from unique_database_name().
         clause = f' TEMPLATE "{template}"' if template else ""
-        await conn.execute(f'CREATE DATABASE "{name}"{clause}')
+        for attempt in range(20):
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"{clause}')
+                return
+            except asyncpg.ObjectInUseError:
+                # "source database is being accessed by other users": an autovacuum worker
+                # may visit the template for a moment.  Bounded retry.
+                if attempt == 19:
+                    raise
+                await asyncio.sleep(0.1)
     finally:
         await conn.close()
 
