@@ -28,6 +28,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sipum.sip.headers import CANONICAL, Headers, SipParseError, split_list
 from sipum.sip.uri import (
@@ -162,17 +163,48 @@ def new_call_id(host: str) -> str:
     return f"{secrets.token_hex(12)}@{host}"
 
 
+def _copy_name_addr(na: NameAddr) -> NameAddr:
+    u = na.uri
+    uri = SipUri(u.scheme, u.user, u.password, u.host, u.port, dict(u.params), dict(u.headers))
+    return NameAddr(na.display, uri, dict(na.params))
+
+
+def _copy_via(v: Via) -> Via:
+    return Via(v.transport, v.host, v.port, dict(v.params))
+
+
 class _MessageMixin:
-    """Header shortcuts shared by requests and responses (parsed on each access)."""
+    """Header shortcuts shared by requests and responses.
+
+    Structured values are parsed on first access and remembered by their raw text (so a
+    header changed later is parsed again); every access returns a fresh copy that the caller
+    may change freely.
+    """
 
     headers: Headers
     body: bytes
+    _parsed: dict[tuple[str, str], Any]
 
     def _required(self, name: str) -> str:
         value = self.headers.get(name)
         if value is None:
             raise SipParseError(f"Missing {name}")
         return value
+
+    def _name_addr(self, name: str) -> NameAddr:
+        raw = self._required(name)
+        cached = self._parsed.get((name, raw))
+        if cached is None:
+            cached = parse_name_addr(raw)
+            self._parsed[(name, raw)] = cached
+        return _copy_name_addr(cached)
+
+    def _via(self, raw: str) -> Via:
+        cached = self._parsed.get(("Via", raw))
+        if cached is None:
+            cached = parse_via(raw)
+            self._parsed[("Via", raw)] = cached
+        return _copy_via(cached)
 
     @property
     def call_id(self) -> str:
@@ -185,22 +217,27 @@ class _MessageMixin:
     @property
     def vias(self) -> list[Via]:
         """Every Via value, top first."""
-        return [parse_via(v) for v in self.headers.get_all("Via")]
+        return [self._via(v) for v in self.headers.get_all("Via")]
 
     @property
     def top_via(self) -> Via:
-        values = self.headers.get_all("Via")
-        if not values:
+        first = self.headers.get("Via")
+        if first is None:
             raise SipParseError("Missing Via")
-        return parse_via(values[0])
+        if "," in first:
+            values = split_list(first)
+            if not values:
+                raise SipParseError("Bad Via")
+            first = values[0]
+        return self._via(first)
 
     @property
     def from_(self) -> NameAddr:
-        return parse_name_addr(self._required("From"))
+        return self._name_addr("From")
 
     @property
     def to(self) -> NameAddr:
-        return parse_name_addr(self._required("To"))
+        return self._name_addr("To")
 
     @property
     def content_type(self) -> str | None:
@@ -234,6 +271,9 @@ class SipRequest(_MessageMixin):
     uri: str
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
+    _parsed: dict[tuple[str, str], Any] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __bytes__(self) -> bytes:
         return self._serialise(f"{self.method} {self.uri} {SIP_VERSION}")
@@ -249,6 +289,9 @@ class SipResponse(_MessageMixin):
     reason: str
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
+    _parsed: dict[tuple[str, str], Any] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __bytes__(self) -> bytes:
         return self._serialise(f"{SIP_VERSION} {self.status} {self.reason}")
@@ -266,10 +309,6 @@ def _parse_cseq(value: str) -> tuple[int, str]:
 
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9.!%*_+`'~\-]+")
-# Control characters other than HTAB, and CR/LF that are not a CRLF pair, are not allowed in
-# the header block (§25.1); letting them through would let a value smuggle a header line into
-# the responses that copy it.
-_BAD_HEAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
 _FOLD_RE = re.compile(r"\r\n[ \t]+")
 _HEADER_NAME_RE = re.compile(r"[A-Za-z0-9.!%*_+`'~\-]+")
 _STATUS_RE = re.compile(r"SIP/2\.0 ([1-6][0-9][0-9])(?: (.*))?")
@@ -314,7 +353,7 @@ def _parse(data: bytes, max_size: int, max_headers: int) -> SipRequest | SipResp
     if len(data) > max_size:
         raise SipParseError("Message Too Large")
     # §7.5: implementations should ignore CRLFs before the start line.
-    if data[:2] == b"\r\n":
+    if data[:1] in (b"\r", b"\n"):
         data = data.lstrip(b"\r\n")
     if not data:
         raise SipParseError("Empty message")
@@ -324,12 +363,12 @@ def _parse(data: bytes, max_size: int, max_headers: int) -> SipRequest | SipResp
         head = _FOLD_RE.sub(" ", head)  # §7.3.1 folding: the continuation is one SP
     lines = head.split("\r\n")
     start = lines[0]
-    bad_chars = _BAD_HEAD_CHARS.search(head) is not None
 
     request: SipRequest | None = None
     response: SipResponse | None = None
     version_error = False
-    start_problem: str | None = None
+    problem: str | None = None  # first answerable problem; raised once we know who to answer
+    status = 400
     if start.startswith("SIP/"):
         m = _STATUS_RE.fullmatch(start)
         if m is None:
@@ -344,7 +383,7 @@ def _parse(data: bytes, max_size: int, max_headers: int) -> SipRequest | SipResp
             parts = start.split()
             if len(parts) != 3:
                 raise SipParseError("Bad request line")
-            start_problem = "Bad request line: extra whitespace"
+            problem = "Bad request line: extra whitespace"
         method, uri, version = parts
         if _TOKEN_RE.fullmatch(method) is None:
             raise SipParseError("Bad request line: bad method")
@@ -354,99 +393,149 @@ def _parse(data: bytes, max_size: int, max_headers: int) -> SipRequest | SipResp
             if not version.upper().startswith("SIP/"):
                 raise SipParseError("Bad request line: bad version")
             version_error = version.upper() != SIP_VERSION
+    if not start.isprintable():
+        raise SipParseError("Illegal character in start line")
 
-    # Header lines. Problems found from here on are answerable if the request turns out to
-    # have what a 400 needs, so remember the first one instead of raising right away.
-    problem: str | None = start_problem if request is not None else None
-    if bad_chars:
-        problem = "Illegal character in header"
     if len(lines) - 1 > max_headers:
         problem = problem or "Too many header fields"
-        lines = lines[: max_headers + 1]
-    append = headers._append_raw
-    canonical = CANONICAL
-    for line in lines[1:]:
+        del lines[max_headers + 1 :]
+    items = headers._items
+    keys = _KEYS
+    # The values the answerability check needs, collected in the same pass.
+    found: dict[str, list[str]] = {}
+    for i in range(1, len(lines)):
+        line = lines[i]
+        # Control characters (other than HTAB) and lone CR/LF are not allowed (§25.1); letting
+        # them through would let a value smuggle a header line into responses that copy it.
+        # isprintable() is the cheap test; the regex only runs on lines that fail it.
+        if not line.isprintable() and _BAD_LINE_CHARS.search(line) is not None:
+            problem = problem or "Illegal character in header"
+            continue
         name, sep, value = line.partition(":")
         if not sep:
             problem = problem or "Malformed header line"
             continue
-        name = name.rstrip(" \t")
-        low = name.lower()
-        canon = canonical.get(low)
-        if canon is None:
+        value = value.strip(" \t")
+        entry = keys.get(name) or keys.get(name.rstrip(" \t").lower())
+        if entry is None:
+            name = name.rstrip(" \t")
             if _HEADER_NAME_RE.fullmatch(name) is None:
                 problem = problem or "Malformed header name"
                 continue
-            append(low, name, value.strip(" \t"))
-        else:
-            append(canon.lower(), canon, value.strip(" \t"))
+            items.append((name.lower(), name, value))
+            continue
+        key = entry[0]
+        items.append((key, entry[1], value))
+        if key in _ROUTING_KEYS:
+            if key in found:
+                found[key].append(value)
+            else:
+                found[key] = [value]
 
     # Body length (§18.3, §20.14).
-    lengths = headers.get_lines("Content-Length")
+    lengths = found.get("content-length")
     if lengths:
-        cl_text = lengths[0].strip()
+        cl_text = lengths[0]
         if not cl_text.isdigit() or len(cl_text) > 9:
             problem = problem or "Bad Content-Length"
         else:
             cl = int(cl_text)
-            if any(v.strip() != cl_text for v in lengths[1:]):
+            if len(lengths) > 1 and any(v != cl_text for v in lengths[1:]):
                 problem = problem or "Conflicting Content-Length"
             if cl > len(body):
                 problem = problem or "Content-Length larger than body"
-            else:
+            elif cl < len(body):
                 body = body[:cl]  # §18.3: extra datagram bytes are discarded
-
-    message: SipRequest | SipResponse = request if request is not None else response  # type: ignore[assignment]
-    message.body = bytes(body)
+    if request is not None:
+        request.body = body
+    else:
+        response.body = body  # type: ignore[union-attr]
 
     # What a 400 needs; without it nothing can be answered.
-    answerable = _check_routing_headers(headers)
-    if answerable is not None:
-        raise SipParseError(answerable)
-    if request is not None:
-        cseq_method = _parse_cseq(headers.get("CSeq") or "")[1]
-        if problem is None and cseq_method != request.method:
-            problem = "CSeq method does not match request method"
-        if problem is None:
-            max_fwd = headers.get("Max-Forwards")
-            if max_fwd is not None and (not max_fwd.isdigit() or len(max_fwd) > 3):
-                problem = "Bad Max-Forwards"
-        if problem is None and (not request.uri or ":" not in request.uri):
-            problem = "Bad Request-URI"
-        if version_error:
-            raise SipParseError("Version Not Supported", request, 505)
-        if problem is not None:
-            raise SipParseError(problem, request)
-        return request
+    message = request if request is not None else response
+    assert message is not None
+    unanswerable, from_ok = _check_routing_headers(found, message._parsed)
+    if unanswerable is not None:
+        raise SipParseError(unanswerable)
+    if request is None:
+        if problem is not None or not from_ok:
+            raise SipParseError(problem or "Bad From or To")
+        assert response is not None
+        return response
+    if problem is None and not from_ok:
+        problem = "Bad From or To"
+    if problem is None and _parse_cseq(found["cseq"][0])[1] != request.method:
+        problem = "CSeq method does not match request method"
+    if problem is None:
+        max_fwd = found.get("max-forwards")
+        if max_fwd is not None and (not max_fwd[0].isdigit() or len(max_fwd[0]) > 3):
+            problem = "Bad Max-Forwards"
+    if problem is None:
+        try:
+            parse_uri(request.uri)
+        except SipParseError as exc:
+            problem = f"Bad Request-URI: {exc.reason}"
+            if exc.reason.startswith("Unsupported URI scheme"):
+                problem, status = exc.reason, 416  # §8.2.2.1
+    if version_error:
+        raise SipParseError("Version Not Supported", request, 505)
     if problem is not None:
-        raise SipParseError(problem)
-    assert response is not None
-    return response
+        raise SipParseError(problem, request, status)
+    return request
 
 
-def _check_routing_headers(headers: Headers) -> str | None:
-    """None if Via, From, To, Call-ID and CSeq are present and usable, else what is wrong."""
-    vias = headers.get_all("Via")
+# lower-case or exact spelling -> (key, canonical name); exact spellings skip a lower() call
+_KEYS: dict[str, tuple[str, str]] = {}
+for _low, _canon in CANONICAL.items():
+    _KEYS[_low] = (_canon.lower(), _canon)
+    _KEYS[_canon] = (_canon.lower(), _canon)
+    _KEYS.setdefault(_low.upper(), (_canon.lower(), _canon))
+_ROUTING_KEYS = frozenset(
+    ("via", "from", "to", "call-id", "cseq", "content-length", "max-forwards")
+)
+_BAD_LINE_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _check_routing_headers(
+    found: dict[str, list[str]], parsed: dict[tuple[str, str], Any]
+) -> tuple[str | None, bool]:
+    """Whether Via, From, To, Call-ID and CSeq are there and usable.
+
+    Returns (what makes the message unanswerable or None, whether From and To parse).
+    A garbled From/To can still be copied into a 400 (RFC 4475 §3.1.2.x expects one).
+    """
+    vias = found.get("via")
     if not vias:
-        return "Missing Via"
+        return "Missing Via", False
+    top = vias[0]
     try:
-        parse_via(vias[0])
-    except SipParseError as exc:
-        return exc.reason
-    for name in ("From", "To", "Call-ID"):
-        lines = headers.get_lines(name)
-        if not lines or not lines[0]:
-            return f"Missing {name}"
-        if len(lines) > 1:
-            return f"More than one {name}"
-    cseq_lines = headers.get_lines("CSeq")
-    if len(cseq_lines) != 1:
-        return "Missing CSeq" if not cseq_lines else "More than one CSeq"
+        if "," in top:
+            top = split_list(top)[0]
+        parsed[("Via", top)] = parse_via(top)
+    except (SipParseError, IndexError):
+        return "Bad Via", False
+    for key, name in (("from", "From"), ("to", "To"), ("call-id", "Call-ID")):
+        values = found.get(key)
+        if not values or not values[0]:
+            return f"Missing {name}", False
+        if len(values) > 1:
+            return f"More than one {name}", False
+    cseq = found.get("cseq")
+    if not cseq:
+        return "Missing CSeq", False
+    if len(cseq) > 1:
+        return "More than one CSeq", False
     try:
-        _parse_cseq(cseq_lines[0])
+        _parse_cseq(cseq[0])
     except SipParseError as exc:
-        return exc.reason
-    return None
+        return exc.reason, False
+    try:
+        from_raw, to_raw = found["from"][0], found["to"][0]
+        parsed[("From", from_raw)] = parse_name_addr(from_raw)
+        parsed[("To", to_raw)] = parse_name_addr(to_raw)
+    except SipParseError:
+        return None, False
+    return None, True
 
 
 def make_response(

@@ -195,16 +195,22 @@ class SipUri:
         return parse_uri(text)
 
 
+_URI_BAD_CHARS = re.compile(r'[\s<>"]')
+
+
 def parse_uri(text: str) -> SipUri:
     """Parse a ``sip:``/``sips:``/``tel:`` URI; raises SipParseError."""
     text = text.strip()
     scheme, sep, rest = text.partition(":")
-    if not sep or _SCHEME_RE.fullmatch(scheme) is None:
+    if not sep:
         raise SipParseError("Bad URI: no scheme")
-    scheme = scheme.lower()
     if scheme not in ("sip", "sips", "tel"):
-        raise SipParseError(f"Unsupported URI scheme {scheme}")
-    if not rest or any(c in rest for c in ' \t<>"'):
+        if _SCHEME_RE.fullmatch(scheme) is None:
+            raise SipParseError("Bad URI: no scheme")
+        scheme = scheme.lower()
+        if scheme not in ("sip", "sips", "tel"):
+            raise SipParseError(f"Unsupported URI scheme {scheme}")
+    if not rest or _URI_BAD_CHARS.search(rest) is not None:
         raise SipParseError("Bad URI")
     headers: dict[str, str] = {}
     if "?" in rest and scheme != "tel":
@@ -231,9 +237,12 @@ def parse_uri(text: str) -> SipUri:
         rest = rest[at + 1 :]
         if not userinfo:
             raise SipParseError("Bad URI: empty user part")
-        u, psep, p = userinfo.partition(":")
-        user = _unescape(u)
-        password = _unescape(p) if psep else None
+        if ":" in userinfo:
+            u, _, p = userinfo.partition(":")
+            user = _unescape(u)
+            password = _unescape(p)
+        else:
+            user = _unescape(userinfo)
     hostport, _, param_text = rest.partition(";")
     host, port = _parse_hostport(hostport, "URI")
     params = parse_params(param_text, unescape=True) if param_text else {}
@@ -295,19 +304,23 @@ def parse_name_addr(text: str) -> NameAddr:
     text = text.strip()
     display: str | None = None
     if text.startswith('"'):
-        i = 1
-        n = len(text)
-        while i < n:
-            ch = text[i]
-            if ch == "\\":
-                i += 2
-                continue
-            if ch == '"':
-                break
-            i += 1
-        if i >= n:
-            raise SipParseError("Bad name-addr: unterminated display name")
-        display = _unquote_display(text[: i + 1])
+        i = text.find('"', 1)
+        if i > 0 and "\\" not in text[1:i]:
+            display = text[1:i]  # the common case: no quoted-pairs
+        else:
+            i = 1
+            n = len(text)
+            while i < n:
+                ch = text[i]
+                if ch == "\\":
+                    i += 2
+                    continue
+                if ch == '"':
+                    break
+                i += 1
+            if i >= n:
+                raise SipParseError("Bad name-addr: unterminated display name")
+            display = _unquote_display(text[: i + 1])
         text = text[i + 1 :].lstrip()
         if not text.startswith("<"):
             raise SipParseError("Bad name-addr: display name without <URI>")
