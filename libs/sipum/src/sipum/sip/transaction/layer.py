@@ -42,7 +42,14 @@ from collections import deque
 from dataclasses import dataclass
 
 from sipum.sip.headers import Headers, SipParseError
-from sipum.sip.message import SipRequest, SipResponse, make_response, new_tag, parse_message
+from sipum.sip.message import (
+    SipRequest,
+    SipResponse,
+    Via,
+    make_response,
+    new_tag,
+    parse_message,
+)
 from sipum.sip.transaction.base import Output, Transaction, TransactionState, TransactionStateError
 from sipum.sip.transaction.client import (
     ClientTransaction,
@@ -247,8 +254,11 @@ class TransactionLayer(Output):
         tx.receive_response(response, peer, now)
         self._after(tx, now)
 
-    def _server_key(self, request: SipRequest, method: str) -> tuple[object, ...]:
-        via = request.top_via
+    def _server_key(
+        self, request: SipRequest, method: str, via: Via | None = None
+    ) -> tuple[object, ...]:
+        if via is None:
+            via = request.top_via
         branch = via.branch
         if branch is not None and branch.startswith(MAGIC_COOKIE):
             return (branch, sent_by(via), method)
@@ -268,12 +278,12 @@ class TransactionLayer(Output):
 
     def _receive_request(self, request: SipRequest, peer: Peer, now: float) -> None:
         self.counters.requests_received += 1
-        stamp_via(request, peer)
+        via = stamp_via(request, peer)
         method = request.method
         if method == "ACK":
-            self._receive_ack(request, peer, now)
+            self._receive_ack(request, peer, now, via)
             return
-        key = self._server_key(request, method)
+        key = self._server_key(request, method, via)
         tx = self._server.get(key)
         if tx is not None:
             self.counters.retransmissions_received += 1
@@ -290,21 +300,27 @@ class TransactionLayer(Output):
                 response_destination(request.top_via, peer),
             )
             return
-        new = self._new_server_transaction(request, key, peer, now)
+        new = self._new_server_transaction(request, key, peer, now, via)
         self._emit(RequestReceived(request, peer, new))
         self._after(new, now)
 
     def _new_server_transaction(
-        self, request: SipRequest, key: tuple[object, ...], peer: Peer, now: float
+        self,
+        request: SipRequest,
+        key: tuple[object, ...],
+        peer: Peer,
+        now: float,
+        via: Via | None = None,
     ) -> ServerTransaction:
         cls = InviteServerTransaction if request.method == "INVITE" else NonInviteServerTransaction
-        tx = cls(self, self.timers, peer, key, request, response_destination(request.top_via, peer))
+        destination = response_destination(via or request.top_via, peer)
+        tx = cls(self, self.timers, peer, key, request, destination)
         self._server[key] = tx
         tx.start(now)
         return tx
 
-    def _receive_ack(self, request: SipRequest, peer: Peer, now: float) -> None:
-        key = self._server_key(request, "INVITE")
+    def _receive_ack(self, request: SipRequest, peer: Peer, now: float, via: Via) -> None:
+        key = self._server_key(request, "INVITE", via)
         tx = self._server.get(key)
         if tx is not None and key[0] == "2543" and not _to_tag_matches(tx, request):
             # §17.2.3: a 2543 ACK matches only if its To tag is the one of our response.

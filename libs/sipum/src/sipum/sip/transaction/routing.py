@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 from sipum.sip.headers import Headers, split_list
 from sipum.sip.transaction.events import DEFAULT_PORTS, Peer
-from sipum.sip.uri import parse_via
 
 if TYPE_CHECKING:
     from sipum.sip.message import SipRequest, Via
@@ -32,39 +31,34 @@ def sent_by(via: Via) -> tuple[str, int]:
     return via.host, via.port if via.port is not None else default_port(via.transport)
 
 
-def stamp_via(request: SipRequest, peer: Peer) -> None:
+def stamp_via(request: SipRequest, peer: Peer) -> Via:
     """Add ``received``/``rport`` to the request's top Via for a request received from ``peer``
-    (§18.2.1, RFC 3581 §4). The other Via values and the header order are kept."""
-    lines = request.headers.get_lines("Via")
-    if not lines:
-        return
-    first_line = lines[0]
-    # Fast path: a lone value on its line (the usual case); otherwise split the line.
-    values = split_list(first_line) if "," in first_line else [first_line.strip()]
-    via = parse_via(values[0])
-    changed = False
+    (§18.2.1, RFC 3581 §4) and return the (stamped) top Via. The other Via values and the
+    header order are kept."""
+    via = request.top_via
     if via.rport_requested and via.rport is None:
         via.params["rport"] = str(peer.port)
         via.params["received"] = peer.host
-        changed = True
     elif via.host != peer.host and via.received != peer.host:
         via.params["received"] = peer.host
-        changed = True
-    if not changed:
-        return
-    values[0] = str(via)
-    new_line = ", ".join(values)
-    headers = request.headers
-    items = headers.items()
-    rebuilt = Headers()
-    replaced = False
-    for name, value in items:
-        if not replaced and name == "Via":
-            rebuilt.add(name, new_line)
-            replaced = True
-        else:
-            rebuilt.add(name, value)
-    request.headers = rebuilt
+    else:
+        return via
+    _replace_top_via(request.headers, str(via))
+    return via
+
+
+def _replace_top_via(headers: Headers, value: str) -> None:
+    # Headers has no "replace one line" operation; this is the hot path of every request, so
+    # edit the line list in place (the same package-internal access make_response uses).
+    items = headers._items
+    for index, (key, name, line) in enumerate(items):
+        if key == "via":
+            if "," in line:
+                values = split_list(line)
+                values[0] = value
+                value = ", ".join(values)
+            items[index] = (key, name, value)
+            return
 
 
 def response_destination(via: Via, source: Peer) -> Peer:

@@ -82,6 +82,9 @@ class ClientRequest:
         self.responses: list[SipResponse] = []
         self.on_response = on_response
         self._future = future
+        # A request nobody awaits (a CANCEL, a fire-and-forget NOTIFY) must not log "exception
+        # never retrieved" when it times out.
+        future.add_done_callback(_consume_exception)
 
     @property
     def request(self) -> SipRequest:
@@ -93,6 +96,11 @@ class ClientRequest:
 
     def __await__(self) -> Generator[Any, None, SipResponse]:
         return self._future.__await__()
+
+
+def _consume_exception(future: asyncio.Future[SipResponse]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class SipEndpoint:
