@@ -251,8 +251,8 @@ class RtspServerConnection:
                 return self._response(request, 461)
             try:
                 server_ports = allocate_ports()
-            except OSError:
-                return self._response(request, 503)
+            except (OSError, RuntimeError):  # no free port pair: try again later
+                return self._response(request, 503, Retry_After="5")
         session.apply("SETUP")
         self.sessions[session.id] = session
         return self._response(

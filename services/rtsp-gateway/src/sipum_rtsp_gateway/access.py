@@ -1,0 +1,117 @@
+"""Who may play a message: the signed token from the e-mail, or Digest with the owner's
+credentials (RFC 2617 as RTSP uses it, RFC 2326 §D).
+
+Only the mailbox owner ever gets audio. Until a request is authenticated the answer is 401
+whatever the URL names — a stranger cannot tell which mailboxes or messages exist. An
+authenticated owner asking for a message that is not in that folder gets 404; someone
+authenticated as another user gets 403.
+
+Digest nonces are stateless: ``<unix time>.<HMAC(secret, time)>``, valid for five minutes, so
+any gateway replica accepts a nonce another one issued.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+
+from sipum.db import messages, users
+from sipum.rtsp.message import RtspRequest
+from sipum.rtsp.server import Denial
+from sipum.rtsp.urls import MessageUrl
+from sipum.security.tokens import InvalidToken, verify
+from sipum.sip import digest
+
+PLAY_TOKEN_PURPOSE = "play"
+NONCE_LIFETIME = 300.0
+
+
+@dataclass(frozen=True)
+class Granted:
+    user: users.User
+    message: messages.Message
+
+
+class MessageAccess:
+    def __init__(self, pool: object, *, secret_key: str, default_domain: str) -> None:
+        self.pool = pool
+        self.secret = secret_key.encode()
+        self.default_domain = default_domain
+
+    # -- nonces ----------------------------------------------------------------------------
+
+    def _nonce_mac(self, stamp: str) -> str:
+        return hmac.new(self.secret, f"rtsp-nonce.{stamp}".encode(), hashlib.sha256).hexdigest()[
+            :32
+        ]
+
+    def new_nonce(self, now: float | None = None) -> str:
+        stamp = str(int(time.time() if now is None else now))
+        return f"{stamp}.{self._nonce_mac(stamp)}"
+
+    def nonce_valid(self, nonce: str, now: float | None = None) -> bool:
+        stamp, _, mac = nonce.partition(".")
+        if not stamp.isdigit() or not hmac.compare_digest(mac, self._nonce_mac(stamp)):
+            return False
+        age = (time.time() if now is None else now) - int(stamp)
+        return 0 <= age <= NONCE_LIFETIME
+
+    def challenge(self, realm: str) -> Denial:
+        return Denial(401, digest.make_challenge(realm, self.new_nonce(), algorithm="MD5", qop=()))
+
+    # -- decisions ---------------------------------------------------------------------------
+
+    async def check(
+        self, target: MessageUrl, request: RtspRequest, *, granted: bool
+    ) -> Granted | Denial:
+        domain = target.domain or self.default_domain
+        user = await users.get_by_address(self.pool, target.username, domain)  # type: ignore[arg-type]
+        realm = user.realm if user is not None else domain
+        if not granted:
+            verdict = self._authenticate(target, request, user, realm)
+            if verdict is not None:
+                return verdict
+        assert user is not None  # authentication implies the user exists
+        message = await messages.get_for_user(self.pool, user.id, target.message_id)  # type: ignore[arg-type]
+        if message is None or message.folder != target.folder:
+            return Denial(404)
+        return Granted(user, message)
+
+    def _authenticate(
+        self, target: MessageUrl, request: RtspRequest, user: users.User | None, realm: str
+    ) -> Denial | None:
+        """None when the owner is authenticated; otherwise the denial to answer with."""
+        if target.token is not None:
+            try:
+                claims = verify(self.secret, PLAY_TOKEN_PURPOSE, target.token)
+            except InvalidToken:
+                return self.challenge(realm)
+            if (
+                user is not None
+                and claims.get("uid") == user.id
+                and claims.get("mid") == target.message_id
+            ):
+                return None
+            return Denial(403)
+        header = request.headers.get("Authorization")
+        if header is None or user is None:
+            return self.challenge(realm)
+        try:
+            credentials = digest.parse_authorization(header)
+        except digest.DigestError:
+            return Denial(400)
+        if not self.nonce_valid(credentials.nonce) or credentials.realm != user.realm:
+            return self.challenge(realm)
+        # HA1 is keyed by the user name the client sent: "alice" (ha1) or "alice@domain" (ha1b).
+        name = credentials.username.lower()
+        if name == user.username:
+            ha1 = user.ha1
+        elif name == f"{user.username}@{user.domain}":
+            ha1 = user.ha1b
+        else:
+            return Denial(403)
+        if not digest.verify_authorization(header, request.method, ha1, realm=user.realm):
+            return self.challenge(realm)
+        return None

@@ -1,0 +1,46 @@
+"""Message audio for streaming: the stored WAV decoded once to 8 kHz PCM and kept in a small
+LRU cache (a player's DESCRIBE, SETUP and PLAY, and seeks, all hit the same message)."""
+
+from __future__ import annotations
+
+import io
+import wave
+from collections import OrderedDict
+
+import numpy as np
+from sipum.media.codecs import resample
+
+STREAM_RATE = 8000  # PCMU
+
+
+def decode_wav(data: bytes) -> np.ndarray:
+    """16-bit PCM WAV bytes → mono int16 samples at 8 kHz."""
+    with wave.open(io.BytesIO(data), "rb") as w:
+        if w.getsampwidth() != 2 or w.getcomptype() != "NONE":
+            raise ValueError("only 16-bit PCM WAV messages can be streamed")
+        channels, rate = w.getnchannels(), w.getframerate()
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
+    if channels > 1:
+        pcm = pcm.reshape(-1, channels).mean(axis=1).round().astype(np.int16)
+    if rate != STREAM_RATE:
+        pcm = resample(pcm, rate, STREAM_RATE)
+    return pcm
+
+
+class AudioCache:
+    def __init__(self, blobs: object, *, capacity: int = 32) -> None:
+        self.blobs = blobs
+        self.capacity = capacity
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    async def pcm(self, blob_key: str) -> np.ndarray:
+        cached = self._items.get(blob_key)
+        if cached is not None:
+            self._items.move_to_end(blob_key)
+            return cached
+        data = await self.blobs.get(blob_key)  # type: ignore[attr-defined]
+        pcm = decode_wav(data)
+        self._items[blob_key] = pcm
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+        return pcm
