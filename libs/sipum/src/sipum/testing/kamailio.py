@@ -208,10 +208,22 @@ class KamailioServer:
                 )
         return contacts
 
+    def statistic(self, name: str) -> int:
+        """One counter, e.g. ``usrloc:location_contacts`` (``stats.get_statistics group:``)."""
+        group = name.split(":", 1)[0] + ":"
+        out = self.kamcmd("stats.get_statistics", group)
+        match = re.search(rf"^{re.escape(name)}\s*=\s*(\d+)", out, flags=re.MULTILINE)
+        if match is None:
+            raise KamailioError(f"no statistic {name}: {out.strip()}")
+        return int(match.group(1))
+
     def registered_count(self) -> int:
-        """Number of AORs in the location table (``ul.dump brief``)."""
-        out = self.kamcmd("ul.dump", "brief", timeout=30.0)
-        return len(re.findall(r"^\s*AoR:", out, flags=re.MULTILINE))
+        """Number of AORs in the location table (``ul.dump`` does not fit thousands)."""
+        return self.statistic("usrloc:location_users")
+
+    def contact_count(self) -> int:
+        """Number of contacts in the location table."""
+        return self.statistic("usrloc:location_contacts")
 
     def running(self) -> bool:
         return self.process.poll() is None
