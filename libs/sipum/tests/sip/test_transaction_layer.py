@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sipum.sip.message import SipRequest, SipResponse, make_response, new_branch, parse_message
 from sipum.sip.transaction import (
     AckReceived,
@@ -327,3 +329,45 @@ def test_two_layers_complete_every_transaction_over_a_lossy_network() -> None:
     # With 30% loss each way, 7-11 tries each: losing every one is ~1e-4 per transaction.
     assert len(finals) >= n - 1 and len(finals) + timeouts == n
     assert uac.client_transactions == 0 and uas.server_transactions == 0
+
+
+# ---------------------------------------------------------------- robustness
+
+
+_SEEDS = [
+    req_bytes(),
+    req_bytes("CANCEL"),
+    req_bytes("ACK", to_tag="t"),
+    req_bytes("OPTIONS", branch=None),
+    req_bytes("BYE", via_params=";rport;received=1.2.3.4"),
+    bytes(make_response(parse_message(req_bytes()), 180, to_tag="x")),  # type: ignore[arg-type]
+]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.sampled_from(_SEEDS),
+    edits=st.lists(
+        st.tuples(st.integers(0, 600), st.integers(0, 255), st.sampled_from("rid")), max_size=8
+    ),
+)
+def test_no_input_makes_the_layer_raise(seed: bytes, edits: list[tuple[int, int, str]]) -> None:
+    """Mutated messages (replaced, inserted, deleted bytes) never raise out of receive_data,
+    and whatever the layer sends in reply is a SIP response (a 400 echoes the request's
+    headers as they were, even a broken From, per §8.2.6)."""
+    data = bytearray(seed)
+    for position, byte, kind in edits:
+        i = position % (len(data) + 1)
+        if kind == "r" and i < len(data):
+            data[i] = byte
+        elif kind == "i":
+            data.insert(i, byte)
+        elif kind == "d" and i < len(data):
+            del data[i]
+    layer = TransactionLayer()
+    layer.receive_data(req_bytes(), UAC, now=0.0)  # an INVITE in progress to match against
+    layer.receive_data(bytes(data), UAC, now=0.1)
+    layer.receive_data(bytes(data), UAC, now=0.2)  # and as a retransmission
+    layer.handle_timer(100.0)
+    for out, _ in layer.datagrams_to_send():
+        assert out.startswith(b"SIP/2.0 ") and out.endswith(b"\r\n\r\n")

@@ -525,3 +525,22 @@ async def test_tcp_response_after_the_connection_closed_goes_to_received_and_sen
     finally:
         callback_server.close()
         await callback_server.wait_closed()
+
+
+async def test_tcp_malformed_framed_request_gets_400_on_the_same_connection(
+    server: SipEndpoint,
+) -> None:
+    reader, writer = await asyncio.open_connection(*server.addresses["TCP"])
+    try:
+        bad = raw("OPTIONS", f"SIP/2.0/TCP 127.0.0.1:1;branch={new_branch()}").replace(
+            b"Max-Forwards: 70", b"Max-Forwards: -1"
+        )
+        good = raw("OPTIONS", f"SIP/2.0/TCP 127.0.0.1:1;branch={new_branch()}", call_id="ok")
+        writer.write(bad + good)
+        first = await read_message(reader)
+        assert first.status == 400 and first.reason == "Bad Max-Forwards"
+        # The framing survived: the next message on the stream is answered normally.
+        second = await read_message(reader)
+        assert second.status == 200 and second.call_id == "ok"
+    finally:
+        writer.close()
