@@ -1,0 +1,315 @@
+"""UAS benchmark: our SIP core answering ``sipp -sn uac`` vs sippy 2.5.0, in the same run.
+
+For each UAS (ours: ``python -m sipum.sip.testuas``; the reference: a tiny UAS on sippy 2.5.0,
+written below and run in a throwaway environment with ``uv run --no-project --with
+sippy==2.5.0``) the call rate is stepped up; each step runs ``sipp -sn uac`` for a few seconds
+(``-m rate*seconds``). The result per UAS is the highest rate at which every call succeeded
+(zero failed, none left over), with p50/p99 of INVITE->200 from sipp's ``-trace_rtt`` at that
+rate. Both UASs answer at once with 200 (no 180: sippy sends 180 and 200 from different
+threads and they can arrive reordered, which sipp counts as a failed call).
+
+The UAS is pinned to CPU 0 and sipp to CPU 1 when ``taskset`` exists ("one core" each).
+The machine is shared: compare the two UASs by the ratio measured in one run.
+
+    uv run python bench/sip_uas_sipp.py [--seconds 5] [--rates 100,200,...] [--profile RATE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SIPPY_UAS = r"""
+import sys
+from sippy.CCEvents import CCEventConnect, CCEventTry
+from sippy.Core.EventDispatcher import ED2
+from sippy.MsgBody import MsgBody
+from sippy.SipConf import SipConf
+from sippy.SipLogger import SipLogger
+from sippy.SipTransactionManager import SipTransactionManager
+from sippy.Time.Timeout import Timeout
+from sippy.UA import UA
+
+ANSWER = ("v=0\r\no=sippy 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+          "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+
+
+class Answerer:
+    def __init__(self, config):
+        self.config = config
+
+    def recv_request(self, req, sip_t):
+        if req.getHFBody("to").getTag() is not None:
+            return (req.genResponse(481, "Call Leg/Transaction Does Not Exist"), None, None)
+        if req.getMethod() == "INVITE":
+            return UA(self.config, self.on_event).recvRequest(req, sip_t)
+        return (req.genResponse(501, "Not Implemented"), None, None)
+
+    def on_event(self, event, ua):
+        if isinstance(event, CCEventTry):
+            # Answer once the UA has finished taking the INVITE (it is then in Trying).
+            Timeout(self.answer, 0, 1, ua)
+
+    def answer(self, ua):
+        ua.recvEvent(CCEventConnect((200, "OK", MsgBody(ANSWER))))
+
+
+config = {"_sip_address": sys.argv[1], "_sip_port": int(sys.argv[2]),
+          "_sip_logger": SipLogger("sippy_uas")}
+config["_sip_tm"] = SipTransactionManager(config, Answerer(config).recv_request)
+print(f"listening UDP {sys.argv[1]}:{sys.argv[2]}", flush=True)
+ED2.loop()
+"""
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port")
+
+
+def pin(cpu: int) -> list[str]:
+    if shutil.which("taskset") and os.cpu_count() and os.cpu_count() > 1:  # type: ignore[operator]
+        return ["taskset", "-c", str(cpu)]
+    return []
+
+
+@dataclass
+class Step:
+    rate: int
+    calls: int
+    successful: int
+    failed: int
+    p50_ms: float | None
+    p99_ms: float | None
+
+    @property
+    def clean(self) -> bool:
+        return self.failed == 0 and self.successful == self.calls
+
+
+def start_uas(kind: str, port: int, workdir: Path, profile: bool) -> subprocess.Popen[str]:
+    env = dict(os.environ, SIPLOG_LVL="ERR", PYTHONUNBUFFERED="1")
+    if kind == "sipum":
+        cmd = [sys.executable]
+        if profile:
+            cmd += ["-m", "cProfile", "-o", str(workdir / "sipum.prof")]
+        cmd += ["-m", "sipum.sip.testuas", "--udp-port", str(port), "--no-ringing", "--uvloop"]
+        if profile:
+            cmd += ["--duration", "30"]
+    else:
+        script = workdir / "sippy_uas.py"
+        script.write_text(SIPPY_UAS)
+        cmd = [
+            "uv",
+            "run",
+            "--no-project",
+            "--quiet",
+            "--with",
+            "sippy==2.5.0",
+            "python",
+            str(script),
+            "127.0.0.1",
+            str(port),
+        ]
+    proc = subprocess.Popen(
+        pin(0) + cmd,
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{kind} UAS exited before listening (rc={proc.poll()})")
+        if line.startswith("listening UDP"):
+            return proc
+    proc.kill()
+    raise RuntimeError(f"{kind} UAS did not start")
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    if proc.poll() is None:
+        proc.send_signal(
+            signal.SIGINT if "sipum.sip.testuas" in " ".join(proc.args) else signal.SIGTERM
+        )  # type: ignore[arg-type]
+        try:
+            out, _ = proc.communicate(timeout=40)
+            return out or ""
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+    return ""
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def run_step(port: int, rate: int, seconds: float, workdir: Path) -> Step:
+    calls = int(rate * seconds)
+    stepdir = Path(tempfile.mkdtemp(prefix=f"r{rate}-", dir=workdir))
+    stats = stepdir / "stats.csv"
+    cmd = pin(1) + [
+        "sipp",
+        "-sn",
+        "uac",
+        f"127.0.0.1:{port}",
+        "-nostdin",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(free_port()),
+        "-r",
+        str(rate),
+        "-m",
+        str(calls),
+        "-l",
+        str(max(rate * 4, 100)),
+        "-timeout",
+        f"{int(seconds + 15)}s",
+        "-trace_stat",
+        "-stf",
+        str(stats),
+        "-fd",
+        "1",
+        "-trace_rtt",
+        "-rtt_freq",
+        "50",
+    ]
+    subprocess.run(
+        cmd, cwd=stepdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=seconds + 60
+    )
+    with stats.open(newline="") as f:
+        last = list(csv.DictReader(f, delimiter=";"))[-1]
+    rtts: list[float] = []
+    for path in stepdir.glob("*_rtt.csv"):
+        with path.open(newline="") as f:
+            for row in csv.DictReader(f, delimiter=";"):
+                value = row.get("response_time_ms") or row.get("response_time")
+                if value:
+                    rtts.append(float(value))
+    return Step(
+        rate=rate,
+        calls=calls,
+        successful=int(last["SuccessfulCall(C)"]),
+        failed=int(last["FailedCall(C)"]),
+        p50_ms=statistics.median(rtts) if rtts else None,
+        p99_ms=percentile(rtts, 0.99) if rtts else None,
+    )
+
+
+def bench(kind: str, rates: list[int], seconds: float, workdir: Path) -> list[Step]:
+    port = free_port()
+    proc = start_uas(kind, port, workdir, profile=False)
+    steps: list[Step] = []
+    try:
+        for rate in rates:
+            step = run_step(port, rate, seconds, workdir)
+            steps.append(step)
+            p50 = f"{step.p50_ms:.2f}" if step.p50_ms is not None else "-"
+            p99 = f"{step.p99_ms:.2f}" if step.p99_ms is not None else "-"
+            print(
+                f"  {kind:6} {rate:5d} calls/s: {step.successful}/{step.calls} ok, "
+                f"{step.failed} failed, INVITE->200 p50 {p50} ms p99 {p99} ms",
+                flush=True,
+            )
+            if not step.clean:
+                break
+            time.sleep(1.0)  # let the previous step's transactions drain
+    finally:
+        stop(proc)
+    return steps
+
+
+def best(steps: list[Step]) -> Step | None:
+    clean = [s for s in steps if s.clean]
+    return clean[-1] if clean else None
+
+
+def profile_at(rate: int, seconds: float, workdir: Path) -> None:
+    import pstats
+
+    port = free_port()
+    proc = start_uas("sipum", port, workdir, profile=True)
+    try:
+        step = run_step(port, rate, seconds, workdir)
+        print(f"profiled run at {rate} calls/s: {step.successful}/{step.calls} ok")
+    finally:
+        stop(proc)
+    stats = pstats.Stats(str(workdir / "sipum.prof"))
+    stats.sort_stats("tottime").print_stats(25)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each rate step")
+    parser.add_argument(
+        "--rates", default="100,200,300,400,500,600,800,1000,1200,1500,2000", help="steps"
+    )
+    parser.add_argument("--only", choices=["sipum", "sippy"], default=None)
+    parser.add_argument("--profile", type=int, default=None, help="cProfile our UAS at RATE")
+    args = parser.parse_args()
+    if shutil.which("sipp") is None:
+        print("sipp is not installed", file=sys.stderr)
+        return 2
+    rates = [int(r) for r in args.rates.split(",")]
+    with tempfile.TemporaryDirectory(prefix="sip-uas-bench-") as tmp:
+        workdir = Path(tmp)
+        if args.profile:
+            profile_at(args.profile, args.seconds, workdir)
+            return 0
+        print(
+            f"sipp -sn uac, {args.seconds:g} s per step, UAS on CPU 0, sipp on CPU 1 "
+            f"(load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs)"
+        )
+        results: dict[str, Step | None] = {}
+        for kind in ("sipum", "sippy"):
+            if args.only and kind != args.only:
+                continue
+            print(f"{kind}:", flush=True)
+            results[kind] = best(bench(kind, rates, args.seconds, workdir))
+        print()
+        for kind, step in results.items():
+            if step is None:
+                print(f"{kind}: no rate without failures")
+                continue
+            print(
+                f"{kind}: {step.rate} calls/s with 0 failed; INVITE->200 p50 "
+                f"{step.p50_ms:.2f} ms, p99 {step.p99_ms:.2f} ms"
+            )
+        ours, ref = results.get("sipum"), results.get("sippy")
+        if ours and ref:
+            print(f"rate ratio sipum/sippy: {ours.rate / ref.rate:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
