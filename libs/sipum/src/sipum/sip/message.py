@@ -454,21 +454,20 @@ def _parse(data: bytes, max_size: int, max_headers: int) -> SipRequest | SipResp
     # What a 400 needs; without it nothing can be answered.
     message = request if request is not None else response
     assert message is not None
-    unanswerable, from_ok = _check_routing_headers(found, message._parsed)
+    unanswerable, header_problem = _check_routing_headers(found, message._parsed)
     if unanswerable is not None:
         raise SipParseError(unanswerable)
+    problem = problem or header_problem
     if request is None:
-        if problem is not None or not from_ok:
-            raise SipParseError(problem or "Bad From or To")
+        if problem is not None:
+            raise SipParseError(problem)
         assert response is not None
         return response
-    if problem is None and not from_ok:
-        problem = "Bad From or To"
     if problem is None and _parse_cseq(found["cseq"][0])[1] != request.method:
         problem = "CSeq method does not match request method"
     if problem is None:
         max_fwd = found.get("max-forwards")
-        if max_fwd is not None and (not max_fwd[0].isdigit() or len(max_fwd[0]) > 3):
+        if max_fwd is not None and (not max_fwd[0].isdigit() or len(max_fwd[0]) > 10):
             problem = "Bad Max-Forwards"
     if problem is None:
         try:
@@ -498,44 +497,41 @@ _BAD_LINE_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 def _check_routing_headers(
     found: dict[str, list[str]], parsed: dict[tuple[str, str], Any]
-) -> tuple[str | None, bool]:
-    """Whether Via, From, To, Call-ID and CSeq are there and usable.
+) -> tuple[str | None, str | None]:
+    """Whether Via, From, To, Call-ID and CSeq make the message answerable.
 
-    Returns (what makes the message unanswerable or None, whether From and To parse).
-    A garbled From/To can still be copied into a 400 (RFC 4475 §3.1.2.x expects one).
+    Returns (what makes it unanswerable, or None; an answerable problem, or None). A From or
+    To that does not parse, or a repeated one, can still be copied into a 400 (RFC 4475
+    §3.1.2 expects one), so those are answerable problems.
     """
     vias = found.get("via")
     if not vias:
-        return "Missing Via", False
+        return "Missing Via", None
     top = vias[0]
     try:
         if "," in top:
             top = split_list(top)[0]
         parsed[("Via", top)] = parse_via(top)
     except (SipParseError, IndexError):
-        return "Bad Via", False
-    for key, name in (("from", "From"), ("to", "To"), ("call-id", "Call-ID")):
+        return "Bad Via", None
+    for key, name in (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq")):
         values = found.get(key)
         if not values or not values[0]:
-            return f"Missing {name}", False
-        if len(values) > 1:
-            return f"More than one {name}", False
-    cseq = found.get("cseq")
-    if not cseq:
-        return "Missing CSeq", False
-    if len(cseq) > 1:
-        return "More than one CSeq", False
+            return f"Missing {name}", None
     try:
-        _parse_cseq(cseq[0])
+        _parse_cseq(found["cseq"][0])
     except SipParseError as exc:
-        return exc.reason, False
-    try:
-        from_raw, to_raw = found["from"][0], found["to"][0]
-        parsed[("From", from_raw)] = parse_name_addr(from_raw)
-        parsed[("To", to_raw)] = parse_name_addr(to_raw)
-    except SipParseError:
-        return None, False
-    return None, True
+        return exc.reason, None
+    for key, name in (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq")):
+        if len(found[key]) > 1:
+            return None, f"More than one {name}"
+    for key, name in (("from", "From"), ("to", "To")):
+        raw = found[key][0]
+        try:
+            parsed[(name, raw)] = parse_name_addr(raw)
+        except SipParseError as exc:
+            return None, f"Bad {name}: {exc.reason}"
+    return None, None
 
 
 def make_response(
@@ -590,7 +586,7 @@ def _with_tag(to_value: str, tag: str) -> str:
 
 
 _CONTENT_LENGTH_RE = re.compile(
-    rb"(?:^|\r\n)(?:content-length|l)[ \t]*:[ \t]*([0-9]*)[ \t]*(?=\r\n|$)", re.I
+    rb"(?:^|\r\n)(?:content-length|l)[ \t]*:[ \t]*(?:\r\n[ \t]+)?([0-9]*)[ \t]*(?=\r\n|$)", re.I
 )
 
 

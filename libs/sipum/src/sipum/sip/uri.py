@@ -115,9 +115,10 @@ def parse_params(text: str, *, unescape: bool = False) -> dict[str, str | None]:
         text = text[1:]
     for item in split_unquoted(text, ";"):
         name, sep, value = item.partition("=")
-        name = name.strip().lower()
+        name = name.strip()
         if not name or _TOKEN_RE.fullmatch(name) is None:
             raise SipParseError("Bad parameter name")
+        name = _unescape(name).lower() if unescape else name.lower()
         if sep:
             value = value.strip()
             params[name] = _unescape(value) if unescape else value
