@@ -62,3 +62,5 @@ class TransportCounters:
     keepalive_pongs: int = 0
     oversize_dropped: int = 0
     send_errors: int = 0
+    internal_errors: int = 0
+    """Exceptions out of the layer on input (bugs): logged, counted, the transport goes on."""

@@ -263,7 +263,12 @@ class SipEndpoint:
         return self._loop
 
     def _receive(self, data: bytes, peer: Peer) -> None:
-        self.layer.receive_data(data, peer, self._running_loop().time())
+        try:
+            self.layer.receive_data(data, peer, self._running_loop().time())
+        except Exception:
+            # The layer raises nothing for bad input; this is a bug. Count it, keep serving.
+            self.counters.internal_errors += 1
+            log.exception("SIP input from %s failed", peer)
         self._flush()
 
     def _transport_error(self, peer: Peer) -> None:
