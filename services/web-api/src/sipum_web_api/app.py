@@ -1,12 +1,19 @@
-"""The FastAPI application: operations routes now; the inbox and REST API build on it."""
+"""The FastAPI application: web inbox page, REST API, health and metrics."""
 
 from __future__ import annotations
 
+from importlib import resources
+
 from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sipum.runtime import ServiceContext
 from sipum.runtime.http import metrics_payload
+
+from sipum_web_api.auth import LoginThrottle
+from sipum_web_api.routes import account, messages
+
+INBOX_PAGE = resources.files("sipum_web_api").joinpath("static/inbox.html").read_text("utf-8")
 
 
 def create_app(ctx: ServiceContext) -> FastAPI:
@@ -16,6 +23,17 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         version="0.1.0",
     )
     app.state.ctx = ctx
+    app.state.secret = ctx.settings.secret_key.get_secret_value()
+    app.state.domain = ctx.settings.domain
+    app.state.login_throttle = LoginThrottle()
+    app.include_router(account.router)
+    app.include_router(messages.router)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def inbox_page() -> HTMLResponse:
+        return HTMLResponse(
+            INBOX_PAGE, headers={"Content-Security-Policy": "default-src 'self' 'unsafe-inline'"}
+        )
 
     @app.get("/health", tags=["operations"])
     async def health() -> JSONResponse:

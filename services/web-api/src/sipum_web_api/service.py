@@ -1,14 +1,10 @@
-"""The web-api service: life cycle on the shared runtime (`sipum.runtime`).
-
-Its main path (see docs/architecture.md) is built on the connections the runtime opens;
-in-flight work is tracked so SIGTERM lets it finish.
-"""
+"""The web-api service: the FastAPI app (``app.py``) served by the shared runtime."""
 
 from __future__ import annotations
 
 from sipum.runtime import ServiceContext
-from sipum.runtime.work import InFlightWork
 
+from sipum_web_api.routes.account import ensure_default_domain
 from sipum_web_api.settings import WebApiSettings
 
 
@@ -17,14 +13,12 @@ class WebApiService:
 
     def __init__(self, settings: WebApiSettings) -> None:
         self.settings = settings
-        self.work = InFlightWork()
-        self.ctx: ServiceContext | None = None
 
     async def start(self, ctx: ServiceContext) -> None:
-        self.ctx = ctx
+        await ensure_default_domain(ctx.pool, self.settings.domain)
 
     async def stop_accepting(self) -> None:
-        self.work.close()
+        """The runtime stops the HTTP server; requests in flight finish with it."""
 
     async def drain(self) -> None:
-        await self.work.wait()
+        """Nothing outlives a request here."""
