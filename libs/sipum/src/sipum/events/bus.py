@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -65,6 +66,35 @@ ERROR_HEADER = "Sipum-Error"
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_RETRY_DELAYS: tuple[float, ...] = (1.0, 5.0, 15.0, 60.0)
+
+
+DEFAULT_SUBJECTS = Subjects()
+DEFAULT_MAX_AGE = timedelta(days=14)
+DEFAULT_DUPLICATE_WINDOW = timedelta(minutes=2)
+
+
+def stream_config(
+    stream: str = DEFAULT_STREAM,
+    subjects: Subjects = DEFAULT_SUBJECTS,
+    *,
+    max_age: timedelta = DEFAULT_MAX_AGE,
+    max_bytes: int = -1,
+    duplicate_window: timedelta = DEFAULT_DUPLICATE_WINDOW,
+) -> api.StreamConfig:
+    """The stream that keeps every event: file storage, limits retention (events stay for
+    ``max_age`` whether or not anyone consumed them, so the events command can replay them),
+    old events discarded first, duplicates by ``Nats-Msg-Id`` dropped within the window."""
+    return api.StreamConfig(
+        name=validate_stream_name(stream),
+        description="sipum domain events",
+        subjects=[subjects.events],
+        retention=api.RetentionPolicy.LIMITS,
+        storage=api.StorageType.FILE,
+        discard=api.DiscardPolicy.OLD,
+        max_age=max_age.total_seconds(),
+        max_bytes=max_bytes,
+        duplicate_window=duplicate_window.total_seconds(),
+    )
 
 
 class EventBusError(Exception):
@@ -156,6 +186,7 @@ class EventBus:
         self.subjects = Subjects(prefix)
         self.stream = validate_stream_name(stream)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -184,8 +215,11 @@ class EventBus:
             # Failures of the first connect end up in the ConfigError below; log them quietly.
             log.log(logging.WARNING if connected else logging.DEBUG, "nats error: %s", exc)
 
+        bus: EventBus | None = None
+
         async def on_disconnected() -> None:
-            log.warning("nats disconnected from %s", redact_url(url))
+            if bus is None or not bus._closing:
+                log.warning("nats disconnected from %s", redact_url(url))
 
         async def on_reconnected() -> None:
             log.info("nats reconnected to %s", redact_url(url))
@@ -213,13 +247,24 @@ class EventBus:
         nc.options["max_reconnect_attempts"] = -1
         nc.options["reconnect_time_wait"] = 2
         connected = True
-        return cls(nc, prefix=prefix, stream=stream)
+        bus = cls(nc, prefix=prefix, stream=stream)
+        return bus
 
-    async def close(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-        """Let handlers in flight finish, drain subscriptions, flush publishes, disconnect."""
+    async def close(self, timeout: float = 5.0, *, drain: bool = True) -> None:  # noqa: ASYNC109
+        """Let handlers in flight finish, drain subscriptions, flush publishes, disconnect.
+
+        ``drain=False`` just flushes and disconnects (for readers that stop mid-stream and
+        do not want the messages already buffered for them).
+        """
+        self._closing = True
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
         if self.nc.is_closed:
+            return
+        if not drain:
+            with contextlib.suppress(TimeoutError, nats.errors.Error):
+                await self.nc.flush(timeout=max(1, int(timeout)))
+            await self.nc.close()
             return
         try:
             await asyncio.wait_for(self.nc.drain(), timeout)
@@ -247,28 +292,24 @@ class EventBus:
     def stream_config(
         self,
         *,
-        max_age: timedelta = timedelta(days=14),
+        max_age: timedelta = DEFAULT_MAX_AGE,
         max_bytes: int = -1,
-        duplicate_window: timedelta = timedelta(minutes=2),
+        duplicate_window: timedelta = DEFAULT_DUPLICATE_WINDOW,
     ) -> api.StreamConfig:
-        return api.StreamConfig(
-            name=self.stream,
-            description="sipum domain events",
-            subjects=[self.subjects.events],
-            retention=api.RetentionPolicy.LIMITS,
-            storage=api.StorageType.FILE,
-            discard=api.DiscardPolicy.OLD,
-            max_age=max_age.total_seconds(),
+        return stream_config(
+            self.stream,
+            self.subjects,
+            max_age=max_age,
             max_bytes=max_bytes,
-            duplicate_window=duplicate_window.total_seconds(),
+            duplicate_window=duplicate_window,
         )
 
     async def ensure_stream(
         self,
         *,
-        max_age: timedelta = timedelta(days=14),
+        max_age: timedelta = DEFAULT_MAX_AGE,
         max_bytes: int = -1,
-        duplicate_window: timedelta = timedelta(minutes=2),
+        duplicate_window: timedelta = DEFAULT_DUPLICATE_WINDOW,
     ) -> api.StreamInfo:
         """Create the stream or bring its settings up to date; safe to call from every replica
         at every start, also concurrently."""

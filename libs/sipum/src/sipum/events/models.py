@@ -119,10 +119,10 @@ class MessageCreated(MailboxEvent):
     session_id: str | None = None
 
     def summary(self) -> str:
-        caller = f'"{self.caller_display}" ' if self.caller_display else ""
+        name = f' "{self.caller_display}"' if self.caller_display else ""
         return (
             f"{self.mailbox} id={self.message_id} dur={self.duration_s:.1f}s "
-            f"from={caller}{self.caller_uri} reason={self.reason} size={self.size}"
+            f"from={self.caller_uri}{name} reason={self.reason} size={self.size}"
         )
 
 
@@ -160,6 +160,8 @@ class MessageDeleted(MailboxEvent):
 
 
 class UserCreated(MailboxEvent):
+    """A mailbox was created (signup or admin); the agent starts registering it."""
+
     kind: ClassVar[str] = s.USER_CREATED
 
     display_name: str | None = None
@@ -183,6 +185,8 @@ class UserUpdated(MailboxEvent):
 
 
 class UserDeleted(MailboxEvent):
+    """A mailbox was removed with its messages and greetings."""
+
     kind: ClassVar[str] = s.USER_DELETED
 
     def summary(self) -> str:
@@ -243,6 +247,8 @@ CallEndReason = Literal[
 
 
 class CallEnded(MailboxEvent):
+    """A call for a mailbox is over (answered or not); ``message_id`` if one was stored."""
+
     kind: ClassVar[str] = s.CALL_ENDED
 
     call_id: str
@@ -294,6 +300,8 @@ Channel = Literal["email", "webhook"]
 
 
 class NotificationSent(MailboxEvent):
+    """The user was told about a new message (the SMTP server accepted the e-mail)."""
+
     kind: ClassVar[str] = s.NOTIFICATION_SENT
 
     message_id: int
@@ -305,6 +313,8 @@ class NotificationSent(MailboxEvent):
 
 
 class NotificationFailed(MailboxEvent):
+    """A notification attempt failed; ``will_retry`` says whether it will be tried again."""
+
     kind: ClassVar[str] = s.NOTIFICATION_FAILED
 
     message_id: int
