@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote, urlsplit
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sipum.config import convert_sql_url, host_and_port, normalize_database_url, redact_url
 
 
@@ -65,3 +69,31 @@ def test_redaction_and_host_port() -> None:
     assert "s3cret" not in redact_url("postgresql://u:s3cret@h:notaport/d")
     assert host_and_port("postgresql://u:s@db.example/d") == "db.example:5432"
     assert host_and_port("postgresql://u@[::1]:6000/d") == "[::1]:6000"
+
+
+_text = st.text(
+    alphabet=st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="#?"),
+    min_size=1,
+    max_size=12,
+)
+
+
+@given(
+    user=_text.filter(lambda s: ":" not in s and "@" not in s and "/" not in s),
+    password=_text,
+    host=st.from_regex(r"[a-z][a-z0-9-]{0,10}(\.[a-z]{2,5})?", fullmatch=True),
+    port=st.integers(min_value=1, max_value=65535),
+    database=_text.filter(lambda s: "/" not in s),
+)
+@settings(max_examples=200, deadline=None)
+def test_sql_url_round_trip(user: str, password: str, host: str, port: int, database: str) -> None:
+    """Whatever the old file held literally comes back out of the converted URL."""
+    url = convert_sql_url(f"sql://{user}:{password}@{host}:{port}/{database}")
+    parts = urlsplit(url)
+    assert parts.scheme == "postgresql"
+    assert unquote(parts.username or "") == user
+    assert unquote(parts.password or "") == password
+    assert (parts.hostname, parts.port) == (host, port)
+    assert unquote(parts.path[1:]) == database
+    redacted = redact_url(url)
+    assert urlsplit(redacted).password == "***" and redacted.endswith(f"@{host}:{port}{parts.path}")

@@ -24,9 +24,7 @@ def convert_sql_url(url: str) -> str:
     if not url.startswith("sql://"):
         raise ValueError(f"not an sql:// URL (expected {SQL_URL_FORM})")
     rest = url[len("sql://") :]
-    userinfo, at, hostpart = rest.rpartition("@")
-    if not at:
-        hostpart = rest
+    userinfo, hostpart = _split_userinfo(rest)
     user, _, password = userinfo.partition(":")
     hostport, slash, database = hostpart.partition("/")
     if not slash or not database:
@@ -44,6 +42,26 @@ def convert_sql_url(url: str) -> str:
         raise ValueError(f"malformed sql:// URL: password without user (expected {SQL_URL_FORM})")
     netloc += host + (f":{port}" if port is not None else "")
     return f"postgresql://{netloc}/{quote(database, safe='')}"
+
+
+def _split_userinfo(rest: str) -> tuple[str, str]:
+    """Split ``user:password@host:port/db`` at the '@' that ends the password.
+
+    Both a hand-written password and a database name may hold '@', so take the rightmost '@'
+    after which a well-formed ``host[:port]/database`` follows.
+    """
+    at = len(rest)
+    while (at := rest.rfind("@", 0, at)) >= 0:
+        hostport, slash, database = rest[at + 1 :].partition("/")
+        if slash and database and "/" not in database:
+            try:
+                _split_host_port(hostport)
+            except ValueError:
+                continue
+            return rest[:at], rest[at + 1 :]
+    # No candidate parses: split at the last '@' and let the caller report what is wrong.
+    userinfo, _, hostpart = rest.rpartition("@")
+    return userinfo, hostpart
 
 
 def _split_host_port(hostport: str) -> tuple[str, int | None]:
