@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 from sipum.sip import digest
-from sipum.sip.message import SipRequest, parse_message
+from sipum.sip.message import SipRequest, make_response, new_tag, parse_message
 from sipum.sip.registration import (
     DigestCredentials,
     RegistrationBinding,
@@ -20,9 +20,9 @@ from sipum.sip.registration import (
     RegistrationPolicy,
     RegistrationPool,
     RegistrationState,
-    RegistrationUdpEndpoint,
 )
 from sipum.sip.transaction import Peer, RequestReceived, TimerConfig
+from sipum.sip.transport import EndpointConfig, SipEndpoint
 from sipum.testing import kamailio as kamailio_plugin
 from sipum.testing.kamailio import KamailioServer
 
@@ -33,29 +33,47 @@ pytestmark = pytest.mark.timeout(60)
 
 
 class Agent:
-    """A registration client on its own UDP endpoint, recording every state change."""
+    """A registration client on its own SipEndpoint, recording every state change and every
+    INVITE it receives (answered 405: no user agent here)."""
 
     def __init__(self, server: KamailioServer, policy: RegistrationPolicy, window: int = 50):
         self.server = server
-        self.endpoint = RegistrationUdpEndpoint(timers=TimerConfig(t1=0.1, t2=0.4, t4=0.5))
+        self.endpoint = SipEndpoint(
+            EndpointConfig(
+                host="127.0.0.1", udp_port=0, timers=TimerConfig(t1=0.1, t2=0.4, t4=0.5)
+            ),
+            on_event=self._on_event,
+        )
         self.pool = RegistrationPool(
             max_in_flight=window, max_rate=None, policy=policy, rng=random.Random(1)
         )
         self.changes: list[RegistrationChanged] = []
         self.changed = asyncio.Event()
+        self.invites: list[SipRequest] = []
         self.client: RegistrationClient | None = None
 
     async def open(self) -> Agent:
-        await self.endpoint.open("127.0.0.1", 0)
+        await self.endpoint.start()
         self.client = RegistrationClient(
             self.pool,
             Peer("UDP", self.server.host, self.server.port),
-            self.endpoint.send_request,
+            self.endpoint,
             on_change=self._record,
         )
-        self.endpoint.handlers.append(self.client.handle_event)
         self.client.start()
         return self
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.endpoint.addresses["UDP"]
+
+    def _on_event(self, endpoint: SipEndpoint, event: object) -> None:
+        if isinstance(event, RequestReceived):
+            if event.request.method == "INVITE":
+                self.invites.append(event.request)
+            response = make_response(event.request, 405, to_tag=new_tag())
+            response.headers.add("Allow", "OPTIONS")
+            endpoint.send_response(event.transaction, response)
 
     def _record(self, event: RegistrationChanged) -> None:
         self.changes.append(event)
@@ -63,7 +81,7 @@ class Agent:
 
     def add(self, user: str, *, expires: int = 3600, ha1: dict[str, str] | None = None) -> None:
         assert self.client is not None
-        host, port = self.endpoint.address
+        host, port = self.address
         creds = DigestCredentials(
             username=user,
             ha1=ha1 or {"MD5": digest.compute_ha1(user, DOMAIN, "secret", "MD5")},
@@ -97,7 +115,7 @@ async def agents() -> AsyncIterator[list[Agent]]:
     for agent in made:
         if agent.client is not None:
             await agent.client.stop(grace=2.0)
-        agent.endpoint.close()
+        await agent.endpoint.close()
 
 
 async def new_agent(
@@ -115,7 +133,7 @@ async def test_md5_register_refresh_and_deregister(kamailio_factory, agents):
     aor = f"sip:alice@{DOMAIN}"
     await agent.wait_for(lambda: RegistrationState.REGISTERED in agent.states(aor))
     first = server.lookup("alice")
-    host, port = agent.endpoint.address
+    host, port = agent.address
     assert [c.address for c in first] == [f"sip:alice@{host}:{port}"]
     assert 0 < first[0].expires <= 4
     registration = agent.pool.get(aor)
@@ -232,18 +250,6 @@ async def test_invite_is_forked_to_every_contact_with_record_route(kamailio_fact
     server = kamailio_factory(users={"alice": "secret"})
     phone = await new_agent(agents, server)
     sipum = await new_agent(agents, server)
-    invites: list[tuple[str, SipRequest]] = []
-
-    def capture(name: str) -> Callable[[object], bool]:
-        def handler(event: object) -> bool:
-            if isinstance(event, RequestReceived) and event.request.method == "INVITE":
-                invites.append((name, event.request))
-            return False  # the endpoint answers 405
-
-        return handler
-
-    phone.endpoint.handlers.append(capture("phone"))
-    sipum.endpoint.handlers.append(capture("sipum"))
     phone.add("alice")
     sipum.add("alice")
     aor = f"sip:alice@{DOMAIN}"
@@ -278,8 +284,8 @@ async def test_invite_is_forked_to_every_contact_with_record_route(kamailio_fact
                     final = message
     finally:
         caller.close()
-    assert sorted(name for name, _ in invites) == ["phone", "sipum"]
-    for _name, forwarded in invites:
+    assert len(phone.invites) == 1 and len(sipum.invites) == 1
+    for forwarded in phone.invites + sipum.invites:
         assert forwarded.headers.get("Record-Route") is not None
         assert len(forwarded.vias) == 2  # Kamailio's Via on top of the caller's
     assert final.status == 405  # the best final response of both branches reaches the caller

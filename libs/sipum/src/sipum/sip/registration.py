@@ -44,12 +44,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import heapq
 import logging
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 from sipum.sip import digest
 from sipum.sip.message import (
@@ -58,30 +59,19 @@ from sipum.sip.message import (
     SipRequest,
     SipResponse,
     SipUri,
-    make_response,
     new_branch,
     new_call_id,
     new_tag,
     parse_name_addr,
     parse_uri,
 )
-from sipum.sip.transaction import (
-    ClientTransaction,
-    Peer,
-    RequestReceived,
-    ResponseReceived,
-    TimerConfig,
-    TransactionLayer,
-    TransactionTimeout,
-    TransportError,
-)
+from sipum.sip.transaction import Peer
 
 log = logging.getLogger("sipum.sip.registration")
 
 __all__ = [
     "DigestCredentials",
     "RegistrationClient",
-    "RegistrationUdpEndpoint",
     "RegistrationBinding",
     "RegistrationChanged",
     "RegistrationPolicy",
@@ -762,51 +752,63 @@ class RegistrationPool:
 # ================================================================================ asyncio
 
 
-SendRequest = Callable[[SipRequest, Peer], ClientTransaction]
-"""Start a client transaction for a REGISTER towards the registrar (the endpoint's job:
-``TransactionLayer.send_request(request, peer, now)`` and flushing its datagrams)."""
+class PendingRequest(Protocol):
+    """What ``SipEndpoint.send_request`` returns: ``final`` resolves to the final response, or
+    raises ``TimeoutError`` (timer F) / ``ConnectionError`` (transport failure)."""
+
+    @property
+    def final(self) -> asyncio.Future[SipResponse]: ...
+
+
+class RequestSender(Protocol):
+    """The part of ``sipum.sip.transport.SipEndpoint`` the client uses."""
+
+    def send_request(self, request: SipRequest, peer: Peer) -> PendingRequest: ...
 
 
 class RegistrationClient:
-    """Thin asyncio driver of a :class:`RegistrationPool` on a SIP endpoint's transaction layer.
+    """Thin asyncio driver of a :class:`RegistrationPool` on a SIP endpoint.
 
-    The endpoint (which owns the socket and the :class:`TransactionLayer`, shared with the user
-    agent) gives us ``send_request`` and passes every transaction event to
-    :meth:`handle_event`; the events of our REGISTER transactions are consumed (``True``), all
-    others are left to the endpoint's other users. State changes go to ``on_change``.
+    ``endpoint`` is the service's ``SipEndpoint`` (shared with its user agent, so the contact we
+    register is where INVITEs arrive): each REGISTER the pool lets out becomes a non-INVITE
+    client transaction there (retransmissions, Timer F), and its outcome is fed back to the
+    pool. One task sleeps until the pool's next timer or until an outcome frees the window.
+    State changes go to ``on_change`` (the registrar-agent publishes them as
+    ``sipum.evt.registration.changed``).
     """
 
     def __init__(
         self,
         pool: RegistrationPool,
         registrar: Peer,
-        send_request: SendRequest,
+        endpoint: RequestSender,
         *,
         on_change: Callable[[RegistrationChanged], object] | None = None,
-        clock: Callable[[], float] | None = None,
     ) -> None:
         self.pool = pool
         self.registrar = registrar
-        self._send_request = send_request
+        self.endpoint = endpoint
         self._on_change = on_change
-        self._clock = clock
-        self._transactions: dict[ClientTransaction, str] = {}  # → Call-ID
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
 
-    def now(self) -> float:
-        return self._clock() if self._clock else asyncio.get_running_loop().time()
+    @staticmethod
+    def now() -> float:
+        # The same clock as SipEndpoint's transaction layer.
+        return asyncio.get_running_loop().time()
 
     # ---------------------------------------------------------------- control
 
     def add(self, binding: RegistrationBinding, *, delay: float = 0.0) -> Registration:
+        """Start registering a binding (user created, or at start-up)."""
         registration = self.pool.add(binding, self.now(), delay=delay)
         self._idle.clear()
         self._wake.set()
         return registration
 
     def remove(self, aor: str) -> None:
+        """De-register a binding (user removed); it leaves the pool when done."""
         self._publish(self.pool.remove(aor, self.now()))
         self._wake.set()
 
@@ -815,11 +817,11 @@ class RegistrationClient:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="registration")
 
     async def stop(self, grace: float = 10.0) -> bool:
-        """De-register every binding and wait (at most ``grace`` seconds) until done; ``True``
-        if every de-registration finished in time."""
+        """De-register every binding (``Expires: 0``) and wait at most ``grace`` seconds for
+        it; ``True`` if every de-registration finished in time."""
         self._publish(self.pool.stop(self.now()))
-        self._wake.set()
         self.start()  # the loop sends the de-registrations
+        self._wake.set()
         try:
             async with asyncio.timeout(grace):
                 await self._idle.wait()
@@ -833,58 +835,42 @@ class RegistrationClient:
             self._task = None
         return done
 
-    # ---------------------------------------------------------------- events in
-
-    def handle_event(self, event: object) -> bool:
-        """Feed a transaction-layer event; ``True`` if it belonged to one of our REGISTERs."""
-        transaction = getattr(event, "transaction", None)
-        if not isinstance(transaction, ClientTransaction):
-            return False
-        call_id = self._transactions.get(transaction)
-        if call_id is None:
-            return False
-        now = self.now()
-        if isinstance(event, ResponseReceived):
-            if event.response.status < 200:
-                return True
-            del self._transactions[transaction]
-            self._publish(self.pool.receive_response(event.response, now))
-        elif isinstance(event, TransactionTimeout):
-            del self._transactions[transaction]
-            self._publish(self.pool.request_failed(call_id, now, "timeout"))
-        elif isinstance(event, TransportError):
-            del self._transactions[transaction]
-            self._publish(self.pool.request_failed(call_id, now, "transport error"))
-        else:
-            return True  # e.g. TransactionTerminated after the final response: nothing to do
-        self._wake.set()
-        return True
-
     # ---------------------------------------------------------------- loop
 
     def pump(self) -> float | None:
         """Send what the pool allows now; returns the pool's next timer."""
         now = self.now()
         for registration, request in self.pool.requests_to_send(now):
+            call_id = registration.call_id
             try:
-                transaction = self._send_request(request, self.registrar)
-            except (OSError, ValueError) as exc:
+                pending = self.endpoint.send_request(request, self.registrar)
+            except (OSError, ValueError, RuntimeError) as exc:
                 log.warning("REGISTER for %s not sent: %s", registration.aor, exc)
-                self._publish(self.pool.request_failed(registration.call_id, now, str(exc)))
+                self._publish(self.pool.request_failed(call_id, now, f"not sent: {exc}"))
                 continue
-            self._transactions[transaction] = registration.call_id
+            pending.final.add_done_callback(functools.partial(self._on_final, call_id))
         return self.pool.get_timer(now)
+
+    def _on_final(self, call_id: str, future: asyncio.Future[SipResponse]) -> None:
+        now = self.now()
+        if future.cancelled():
+            events = self.pool.request_failed(call_id, now, "cancelled")
+        elif (error := future.exception()) is not None:
+            reason = "timeout" if isinstance(error, TimeoutError) else f"transport error: {error}"
+            events = self.pool.request_failed(call_id, now, reason)
+        else:
+            events = self.pool.receive_response(future.result(), now)
+        self._publish(events)
+        self._wake.set()
 
     async def _run(self) -> None:
         while True:
             self._wake.clear()
             timer = self.pump()
             delay = None if timer is None else max(0.0, timer - self.now())
-            try:
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
-            except TimeoutError:
-                pass
 
     def _publish(self, events: list[RegistrationChanged]) -> None:
         if self.pool.idle:
@@ -902,95 +888,3 @@ class RegistrationClient:
                     self._on_change(event)
                 except Exception:  # a failing listener must not stop the registrations
                     log.exception("registration listener failed")
-
-
-class RegistrationUdpEndpoint:
-    """A UDP socket and a transaction layer that do nothing but registration.
-
-    For processes that only register — benchmarks, tests, tools. Services register through
-    the SIP endpoint they share with their user agent (``sipum.sip.transport``) and pass its
-    transaction events to :meth:`RegistrationClient.handle_event` the same way as here.
-    Requests that reach this endpoint are answered ``200`` (OPTIONS) or ``405``.
-    """
-
-    def __init__(self, *, timers: TimerConfig | None = None) -> None:
-        self.layer = TransactionLayer(timers=timers)
-        self.handlers: list[Callable[[object], bool]] = []
-        self._udp: asyncio.DatagramTransport | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    async def open(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
-        self._loop = asyncio.get_running_loop()
-        self._udp, _ = await self._loop.create_datagram_endpoint(
-            lambda: _DatagramFeed(self._on_datagram), local_addr=(host, port)
-        )
-        return self.address
-
-    @property
-    def address(self) -> tuple[str, int]:
-        assert self._udp is not None
-        host, port = self._udp.get_extra_info("sockname")[:2]
-        return str(host), int(port)
-
-    def now(self) -> float:
-        assert self._loop is not None
-        return self._loop.time()
-
-    def send_request(self, request: SipRequest, peer: Peer) -> ClientTransaction:
-        transaction = self.layer.send_request(request, peer, self.now())
-        self._flush()
-        return transaction
-
-    def _on_datagram(self, data: bytes, peer: Peer) -> None:
-        self.layer.receive_data(data, peer, self.now())
-        self._flush()
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self.layer.handle_timer(self.now())
-        self._flush()
-
-    def _flush(self) -> None:
-        for _ in range(1000):  # handlers may start transactions: drain until quiet
-            events = self.layer.events()
-            datagrams = self.layer.datagrams_to_send()
-            if self._udp is not None:
-                for data, peer in datagrams:
-                    self._udp.sendto(data, (peer.host, peer.port))
-            if not events and not datagrams:
-                break
-            for event in events:
-                if any(handler(event) for handler in self.handlers):
-                    continue
-                if isinstance(event, RequestReceived):
-                    status = 200 if event.request.method == "OPTIONS" else 405
-                    response = make_response(event.request, status, to_tag=new_tag())
-                    if status == 405:
-                        response.headers.add("Allow", "OPTIONS")
-                    self.layer.send_response(event.transaction, response, self.now())
-        when = self.layer.get_timer()
-        if self._timer is not None and (when is None or self._timer.when() != when):
-            self._timer.cancel()
-            self._timer = None
-        if when is not None and self._timer is None and self._loop is not None:
-            self._timer = self._loop.call_at(when, self._on_timer)
-
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._udp is not None:
-            self._udp.close()
-
-
-class _DatagramFeed(asyncio.DatagramProtocol):
-    def __init__(self, on_datagram: Callable[[bytes, Peer], None]) -> None:
-        self._on_datagram = on_datagram
-
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, ...]) -> None:
-        self._on_datagram(data, Peer("UDP", str(addr[0]), int(addr[1])))
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP errors do not say which destination failed: transactions time out instead.
-        log.debug("udp error: %s", exc)
