@@ -211,3 +211,48 @@ def test_next_timer_drives_poll() -> None:
     assert rx.next_timer() == pytest.approx(0.09)
     assert seqs(rx.poll(0.09)) == [3]
     assert rx.buffer.skipped == 1
+
+
+def test_fast_path_is_equivalent_to_receive() -> None:
+    """accept_next + receive on the packets it refuses gives the same released order and
+    the same statistics as receive alone, on a lossy, reordered, duplicated stream with a
+    sequence wrap and an SSRC change."""
+    rng = random.Random(11)
+    arrivals = []
+    for i in range(3000):
+        ssrc = 1 if i < 2000 else 2
+        seq = (65000 + i) if ssrc == 1 else (30000 + i)
+        if rng.random() < 0.05:
+            continue
+        t = i * 0.02 + rng.uniform(0, 0.04) * (rng.random() < 0.2)
+        arrivals.append((t, packet(seq, 160 * i, ssrc=ssrc)))
+        if rng.random() < 0.02:
+            arrivals.append((t + 0.001, packet(seq, 160 * i, ssrc=ssrc)))
+    arrivals.sort(key=lambda a: a[0])
+
+    plain = RtpReceiver(clock_rate=8000)
+    fast = RtpReceiver(clock_rate=8000)
+    out_plain: list[tuple[int, int]] = []
+    out_fast: list[tuple[int, int]] = []
+    taken = 0
+    for now, data in arrivals:
+        out_plain += [
+            (p.ssrc, p.sequence_number) for p in plain.poll(now) + plain.receive(data, now)
+        ]
+        out_fast += [(p.ssrc, p.sequence_number) for p in fast.poll(now)]
+        head = RtpPacket.parse(data)
+        if fast.accept_next(head.sequence_number, head.timestamp, head.ssrc, now):
+            taken += 1
+            out_fast.append((head.ssrc, head.sequence_number))
+        else:
+            out_fast += [(p.ssrc, p.sequence_number) for p in fast.receive(data, now)]
+    out_plain += [(p.ssrc, p.sequence_number) for p in plain.flush()]
+    out_fast += [(p.ssrc, p.sequence_number) for p in fast.flush()]
+    assert taken > 1500
+    assert out_fast == out_plain
+    assert plain.source is not None and fast.source is not None
+    for attr in ("received", "cycles", "max_seq", "base_seq", "jitter"):
+        assert getattr(fast.source, attr) == getattr(plain.source, attr), attr
+    assert fast.report_blocks(100.0) == plain.report_blocks(100.0)
+    for attr in ("released", "late", "duplicates", "skipped"):
+        assert getattr(fast.buffer, attr) == getattr(plain.buffer, attr), attr

@@ -77,6 +77,8 @@ class Decoder(Protocol):
 
 def as_pcm(pcm: Pcm | bytes | bytearray | memoryview | npt.ArrayLike) -> Pcm:
     """View bytes (native 16-bit) or an array as a 1-D int16 array without copying when possible."""
+    if type(pcm) is np.ndarray and pcm.dtype == np.int16 and pcm.ndim == 1:
+        return pcm  # the per-packet fast path
     if isinstance(pcm, bytes | bytearray | memoryview):
         if len(pcm) % 2:
             raise ValueError("16-bit PCM bytes must have an even length")
