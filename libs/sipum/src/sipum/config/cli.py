@@ -74,9 +74,11 @@ def build_parser(
         dest="foreground",
         action="store_true",
         default=None,
-        help="run in the foreground with human-readable logs (the default; sipum never forks)",
+        help="foreground (the default; sipum never forks): overrides SIPUM_FOREGROUND=false",
     )
-    parser.add_argument("-v", action="version", version=f"{prog} {version}")
+    parser.add_argument(
+        "-v", action="version", version=f"{prog} {version}", help="print the version and exit"
+    )
     if add_arguments is not None:
         add_arguments(parser)
     return parser

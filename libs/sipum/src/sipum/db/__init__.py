@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import asyncpg
 
-from sipum.db.pool import DEFAULT_CONNECT_TIMEOUT, connect, connection_error, create_pool
+from sipum.db.pool import (
+    DEFAULT_CONNECT_TIMEOUT,
+    Executor,
+    connect,
+    connection_error,
+    create_pool,
+)
 
 Pool = asyncpg.Pool
 
@@ -45,6 +51,7 @@ async def open_database(
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
+    "Executor",
     "Pool",
     "connect",
     "connection_error",
