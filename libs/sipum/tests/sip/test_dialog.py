@@ -180,3 +180,26 @@ def test_secure_flag_needs_tls_and_sips() -> None:
     assert not Dialog.from_incoming_request(
         invite, local_tag="b", local_contact="<sips:bob@h>", secure_transport=False
     ).secure
+
+
+def test_tags_and_uris_read_from_text() -> None:
+    from sipum.sip.dialog import header_tag, without_tag
+
+    assert header_tag('"A;tag=no" <sip:a@h;tag=x>;tag=abc') == "abc"
+    assert header_tag("<sip:a@h;tag=x>") is None  # a URI parameter is not the tag
+    assert header_tag("sip:a@h ; TAG = t1 ;x=y") == "t1"
+    assert header_tag("Bob <sip:b@h>") is None
+    assert without_tag("Bob <sip:b@h>;tag=1;x=2") == "Bob <sip:b@h>;x=2"
+    assert without_tag("sip:b@h;tag=1") == "sip:b@h"
+    assert without_tag("<sip:b@h;tag=u>") == "<sip:b@h;tag=u>"
+
+
+def test_contact_forms() -> None:
+    for contact, expected in [
+        ("<sip:a@192.0.2.1:5062;transport=tcp>;expires=60", "sip:a@192.0.2.1:5062;transport=tcp"),
+        ("sip:a@192.0.2.1:5062;expires=60", "sip:a@192.0.2.1:5062"),
+        ('"Al <x>" <sip:a@192.0.2.1>', "sip:a@192.0.2.1"),
+    ]:
+        invite = _parse_request(INVITE.replace("<sip:alice@192.0.2.1:5062;transport=udp>", contact))
+        dialog = Dialog.from_incoming_request(invite, local_tag="b", local_contact="<sip:b@h>")
+        assert dialog.remote_target == expected

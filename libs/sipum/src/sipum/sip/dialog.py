@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass, field
 
 from sipum.sip.message import Headers, SipRequest, SipResponse
-from sipum.sip.uri import NameAddr, SipUri, parse_name_addr, parse_uri
+from sipum.sip.uri import SipUri, parse_name_addr, parse_uri
 
 
 class DialogState(enum.Enum):
@@ -39,22 +39,52 @@ class DialogId:
     remote_tag: str
 
 
+def header_tag(value: str) -> str | None:
+    """The ``tag`` parameter of a From/To value, read from the text (hot path: no full parse).
+
+    Header parameters follow the closing ``>`` of a name-addr; in the addr-spec form the URI
+    cannot carry parameters (§20.10), so every ``;`` there starts a header parameter too.
+    """
+    close = value.rfind(">")
+    params = value[close + 1 :] if close >= 0 else value
+    if ";" not in params:
+        return None
+    for param in params.split(";")[1:]:
+        name, _, tag = param.partition("=")
+        if name.strip().lower() == "tag":
+            return tag.strip() or None
+    return None
+
+
+def without_tag(value: str) -> str:
+    """A From/To value without its tag parameter (the dialog's local/remote URI, §12.1)."""
+    close = value.rfind(">")
+    head, params = (value[: close + 1], value[close + 1 :]) if close >= 0 else ("", value)
+    if ";" not in params:
+        return value.strip()
+    parts = params.split(";")
+    kept = [parts[0]] + [p for p in parts[1:] if p.partition("=")[0].strip().lower() != "tag"]
+    return (head + ";".join(kept)).strip()
+
+
 def incoming_request_dialog_id(request: SipRequest) -> DialogId | None:
     """The id of the dialog an incoming request belongs to, or ``None`` outside a dialog.
 
     §12.2.2: for a request we receive, our tag is in To and the peer's in From. A request
     without a To tag is not in a dialog.
     """
-    local = request.to.tag
+    headers = request.headers
+    local = header_tag(headers.get("To") or "")
     if not local:
         return None
-    return DialogId(request.call_id, local, request.from_.tag or "")
+    return DialogId(request.call_id, local, header_tag(headers.get("From") or "") or "")
 
 
 def incoming_response_dialog_id(response: SipResponse) -> DialogId | None:
     """The id of the dialog a response to our request belongs to (our tag is in From)."""
-    remote = response.to.tag
-    local = response.from_.tag
+    headers = response.headers
+    remote = header_tag(headers.get("To") or "")
+    local = header_tag(headers.get("From") or "")
     if not remote or not local:
         return None
     return DialogId(response.call_id, local, remote)
@@ -65,13 +95,17 @@ def _contact_uri(message: SipRequest | SipResponse) -> str | None:
     values = message.headers.get_all("Contact")
     if not values:
         return None
-    return str(parse_name_addr(values[0]).uri)
-
-
-def _without_tag(name_addr: NameAddr) -> str:
-    """A From/To value with its tag removed: the local/remote URI of the dialog (§12.1)."""
-    params = {k: v for k, v in name_addr.params.items() if k.lower() != "tag"}
-    return str(NameAddr(name_addr.display, name_addr.uri, params))
+    value = values[0].strip()
+    if value.startswith('"'):
+        return str(parse_name_addr(value).uri)  # quoted display name: let the parser do it
+    start = value.find("<")
+    if start < 0:
+        # addr-spec form: everything after ';' is a Contact parameter (§20.10).
+        return value.split(";", 1)[0].strip()
+    end = value.find(">", start)
+    if end < 0:
+        return str(parse_name_addr(value).uri)
+    return value[start + 1 : end].strip()
 
 
 def _is_sips(uri: str) -> bool:
@@ -121,11 +155,12 @@ class Dialog:
         set when the request came over TLS with a ``sips`` Request-URI.
         """
         cseq, _method = request.cseq
+        from_value = request.headers.get("From") or ""
         remote_target = _contact_uri(request) or str(request.from_.uri)
         return cls(
-            id=DialogId(request.call_id, local_tag, request.from_.tag or ""),
-            local_uri=_without_tag(request.to),
-            remote_uri=_without_tag(request.from_),
+            id=DialogId(request.call_id, local_tag, header_tag(from_value) or ""),
+            local_uri=without_tag(request.headers.get("To") or ""),
+            remote_uri=without_tag(from_value),
             remote_target=remote_target,
             route_set=list(request.headers.get_all("Record-Route")),
             secure=secure_transport and _is_sips(request.uri),
@@ -154,10 +189,12 @@ class Dialog:
         cseq, _method = request.cseq
         remote_target = _contact_uri(response) or str(response.to.uri)
         state = DialogState.CONFIRMED if 200 <= response.status < 300 else DialogState.EARLY
+        to_value = response.headers.get("To") or ""
+        from_value = request.headers.get("From") or ""
         return cls(
-            id=DialogId(request.call_id, request.from_.tag or "", response.to.tag or ""),
-            local_uri=_without_tag(request.from_),
-            remote_uri=_without_tag(response.to),
+            id=DialogId(request.call_id, header_tag(from_value) or "", header_tag(to_value) or ""),
+            local_uri=without_tag(from_value),
+            remote_uri=without_tag(to_value),
             remote_target=remote_target,
             route_set=list(reversed(response.headers.get_all("Record-Route"))),
             secure=secure_transport and _is_sips(request.uri),

@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterable
 from sipum.sip.dialog import (
     Dialog,
     DialogId,
+    header_tag,
     incoming_request_dialog_id,
     incoming_response_dialog_id,
 )
@@ -299,7 +300,9 @@ class UserAgent:
         if method not in ALLOWED_METHODS:
             self._respond(tx, request, 405, now, headers=[("Allow", ", ".join(ALLOWED_METHODS))])
             return
-        if method == "INVITE" and self._is_merged(request):
+        if method == "INVITE" and self._is_merged(
+            request, header_tag(request.headers.get("From") or "") or "", request.cseq[0]
+        ):
             self._respond(tx, request, 482, now, reason="Loop Detected")
             return
         if not self._check_require(request, tx, now):
@@ -347,13 +350,11 @@ class UserAgent:
         )
         return False
 
-    def _is_merged(self, request: SipRequest) -> bool:
+    def _is_merged(self, request: SipRequest, from_tag: str, cseq: int) -> bool:
         """§8.2.2.2: a request without To tag whose From tag, Call-ID and CSeq match an INVITE
         we are already handling, but arriving with another branch (a fork looping back)."""
-        key = (request.call_id, request.from_.tag or "", request.cseq[0])
-        branch = request.top_via.branch or ""
-        known = self._invites_in_progress.get(key)
-        return known is not None and known != branch
+        known = self._invites_in_progress.get((request.call_id, from_tag, cseq))
+        return known is not None and known != (request.top_via.branch or "")
 
     def _on_new_invite(
         self, request: SipRequest, peer: Peer, tx: ServerTransaction, now: float
@@ -375,9 +376,9 @@ class UserAgent:
         )
         self._calls[call.dialog.id] = call
         self._by_server_tx[id(tx)] = call
-        self._invites_in_progress[(request.call_id, call.dialog.id.remote_tag, request.cseq[0])] = (
-            request.top_via.branch or ""
-        )
+        self._invites_in_progress[
+            (request.call_id, call.dialog.id.remote_tag, call.dialog.invite_cseq)
+        ] = request.top_via.branch or ""
         self.calls_created += 1
         self._emit(IncomingCall(call))
 
@@ -862,7 +863,7 @@ class UserAgent:
     def _forget_invite(self, call: Call) -> None:
         if call.incoming and call.dialog is not None:
             self._invites_in_progress.pop(
-                (call.call_id, call.dialog.id.remote_tag, call.invite.cseq[0]), None
+                (call.call_id, call.dialog.id.remote_tag, call.dialog.invite_cseq), None
             )
 
     def _end(self, call: Call, reason: str, status: int | None = None) -> None:
