@@ -159,6 +159,25 @@ async def test_md5_register_refresh_and_deregister(kamailio_factory, agents):
     assert agent.states(aor) == [RegistrationState.REGISTERED, RegistrationState.UNREGISTERED]
 
 
+async def test_expired_nonce_is_answered_stale_and_refresh_retries(kamailio_factory, agents):
+    """Kamailio answers pre-emptive credentials with an expired nonce with stale=true; the
+    refresh retries with the new nonce and the binding never looks failed."""
+    server = kamailio_factory(
+        users={"alice": "secret"}, min_expires=2, extra_defines={"NONCE_EXPIRE": "1"}
+    )
+    agent = await new_agent(agents, server)
+    agent.add("alice", expires=4)  # refresh after ~1.8-2 s: the 1 s nonce has expired
+    aor = f"sip:alice@{DOMAIN}"
+    await agent.wait_for(lambda: bool(agent.states(aor)))
+    await asyncio.sleep(2.5)  # the refresh is due at most 2 s after the registration
+    assert agent.pool.stats.by_status.get(401) == 2  # first challenge + the stale one
+    assert agent.pool.stats.by_status.get(200) == 2
+    (contact,) = server.lookup("alice")
+    assert contact.cseq == 4  # REGISTER, +credentials, stale pre-emptive, +new nonce
+    assert agent.states(aor) == [RegistrationState.REGISTERED]
+    assert agent.pool.get(aor).failures == 0  # type: ignore[union-attr]
+
+
 async def test_sha256_register(kamailio_factory, agents):
     server = kamailio_factory(users={"alice": "secret"}, algorithm="SHA-256")
     agent = await new_agent(agents, server)
