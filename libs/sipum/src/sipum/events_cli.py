@@ -175,7 +175,13 @@ async def follow(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             subject, stream=args.stream, ordered_consumer=True, config=config
         )
         replaying = since is not None or args.all
-        pending = (await sub.consumer_info()).num_pending if replaying else 0
+        nothing_to_replay = False
+        if replaying and args.no_follow:
+            # num_pending alone races with delivery (it counts what is not yet *delivered*);
+            # nothing was there iff nothing is pending and nothing was delivered.
+            info = await sub.consumer_info()
+            delivered = info.delivered.consumer_seq if info.delivered else 0
+            nothing_to_replay = not info.num_pending and not delivered
         what = f"from {_iso(since)}" if since else ("from the start" if args.all else "live")
         print(
             f"sipum-events: following {subject} on stream {args.stream} at "
@@ -183,7 +189,7 @@ async def follow(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             file=err,
             flush=True,
         )
-        if args.no_follow and replaying and pending == 0:
+        if nothing_to_replay:
             return 0
         shown = 0
         stopper = asyncio.create_task(stop.wait())
