@@ -20,6 +20,16 @@ class NotifierSettings(ServiceSettings):
     """``-e`` turns e-mail off (events are still consumed and acknowledged)."""
     public_url: str = "http://localhost:8000"
     """Base URL of the web inbox, used in links."""
+    rtsp_url: str = "rtsp://localhost:8554"
+    """Base URL of the RTSP gateway, used in links."""
+    sip_retrieve_host: str | None = None
+    """Host of the SIP retrieval URI ``sip:<user>-<id>-retrieve@<host>``; default: the domain."""
+    email_template: str | None = None
+    """Path of the e-mail template (Jinja2, first line ``Subject: …``); default: the built-in
+    ``email.tmp``."""
+    link_ttl_seconds: int = Field(default=14 * 86400, ge=60)
+    """How long the password-less playback links in an e-mail work."""
+    smtp_timeout: float = Field(default=30.0, gt=0)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
