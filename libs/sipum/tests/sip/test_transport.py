@@ -544,3 +544,30 @@ async def test_tcp_malformed_framed_request_gets_400_on_the_same_connection(
         assert second.status == 200 and second.call_id == "ok"
     finally:
         writer.close()
+
+
+async def test_tcp_busy_stream_ending_segments_mid_message_is_not_a_read_timeout() -> None:
+    config = EndpointConfig(udp_port=None, tcp_port=0, read_timeout=0.3, timers=FAST)
+    async with SipEndpoint(config, on_event=answer_200) as ep:
+        reader, writer = await asyncio.open_connection(*ep.addresses["TCP"])
+        try:
+            messages = [
+                raw("OPTIONS", f"SIP/2.0/TCP 127.0.0.1:1;branch={new_branch()}", call_id=f"m{i}")
+                for i in range(8)
+            ]
+            stream = b"".join(messages)
+            size = len(messages[0])
+            # Every write ends in the middle of a message; the whole run lasts ~1.2 s, four
+            # times the read timeout, but each message completes within it.
+            cut = size // 2
+            pieces = [stream[:cut]] + [
+                stream[cut + i * size : cut + (i + 1) * size] for i in range(8)
+            ]
+            for piece in pieces:
+                writer.write(piece)
+                await asyncio.sleep(0.15)
+            ids = [(await read_message(reader)).call_id for _ in range(8)]
+            assert ids == [f"m{i}" for i in range(8)]
+            assert ep.counters.connections_closed_read_timeout == 0
+        finally:
+            writer.close()

@@ -62,7 +62,13 @@ class StreamConnection(asyncio.Protocol):
             log.debug("closing %s: %s", self.peer, error.reason)
             self.abort()
             return
-        self.partial_since = (self.partial_since or now) if self._framer.buffered else None
+        # The read timeout bounds how long one message may take to arrive; a busy stream that
+        # always ends a segment mid-message is still making progress, so completing any
+        # message restarts the clock.
+        if not self._framer.buffered:
+            self.partial_since = None
+        elif messages or self.partial_since is None:
+            self.partial_since = now
         assert self.peer is not None
         for message in messages:
             if message == StreamFramer.PING:
@@ -133,7 +139,11 @@ class StreamTransport:
             context.load_cert_chain(self.config.tls_certfile, self.config.tls_keyfile)
             self._server_ssl = context
         self._server = await loop.create_server(
-            lambda: StreamConnection(self), host, port, ssl=self._server_ssl
+            lambda: StreamConnection(self),
+            host,
+            port,
+            ssl=self._server_ssl,
+            ssl_handshake_timeout=self.config.read_timeout if self._server_ssl else None,
         )
         self._sweeper = asyncio.create_task(self._sweep())
         sockname = self._server.sockets[0].getsockname()
@@ -208,6 +218,7 @@ class StreamTransport:
                     target.port,
                     ssl=self._client_ssl,
                     server_hostname=target.host if self._client_ssl else None,
+                    ssl_handshake_timeout=self.config.connect_timeout if self._client_ssl else None,
                 ),
                 self.config.connect_timeout,
             )
