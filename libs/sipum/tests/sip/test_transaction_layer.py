@@ -371,3 +371,17 @@ def test_no_input_makes_the_layer_raise(seed: bytes, edits: list[tuple[int, int,
     layer.handle_timer(100.0)
     for out, _ in layer.datagrams_to_send():
         assert out.startswith(b"SIP/2.0 ") and out.endswith(b"\r\n\r\n")
+
+
+def test_rfc2543_ack_for_a_2xx_in_accepted_goes_to_the_tu() -> None:
+    """RFC 6026 §7.1: an ACK matching an INVITE server transaction in Accepted is passed up
+    (with RFC 2543 matching the ACK for a 2xx carries the INVITE's Via, so it does match)."""
+    layer = TransactionLayer()
+    invite = new_request(layer, req_bytes(branch=None)).transaction
+    layer.send_response(invite, make_response(invite.request, 200, to_tag="ok1"), now=0.1)
+    layer.datagrams_to_send()
+    layer.receive_data(req_bytes("ACK", branch=None, to_tag="ok1"), UAC, now=0.2)
+    (event,) = layer.events()
+    assert isinstance(event, AckReceived) and event.request.to.tag == "ok1"
+    assert invite.state is TransactionState.ACCEPTED
+    assert layer.counters.stray_acks == 0
