@@ -302,3 +302,64 @@ async def test_rtcp_reports_and_bye_on_close(pool: PortPool) -> None:
     assert isinstance(last[0], RtcpSenderReport) and last[0].packet_count == 5
     peer.close()
     rtcp_peer.close()
+
+
+def test_fast_receive_path_matches_the_full_receiver() -> None:
+    """accept_next + receive must release the same packets and keep the same RFC 3550 figures
+    as receive alone, on a stream with loss, reordering, duplicates, a wrap and an SSRC change."""
+    import random
+
+    from sipum.media.endpoint import FastRtpReceiver
+    from sipum.media.receiver import RtpReceiver
+
+    rng = random.Random(7)
+    stream = []
+    for k in range(3000):
+        ssrc = 1 if k < 2000 else 2
+        stream.append(
+            RtpPacket(
+                payload_type=0,
+                sequence_number=(65000 + k) & 0xFFFF,
+                timestamp=(k * 160) & 0xFFFFFFFF,
+                ssrc=ssrc,
+                payload=bytes([k & 0xFF]) * 160,
+            )
+        )
+    arrivals: list[RtpPacket] = []
+    i = 0
+    while i < len(stream):
+        r = rng.random()
+        if r < 0.03:
+            i += 1  # lost
+        elif r < 0.06 and i + 1 < len(stream):
+            arrivals += [stream[i + 1], stream[i]]  # swapped
+            i += 2
+        elif r < 0.08:
+            arrivals += [stream[i], stream[i]]  # duplicated
+            i += 1
+        else:
+            arrivals.append(stream[i])
+            i += 1
+    full = RtpReceiver(clock_rate=8000)
+    fast = FastRtpReceiver(clock_rate=8000)
+    out_full: list[tuple[int, int]] = []
+    out_fast: list[tuple[int, int]] = []
+    shortcuts = 0
+    for n, packet in enumerate(arrivals):
+        now = n * 0.02 + rng.uniform(0, 0.03)
+        out_full += [(p.ssrc, p.sequence_number) for p in full.receive(bytes(packet), now)]
+        out_full += [(p.ssrc, p.sequence_number) for p in full.poll(now)]
+        if fast.accept_next(packet.sequence_number, packet.timestamp, packet.ssrc, now):
+            shortcuts += 1
+            out_fast.append((packet.ssrc, packet.sequence_number))
+        else:
+            out_fast += [(p.ssrc, p.sequence_number) for p in fast.receive(bytes(packet), now)]
+        out_fast += [(p.ssrc, p.sequence_number) for p in fast.poll(now)]
+    assert shortcuts > len(arrivals) * 0.7
+    assert out_fast == out_full
+    assert full.source is not None and fast.source is not None
+    for name in ("max_seq", "cycles", "received", "jitter", "base_seq"):
+        assert getattr(fast.source, name) == getattr(full.source, name), name
+    for name in ("released", "late", "duplicates", "skipped"):
+        assert getattr(fast.buffer, name) == getattr(full.buffer, name), name
+    assert fast.report_blocks(100.0) == full.report_blocks(100.0)

@@ -1,0 +1,266 @@
+"""CPU cost per received RTP packet: recording path vs a bare asyncio UDP sink, same run.
+
+    uv run python bench/rtp_receive_cost.py [--calls 200] [--seconds 15] [--uvloop]
+
+A sender process (pinned to the other core when there are two) streams G.711 RTP with absolute
+pacing — ``--calls`` streams of 50 packets/s, each to its own port — first to a bare asyncio
+sink (one ``DatagramProtocol`` per port that only counts), then to ``RtpEndpoint``s recording
+the same streams (receiver + jitter buffer + decode + silence analysis + chunking). The receiving
+process is pinned to one core; its CPU time (user + system, ``getrusage``) from the first to the
+last packet divided by the packets received is the cost per packet. Both phases see the same
+sender, packet count and rate, so the ratio is meaningful on a busy machine where absolute
+figures are not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+PTIME = 0.02
+
+
+# -- sender (a separate process) -----------------------------------------------------------------
+
+
+def stream_payloads(seconds: float) -> list[bytes]:
+    """µ-law frames of a speech-like test signal (well above the silence threshold)."""
+    from sipum.media.codecs.g711 import ulaw_encode
+
+    n = round(seconds / PTIME) * 160
+    t = np.arange(n) / 8000
+    x = 6000 * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t)) * np.sin(2 * np.pi * 330 * t)
+    data = ulaw_encode(np.round(x).astype(np.int16))
+    return [data[i : i + 160] for i in range(0, len(data), 160)]
+
+
+def run_sender(host: str, ports: list[int], seconds: float, start_at: float) -> dict[str, int]:
+    """Send one G.711 stream per port, packet k of every stream at start_at + k·20 ms."""
+    import struct
+
+    payloads = stream_payloads(seconds)
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(min(len(ports), 64))]
+    header = struct.Struct("!BBHII")
+    ssrcs = [0x1000 + i for i in range(len(ports))]
+    seq0 = [(i * 7919) & 0xFFFF for i in range(len(ports))]
+    ts0 = [(0xFFFF0000 + i * 104729) & 0xFFFFFFFF for i in range(len(ports))]
+    sent = 0
+    errors = 0
+    while time.time() < start_at:
+        time.sleep(min(0.01, max(0.0, start_at - time.time())))
+    t0 = time.monotonic()
+    for k, payload in enumerate(payloads):
+        due = t0 + k * PTIME
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        for i, port in enumerate(ports):
+            data = (
+                header.pack(
+                    0x80,
+                    0x80 if k == 0 else 0,
+                    (seq0[i] + k) & 0xFFFF,
+                    (ts0[i] + 160 * k) & 0xFFFFFFFF,
+                    ssrcs[i],
+                )
+                + payload
+            )
+            try:
+                socks[i % len(socks)].sendto(data, (host, port))
+                sent += 1
+            except OSError:
+                errors += 1
+    return {
+        "sent": sent,
+        "send_errors": errors,
+        "late_end": round(time.monotonic() - t0 - len(payloads) * PTIME, 3),
+    }
+
+
+def start_sender(
+    host: str, ports: list[int], seconds: float, start_at: float, cpu: int | None
+) -> subprocess.Popen[str]:
+    args = [sys.executable, __file__, "--sender", json.dumps([host, ports, seconds, start_at])]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    if cpu is not None:
+        try:
+            os.sched_setaffinity(proc.pid, {cpu})
+        except OSError:
+            pass
+    return proc
+
+
+# -- receivers ---------------------------------------------------------------------------------------
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def udp_snmp() -> dict[str, int]:
+    """Kernel UDP counters (/proc/net/snmp), for drops outside the application."""
+    with open("/proc/net/snmp") as f:
+        lines = [line.split() for line in f if line.startswith("Udp:")]
+    return dict(zip(lines[0][1:], map(int, lines[1][1:]), strict=True))
+
+
+class Window:
+    """CPU time between the first and the last packet received."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.count = 0
+        self.cpu_first = 0.0
+        self.cpu_last = 0.0
+        self.done = asyncio.get_running_loop().create_future()
+
+    def packet(self) -> None:
+        self.count += 1
+        if self.count == 1:
+            self.cpu_first = cpu_seconds()
+        elif self.count >= self.expected:
+            self.cpu_last = cpu_seconds()
+            if not self.done.done():
+                self.done.set_result(None)
+
+
+class BareSink(asyncio.DatagramProtocol):
+    def __init__(self, window: Window) -> None:
+        self.window = window
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+        self.window.packet()
+
+
+async def measure(
+    kind: str, calls: int, seconds: float, cpu: int | None, host: str
+) -> dict[str, float]:
+    from sipum.media.codecs import PCMU
+    from sipum.media.endpoint import PortPool, RtpEndpoint
+    from sipum.media.recording import RecordingSettings
+
+    loop = asyncio.get_running_loop()
+    packets_each = round(seconds / PTIME)
+    window = Window(calls * packets_each)
+    transports: list[asyncio.DatagramTransport] = []
+    endpoints: list[RtpEndpoint] = []
+    recordings: list[asyncio.Future[object]] = []
+    ports: list[int] = []
+    if kind == "bare":
+        for _ in range(calls):
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: BareSink(window), local_addr=(host, 0)
+            )
+            transports.append(transport)
+            ports.append(transport.get_extra_info("sockname")[1])
+    else:
+        base = find_port_range(host, 2 * calls + 2)
+        pool = PortPool(base, base + 2 * calls + 1, host=host)
+        settings = RecordingSettings(max_length=seconds + 60, max_silence=30)
+        for _ in range(calls):
+            endpoint = await RtpEndpoint.open(pool, codec=PCMU, remote=(host, 9))
+            # count after the endpoint's own handler (the protocol calls it directly)
+            protocol = endpoint._rtp_transport.get_protocol()  # type: ignore[union-attr]
+            original = protocol.datagram_received
+
+            def counted(data: bytes, addr: tuple[str, int], original=original) -> None:
+                original(data, addr)
+                window.packet()
+
+            protocol.datagram_received = counted  # type: ignore[method-assign]
+            endpoints.append(endpoint)
+            ports.append(endpoint.local_port)
+            recordings.append(
+                asyncio.ensure_future(endpoint.record(settings, on_chunk=lambda c: None))
+            )
+    snmp_before = udp_snmp()
+    sender = start_sender(host, ports, seconds, time.time() + 0.5, None if cpu is None else 1 - cpu)
+    try:
+        await asyncio.wait_for(window.done, seconds + 10)
+    except TimeoutError:
+        window.cpu_last = cpu_seconds()
+    out, _ = await loop.run_in_executor(None, sender.communicate)
+    snmp_after = udp_snmp()
+    report = json.loads(out)
+    for endpoint in endpoints:
+        endpoint.hangup()
+        await endpoint.close()
+    for transport in transports:
+        transport.close()
+    received = window.count
+    return {
+        "sent": report["sent"],
+        "received": received,
+        "cpu_s": window.cpu_last - window.cpu_first,
+        "us_per_packet": 1e6 * (window.cpu_last - window.cpu_first) / max(1, received - 1),
+        "kernel_rcvbuf_errors": snmp_after["RcvbufErrors"] - snmp_before["RcvbufErrors"],
+        "sender_late_s": report["late_end"],
+    }
+
+
+def find_port_range(host: str, size: int) -> int:
+    """A base port for the pool: ask the OS for a free port and round it to even."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+    base = port - port % 2
+    return base if base + size < 65535 else 20000
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--sender":
+        host, ports, seconds, start_at = json.loads(sys.argv[2])
+        print(json.dumps(run_sender(host, ports, seconds, start_at)))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="alternate bare/recording this many times"
+    )
+    parser.add_argument("--uvloop", action="store_true")
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args()
+    cpu: int | None = None
+    if (os.cpu_count() or 1) >= 2:
+        cpu = 0
+        os.sched_setaffinity(0, {cpu})
+    if args.uvloop:
+        import uvloop
+
+        uvloop.install()
+    results: dict[str, list[dict[str, float]]] = {"bare": [], "recording": []}
+    for _ in range(args.rounds):
+        for kind in ("bare", "recording"):
+            r = asyncio.run(measure(kind, args.calls, args.seconds, cpu, args.host))
+            results[kind].append(r)
+            print(
+                f"{kind:9s} "
+                + " ".join(
+                    f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()
+                ),
+                flush=True,
+            )
+    bare = min(r["us_per_packet"] for r in results["bare"])
+    rec = min(r["us_per_packet"] for r in results["recording"])
+    print(
+        f"\n{args.calls} G.711 streams x {args.seconds:g} s, loop={'uvloop' if args.uvloop else 'asyncio'}, "
+        f"receiver pinned to cpu {cpu}; best of {args.rounds}:"
+    )
+    print(f"bare sink      {bare:7.2f} us CPU per packet")
+    print(f"recording path {rec:7.2f} us CPU per packet")
+    print(f"ratio          {rec / bare:7.2f} x  (target <= 2)")
+
+
+if __name__ == "__main__":
+    main()
