@@ -571,3 +571,21 @@ async def test_tcp_busy_stream_ending_segments_mid_message_is_not_a_read_timeout
             assert ep.counters.connections_closed_read_timeout == 0
         finally:
             writer.close()
+
+
+async def test_udp_oversized_datagram_is_dropped_and_counted() -> None:
+    config = EndpointConfig(udp_port=0, max_message=1000, timers=FAST)
+    async with SipEndpoint(config, on_event=answer_200) as ep:
+        transport, q = await udp_socket()
+        try:
+            via = f"SIP/2.0/UDP 127.0.0.1;branch={new_branch()};rport"
+            transport.sendto(raw("OPTIONS", via, body=b"x" * 1200), ep.addresses["UDP"])
+            transport.sendto(raw("OPTIONS", f"SIP/2.0/UDP 127.0.0.1;branch={new_branch()};rport"),
+                             ep.addresses["UDP"])  # fmt: skip
+            response = await next_message(q)  # only the small one is answered
+            assert isinstance(response, SipResponse) and response.status == 200
+            assert ep.counters.oversize_dropped == 1
+            await asyncio.sleep(0.1)
+            assert q.queue.empty()
+        finally:
+            transport.close()
