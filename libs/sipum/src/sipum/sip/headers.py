@@ -14,6 +14,7 @@ authentication headers have commas between their parameters, ``Date`` has one in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -186,6 +187,11 @@ def canonical_name(name: str) -> str:
     return CANONICAL.get(name.lower(), name)
 
 
+# One list element: runs of ordinary characters, quoted strings (with quoted-pairs) and
+# <...> spans; a quote or '<' that is never closed counts as an ordinary character.
+_LIST_ELEMENT_RE = re.compile(r'(?:[^,"<]+|"(?:[^"\\]|\\.)*"|<[^>]*>|["<])+', re.DOTALL)
+
+
 def split_list(value: str) -> list[str]:
     """Split a comma-separated header value, not inside quoted strings or ``<...>``.
 
@@ -194,35 +200,9 @@ def split_list(value: str) -> list[str]:
     if "," not in value:
         v = value.strip()
         return [v] if v else []
-    parts: list[str] = []
-    start = 0
-    in_quotes = False
-    in_angle = False
-    i = 0
-    n = len(value)
-    while i < n:
-        ch = value[i]
-        if in_quotes:
-            if ch == "\\":
-                i += 1  # quoted-pair: skip the escaped character
-            elif ch == '"':
-                in_quotes = False
-        elif ch == '"':
-            in_quotes = True
-        elif ch == "<":
-            in_angle = True
-        elif ch == ">":
-            in_angle = False
-        elif ch == "," and not in_angle:
-            part = value[start:i].strip()
-            if part:
-                parts.append(part)
-            start = i + 1
-        i += 1
-    part = value[start:].strip()
-    if part:
-        parts.append(part)
-    return parts
+    if '"' not in value and "<" not in value:
+        return [p for p in (part.strip() for part in value.split(",")) if p]
+    return [p for p in (m.strip() for m in _LIST_ELEMENT_RE.findall(value)) if p]
 
 
 class Headers:

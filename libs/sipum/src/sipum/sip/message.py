@@ -603,7 +603,7 @@ class StreamFramer:
     stream position is lost).
     """
 
-    __slots__ = ("_buf", "_max", "_broken")
+    __slots__ = ("_buf", "_max", "_broken", "_scanned")
 
     PING = b"\r\n\r\n"
 
@@ -611,6 +611,9 @@ class StreamFramer:
         self._buf = bytearray()
         self._max = max_message
         self._broken = False
+        # how far the buffer is known to hold no CRLFCRLF: a header block arriving in many
+        # small segments is scanned once, not once per segment
+        self._scanned = 0
 
     @property
     def buffered(self) -> int:
@@ -635,12 +638,14 @@ class StreamFramer:
                 else:
                     del buf[:1]
                 continue
-            end = buf.find(b"\r\n\r\n")
+            end = buf.find(b"\r\n\r\n", self._scanned)
             if end < 0:
                 if len(buf) > self._max:
                     self._broken = True
                     raise SipParseError("Message Too Large")
+                self._scanned = max(0, len(buf) - 3)
                 break
+            self._scanned = 0
             m = _CONTENT_LENGTH_RE.search(buf, 0, end)
             if m is None or not m.group(1):
                 self._broken = True

@@ -1,0 +1,156 @@
+"""Property tests: whatever bytes arrive, only SipParseError escapes the parser.
+
+Hypothesis drives random bytes and mutations of valid messages (byte flips, truncations,
+header duplication, huge values); the standalone fuzzer (bench/fuzz_sip_parser.py) runs
+100,000 deterministic random and mutated inputs as part of this suite.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sipum.sip.message import (
+    SipParseError,
+    SipRequest,
+    StreamFramer,
+    make_response,
+    parse_message,
+)
+
+VALID = [
+    b"INVITE sip:1001@vm.example.com SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 192.0.2.20:5060;branch=z9hG4bK-1;rport\r\n"
+    b"Max-Forwards: 70\r\n"
+    b"To: <sip:1001@vm.example.com>\r\n"
+    b'From: "Alice" <sip:alice@atlanta.example.com>;tag=9fxced76sl\r\n'
+    b"Call-ID: 3848276298220188511@atlanta.example.com\r\n"
+    b"CSeq: 1 INVITE\r\n"
+    b"Contact: <sip:alice@192.0.2.10:5062>\r\n"
+    b"Content-Type: application/sdp\r\n"
+    b"Content-Length: 13\r\n\r\n"
+    b"v=0\r\ns=-\r\nt=0 0",
+    b"SIP/2.0 180 Ringing\r\n"
+    b"v: SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK-1, SIP/2.0/TCP h;branch=z9hG4bK2\r\n"
+    b"f: <sip:a@b>;tag=1\r\nt: <sip:c@d>;tag=2\r\ni: x@y\r\nCSeq: 1 INVITE\r\nl: 0\r\n\r\n",
+    b"REGISTER sip:r.example.com SIP/2.0\r\n"
+    b"Via : SIP / 2.0 / UDP h\r\n ;branch=z9hG4bKz\r\n"
+    b"To: sip:%61@r.example.com\r\nFrom: sip:a@r.example.com;tag=1\r\n"
+    b"Call-ID: 1\r\nCSeq: 2 REGISTER\r\nContact: *\r\nContent-Length: 0\r\n\r\n",
+]
+
+
+def check(data: bytes) -> None:
+    """The parser's contract for any input."""
+    try:
+        msg = parse_message(data)
+    except SipParseError as err:
+        assert isinstance(err.reason, str) and err.reason
+        if err.request is not None:
+            bytes(make_response(err.request, err.status, err.reason))
+        return
+    msg.call_id  # noqa: B018
+    msg.cseq  # noqa: B018
+    msg.top_via  # noqa: B018
+    msg.from_  # noqa: B018
+    msg.to  # noqa: B018
+    try:
+        msg.vias  # noqa: B018 - a lower Via may be garbage: only SipParseError allowed
+    except SipParseError:
+        pass
+    out = bytes(msg)
+    assert bytes(parse_message(out)) == out
+    if isinstance(msg, SipRequest):
+        bytes(make_response(msg, 200, to_tag="t"))
+
+
+FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FAST
+@given(st.binary(max_size=2000))
+def test_random_bytes(data: bytes) -> None:
+    check(data)
+
+
+@FAST
+@given(
+    st.sampled_from(VALID),
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=8),
+)
+def test_byte_flips(base: bytes, flips: list[tuple[int, int]]) -> None:
+    data = bytearray(base)
+    for pos, value in flips:
+        data[pos % len(data)] = value
+    check(bytes(data))
+
+
+@FAST
+@given(st.sampled_from(VALID), st.integers(0, 10**6))
+def test_truncations(base: bytes, cut: int) -> None:
+    check(base[: cut % (len(base) + 1)])
+
+
+@FAST
+@given(st.sampled_from(VALID), st.lists(st.integers(0, 100), min_size=1, max_size=5))
+def test_header_duplication(base: bytes, picks: list[int]) -> None:
+    lines = base.split(b"\r\n")
+    for p in picks:
+        i = 1 + p % (len(lines) - 2)
+        lines.insert(i, lines[i])
+    check(b"\r\n".join(lines))
+
+
+@FAST
+@given(
+    st.sampled_from(VALID),
+    st.integers(0, 10**6),
+    st.sampled_from([b"a", b",", b";p", b"<", b'"', b"%", b"\r\n ", b"[", b"\x00"]),
+    st.sampled_from([10, 1000, 30000, 70000]),
+)
+def test_huge_values(base: bytes, pos: int, blob: bytes, count: int) -> None:
+    i = pos % (len(base) + 1)
+    check(base[:i] + blob * count + base[i:])
+
+
+@FAST
+@given(
+    st.sampled_from(VALID),
+    st.integers(0, 10**6),
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=40),
+)
+def test_inserted_text(base: bytes, pos: int, text: str) -> None:
+    i = pos % (len(base) + 1)
+    check(base[:i] + text.encode("utf-8", "surrogatepass") + base[i:])
+
+
+@FAST
+@given(st.lists(st.binary(max_size=300), max_size=10), st.sampled_from(VALID))
+def test_stream_framer_only_raises_sip_parse_error(chunks: list[bytes], base: bytes) -> None:
+    framer = StreamFramer(max_message=4000)
+    try:
+        for chunk in [base[:17], *chunks, base[17:]]:
+            for framed in framer.feed(chunk):
+                if framed != StreamFramer.PING:
+                    check(framed)
+    except SipParseError:
+        pass
+
+
+@pytest.mark.timeout(240)
+def test_standalone_fuzzer_100k_inputs() -> None:
+    # ~15 s of CPU on one core; the generous timeouts are for a machine shared with other jobs
+    script = Path(__file__).resolve().parents[4] / "bench" / "fuzz_sip_parser.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "-n", "100000", "--seed", "1", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=230,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "fuzzed 100000 inputs" in result.stdout
+    assert "FAILED" not in result.stdout
