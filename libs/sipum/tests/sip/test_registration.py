@@ -367,6 +367,30 @@ def test_stop_while_first_register_in_flight_deregisters_after_the_200():
     assert registrar.bindings["alice"] == {}
 
 
+def test_new_credentials_reregister_at_once():
+    registrar = FakeRegistrar({"alice": "old password"})
+    pool = RegistrationPool(max_in_flight=5, max_rate=None, rng=random.Random(17))
+    reg = pool.add(binding(password="old password"), 0.0)
+    for _ in range(3):
+        for _r, request in pool.requests_to_send(0.0):
+            pool.receive_response(registrar.handle(request), 0.0)
+    assert reg.state is RegistrationState.REGISTERED
+    registrar.passwords["alice"] = "new password"
+    new = binding(password="new password").credentials
+    assert pool.update_credentials("sip:alice@sipum.test", new, 5.0)
+    assert not pool.update_credentials("sip:nobody@sipum.test", new, 5.0)
+    assert pool.get_timer(5.0) == 5.0  # due now, not at the next refresh
+    events = []
+    for _ in range(3):
+        for _r, request in pool.requests_to_send(5.0):
+            events += pool.receive_response(registrar.handle(request), 5.0)
+    assert events == []  # still registered throughout
+    last = registrar.received[-1]
+    assert digest.parse_authorization(last.headers.get("Authorization", "")).nonce
+    assert registrar.bindings["alice"] and reg.state is RegistrationState.REGISTERED
+    assert reg.expires_at == 5.0 + 3600
+
+
 def test_stop_never_registered_finishes_at_once():
     reg = Registration(binding(), rng=random.Random(16))
     reg.start(5.0)

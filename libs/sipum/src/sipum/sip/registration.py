@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import functools
 import heapq
@@ -270,6 +271,19 @@ class Registration:
             return
         if self.state is RegistrationState.UNREGISTERED and self.in_flight is None:
             self.due_at = now + delay
+
+    def update_credentials(self, credentials: DigestCredentials | None, now: float) -> None:
+        """New stored secrets (the user changed the password): forget the old challenge and
+        re-register at once (or right after the REGISTER in flight) with the new HA1."""
+        if self.stopping or self.finished:
+            return
+        self.binding = dataclasses.replace(self.binding, credentials=credentials)
+        self._challenge = None
+        self._fresh_challenge = False
+        self._challenge_retries = 0
+        self.failures = 0
+        if self.in_flight is None:
+            self.due_at = now
 
     def stop(self, now: float) -> list[RegistrationChanged]:
         """De-register (``Expires: 0``) if a binding may exist; the pool then forgets it."""
@@ -640,6 +654,17 @@ class RegistrationPool:
         self._schedule(registration)
         return registration
 
+    def update_credentials(
+        self, aor: str, credentials: DigestCredentials | None, now: float
+    ) -> bool:
+        """Re-register ``aor`` with new credentials; ``False`` if it is not in the pool."""
+        registration = self._by_aor.get(aor)
+        if registration is None:
+            return False
+        registration.update_credentials(credentials, now)
+        self._after(registration, [])
+        return True
+
     def remove(self, aor: str, now: float) -> list[RegistrationChanged]:
         """De-register one binding (user removed); it leaves the pool once done."""
         registration = self._by_aor.get(aor)
@@ -806,6 +831,12 @@ class RegistrationClient:
         self._idle.clear()
         self._wake.set()
         return registration
+
+    def update_credentials(self, aor: str, credentials: DigestCredentials | None) -> bool:
+        """Re-register with new stored secrets (password changed)."""
+        found = self.pool.update_credentials(aor, credentials, self.now())
+        self._wake.set()
+        return found
 
     def remove(self, aor: str) -> None:
         """De-register a binding (user removed); it leaves the pool when done."""
