@@ -391,6 +391,22 @@ def test_new_credentials_reregister_at_once():
     assert reg.expires_at == 5.0 + 3600
 
 
+def test_new_credentials_while_a_register_is_in_flight_are_tried_right_after():
+    registrar = FakeRegistrar({"alice": "new password"})
+    reg = Registration(binding(password="old password"), rng=random.Random(18))
+    reg.start(0.0)
+    first = reg.build_request(0.0)
+    reg.receive_response(registrar.handle(first), 0.0)  # 401
+    with_old = reg.build_request(0.0)
+    reg.update_credentials(binding(password="new password").credentials, 0.5)
+    assert reg.due_at is None  # still in flight
+    events = reg.receive_response(registrar.handle(with_old), 1.0)
+    assert [e.reason for e in events] == ["credentials rejected"]
+    assert reg.due_at == 1.0  # not after the backoff: the new HA1 is tried at once
+    events = exchange(reg, registrar, 1.0)
+    assert [e.state for e in events] == [RegistrationState.REGISTERED]
+
+
 def test_stop_never_registered_finishes_at_once():
     reg = Registration(binding(), rng=random.Random(16))
     reg.start(5.0)

@@ -258,6 +258,7 @@ class Registration:
         self._sent_credentials = False
         self._sent_fresh_credentials = False
         self._sent_expires = binding.expires
+        self._credentials_changed = False
 
     # ------------------------------------------------------------------ control
 
@@ -284,6 +285,8 @@ class Registration:
         self.failures = 0
         if self.in_flight is None:
             self.due_at = now
+        else:
+            self._credentials_changed = True  # the REGISTER in flight used the old ones
 
     def stop(self, now: float) -> list[RegistrationChanged]:
         """De-register (``Expires: 0``) if a binding may exist; the pool then forgets it."""
@@ -312,6 +315,7 @@ class Registration:
         if self.state is RegistrationState.UNREGISTERED:
             self.state = RegistrationState.REGISTERING
         b = self.binding
+        self._credentials_changed = False
         self.cseq += 1
         expires = 0 if self.state is RegistrationState.UNREGISTERING else self.requested_expires
         request_uri = b.registrar_uri or f"sip:{b.domain}"
@@ -382,13 +386,16 @@ class Registration:
         self.last_reason = response.reason
         status = response.status
         if 200 <= status < 300:
-            return self._on_success(response, now)
-        if status in (401, 407):
-            return self._on_challenge(response, now)
-        if status == 423:
-            return self._on_interval_too_brief(response, now)
-        retry_after = _int_or_none((response.headers.get("Retry-After") or "").split(";")[0])
-        return self._fail(now, status, f"{status} {response.reason}", retry_after)
+            events = self._on_success(response, now)
+        elif status in (401, 407):
+            events = self._on_challenge(response, now)
+        elif status == 423:
+            events = self._on_interval_too_brief(response, now)
+        else:
+            retry_after = _int_or_none((response.headers.get("Retry-After") or "").split(";")[0])
+            events = self._fail(now, status, f"{status} {response.reason}", retry_after)
+        self._retry_with_new_credentials(now)
+        return events
 
     def request_failed(self, now: float, reason: str = "timeout") -> list[RegistrationChanged]:
         """The REGISTER's transaction timed out (Timer F) or its transport failed."""
@@ -397,7 +404,15 @@ class Registration:
         self.in_flight = None
         self.last_status = None
         self.last_reason = reason
-        return self._fail(now, None, reason, None)
+        events = self._fail(now, None, reason, None)
+        self._retry_with_new_credentials(now)
+        return events
+
+    def _retry_with_new_credentials(self, now: float) -> None:
+        # Credentials changed while a REGISTER was out: whatever its outcome, try the new ones
+        # now rather than at the next refresh or after a backoff.
+        if self._credentials_changed and not self.finished and self.due_at is not None:
+            self.due_at = now
 
     def _on_success(self, response: SipResponse, now: float) -> list[RegistrationChanged]:
         self._challenge_retries = 0
