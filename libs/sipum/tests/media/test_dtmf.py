@@ -212,6 +212,7 @@ def detect(pcm: np.ndarray, rate: int, chunk: int = 160) -> str:
     digits = []
     for i in range(0, len(pcm), chunk):
         digits += detector.process(pcm[i : i + chunk])
+    digits += detector.flush()
     return "".join(d.digit for d in digits)
 
 
@@ -342,3 +343,21 @@ def test_no_false_digits_on_espeak_speech(tmp_path: Path) -> None:
         speech8 = resample(pcm, source_rate, 8000)
         keyed = np.concatenate([speech8, digit_sequence("#", 8000, -15, tone=0.1, gap=0.1)])
         assert detect(keyed, 8000) == "#"
+
+
+def test_start_time_and_chunking_do_not_change_results() -> None:
+    rate = 16000
+    pcm = digit_sequence("90#", rate, -20, tone=0.08, gap=0.07)
+    results = []
+    for chunk in (37, 320, len(pcm)):
+        detector = InbandDtmfDetector(sample_rate=rate)
+        found = []
+        for i in range(0, len(pcm), chunk):
+            found += detector.process(pcm[i : i + chunk])
+        found += detector.flush()
+        results.append(found)
+    assert results[0] == results[1] == results[2]
+    starts = [d.start for d in results[0]]
+    expected = [0.2 + k * 0.15 for k in range(3)]
+    assert [d.digit for d in results[0]] == list("90#")
+    assert np.allclose(starts, expected, atol=0.007)  # within one 6.4 ms block

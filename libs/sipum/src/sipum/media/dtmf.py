@@ -11,8 +11,8 @@ API
 - ``TelephoneEventSender(payload_type, clock_rate, ptime)``: ``packets(...)`` gives the
   scheduled packets of one digit (send time + ``RtpPacket``).
 - ``InbandDtmfDetector(sample_rate)`` (8000 or 16000): ``process(pcm)`` returns the
-  ``InbandDigit``s confirmed in that chunk; fed the decoded audio of calls that did not
-  negotiate telephone-event.
+  ``InbandDigit``s confirmed so far (analysis runs in ~50 ms batches), ``flush()`` at the
+  end of the audio; fed the decoded audio of calls that did not negotiate telephone-event.
 - ``dtmf_tone(digit, duration, sample_rate, level_dbm0)``: a DTMF tone pair as int16.
 
 Receiving telephone-events (RFC 4733 §2.5.2)
@@ -349,6 +349,7 @@ class InbandDtmfDetector:
         max_twist_db: float = 8.0,
         relative_peak_db: float = 10.0,
         min_tone_fraction: float = 0.6,
+        batch_windows: int = 8,
     ) -> None:
         if sample_rate not in (8000, 16000):
             raise ValueError("in-band DTMF detection runs at 8000 or 16000 Hz")
@@ -365,8 +366,9 @@ class InbandDtmfDetector:
         taper = np.hanning(self.window)
         n = np.arange(self.window)
         freqs = np.array(ROW_FREQUENCIES + COLUMN_FREQUENCIES)
-        phases = np.exp(-2j * np.pi * freqs[None, :] * n[:, None] / sample_rate)
-        self._basis = (taper[:, None] * phases).astype(np.complex128)
+        angle = 2 * np.pi * freqs[None, :] * n[:, None] / sample_rate
+        # real and imaginary parts of the eight Hann-windowed DFT bins, one real matrix
+        self._basis = np.hstack([taper[:, None] * np.cos(angle), taper[:, None] * np.sin(angle)])
         # power of a sine of amplitude A at an exact frequency: |X|^2 = (A * sum(w) / 2)^2,
         # so tone power A^2/2 = 2 |X|^2 / sum(w)^2
         self._tone_scale = 2.0 / taper.sum() ** 2
@@ -377,6 +379,7 @@ class InbandDtmfDetector:
         self._max_twist = 10 ** (max_twist_db / 10)
         self._relative_peak = 10 ** (relative_peak_db / 10)
         self.min_tone_fraction = min_tone_fraction
+        self.batch_windows = batch_windows
         self._buffer = np.zeros(0, dtype=np.float64)
         self._buffer_start = 0  # absolute sample index of _buffer[0]
         # the current run of windows showing one digit
@@ -395,8 +398,8 @@ class InbandDtmfDetector:
     ) -> tuple[list[str | None], npt.NDArray[np.float64]]:
         """Digit shown by each window (rows of ``frames``, ``None`` if none) and the power
         of its strongest row + column tones."""
-        spectrum = frames @ self._basis
-        power = (spectrum.real**2 + spectrum.imag**2) * self._tone_scale
+        parts = frames @ self._basis
+        power = (parts[:, :8] ** 2 + parts[:, 8:] ** 2) * self._tone_scale
         total = (frames**2 @ self._taper_sq) / self._taper_sq_sum  # windowed mean power
         rows, cols = power[:, :4], power[:, 4:]
         r = rows.argmax(axis=1)
@@ -416,13 +419,23 @@ class InbandDtmfDetector:
         return digits, row_peak + col_peak
 
     def process(self, pcm: Pcm | bytes) -> list[InbandDigit]:
-        """Feed the next chunk of audio; returns digits confirmed within it."""
+        """Feed the next chunk of audio; returns the digits confirmed so far. Windows are
+        analysed in batches of ``batch_windows`` (numpy's per-call cost dominates small
+        batches), so a digit is reported up to one batch (~50 ms) after it is complete."""
         samples = as_pcm(pcm).astype(np.float64)
-        buffer = np.concatenate([self._buffer, samples])
+        self._buffer = np.concatenate([self._buffer, samples])
+        return self._analyse(self.batch_windows)
+
+    def flush(self) -> list[InbandDigit]:
+        """Analyse every complete window still buffered (end of the audio)."""
+        return self._analyse(1)
+
+    def _analyse(self, min_count: int) -> list[InbandDigit]:
+        buffer = self._buffer
         hop = self.hop
         count = (len(buffer) - self.window) // hop + 1 if len(buffer) >= self.window else 0
         out: list[InbandDigit] = []
-        if count > 0:
+        if count >= min_count:
             frames = np.lib.stride_tricks.sliding_window_view(buffer, self.window)[
                 : count * hop : hop
             ]
