@@ -395,3 +395,74 @@ async def test_session_commands(event_bus: EventBus) -> None:
     assert isinstance(recorder_got[0], SessionDtmf) and recorder_got[0].digit == "5"
     assert [type(c) for c in agent_got] == [SessionEnded]
     assert all(c.session_id == "r1-abc" for c in everything)
+
+
+async def test_slow_handler_is_not_raced_by_redelivery(event_bus: EventBus) -> None:
+    calls: list[int] = []
+
+    async def slow(ev: MessageCreated) -> None:
+        calls.append(current_delivery().num_delivered)
+        await asyncio.sleep(1.6)  # > 3 x ack_wait
+
+    await event_bus.subscribe(MessageCreated, slow, durable="slow", ack_wait=0.5)
+    await event_bus.publish(created(50))
+    await wait_until(lambda: calls == [1])
+    await asyncio.sleep(2.2)
+    assert calls == [1]
+    info = await event_bus.js.consumer_info(event_bus.stream, "slow")
+    assert info.num_ack_pending == 0 and info.num_redelivered == 0
+
+
+async def test_concurrent_handlers(event_bus: EventBus) -> None:
+    running = 0
+    peak = 0
+    done: list[int] = []
+
+    async def handler(ev: MessageCreated) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.2)
+        running -= 1
+        done.append(ev.message_id)
+
+    for i in range(8):
+        await event_bus.publish(created(60 + i))
+    started = time.monotonic()
+    await event_bus.subscribe(MessageCreated, handler, durable="wide", concurrency=4)
+    await wait_until(lambda: len(done) == 8)
+    assert peak == 4
+    assert time.monotonic() - started < 1.4  # 8 x 0.2 s would take 1.6 s one by one
+    assert sorted(done) == list(range(60, 68))
+
+
+async def test_changed_consumer_settings_are_applied(event_bus: EventBus) -> None:
+    got: list[Event] = []
+
+    async def handler(ev: Event) -> None:
+        got.append(ev)
+
+    sub = await event_bus.subscribe(MessageCreated, handler, durable="evolving", ack_wait=30)
+    await sub.stop()
+    await event_bus.subscribe(
+        MessageCreated, handler, durable="evolving", ack_wait=12, max_deliver=3
+    )
+    info = await event_bus.js.consumer_info(event_bus.stream, "evolving")
+    assert (info.config.ack_wait, info.config.max_deliver) == (12, 3)
+    await event_bus.publish(created(70))
+    await wait_until(lambda: len(got) == 1)
+    assert isinstance(got[0], MessageCreated) and got[0].message_id == 70
+    # Filter and queue group cannot change under the same durable name.
+    with pytest.raises(EventBusError, match="filter"):
+        await event_bus.subscribe("user.*", handler, durable="evolving")
+    with pytest.raises(EventBusError, match="queue group"):
+        await event_bus.subscribe(MessageCreated, handler, durable="evolving", queue="other")
+
+
+async def test_publish_without_stream(event_namespace: EventNamespace) -> None:
+    bus = await event_namespace.connect()
+    try:
+        with pytest.raises(EventBusError, match="ensure_stream"):
+            await bus.publish(created(1), timeout=1)
+    finally:
+        await bus.close()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -349,13 +350,20 @@ class EventBus:
         event id was already stored within the duplicate window)."""
         if not event.kind:
             raise TypeError(f"{type(event).__name__} is not a concrete event kind")
-        return await self.js.publish(
-            self.subjects.event(event.kind),
-            event.to_json(),
-            timeout=timeout,
-            stream=self.stream,
-            headers={MSG_ID_HEADER: str(event.id)},
-        )
+        subject = self.subjects.event(event.kind)
+        try:
+            return await self.js.publish(
+                subject,
+                event.to_json(),
+                timeout=timeout,
+                stream=self.stream,
+                headers={MSG_ID_HEADER: str(event.id)},
+            )
+        except nats.js.errors.NoStreamResponseError as exc:
+            raise EventBusError(
+                f"no stream stores {subject} (does stream {self.stream} exist? "
+                "ensure_stream() creates it)"
+            ) from exc
 
     def _filter_subject(self, target: type[Event] | str) -> tuple[str, type[Event] | None]:
         if isinstance(target, str):
@@ -378,6 +386,7 @@ class EventBus:
         max_deliver: int = 10,
         retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
         max_ack_pending: int = 1000,
+        concurrency: int = 1,
     ) -> EventSubscription:
         """Deliver events to ``handler`` through the durable consumer ``durable``.
 
@@ -389,10 +398,19 @@ class EventBus:
         ``start`` applies only when the consumer is created: ``"all"`` also delivers what the
         stream already holds, ``"new"`` only what arrives from now on.
         Delivery is at least once: handlers must be idempotent.
+
+        While a handler runs, the message's ack deadline (``ack_wait``) is extended every
+        ``ack_wait / 2`` seconds, so a slow handler is not raced by a redelivery. With
+        ``concurrency > 1`` up to that many events are handled at once (order is then not
+        kept). If the durable consumer exists with other ``ack_wait``, ``max_deliver`` or
+        ``max_ack_pending``, it is updated to these; with another filter or queue group,
+        ``EventBusError`` is raised (changing those needs a new durable name).
         """
         validate_token(durable, "durable name")
         queue = queue or durable
         validate_token(queue, "queue name")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
         subject, model = self._filter_subject(target)
         delays = tuple(retry_delays) or (1.0,)
         config = api.ConsumerConfig(
@@ -405,9 +423,22 @@ class EventBus:
             deliver_policy=api.DeliverPolicy.ALL if start == "all" else api.DeliverPolicy.NEW,
             filter_subject=subject,
         )
+        await self._update_consumer_if_changed(durable, config)
+
+        async def handle(msg: Msg) -> None:
+            await self._handle_event(msg, model, handler, delays, ack_wait)
+
+        slots = asyncio.Semaphore(concurrency)
 
         async def on_msg(msg: Msg) -> None:
-            await self._handle_event(msg, model, handler, delays)
+            if concurrency == 1:
+                await handle(msg)
+                return
+            await slots.acquire()
+            task = asyncio.create_task(handle(msg))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(lambda _: slots.release())
 
         sub = await self.js.subscribe(
             subject,
@@ -420,12 +451,44 @@ class EventBus:
         )
         return EventSubscription(consumer=durable, _sub=sub)
 
+    async def _update_consumer_if_changed(self, durable: str, config: api.ConsumerConfig) -> None:
+        try:
+            info = await self.js.consumer_info(self.stream, durable)
+        except nats.js.errors.NotFoundError:
+            return  # js.subscribe() creates it
+        current = info.config
+        if current.deliver_group != config.deliver_group:
+            raise EventBusError(
+                f"consumer {durable} exists with queue group {current.deliver_group!r}, "
+                f"not {config.deliver_group!r}; delete it to change the group"
+            )
+        if current.filter_subject != config.filter_subject:
+            # NATS 2.9 accepts a new filter on a push consumer but then stops delivering;
+            # recreating would lose (or replay) its position. Make it an explicit decision.
+            raise EventBusError(
+                f"consumer {durable} exists with filter {current.filter_subject!r}, not "
+                f"{config.filter_subject!r}; use another durable name or delete the consumer"
+            )
+        wanted = (config.ack_wait, config.max_deliver, config.max_ack_pending)
+        have = (current.ack_wait, current.max_deliver, current.max_ack_pending)
+        if wanted == have:
+            return
+        log.info("updating consumer %s of stream %s: %s -> %s", durable, self.stream, have, wanted)
+        updated = dataclasses.replace(
+            current,
+            ack_wait=config.ack_wait,
+            max_deliver=config.max_deliver,
+            max_ack_pending=config.max_ack_pending,
+        )
+        await self.js.add_consumer(self.stream, config=updated)
+
     async def _handle_event(
         self,
         msg: Msg,
         model: type[Event] | None,
         handler: EventHandler[Any],
         delays: tuple[float, ...],
+        ack_wait: float,
     ) -> None:
         meta = msg.metadata
         kind = self.subjects.kind_of(msg.subject) or ""
@@ -452,6 +515,7 @@ class EventBus:
             consumer=meta.consumer,
         )
         token = _current_delivery.set(delivery)
+        keepalive = asyncio.create_task(self._keep_in_progress(msg, ack_wait / 2))
         try:
             await handler(event)
         except asyncio.CancelledError:
@@ -468,8 +532,20 @@ class EventBus:
             await msg.nak(delay=delay)
             return
         finally:
+            keepalive.cancel()
             _current_delivery.reset(token)
         await msg.ack()
+
+    @staticmethod
+    async def _keep_in_progress(msg: Msg, every: float) -> None:
+        """Tell JetStream the message is still being worked on (resets its ack timer)."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await msg.in_progress()
+            except nats.errors.Error as exc:
+                log.warning("could not extend the ack deadline: %s", exc)
+                return
 
     # -- RPC ----------------------------------------------------------------------------------
 
