@@ -36,11 +36,21 @@ class Agent:
     """A registration client on its own SipEndpoint, recording every state change and every
     INVITE it receives (answered 405: no user agent here)."""
 
-    def __init__(self, server: KamailioServer, policy: RegistrationPolicy, window: int = 50):
+    def __init__(
+        self,
+        server: KamailioServer,
+        policy: RegistrationPolicy,
+        window: int = 50,
+        transport: str = "UDP",
+    ):
         self.server = server
+        self.transport = transport
         self.endpoint = SipEndpoint(
             EndpointConfig(
-                host="127.0.0.1", udp_port=0, timers=TimerConfig(t1=0.1, t2=0.4, t4=0.5)
+                host="127.0.0.1",
+                udp_port=0,
+                tcp_port=0 if transport == "TCP" else None,
+                timers=TimerConfig(t1=0.1, t2=0.4, t4=0.5),
             ),
             on_event=self._on_event,
         )
@@ -56,7 +66,7 @@ class Agent:
         await self.endpoint.start()
         self.client = RegistrationClient(
             self.pool,
-            Peer("UDP", self.server.host, self.server.port),
+            Peer(self.transport, self.server.host, self.server.port),
             self.endpoint,
             on_change=self._record,
         )
@@ -65,7 +75,7 @@ class Agent:
 
     @property
     def address(self) -> tuple[str, int]:
-        return self.endpoint.addresses["UDP"]
+        return self.endpoint.addresses[self.transport]
 
     def _on_event(self, endpoint: SipEndpoint, event: object) -> None:
         if isinstance(event, RequestReceived):
@@ -94,6 +104,7 @@ class Agent:
                 contact_host=host,
                 contact_port=port,
                 credentials=creds,
+                transport=self.transport,
                 expires=expires,
             )
         )
@@ -176,6 +187,22 @@ async def test_expired_nonce_is_answered_stale_and_refresh_retries(kamailio_fact
     assert contact.cseq == 4  # REGISTER, +credentials, stale pre-emptive, +new nonce
     assert agent.states(aor) == [RegistrationState.REGISTERED]
     assert agent.pool.get(aor).failures == 0  # type: ignore[union-attr]
+
+
+async def test_register_over_tcp(kamailio_factory, agents):
+    server = kamailio_factory(users={"alice": "secret"}, tcp=True)
+    agent = await new_agent(agents, server, transport="TCP")
+    agent.add("alice")
+    aor = f"sip:alice@{DOMAIN}"
+    await agent.wait_for(lambda: bool(agent.states(aor)))
+    assert agent.states(aor) == [RegistrationState.REGISTERED]
+    host, port = agent.address
+    (contact,) = server.lookup("alice")
+    assert contact.address == f"sip:alice@{host}:{port};transport=tcp"
+    assert len(agent.endpoint.connections("TCP")) == 1  # both REGISTERs on one connection
+    assert agent.client is not None
+    assert await agent.client.stop(grace=5.0)
+    assert server.lookup("alice") == []
 
 
 async def test_sha256_register(kamailio_factory, agents):

@@ -63,10 +63,21 @@ def compute_ha1(username: str, realm: str, password: str, algorithm: str = "MD5"
     raise ValueError(f"unsupported digest algorithm {algorithm!r}")
 
 
-def free_udp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+def free_udp_port(host: str = "127.0.0.1", *, also_tcp: bool = False) -> int:
+    """A port the OS says is free for UDP (and, with ``also_tcp``, for TCP too)."""
+    for _ in range(20):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+            if not also_tcp:
+                return port
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise KamailioError("no port free for both UDP and TCP")
 
 
 @dataclass(frozen=True)
@@ -303,12 +314,14 @@ def start_kamailio(
     shm_mb: int = 64,
     extra_defines: Mapping[str, str | None] | None = None,
     start_timeout: float = 10.0,
+    tcp: bool = False,
     postgres_url: str | None = None,
 ) -> KamailioServer:
     """Start Kamailio (foreground, own process) on a free UDP port and wait until it answers.
 
     ``users`` maps user name → password (HA1 computed here for ``domain``/``algorithm``);
-    ``ha1s`` maps user name → ready HA1 (hex, same algorithm). With ``postgres_url``
+    ``ha1s`` maps user name → ready HA1 (hex, same algorithm). ``tcp`` adds a TCP listener
+    on the same port number. With ``postgres_url``
     (``postgres://user@host:port/db``) credentials come from the database's
     ``kamailio_subscriber`` view instead (``WITH_PGSQL``) and ``users``/``ha1s`` are ignored.
     """
@@ -320,9 +333,10 @@ def start_kamailio(
         # Short path: the ctl unix socket path must stay below 108 bytes.
         run_dir = Path(tempfile.mkdtemp(prefix="kam-"))
         _write_htable_db(run_dir / "db", all_ha1s)
-        port = free_udp_port(host)
+        port = free_udp_port(host, also_tcp=tcp)
         defines: dict[str, str | None] = {
             "SIPUM_LISTEN": f"udp:{host}:{port}",
+            **({"SIPUM_LISTEN_TCP": f"tcp:{host}:{port}"} if tcp else {}),
             "SIPUM_DOMAIN": f'"{domain}"',
             "AUTH_ALGORITHM": f'"{algorithm}"',
             "HTABLE_DB_URL": f'"text://{run_dir / "db"}"',
