@@ -248,3 +248,16 @@ async def test_s3_credentials(moto_auth_server: MotoAuthServer) -> None:
     await unknown.close()
     assert err.value.setting == "s3_access_key"
     assert "does not know this access key" in str(err.value)
+
+
+async def test_fs_key_that_is_also_a_prefix(tmp_path: Path) -> None:
+    """S3 allows both ``a`` and ``a/b``; a filesystem cannot, and says so."""
+    store = FileBlobStore(tmp_path)
+    await store.put("a/b", b"file")
+    with pytest.raises(ValueError, match="conflicts"):
+        await store.put("a/b/c", b"x")
+    with pytest.raises(ValueError, match="conflicts"):
+        await store.put("a", b"x")
+    assert await store.get("a/b") == b"file"
+    assert await store.list_keys() == ["a/b"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [".b.meta", "b"]

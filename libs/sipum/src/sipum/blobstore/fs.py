@@ -105,11 +105,21 @@ class FileBlobStore(BlobStore):
         self, key: str, data: BlobSource, *, content_type: str = DEFAULT_CONTENT_TYPE
     ) -> BlobInfo:
         path = self.path_of(key)
-        f, tmp = await asyncio.to_thread(self._open_temp, path.parent)
+        try:
+            f, tmp = await asyncio.to_thread(self._open_temp, path.parent)
+        except (FileExistsError, NotADirectoryError):
+            raise ValueError(
+                f"blob key {key!r} conflicts with an existing blob: on the filesystem store "
+                "a key cannot also be a prefix of another key"
+            ) from None
         try:
             async for chunk in iter_source(data):
                 await asyncio.to_thread(f.write, chunk)
             await asyncio.to_thread(self._finish, f)
+            if path.is_dir():
+                raise ValueError(
+                    f"blob key {key!r} conflicts with existing blobs under {key + '/'!r}"
+                )
             meta = json.dumps({"content_type": content_type}).encode()
             await asyncio.to_thread(self._write_small, _meta_path(path), meta)
             await asyncio.to_thread(os.replace, tmp, path)
