@@ -207,3 +207,15 @@ def test_streaming_resampler_matches_whole_buffer() -> None:
     parts = [r.process(pcm[i : i + 777]) for i in range(0, len(pcm), 777)]
     parts.append(r.flush())
     assert np.array_equal(np.concatenate(parts), whole)
+
+
+def test_opus_decoder_survives_empty_and_invalid_payloads() -> None:
+    pcm = speech_like(48000, 0.2)
+    enc = OpusEncoder()
+    packets = [enc.encode(pcm[i : i + 960]) for i in range(0, len(pcm), 960)]
+    dec = OpusDecoder()
+    assert len(dec.decode(packets[0])) == 960
+    assert len(dec.decode(b"")) == 0  # must not put FFmpeg's decoder into draining mode
+    with pytest.raises(ValueError):
+        dec.decode(b"\xff")
+    assert len(dec.decode(packets[1])) == 960

@@ -71,6 +71,11 @@ class OpusDecoder:
         self._ctx = ctx
 
     def decode(self, payload: bytes) -> Pcm:
+        """One packet → PCM; ``ValueError`` for a payload libopus rejects (the decoder stays
+        usable). An empty payload gives no samples: handed to FFmpeg it would mean "end of
+        stream" and stop the decoder for good."""
+        if not payload:
+            return np.zeros(0, dtype=np.int16)
         chunks = []
         for frame in self._ctx.decode(av.Packet(payload)):
             chunks.append(frame.to_ndarray().reshape(-1))
