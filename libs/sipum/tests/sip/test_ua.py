@@ -260,6 +260,17 @@ def test_reject_and_ack_absorbed(ua: UserAgent) -> None:
     assert run_until(phone, 40.0) == []  # no 488 retransmissions after the ACK
 
 
+def test_reject_with_extra_headers(ua: UserAgent) -> None:
+    """A 503 carries Retry-After (RFC 3261 §20.33): the application adds headers to a reject."""
+    phone = Phone(ua)
+    call = incoming(ua, phone)
+    call.reject(503, 0.0, headers=[("Retry-After", "30")])
+    (resp,) = phone.drain()
+    assert resp.status == 503
+    assert resp.headers.get("Retry-After") == "30"
+    assert resp.to.tag == call.local_tag
+
+
 # ---------------------------------------------------------------------- CANCEL
 
 

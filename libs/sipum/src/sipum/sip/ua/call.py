@@ -8,6 +8,7 @@ defaults to the user agent's last known time (the time of the last input it was 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -115,10 +116,16 @@ class Call:
         self.ua.answer(self, sdp, now)
 
     def reject(
-        self, status: int = 486, now: float | None = None, *, reason: str | None = None
+        self,
+        status: int = 486,
+        now: float | None = None,
+        *,
+        reason: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
     ) -> None:
-        """Refuse an unanswered incoming call with a 3xx-6xx final response."""
-        self.ua.reject(self, status, now, reason=reason)
+        """Refuse an unanswered incoming call with a 3xx-6xx final response; ``headers`` are
+        added to it (e.g. ``Retry-After`` on a 503)."""
+        self.ua.reject(self, status, now, reason=reason, headers=headers)
 
     def hangup(self, now: float | None = None) -> None:
         """End the call: BYE when confirmed (after the ACK, §15), CANCEL for an unanswered

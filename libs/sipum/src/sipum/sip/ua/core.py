@@ -576,7 +576,13 @@ class UserAgent:
         self._poke()
 
     def reject(
-        self, call: Call, status: int = 486, now: float | None = None, *, reason: str | None = None
+        self,
+        call: Call,
+        status: int = 486,
+        now: float | None = None,
+        *,
+        reason: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
     ) -> None:
         t = self._time(now)
         if call.ended:
@@ -587,11 +593,11 @@ class UserAgent:
             raise ValueError("reject takes a final status 300-699")
         tx = call.server_transaction
         assert tx is not None
-        headers: list[tuple[str, str]] = []
+        extra = list(headers)  # e.g. Retry-After on a 503 (RFC 3261 §20.33)
         if status == 405:
-            headers.append(("Allow", ", ".join(ALLOWED_METHODS)))
+            extra.append(("Allow", ", ".join(ALLOWED_METHODS)))
         self._respond(
-            tx, call.invite, status, t, to_tag=call.local_tag, headers=headers, reason=reason
+            tx, call.invite, status, t, to_tag=call.local_tag, headers=extra, reason=reason
         )
         self._end(call, "rejected", status)
         self._poke()
