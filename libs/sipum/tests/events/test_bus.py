@@ -466,3 +466,45 @@ async def test_publish_without_stream(event_namespace: EventNamespace) -> None:
             await bus.publish(created(1), timeout=1)
     finally:
         await bus.close()
+
+
+async def test_graceful_stop_finishes_in_flight_and_hands_back_the_rest(
+    event_namespace: EventNamespace,
+) -> None:
+    a, b = await event_namespace.connect("a"), await event_namespace.connect("b")
+    try:
+        await a.ensure_stream()
+        for i in range(5):
+            await a.publish(created(80 + i))
+        started = asyncio.Event()
+        finished_a: list[int] = []
+        cancelled_a: list[int] = []
+        got_b: list[int] = []
+
+        async def slow_a(ev: MessageCreated) -> None:
+            started.set()
+            try:
+                await asyncio.sleep(0.5)
+            except asyncio.CancelledError:
+                cancelled_a.append(ev.message_id)
+                raise
+            finished_a.append(ev.message_id)
+
+        async def fast_b(ev: MessageCreated) -> None:
+            got_b.append(ev.message_id)
+
+        sub = await a.subscribe(MessageCreated, slow_a, durable="worker", ack_wait=30)
+        await asyncio.wait_for(started.wait(), 5)
+        t0 = time.monotonic()
+        await sub.stop()
+        assert finished_a == [80] and cancelled_a == []  # in-flight handler completed
+        await b.subscribe(MessageCreated, fast_b, durable="worker", ack_wait=30)
+        await wait_until(lambda: len(got_b) == 4)
+        assert time.monotonic() - t0 < 5  # handed back at once, not after ack_wait
+        assert sorted(finished_a + got_b) == [80, 81, 82, 83, 84]
+        await asyncio.sleep(0.3)
+        info = await b.js.consumer_info(b.stream, "worker")
+        assert info.num_ack_pending == 0
+    finally:
+        await a.close()
+        await b.close()

@@ -157,16 +157,39 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
-@dataclass(slots=True)
 class EventSubscription:
-    """A running durable subscription; ``stop()`` ends delivery to this process (the durable
-    consumer stays on the server and keeps the position)."""
+    """A running durable subscription.
 
-    consumer: str
-    _sub: Any
+    ``stop()`` is the graceful end: no new events are taken, events already buffered for
+    this process are handed back at once (nak, so another replica gets them now rather than
+    after ``ack_wait``), and handlers in flight may finish within ``timeout``. The durable
+    consumer stays on the server and keeps its position.
+    """
 
-    async def stop(self) -> None:
-        await self._sub.unsubscribe()
+    def __init__(self, consumer: str) -> None:
+        self.consumer = consumer
+        self.stopping = False
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._sub: Any = None
+
+    async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        if self.stopping or self._sub is None:
+            return
+        self.stopping = True
+        try:
+            await asyncio.wait_for(self._sub.drain(), timeout)
+            if self.tasks:
+                await asyncio.wait(set(self.tasks), timeout=timeout)
+        except TimeoutError:
+            log.warning("consumer %s: handlers still running after %.1fs", self.consumer, timeout)
+        except nats.errors.Error as exc:
+            log.warning("consumer %s: drain failed: %s", self.consumer, exc)
+        finally:
+            for task in self.tasks:
+                task.cancel()
+            with contextlib.suppress(nats.errors.Error):
+                if not self._sub._closed:
+                    await self._sub.unsubscribe()
 
 
 EventHandler = Callable[[E], Awaitable[None]]
@@ -429,18 +452,23 @@ class EventBus:
             await self._handle_event(msg, model, handler, delays, ack_wait)
 
         slots = asyncio.Semaphore(concurrency)
+        subscription = EventSubscription(durable)
 
         async def on_msg(msg: Msg) -> None:
+            if subscription.stopping:
+                await msg.nak()  # hand it back now: another replica takes it
+                return
             if concurrency == 1:
                 await handle(msg)
                 return
             await slots.acquire()
             task = asyncio.create_task(handle(msg))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            for tasks in (self._tasks, subscription.tasks):
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
             task.add_done_callback(lambda _: slots.release())
 
-        sub = await self.js.subscribe(
+        subscription._sub = await self.js.subscribe(
             subject,
             queue=queue,
             durable=durable,
@@ -449,7 +477,7 @@ class EventBus:
             manual_ack=True,
             config=config,
         )
-        return EventSubscription(consumer=durable, _sub=sub)
+        return subscription
 
     async def _update_consumer_if_changed(self, durable: str, config: api.ConsumerConfig) -> None:
         try:
