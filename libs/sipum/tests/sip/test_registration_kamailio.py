@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 from sipum.sip import digest
-from sipum.sip.message import SipRequest, make_response, new_tag, parse_message
+from sipum.sip.message import SipRequest, SipResponse, make_response, new_tag, parse_message
 from sipum.sip.registration import (
     DigestCredentials,
     RegistrationBinding,
@@ -21,7 +21,7 @@ from sipum.sip.registration import (
     RegistrationPool,
     RegistrationState,
 )
-from sipum.sip.transaction import Peer, RequestReceived, TimerConfig
+from sipum.sip.transaction import AckReceived, Peer, RequestReceived, TimerConfig
 from sipum.sip.transport import EndpointConfig, SipEndpoint
 from sipum.testing import kamailio as kamailio_plugin
 from sipum.testing.kamailio import KamailioServer
@@ -34,7 +34,8 @@ pytestmark = pytest.mark.timeout(60)
 
 class Agent:
     """A registration client on its own SipEndpoint, recording every state change and every
-    INVITE it receives (answered 405: no user agent here)."""
+    request it receives. Requests go to ``on_request`` if set, else are answered 405 (no user
+    agent here)."""
 
     def __init__(
         self,
@@ -60,6 +61,8 @@ class Agent:
         self.changes: list[RegistrationChanged] = []
         self.changed = asyncio.Event()
         self.invites: list[SipRequest] = []
+        self.events: list[object] = []
+        self.on_request: Callable[[SipEndpoint, RequestReceived], None] | None = None
         self.client: RegistrationClient | None = None
 
     async def open(self) -> Agent:
@@ -78,9 +81,13 @@ class Agent:
         return self.endpoint.addresses[self.transport]
 
     def _on_event(self, endpoint: SipEndpoint, event: object) -> None:
+        self.events.append(event)
         if isinstance(event, RequestReceived):
             if event.request.method == "INVITE":
                 self.invites.append(event.request)
+            if self.on_request is not None:
+                self.on_request(endpoint, event)
+                return
             response = make_response(event.request, 405, to_tag=new_tag())
             response.headers.add("Allow", "OPTIONS")
             endpoint.send_response(event.transaction, response)
@@ -335,3 +342,105 @@ async def test_invite_is_forked_to_every_contact_with_record_route(kamailio_fact
         assert forwarded.headers.get("Record-Route") is not None
         assert len(forwarded.vias) == 2  # Kamailio's Via on top of the caller's
     assert final.status == 405  # the best final response of both branches reaches the caller
+
+
+def _caller_request(
+    method: str, ruri: str, cport: int, call_id: str, cseq: int, extra: str
+) -> bytes:
+    return (
+        f"{method} {ruri} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{cport};branch=z9hG4bK{uuid.uuid4().hex[:12]};rport\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:bob@{DOMAIN}>;tag=b0b\r\n{extra}"
+        f"Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n"
+        f"Contact: <sip:bob@127.0.0.1:{cport}>\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+async def test_phone_answers_first_sipum_branch_is_cancelled_dialog_via_record_route(
+    kamailio_factory, agents
+):
+    """The second scenario of the first call: both ring, the phone answers, Kamailio CANCELs
+    sipum's branch (200 + 487 there), and ACK and BYE reach the phone through Record-Route."""
+    server = kamailio_factory(users={"alice": "secret"})
+    phone = await new_agent(agents, server)
+    sipum = await new_agent(agents, server)
+    loop = asyncio.get_running_loop()
+
+    def phone_answers(endpoint: SipEndpoint, event: RequestReceived) -> None:
+        request = event.request
+        if request.method == "INVITE":
+            tag = new_tag()
+            endpoint.send_response(event.transaction, make_response(request, 180, to_tag=tag))
+            # §12.1.1: the 2xx copies Record-Route, so the caller routes ACK/BYE via Kamailio.
+            record_route = [("Record-Route", v) for v in request.headers.get_lines("Record-Route")]
+            ok = make_response(request, 200, to_tag=tag, headers=record_route)
+            ok.headers.add("Contact", f"<sip:alice@{phone.address[0]}:{phone.address[1]}>")
+            # Answer after sipum's branch has surely been ringing for a while.
+            loop.call_later(0.3, endpoint.send_response, event.transaction, ok)
+        else:
+            endpoint.send_response(event.transaction, make_response(request, 200))
+
+    def sipum_rings(endpoint: SipEndpoint, event: RequestReceived) -> None:
+        request = event.request
+        status = 180 if request.method == "INVITE" else 200
+        endpoint.send_response(event.transaction, make_response(request, status, to_tag="sipum"))
+
+    phone.on_request = phone_answers
+    sipum.on_request = sipum_rings
+    phone.add("alice")
+    sipum.add("alice")
+    aor = f"sip:alice@{DOMAIN}"
+    await phone.wait_for(lambda: bool(phone.states(aor)))
+    await sipum.wait_for(lambda: bool(sipum.states(aor)))
+
+    caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    caller.bind(("127.0.0.1", 0))
+    caller.setblocking(False)
+    cport = caller.getsockname()[1]
+    call_id = f"{uuid.uuid4().hex}@caller"
+
+    async def final_response(method: str) -> SipResponse:
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    data = caller.recv(65535)
+                except BlockingIOError:
+                    await asyncio.sleep(0.02)
+                    continue
+                message = parse_message(data)
+                if (
+                    isinstance(message, SipResponse)
+                    and message.status >= 200
+                    and message.cseq[1] == method
+                ):
+                    return message
+
+    try:
+        to = f"To: <sip:alice@{DOMAIN}>\r\n"
+        invite = _caller_request("INVITE", f"sip:alice@{DOMAIN}", cport, call_id, 1, to)
+        caller.sendto(invite, server.address)
+        ok = await final_response("INVITE")
+        assert ok.status == 200
+        route = ok.headers.get("Record-Route")
+        contact = ok.headers.get("Contact")
+        assert route is not None and contact is not None
+        remote_target = contact.strip("<>")
+        in_dialog = f"To: {ok.headers.get('To')}\r\nRoute: {route}\r\n"
+        caller.sendto(
+            _caller_request("ACK", remote_target, cport, call_id, 1, in_dialog), server.address
+        )
+        caller.sendto(
+            _caller_request("BYE", remote_target, cport, call_id, 2, in_dialog), server.address
+        )
+        bye_ok = await final_response("BYE")
+        assert bye_ok.status == 200
+    finally:
+        caller.close()
+    await asyncio.sleep(0.2)
+    kinds = [type(e).__name__ for e in sipum.events]
+    assert "CancelReceived" in kinds  # Kamailio cancelled sipum's ringing branch
+    phone_methods = [
+        e.request.method for e in phone.events if isinstance(e, RequestReceived | AckReceived)
+    ]
+    assert phone_methods == ["INVITE", "ACK", "BYE"]  # ACK for the 2xx and BYE via Record-Route
