@@ -43,6 +43,24 @@ async def run(calls: int, seconds: float, host: str, cpu: int | None) -> dict[st
     from sipum.media.recording import RecordingChunk, RecordingSettings
 
     loop = asyncio.get_running_loop()
+    problems: list[str] = []
+
+    def on_exception(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        if len(problems) < 3:
+            problems.append(f"{context.get('message')}: {context.get('exception')!r}")
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(on_exception)
+    lag = [0.0]
+
+    async def watch_lag() -> None:
+        """Longest delay of a 10 ms sleep: how late the loop runs its callbacks."""
+        while True:
+            t = loop.time()
+            await asyncio.sleep(0.01)
+            lag[0] = max(lag[0], loop.time() - t - 0.01)
+
+    watcher = asyncio.ensure_future(watch_lag())
     rss_before = rss_bytes()
     base = find_port_range(host, 2 * calls + 2)
     pool = PortPool(base, base + 2 * calls + 1, host=host)
@@ -68,19 +86,38 @@ async def run(calls: int, seconds: float, host: str, cpu: int | None) -> dict[st
     sender = start_sender(host, ports, seconds, start_at, None if cpu is None else 1 - cpu)
     await asyncio.sleep(max(0.0, start_at - time.time()))
     cpu0, wall0 = cpu_seconds(), time.monotonic()
+    lag[0] = 0.0
     out, _ = await loop.run_in_executor(None, sender.communicate)
+    lag_during = lag[0]
+
+    def total_received() -> int:
+        return sum(e.receiver.source.received if e.receiver.source else 0 for e in endpoints)
+
+    # A loaded recorder may still be working through its socket buffers: wait until nothing
+    # more arrives (late is not lost; the loop lag above says how late).
+    previous = -1
+    for _ in range(100):
+        await asyncio.sleep(0.2)
+        now_received = total_received()
+        if now_received == previous:
+            break
+        previous = now_received
     cpu1, wall1 = cpu_seconds(), time.monotonic()
-    await asyncio.sleep(0.5)  # last packets through the jitter buffers
     rss_peak = rss_bytes()
     snmp_after = udp_snmp()
     report = json.loads(out)
     expected_each = round(seconds / PTIME)
     received = [e.receiver.source.received if e.receiver.source else 0 for e in endpoints]
+    closed_before_hangup = sum(
+        1 for e in endpoints if e._rtp_transport is None or e._rtp_transport.is_closing()
+    )
     for e in endpoints:
         e.hangup()
     results = await asyncio.gather(*recordings)
     for e in endpoints:
         await e.close()
+    watcher.cancel()
+    closed = closed_before_hangup
     lost = [expected_each - r for r in received]
     short = sum(
         1
@@ -96,9 +133,15 @@ async def run(calls: int, seconds: float, host: str, cpu: int | None) -> dict[st
         "recordings_wrong_length": short,
         "kernel_rcvbuf_errors": snmp_after["RcvbufErrors"] - snmp_before["RcvbufErrors"],
         "kernel_in_errors": snmp_after["InErrors"] - snmp_before["InErrors"],
+        "kernel_no_ports": snmp_after["NoPorts"] - snmp_before["NoPorts"],
+        "received_min_max": f"{min(received)}/{max(received)}",
         "cpu_share_of_core": (cpu1 - cpu0) / (wall1 - wall0),
+        "cpu_us_per_packet": 1e6 * (cpu1 - cpu0) / max(1, sum(received)),
         "rss_per_call_kib": (rss_peak - rss_before) / calls / 1024,
         "sender_late_s": report["late_end"],
+        "max_loop_lag_ms": 1000 * lag_during,
+        "transports_closed": closed,
+        "errors": "; ".join(problems) or "none",
     }
 
 
@@ -108,9 +151,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--uvloop", action="store_true")
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin the recorder to cpu 0 and the sender to cpu 1 (only on an otherwise idle machine)",
+    )
     args = parser.parse_args()
     cpu: int | None = None
-    if (os.cpu_count() or 1) >= 2:
+    if args.pin and (os.cpu_count() or 1) >= 2:
         cpu = 0
         os.sched_setaffinity(0, {cpu})
     if args.uvloop:
