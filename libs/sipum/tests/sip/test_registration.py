@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sipum.sip import digest
 from sipum.sip.message import SipRequest, SipResponse, make_response, parse_message
 from sipum.sip.registration import (
@@ -546,3 +548,86 @@ def test_pool_remove_and_failure_reporting():
     assert pool.in_flight == 1  # alice's answer to the challenge
     assert pool.stats.failures == 1
     assert pool.remove("sip:nobody@sipum.test", 33.0) == []
+
+
+# ----------------------------------------------------------------------------- invariants
+
+_OUTCOMES = ["100", "200", "200-other", "401", "401-stale", "407", "423", "500", "503", "timeout"]
+
+
+def _answer(request: SipRequest, outcome: str, n: int) -> SipResponse | None:
+    contact = request.headers.get("Contact") or ""
+    challenge = digest.make_challenge(REALM, f"n{n}", stale=outcome == "401-stale")
+    if outcome == "100":
+        return make_response(request, 100)
+    if outcome == "200":
+        return make_response(request, 200, headers=[("Contact", f"{contact};expires=60")])
+    if outcome == "200-other":
+        return make_response(request, 200, headers=[("Contact", "<sip:x@10.9.9.9>;expires=60")])
+    if outcome in ("401", "401-stale"):
+        return make_response(request, 401, headers=[("WWW-Authenticate", challenge)])
+    if outcome == "407":
+        return make_response(request, 407, headers=[("Proxy-Authenticate", challenge)])
+    if outcome == "423":
+        return make_response(request, 423, headers=[("Min-Expires", str(3600 + n))])
+    if outcome == "500":
+        return make_response(request, 500)
+    if outcome == "503":
+        return make_response(request, 503, headers=[("Retry-After", "7")])
+    return None  # timeout
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("advance"), st.floats(0.0, 4000.0)),
+            st.tuples(st.just("answer"), st.integers(0, 10_000), st.sampled_from(_OUTCOMES)),
+            st.tuples(st.just("remove"), st.integers(0, 7)),
+            st.tuples(st.just("credentials"), st.integers(0, 7)),
+            st.tuples(
+                st.just("stop"),
+            ),
+        ),
+        max_size=60,
+    )
+)
+def test_pool_never_exceeds_window_and_never_strands_a_binding(ops):
+    """Whatever the registrar answers (or not), every binding in the pool is either waiting
+    for an outcome or has a next REGISTER due, and the window is never exceeded."""
+    pool = RegistrationPool(max_in_flight=3, max_rate=10.0, rng=random.Random(0))
+    for i in range(8):
+        pool.add(binding(f"u{i}"), 0.0)
+    now = 0.0
+    pending: list[SipRequest] = []
+    n = 0
+    for op in ops:
+        n += 1
+        if op[0] == "advance":
+            now += op[1]
+            pending += [request for _reg, request in pool.requests_to_send(now)]
+        elif op[0] == "answer" and pending:
+            request = pending.pop(op[1] % len(pending))
+            response = _answer(request, op[2], n)
+            if response is None:
+                pool.request_failed(request.call_id, now, "timeout")
+            else:
+                pool.receive_response(response, now)
+                if response.status < 200:
+                    pending.append(request)
+        elif op[0] == "remove":
+            pool.remove(f"sip:u{op[1]}@{REALM}", now)
+        elif op[0] == "credentials":
+            pool.update_credentials(f"sip:u{op[1]}@{REALM}", binding(f"u{op[1]}").credentials, now)
+        elif op[0] == "stop":
+            pool.stop(now)
+        assert pool.in_flight <= pool.max_in_flight
+        in_flight = {r.call_id for r in pool if r.in_flight is not None}
+        assert len(in_flight) == pool.in_flight
+        assert in_flight == {request.call_id for request in pending}
+        for registration in pool:
+            assert not registration.finished
+            assert (registration.in_flight is None) != (registration.due_at is None), registration
+        timer = pool.get_timer(now)
+        if pool.in_flight < pool.max_in_flight and any(r.due_at is not None for r in pool):
+            assert timer is not None
