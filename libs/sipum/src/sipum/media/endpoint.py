@@ -15,7 +15,7 @@ and :class:`~sipum.media.playback.PlaybackSession`.
 
 Receive path, kept minimal because it runs 50 times a second per call: ``datagram_received``
 takes the loop time and unpacks the 12-octet header; the next in-order audio packet of the
-current source (nearly every packet) is accounted by :meth:`FastRtpReceiver.accept_next` and its
+current source (nearly every packet) is accounted by ``RtpReceiver.accept_next`` and its
 payload handed to the recording, which only collects it (see ``RtpRecording``). Anything else —
 the first packet (it latches the remote address), reordered, lost or duplicated packets, a new
 SSRC, telephone-events — goes through the full receiver (``RtpPacket`` parse, jitter buffer)
@@ -46,7 +46,7 @@ from .codecs import create_decoder, create_encoder
 from .codecs.base import CodecInfo
 from .dtmf import TelephoneEventReceiver
 from .playback import PlaybackItem, PlaybackSession, RtpSendStream
-from .receiver import TIMESTAMP_JUMP, RtpReceiver
+from .receiver import RtpReceiver
 from .recording import RecordingChunk, RecordingResult, RecordingSettings, RtpRecording
 from .rtcp import RtcpBye, RtcpPacket, RtcpReceiverReport, RtcpSdes, serialise_compound
 from .rtp import RtpPacket
@@ -58,55 +58,6 @@ RTCP_INTERVAL = 5.0
 
 
 _RTP_HEADER = struct.Struct("!BBHII")
-
-
-class FastRtpReceiver(RtpReceiver):
-    """:class:`RtpReceiver` with a shortcut for the packet every call sends 50 times a second.
-
-    :meth:`accept_next` takes the header fields of a packet and, if it is the next sequence
-    number of the current source while the jitter buffer holds nothing (no gap pending, no
-    suspected restart), does exactly what :meth:`RtpReceiver.receive` would do for it — RFC 3550
-    A.1 ``update_seq`` for an in-order packet, A.8 jitter, the jitter buffer's release
-    bookkeeping — without building an ``RtpPacket``; the caller then uses the payload directly.
-    Any other packet returns False and goes through :meth:`receive`. The equivalence is
-    tested against :meth:`receive` on lossy, reordered streams.
-    """
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self._jump_limit = TIMESTAMP_JUMP * self.clock_rate
-
-    def accept_next(self, seq: int, timestamp: int, ssrc: int, now: float) -> bool:
-        source = self.source
-        buffer = self.buffer
-        if source is None or ssrc != source.ssrc or self._held_jump is not None or buffer._held:
-            return False
-        expected = buffer._next
-        if expected is None or expected & 0xFFFF != seq:
-            return False
-        # A.1 update_seq with udelta == 1: max_seq is expected - 1 (all seen was released)
-        if seq < source.max_seq:
-            source.cycles += 65536
-        source.max_seq = seq
-        source.received += 1
-        source.received_since_report = True
-        # A.8 jitter, as RtpSourceStats.update_jitter (inlined: this runs for every packet)
-        transit = now * source.clock_rate - timestamp
-        previous = source.transit
-        source.transit = transit
-        if previous is not None:
-            d = abs((transit - previous + 2**31) % 2**32 - 2**31)
-            if d <= self._jump_limit:
-                source.jitter += (d - source.jitter) / 16.0
-        # JitterBuffer.push of the packet it expects, with nothing held: released at once
-        buffer._next = expected + 1
-        recent = buffer._recent
-        if len(recent) == recent.maxlen:
-            buffer._recent_set.discard(recent[0])
-        recent.append(expected)
-        buffer._recent_set.add(expected)
-        buffer.released += 1
-        return True
 
 
 class PortPoolExhausted(RuntimeError):
@@ -238,7 +189,7 @@ class RtpEndpoint:
         self.loop = loop
         self.errors = 0
         self.on_digit: Callable[[str], None] | None = None
-        self.receiver = FastRtpReceiver(clock_rate=codec.clock_rate, ssrc=random.getrandbits(32))
+        self.receiver = RtpReceiver(clock_rate=codec.clock_rate, ssrc=random.getrandbits(32))
         self.dtmf = TelephoneEventReceiver(clock_rate=codec.clock_rate)
         self._pressed_ts: int | None = None
         self.stream = RtpSendStream(payload_type=self.payload_type, clock_rate=codec.clock_rate)
