@@ -17,15 +17,17 @@ new ones. Digest credentials are computed from a stored HA1 (RFC 2617 §3.2.2.2,
 RFC 8760 for SHA-256) — no plaintext password is needed. Once a challenge is known, later
 REGISTERs answer it pre-emptively with an incremented nonce count (RFC 7616 §3.4), which halves
 the packets of a refresh; if the registrar has forgotten or expired the nonce it challenges again
-and the REGISTER is retried once with the new nonce (``stale=true``, or any challenge answering
-pre-emptive credentials). A challenge answering credentials computed from the challenge just
-received means the HA1 is wrong: that is a failure, not a loop.
+and the REGISTER is retried at once with the new nonce (``stale=true``, or any challenge
+answering pre-emptive credentials; at most ``max_challenge_retries`` times in a row). A
+challenge answering credentials computed from the challenge just received, without
+``stale=true``, means the HA1 is wrong: that is a failure, not a loop.
 
 ``423 Interval Too Brief`` is retried at once with the registrar's ``Min-Expires`` (§10.2.8).
 The granted interval is read from our Contact's ``expires`` parameter in the 200, else the
 ``Expires`` header (§10.2.4), and the binding is refreshed at ``max(expires/2, expires-30)``
 scaled by a random factor in [0.9, 1] so that bindings made together drift apart. Failures
-(timeouts, transport errors, 5xx, 403, 404, rejected credentials) back off exponentially with
+(timeouts, transport errors, 3xx-6xx such as 403/404/5xx, rejected credentials, a 200 that does
+not list our contact) back off exponentially with
 jitter (RFC 5626 §4.5: ``min(max, base·2^(n-1))`` times a random factor in [0.5, 1]),
 ``Retry-After`` wins when present.
 
@@ -33,6 +35,9 @@ jitter (RFC 5626 §4.5: ``min(max, base·2^(n-1))`` times a random factor in [0.
 ``max_in_flight`` REGISTER transactions at once (a window like a semaphore) and at most
 ``max_rate`` new ones per second (a token bucket), so 10,000 users never become a 10,000-packet
 burst, neither at start nor when refreshes happen to line up.
+
+The asyncio side is :class:`RegistrationClient`: it runs the pool on the service's
+``SipEndpoint`` (the same socket its user agent answers INVITEs on).
 
 The pool publishes :class:`RegistrationChanged` events on transitions between ``registered``,
 ``failed`` and ``unregistered``; the registrar-agent turns them into
