@@ -784,6 +784,11 @@ class UserAgent:
 
     def _on_invite_2xx(self, call: Call, response: SipResponse, now: float) -> None:
         dialog_id = incoming_response_dialog_id(response)
+        if call.ended and call._ack is None:
+            # The call was given up (e.g. timer B) before this 2xx came: acknowledge it and
+            # end that session at once (§13.2.2.4 treats it like an extra fork).
+            self._ack_and_bye_fork(call, response, now)
+            return
         if call._ack is not None:
             if call.dialog is not None and dialog_id == call.dialog.id:
                 # A retransmitted 2xx: re-send the same ACK (§13.2.2.4).

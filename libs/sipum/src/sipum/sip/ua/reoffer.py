@@ -36,6 +36,16 @@ class _Media:
     port: int
     codecs: set[str]
     direction: str
+    held_by_address: bool = False
+    """``c=IN IP4 0.0.0.0``: the RFC 2543 way of putting a call on hold (RFC 3264 §8.4)."""
+
+    @property
+    def effective_direction(self) -> str:
+        if self.port == 0:
+            return "inactive"
+        if self.held_by_address:
+            return "sendonly" if self.direction in ("sendrecv", "sendonly") else "inactive"
+        return self.direction
 
 
 def _lines(sdp: bytes) -> list[str]:
@@ -47,6 +57,7 @@ def _lines(sdp: bytes) -> list[str]:
 def _media_sections(lines: list[str]) -> tuple[str, list[_Media]]:
     """Session-level direction and, per m= line, its kind, port, codec names and direction."""
     session_direction = "sendrecv"
+    session_held = False
     media: list[_Media] = []
     rtpmaps: dict[str, str] = {}
     formats: list[str] = []
@@ -59,7 +70,21 @@ def _media_sections(lines: list[str]) -> tuple[str, list[_Media]]:
                 raise NotAcceptableOffer("malformed m= line")
             formats = parts[3:]
             rtpmaps = {}
-            media.append(_Media(parts[0], int(parts[1].split("/")[0]), set(), session_direction))
+            media.append(
+                _Media(
+                    parts[0],
+                    int(parts[1].split("/")[0]),
+                    set(),
+                    session_direction,
+                    session_held,
+                )
+            )
+        elif line.startswith("c="):
+            held = line.split()[-1] in ("0.0.0.0", "::")
+            if media:
+                media[-1].held_by_address = held
+            else:
+                session_held = held
         elif line.startswith("a="):
             attr = line[2:].strip()
             if attr in DIRECTIONS:
@@ -90,7 +115,7 @@ def offer_direction(offer: bytes) -> str:
     _session, media = _media_sections(_lines(offer))
     for m in media:
         if m.kind == "audio":
-            return "inactive" if m.port == 0 else m.direction
+            return m.effective_direction
     return "sendrecv"
 
 
@@ -120,9 +145,7 @@ def answer_reoffer(local_sdp: bytes, offer: bytes) -> bytes:
         if index < 0:
             return
         offered = theirs[index] if index < len(theirs) else None
-        direction = "sendrecv" if offered is None else offered.direction
-        if offered is not None and offered.port == 0:
-            direction = "inactive"
+        direction = "sendrecv" if offered is None else offered.effective_direction
         out.append(f"a={_MIRROR[direction]}")
 
     for line in local_lines:
