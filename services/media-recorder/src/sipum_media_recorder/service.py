@@ -1,30 +1,388 @@
-"""The media-recorder service: life cycle on the shared runtime (`sipum.runtime`).
+"""The media-recorder service: allocations, sessions, crash recovery, graceful stop.
 
-Its main path (see docs/architecture.md) is built on the connections the runtime opens;
-in-flight work is tracked so SIGTERM lets it finish.
+* ``sipum.media.allocate`` is served in queue group ``media-recorder``: each request reaches
+  one replica. The reply carries the session id and our SDP answer (this replica's advertised
+  address and a port pair of its pool). Errors are ``RpcError`` codes: ``unsupported`` (no
+  common codec, unserved mode → the agent answers 488), ``not_found`` (mailbox or message),
+  ``overloaded`` (port pool exhausted or stopping → 503), ``bad_request``.
+* The session id is derived from the request (call id, mode, mailbox, message): a retried
+  allocation gets the same id — the same reply from the replica that has the session, and on
+  any replica the same idempotency key for the message, so a retry never makes two messages.
+* Each session subscribes to ``sipum.media.session.<id>.hangup|dtmf`` before the reply leaves,
+  runs its flow (``record`` / ``retrieve``) as in-flight work, and when it is over publishes
+  ``sipum.media.session.<id>.ended`` (end reason and message id) for the agent, which sends
+  BYE if the call is still up and publishes ``sipum.evt.call.ended``.
+* Start-up and every ``recovery_interval_seconds``: recordings a crashed process left in the
+  blob store (``spool``) are stored as messages — at once if they were this replica's
+  (same ``recorder_id``), otherwise once untouched for ``recovery_grace_seconds``.
+* SIGTERM: no new allocations; calls in flight go on for ``drain_seconds``, then the ones
+  still running are ended like a hang-up and their recordings stored.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from sipum.db import messages, users
+from sipum.events import (
+    MediaAllocateReply,
+    MediaAllocateRequest,
+    RemoteError,
+    SessionEnded,
+)
+from sipum.media.endpoint import PortPool, PortPoolExhausted, RtpEndpoint
+from sipum.media.recording import RecordingSession, RecordingSettings
 from sipum.runtime import ServiceContext
 from sipum.runtime.work import InFlightWork
 
+from sipum_media_recorder.address import advertised_address
+from sipum_media_recorder.audio import Prompts
+from sipum_media_recorder.negotiation import answer_offer
+from sipum_media_recorder.record import run_record
+from sipum_media_recorder.retrieve import run_retrieve
+from sipum_media_recorder.session import MediaSession, Services
 from sipum_media_recorder.settings import MediaRecorderSettings
+from sipum_media_recorder.spool import (
+    Interrupted,
+    find_interrupted,
+    is_stale,
+    load_interrupted,
+    manifest_key,
+    remove_partial,
+)
+from sipum_media_recorder.store import MessageStore
+
+log = logging.getLogger("sipum.misc.recorder")
+
+#: How long a finished session's id is remembered, so a late retry of its allocation is refused
+#: instead of starting the call again.
+ENDED_MEMORY_SECONDS = 300.0
+
+
+def session_id_for(request: MediaAllocateRequest) -> str:
+    """The same request (retried by the agent) always gets the same session id."""
+    key = "\x1f".join(
+        [
+            request.call_id,
+            request.mode,
+            request.username.lower(),
+            request.domain.lower(),
+            str(request.message_id or ""),
+        ]
+    )
+    return "s" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 class MediaRecorderService:
     name = "media-recorder"
 
-    def __init__(self, settings: MediaRecorderSettings) -> None:
+    def __init__(
+        self,
+        settings: MediaRecorderSettings,
+        *,
+        prompts: Prompts | None = None,
+    ) -> None:
         self.settings = settings
         self.work = InFlightWork()
         self.ctx: ServiceContext | None = None
+        self.recorder_id = settings.recorder_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.prompts = prompts
+        self.port_pool = PortPool(
+            settings.rtp_port_min, settings.rtp_port_max, host=settings.rtp_host
+        )
+        self.address = "127.0.0.1"
+        self.sessions: dict[str, MediaSession] = {}
+        self._allocating: dict[str, asyncio.Future[MediaAllocateReply]] = {}
+        self._ended: dict[str, float] = {}
+        self._subscription: Any = None
+        self._recovery_task: asyncio.Task[None] | None = None
+        self._recovering: set[str] = set()
+        self.services: Services | None = None
+        self.recovered: list[int] = []
+        """Message ids stored by recovery (for logs and tests)."""
+
+    # -- life cycle -------------------------------------------------------------------------
 
     async def start(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
+        s = self.settings
+        self.address = advertised_address(
+            configured=s.rtp_advertise_address, rtp_host=s.rtp_host, nats_url=s.nats_url
+        )
+        if self.prompts is None:
+            self.prompts = await Prompts.open(s.prompt_dir)
+        self.services = Services(
+            settings=s,
+            pool=ctx.pool,
+            blobs=ctx.blobs,
+            bus=ctx.bus,
+            prompts=self.prompts,
+            store=MessageStore(pool=ctx.pool, blobs=ctx.blobs, bus=ctx.bus),
+            recorder_id=self.recorder_id,
+        )
+        try:
+            await self.recover(own_only=False)
+        except Exception:
+            log.exception("recovery at start-up failed; trying again later")
+        self._subscription = await ctx.bus.serve_media_allocate(self.allocate)
+        # the server knows we are in the queue group once it has our SUB: a request sent right
+        # after start() returns must not see "no responders"
+        await ctx.bus.nc.flush()
+        self._recovery_task = asyncio.create_task(self._recovery_loop(), name="recovery")
+        log.info(
+            "media-recorder ready",
+            extra={
+                "recorder": self.recorder_id,
+                "rtp": f"{self.address}:{self.port_pool.first}-{self.port_pool.last}",
+            },
+        )
 
     async def stop_accepting(self) -> None:
         self.work.close()
+        if self._subscription is not None:
+            with contextlib.suppress(Exception):
+                await self._subscription.unsubscribe()
+            self._subscription = None
 
     async def drain(self) -> None:
+        """Let calls go on for ``drain_seconds``, then end the rest and store their recordings."""
+        if self.work:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.work.wait(), self.settings.drain_seconds)
+        for session in list(self.sessions.values()):
+            log.info("ending session for shutdown", extra={"session": session.session_id})
+            session.hangup("shutdown")
         await self.work.wait()
+        if self._recovery_task is not None:
+            self._recovery_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recovery_task
+
+    # -- allocation ----------------------------------------------------------------------------
+
+    async def allocate(self, request: MediaAllocateRequest) -> MediaAllocateReply:
+        session_id = session_id_for(request)
+        existing = self.sessions.get(session_id)
+        if existing is not None:
+            return existing.reply
+        pending = self._allocating.get(session_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        if session_id in self._ended:
+            raise RemoteError("bad_request", f"session {session_id} has already ended")
+        if not self.work.accepting:
+            raise RemoteError("overloaded", f"recorder {self.recorder_id} is stopping")
+        future: asyncio.Future[MediaAllocateReply] = asyncio.get_running_loop().create_future()
+        self._allocating[session_id] = future
+        try:
+            reply = await self._allocate(session_id, request)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody waits
+            raise
+        else:
+            future.set_result(reply)
+            return reply
+        finally:
+            del self._allocating[session_id]
+
+    async def _allocate(self, session_id: str, request: MediaAllocateRequest) -> MediaAllocateReply:
+        svc = self.services
+        assert svc is not None and self.ctx is not None
+        if request.mode not in ("record", "retrieve"):
+            raise RemoteError(
+                "unsupported", f"mode {request.mode!r} is not served by this recorder"
+            )
+        negotiated = answer_offer(request.offer_sdp, address=self.address)
+        user = await users.get_by_address(svc.pool, request.username, request.domain)
+        if user is None:
+            raise RemoteError("not_found", f"no mailbox {request.username}@{request.domain}")
+        message = None
+        if request.mode == "retrieve":
+            if request.message_id is None:
+                raise RemoteError("bad_request", "retrieve needs message_id")
+            message = await messages.get_for_user(svc.pool, user.id, request.message_id)
+            if message is None:
+                raise RemoteError("not_found", f"no message {request.message_id} in this mailbox")
+        plan = negotiated.with_port(9)
+        try:
+            endpoint = await RtpEndpoint.open(
+                self.port_pool,
+                codec=plan.codec,
+                payload_type=plan.payload_type,
+                telephone_event_pt=plan.telephone_event_pt,
+                remote=plan.remote,
+                remote_rtcp=plan.remote_rtcp,
+                cname=f"{self.recorder_id}@{self.address}",
+            )
+        except PortPoolExhausted as exc:
+            raise RemoteError("overloaded", str(exc)) from exc
+        plan = negotiated.with_port(endpoint.local_port)
+        reply = MediaAllocateReply(
+            session_id=session_id, answer_sdp=plan.answer_sdp, recorder_id=self.recorder_id
+        )
+        session = MediaSession(
+            session_id=session_id,
+            request=request,
+            user=user,
+            endpoint=endpoint,
+            plan=plan,
+            reply=reply,
+            services=svc,
+            message=message,
+        )
+        try:
+            session.subscriptions = await self.ctx.bus.subscribe_session(
+                session_id, session.on_command, commands=["hangup", "dtmf"]
+            )
+            self.work.spawn(self._run(session), name=f"session-{session_id}")
+        except BaseException:
+            await session.close()
+            raise
+        self.sessions[session_id] = session
+        log.info(
+            "session allocated",
+            extra={
+                "session": session_id,
+                "mode": request.mode,
+                "mailbox": user.address,
+                "codec": plan.codec.name,
+                "rtp": f"{self.address}:{endpoint.local_port}",
+            },
+        )
+        return reply
+
+    async def _run(self, session: MediaSession) -> None:
+        reason: str = "error"
+        message_id: int | None = None
+        try:
+            if session.request.mode == "record":
+                reason, message_id = await run_record(session)
+            else:
+                reason, message_id = await run_retrieve(session)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("session failed", extra={"session": session.session_id})
+        finally:
+            self.sessions.pop(session.session_id, None)
+            self._remember_ended(session.session_id)
+            await session.close()
+        assert self.ctx is not None
+        with contextlib.suppress(Exception):
+            await self.ctx.bus.send_command(
+                SessionEnded(
+                    session_id=session.session_id,
+                    call_id=session.request.call_id,
+                    end_reason=reason,  # type: ignore[arg-type]
+                    message_id=message_id,
+                )
+            )
+        log.info(
+            "session ended",
+            extra={"session": session.session_id, "reason": reason, "message_id": message_id},
+        )
+
+    def _remember_ended(self, session_id: str) -> None:
+        now = time.monotonic()
+        self._ended[session_id] = now
+        for sid, at in list(self._ended.items()):
+            if now - at > ENDED_MEMORY_SECONDS:
+                del self._ended[sid]
+
+    # -- crash recovery ----------------------------------------------------------------------
+
+    async def _recovery_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.recovery_interval_seconds)
+            try:
+                await self.recover(own_only=False)
+            except Exception:
+                log.exception("recovery pass failed")
+
+    async def recover(self, *, own_only: bool) -> list[int]:
+        """Store what interrupted recordings hold; returns the message ids stored.
+
+        ``own_only``: only this replica's recordings (at start-up, when none of ours can be
+        live); otherwise also any other replica's untouched for ``recovery_grace_seconds``."""
+        svc = self.services
+        assert svc is not None
+        found, orphans = await find_interrupted(svc.blobs)
+        stored: list[int] = []
+        now = time.time()
+        grace = self.settings.recovery_grace_seconds
+        for item in found:
+            if item.session_id in self.sessions or item.session_id in self._recovering:
+                continue
+            mine = item.meta.recorder_id == self.recorder_id
+            if not (mine or (not own_only and is_stale(item, grace=grace, now=now))):
+                continue
+            self._recovering.add(item.session_id)
+            try:
+                message_id = await self._recover_one(item)
+            except Exception:
+                log.exception("recovering %s failed", item.session_id)
+                continue
+            finally:
+                self._recovering.discard(item.session_id)
+            if message_id is not None:
+                stored.append(message_id)
+        for key in orphans:
+            with contextlib.suppress(Exception):
+                info = await svc.blobs.stat(key)
+                if now - info.modified.timestamp() >= grace:
+                    await svc.blobs.delete(key)
+        self.recovered.extend(stored)
+        return stored
+
+    async def _recover_one(self, item: Interrupted) -> int | None:
+        svc = self.services
+        assert svc is not None
+        meta = item.meta
+        pcm = await load_interrupted(svc.blobs, item)
+        # Run the audio through the recording engine again: the same silence rules decide
+        # whether enough was said to keep it, and trailing silence is trimmed the same way.
+        seconds = len(pcm) / 2 / meta.sample_rate
+        engine = RecordingSession(
+            RecordingSettings(
+                sample_rate=meta.sample_rate,
+                silence_threshold_dbfs=self.settings.silence_threshold_dbfs,
+                max_silence=max(self.settings.max_silence_seconds, seconds + 1.0),
+                min_voice=self.settings.min_voice_seconds,
+                max_length=seconds + 1.0,
+            ),
+            now=0.0,
+        )
+        engine.feed(pcm, now=0.0)
+        engine.hangup(now=0.0)
+        result = engine.result
+        assert result is not None
+        kept = b"".join(chunk.pcm for chunk in engine.drain_chunks())
+        message_id = None
+        if result.discarded:
+            log.info("interrupted recording %s too short; dropped", meta.session_id)
+        else:
+
+            async def save_meta() -> None:
+                await svc.blobs.put(manifest_key(meta.session_id), meta.to_json())
+
+            message = await svc.store.store(meta, kept, save_meta=save_meta)
+            message_id = None if message is None else message.id
+            log.info(
+                "interrupted recording stored",
+                extra={
+                    "session": meta.session_id,
+                    "message_id": message_id,
+                    "duration_s": round(result.duration, 2),
+                    "from_recorder": meta.recorder_id,
+                },
+            )
+        await remove_partial(svc.blobs, meta.session_id)
+        return message_id

@@ -1,4 +1,4 @@
-"""Media-recorder settings (environment prefix ``SIPUM_``; see docs/configuration.md)."""
+"""Media-recorder settings (environment prefix ``SIPUM_``; see docs/recorder.md)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,36 @@ class MediaRecorderSettings(ServiceSettings):
     rtp_port_min: int = Field(default=20000, ge=1024, le=65534)
     rtp_port_max: int = Field(default=29999, ge=1025, le=65535)
     recorder_id: str | None = None
-    """Name of this replica in events and replies; default: host name + PID."""
+    """Name of this replica in events and replies; default: host name + PID. Set it to a
+    stable name (e.g. the compose service + index) so a restarted replica recovers its own
+    interrupted recordings at once instead of after ``recovery_grace_seconds``."""
+
+    prompt_dir: str = "./var/prompts"
+    """Cache directory of the rendered system prompts (espeak-ng + sox, rendered at start)."""
+
+    max_silence_seconds: float = Field(default=5.0, gt=0)
+    """This much continuous silence (or no RTP at all) ends a recording."""
+    min_voice_seconds: float = Field(default=1.0, ge=0)
+    """Recordings with less non-silent audio than this are discarded."""
+    silence_threshold_dbfs: float = Field(default=-45.0, le=0)
+    """Frames quieter than this (RMS, dBFS) count as silence."""
+    chunk_seconds: float = Field(default=2.0, gt=0)
+    """A recording in progress is written to the blob store at least this often (crash loss)."""
+
+    pin_attempts: int = Field(default=3, ge=1, le=10)
+    """Wrong PINs before a retrieval call is ended."""
+    digit_timeout_seconds: float = Field(default=8.0, gt=0)
+    """How long to wait for the next PIN digit or a menu choice."""
+    menu_repeats: int = Field(default=3, ge=1)
+    """How often the retrieval menu is offered without an answer before hanging up."""
+
+    recovery_grace_seconds: float = Field(default=60.0, ge=0)
+    """An interrupted recording untouched for this long is recovered by any replica."""
+    recovery_interval_seconds: float = Field(default=30.0, gt=0)
+    """How often a replica looks for interrupted recordings of crashed replicas."""
+    drain_seconds: float = Field(default=15.0, ge=0)
+    """On SIGTERM, calls in flight may go on this long; then their recordings are ended and
+    stored (the runtime's own deadline is 20 s)."""
 
     @model_validator(mode="after")
     def _check_range(self) -> MediaRecorderSettings:

@@ -1,0 +1,102 @@
+"""Audio the recorder plays: system prompts, uploaded greetings and stored messages.
+
+System prompts come from ``sipum.media.prompts`` (espeak-ng + sox, cached on disk). Rendering
+runs in one worker thread: it is blocking work, and one thread means two calls never render the
+same missing file at once. Uploaded greetings and messages are blobs; WAV is read directly,
+anything else (an MP3 or Opus upload kept as is) is decoded with PyAV.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import wave
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sipum.media.codecs import CodecInfo
+from sipum.media.playback import PcmItem
+from sipum.media.prompts import PromptLibrary
+
+
+class Prompts:
+    """The prompt library behind a single rendering thread."""
+
+    def __init__(self, library: PromptLibrary) -> None:
+        self.library = library
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prompts")
+
+    @classmethod
+    async def open(cls, directory: str | Path, *, texts: dict[str, str] | None = None) -> Prompts:
+        """The library in *directory*, every prompt rendered (a few seconds the first time)."""
+
+        def build() -> PromptLibrary:
+            library = PromptLibrary(directory, texts=texts)
+            library.ensure_all(workers=2)
+            return library
+
+        return cls(await asyncio.to_thread(build))
+
+    def rate_for(self, codec: CodecInfo) -> int:
+        """The prompt rate closest above the codec's audio rate (the player resamples)."""
+        rates = sorted(self.library.rates)
+        return next((r for r in rates if r >= codec.sample_rate), rates[-1])
+
+    async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    async def names(self, names: Sequence[str], rate: int) -> list[Path]:
+        paths: list[Path] = await self._run(self.library.paths, names, rate)
+        return paths
+
+    async def sequence(self, what: str, rate: int, **kwargs: Any) -> list[Path]:
+        paths: list[Path] = await self._run(
+            self.library.prompt_sequence_for, what, rate=rate, **kwargs
+        )
+        return paths
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def decode_audio(data: bytes) -> PcmItem:
+    """A WAV (16-bit PCM) or any format PyAV reads, as mono int16 samples."""
+    try:
+        with wave.open(io.BytesIO(data), "rb") as w:
+            if w.getsampwidth() == 2 and w.getcomptype() == "NONE":
+                channels = w.getnchannels()
+                rate = w.getframerate()
+                pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+                if channels > 1:
+                    pcm = pcm.reshape(-1, channels).mean(axis=1).round().astype(np.int16)
+                return PcmItem(pcm.astype(np.int16), rate)
+    except (wave.Error, EOFError):
+        pass
+    return _decode_with_av(data)
+
+
+def _decode_with_av(data: bytes) -> PcmItem:
+    import av
+
+    with av.open(io.BytesIO(data), mode="r") as container:
+        stream = container.streams.audio[0]
+        rate = stream.codec_context.sample_rate or 16000
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        parts: list[np.ndarray] = []
+        for frame in container.decode(stream):
+            for out in resampler.resample(frame):
+                parts.append(out.to_ndarray().reshape(-1))
+        for out in resampler.resample(None):
+            parts.append(out.to_ndarray().reshape(-1))
+    pcm = np.concatenate(parts).astype(np.int16) if parts else np.zeros(0, np.int16)
+    return PcmItem(pcm, rate)
+
+
+def decode_wav_pcm(data: bytes) -> tuple[bytes, int]:
+    """Raw PCM bytes and sample rate of a WAV blob we wrote."""
+    item = decode_audio(data)
+    return item.pcm.astype("<i2").tobytes(), item.sample_rate

@@ -1,0 +1,152 @@
+"""Record mode: greeting, beep, the caller's message, stored once.
+
+1. The greeting: the user's uploaded one (``greetings.for_call``: an unexpired temporary
+   greeting, the busy one for a call diverted on busy, else the unavailable one) followed by
+   the beep; without one, the default prompt — "The person at <recorded name | display name |
+   number> is not available. Please leave a message after the tone." + beep.
+2. Recording (``sipum.media.recording``) until hang-up, ``#``, ``max_silence_seconds`` of
+   silence or the maximum length — the user's effective ``max_message_seconds``, lowered by the
+   request's ``max_duration_s`` if given. Chunks go to the blob store as they come
+   (``spool.PartialRecording``).
+3. Less than ``min_voice_seconds`` of non-silent audio: discarded, nothing stored. Otherwise
+   ``store.MessageStore`` writes blob, row and event, idempotently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Literal
+
+from sipum.db import greetings, users
+from sipum.media.playback import PlaybackItem
+from sipum.media.recording import RecordingSettings, StopReason
+
+from sipum_media_recorder.audio import decode_audio
+from sipum_media_recorder.session import MediaSession
+from sipum_media_recorder.spool import PartialRecording, RecordingMeta
+
+log = logging.getLogger("sipum.misc.recorder.record")
+
+EndReason = Literal["bye", "max_length", "silence", "completed", "error"]
+
+#: Diversion reasons (RFC 5806 ``reason=``) and RFC 4458 ``cause=`` values meaning "busy".
+BUSY_CAUSES = frozenset({"user-busy", "busy", "486", "600"})
+
+_STORE_ATTEMPTS = 3
+
+
+async def greeting_items(session: MediaSession) -> list[PlaybackItem]:
+    """What to play before the beep (the beep included)."""
+    svc = session.services
+    prompts = svc.prompts
+    rate = prompts.rate_for(session.plan.codec)
+    user = session.user
+    busy = (session.request.diversion_cause or "").lower() in BUSY_CAUSES
+    beep = await prompts.names(["beep"], rate)
+    greeting = await greetings.for_call(svc.pool, user.id, busy=busy)
+    if greeting is not None:
+        try:
+            return [decode_audio(await svc.blobs.get(greeting.blob_key)), *beep]
+        except Exception:
+            log.exception("cannot play greeting %s; using the default prompt", greeting.blob_key)
+    name_greeting = await greetings.get(svc.pool, user.id, "name")
+    if name_greeting is not None:
+        try:
+            name = decode_audio(await svc.blobs.get(name_greeting.blob_key))
+            head = await prompts.names(["person-at"], rate)
+            tail = await prompts.names(["is-not-available", "leave-message", "beep"], rate)
+            return [*head, name, *tail]
+        except Exception:
+            log.exception("cannot play recorded name %s", name_greeting.blob_key)
+    if user.display_name.strip():
+        return list(await prompts.sequence("unavailable", rate, name=user.display_name))
+    return list(await prompts.sequence("unavailable", rate, number=user.username))
+
+
+async def max_length(session: MediaSession) -> float:
+    effective = await users.effective_settings(session.services.pool, session.user.id)
+    limit = float(effective.max_message_seconds) if effective is not None else 180.0
+    if session.request.max_duration_s:
+        limit = min(limit, session.request.max_duration_s)
+    return max(limit, 1.0)
+
+
+def end_reason(session: MediaSession, reason: StopReason) -> EndReason:
+    if reason is StopReason.SILENCE:
+        return "silence"
+    if reason is StopReason.MAX_LENGTH:
+        return "max_length"
+    if reason is StopReason.DTMF or session.stopped_by_digit_command:
+        return "completed"
+    return "completed" if session.hangup_reason == "shutdown" else "bye"
+
+
+async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
+    svc = session.services
+    settings = svc.settings
+    items = await greeting_items(session)
+    await session.play(items)
+    if session.hung_up.is_set():
+        return ("completed" if session.hangup_reason == "shutdown" else "bye"), None
+    codec = session.plan.codec
+    recording_settings = RecordingSettings(
+        sample_rate=codec.sample_rate,
+        silence_threshold_dbfs=settings.silence_threshold_dbfs,
+        max_silence=settings.max_silence_seconds,
+        min_voice=settings.min_voice_seconds,
+        max_length=await max_length(session),
+        flush_interval=settings.chunk_seconds,
+    )
+    request = session.request
+    meta = RecordingMeta(
+        session_id=session.session_id,
+        recorder_id=svc.recorder_id,
+        owner_id=session.user.id,
+        username=session.user.username,
+        domain=session.user.domain,
+        caller_uri=request.caller_uri,
+        caller_display=request.caller_display,
+        called_uri=request.called_uri,
+        reason=request.reason,
+        diversion_cause=request.diversion_cause,
+        call_id=request.call_id,
+        codec=codec.name.lower(),
+        sample_rate=codec.sample_rate,
+        received_at=datetime.now(UTC).isoformat(),
+    )
+    spool = PartialRecording(svc.blobs, meta)
+    try:
+        result = await session.endpoint.record(recording_settings, on_chunk=spool.add)
+    except asyncio.CancelledError:
+        spool.abandon()  # killed hard: what is uploaded stays for recovery
+        raise
+    reason = end_reason(session, result.reason)
+    log.info(
+        "recording ended",
+        extra={
+            "session": session.session_id,
+            "reason": reason,
+            "duration_s": round(result.duration, 2),
+            "voiced_s": round(result.voiced_duration, 2),
+            "discarded": result.discarded,
+        },
+    )
+    if result.discarded:
+        await spool.remove()
+        return reason, None
+    pcm = b"".join(spool.pcm)
+    for attempt in range(1, _STORE_ATTEMPTS + 1):
+        try:
+            message = await svc.store.store(meta, pcm, save_meta=spool.write_manifest)
+            break
+        except Exception:
+            log.exception("storing the message failed (attempt %d)", attempt)
+            if attempt == _STORE_ATTEMPTS:
+                # leave the whole recording in the spool: recovery stores it later
+                await spool.finish(upload_rest=True)
+                return "error", None
+            await asyncio.sleep(0.5 * attempt)
+    await spool.remove()
+    return reason, None if message is None else message.id

@@ -1,0 +1,200 @@
+"""A recording in progress, kept in the blob store so a crash loses at most the last chunk.
+
+Why the blob store and not a local file: a replica's disk may go with its container, and the
+replica that crashed may never come back; any replica can read the blob store. Layout (keys from
+``sipum.blobstore.keys.partial_recording_key``)::
+
+    partial/<session_id>.json           manifest: who, from whom, codec, allocated message id
+    partial/<session_id>-00000.pcm      chunk 0: 16-bit little-endian mono PCM
+    partial/<session_id>-00001.pcm      ...
+
+The manifest is written when recording starts, each chunk the recording engine hands out
+(``sipum.media.recording``: at least every ``chunk_seconds``) is uploaded in order by one
+background task per session. When the message is stored, the manifest is deleted first (it is
+what recovery looks for), then the chunks. :func:`find_interrupted` lists the recordings a
+crashed process left behind; :func:`load_interrupted` joins their chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+from sipum.blobstore import BlobNotFoundError, BlobStore, partial_recording_key
+from sipum.media.recording import RecordingChunk
+
+log = logging.getLogger("sipum.misc.recorder.spool")
+
+PARTIAL_PREFIX = "partial/"
+
+
+@dataclass
+class RecordingMeta:
+    """Everything needed to store a message without the call that made it (the manifest)."""
+
+    session_id: str
+    recorder_id: str
+    owner_id: int
+    username: str
+    domain: str
+    caller_uri: str
+    caller_display: str | None
+    called_uri: str
+    reason: str
+    diversion_cause: str | None
+    call_id: str
+    codec: str
+    sample_rate: int
+    received_at: str
+    """ISO time the recording started (the message's ``received_at``)."""
+    message_id: int | None = None
+    """Allocated before the message blob is written, so a retry reuses the same blob key."""
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> RecordingMeta:
+        return cls(**json.loads(data))
+
+    @property
+    def received_datetime(self) -> datetime:
+        return datetime.fromisoformat(self.received_at)
+
+
+def manifest_key(session_id: str) -> str:
+    return partial_recording_key(session_id, "json")
+
+
+def chunk_key(session_id: str, index: int) -> str:
+    return partial_recording_key(f"{session_id}-{index:05d}", "pcm")
+
+
+@dataclass
+class PartialRecording:
+    """Uploads one session's manifest and chunks in order, in the background."""
+
+    blobs: BlobStore
+    meta: RecordingMeta
+    pcm: list[bytes] = field(default_factory=list)
+    """Every chunk's audio, also kept in memory: the final WAV does not wait for uploads."""
+    uploaded: int = 0
+    failures: int = 0
+
+    def __post_init__(self) -> None:
+        self._queue: asyncio.Queue[RecordingChunk | None] = asyncio.Queue()
+        self._discard = False
+        self._task = asyncio.create_task(self._upload(), name=f"spool-{self.meta.session_id}")
+
+    def add(self, chunk: RecordingChunk) -> None:
+        """``on_chunk`` callback of the recording (runs in the receive path: only queues)."""
+        if chunk.pcm:
+            self.pcm.append(chunk.pcm)
+            self._queue.put_nowait(chunk)
+
+    async def write_manifest(self) -> None:
+        await self.blobs.put(
+            manifest_key(self.meta.session_id),
+            self.meta.to_json(),
+            content_type="application/json",
+        )
+
+    async def _upload(self) -> None:
+        try:
+            await self.write_manifest()
+        except Exception:
+            # The call goes on; only crash safety is lost. Keep trying with the chunks.
+            self.failures += 1
+            log.exception("cannot write the manifest of %s", self.meta.session_id)
+        index = 0
+        while True:
+            chunk = await self._queue.get()
+            if chunk is None or self._discard:
+                return
+            try:
+                await self.blobs.put(chunk_key(self.meta.session_id, index), chunk.pcm)
+                self.uploaded += 1
+            except Exception:
+                self.failures += 1
+                log.exception("cannot upload chunk %d of %s", index, self.meta.session_id)
+            index += 1
+
+    async def finish(self, *, upload_rest: bool = False) -> None:
+        """Stop the uploader: by default what is still queued is dropped (the caller is about to
+        store the whole message); ``upload_rest`` writes it first."""
+        self._discard = not upload_rest
+        self._queue.put_nowait(None)
+        await asyncio.shield(self._task)
+
+    async def remove(self) -> None:
+        """Delete manifest and chunks (after the message is stored, or when discarded)."""
+        await self.finish()
+        await remove_partial(self.blobs, self.meta.session_id)
+
+    def abandon(self) -> None:
+        """The task was cancelled (process stopping hard): leave everything for recovery."""
+        self._task.cancel()
+
+
+async def remove_partial(blobs: BlobStore, session_id: str) -> None:
+    await blobs.delete(manifest_key(session_id))
+    for key in await blobs.list_keys(f"{PARTIAL_PREFIX}{session_id}-"):
+        await blobs.delete(key)
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """A recording some process started and never finished."""
+
+    session_id: str
+    meta: RecordingMeta
+    chunk_keys: list[str]
+    last_write: float
+    """Unix time of the newest of its blobs."""
+
+
+async def find_interrupted(blobs: BlobStore) -> tuple[list[Interrupted], list[str]]:
+    """Recordings left in ``partial/`` (with a readable manifest), and orphan chunk keys
+    (chunks whose manifest is gone: a store that crashed after deleting it)."""
+    keys = await blobs.list_keys(PARTIAL_PREFIX)
+    manifests = {k[len(PARTIAL_PREFIX) : -len(".json")]: k for k in keys if k.endswith(".json")}
+    chunks: dict[str, list[str]] = {}
+    for key in keys:
+        if key.endswith(".pcm"):
+            session_id = key[len(PARTIAL_PREFIX) :].rsplit("-", 1)[0]
+            chunks.setdefault(session_id, []).append(key)
+    found: list[Interrupted] = []
+    for session_id, key in manifests.items():
+        try:
+            meta = RecordingMeta.from_json(await blobs.get(key))
+            newest = (await blobs.stat(key)).modified.timestamp()
+            for chunk in chunks.get(session_id, []):
+                with contextlib.suppress(BlobNotFoundError):
+                    newest = max(newest, (await blobs.stat(chunk)).modified.timestamp())
+        except BlobNotFoundError:
+            continue  # finished while we were looking
+        except (ValueError, TypeError) as exc:
+            log.error("unreadable recording manifest %s: %s", key, exc)
+            continue
+        found.append(Interrupted(session_id, meta, sorted(chunks.get(session_id, [])), newest))
+    orphans = [k for sid, ks in chunks.items() if sid not in manifests for k in ks]
+    return found, orphans
+
+
+async def load_interrupted(blobs: BlobStore, interrupted: Interrupted) -> bytes:
+    """The PCM of an interrupted recording: its chunks joined in order."""
+    parts = []
+    for key in interrupted.chunk_keys:
+        with contextlib.suppress(BlobNotFoundError):
+            parts.append(await blobs.get(key))
+    pcm = b"".join(parts)
+    return pcm[: len(pcm) - len(pcm) % 2]
+
+
+def is_stale(interrupted: Interrupted, *, grace: float, now: float | None = None) -> bool:
+    return (now if now is not None else time.time()) - interrupted.last_write >= grace
