@@ -107,9 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="NATS URL (default: $SIPUM_NATS_URL or %(default)s)",
     )
     p.add_argument(
-        "--stream", default=DEFAULT_STREAM, help="JetStream stream (default %(default)s)"
+        "--stream",
+        default=os.environ.get("SIPUM_EVENTS_STREAM", DEFAULT_STREAM),
+        help="JetStream stream (default: $SIPUM_EVENTS_STREAM or %(default)s)",
     )
-    p.add_argument("--prefix", default=DEFAULT_PREFIX, help="subject prefix (default %(default)s)")
+    p.add_argument(
+        "--prefix",
+        default=os.environ.get("SIPUM_EVENTS_PREFIX", DEFAULT_PREFIX),
+        help="subject prefix (default: $SIPUM_EVENTS_PREFIX or %(default)s)",
+    )
     p.add_argument(
         "--since",
         metavar="TIME",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import sys
@@ -59,7 +60,9 @@ class Cli:
 async def run_cli(event_bus: EventBus, nats_url: str) -> AsyncIterator:  # type: ignore[type-arg]
     procs: list[asyncio.subprocess.Process] = []
 
-    async def start(*args: str, script: bool = False, namespace: bool = True) -> Cli:
+    async def start(
+        *args: str, script: bool = False, namespace: bool = True, env: dict[str, str] | None = None
+    ) -> Cli:
         cmd = [str(CONSOLE_SCRIPT)] if script else [sys.executable, "-m", "sipum.events_cli"]
         if namespace:
             cmd += [
@@ -75,6 +78,7 @@ async def run_cli(event_bus: EventBus, nats_url: str) -> AsyncIterator:  # type:
             *args,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **(env or {})},
         )
         procs.append(proc)
         return Cli(proc)
@@ -213,3 +217,21 @@ def test_parse_since() -> None:
     for bad in ("", "m", "10x", "-5m", "tomorrow"):
         with pytest.raises(ValueError):
             parse_since(bad, now)
+
+
+async def test_settings_from_the_environment(event_bus: EventBus, run_cli, nats_url: str) -> None:  # type: ignore[no-untyped-def]
+    """The same SIPUM_* variables the services read select server, prefix and stream."""
+    await event_bus.publish(created(51))
+    cli = await run_cli(
+        "--all",
+        "--no-follow",
+        namespace=False,
+        env={
+            "SIPUM_NATS_URL": nats_url,
+            "SIPUM_EVENTS_PREFIX": event_bus.subjects.prefix,
+            "SIPUM_EVENTS_STREAM": event_bus.stream,
+        },
+    )
+    code, out, err = await cli.finish()
+    assert code == 0, err
+    assert [LINE.match(x).group(1) for x in out.splitlines()] == ["51"]  # type: ignore[union-attr]
