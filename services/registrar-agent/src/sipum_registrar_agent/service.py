@@ -1,15 +1,82 @@
 """The registrar-agent service: life cycle on the shared runtime (`sipum.runtime`).
 
-Its main path (see docs/architecture.md) is built on the connections the runtime opens;
-in-flight work is tracked so SIGTERM lets it finish.
+Two SIP sockets:
+
+* the **user agent** (``sip_host:sip_port``, UDP) — the contact we register for every user,
+  where the proxy forks INVITEs to; calls are handled by :mod:`sipum_registrar_agent.calls`;
+* the **registration endpoint** (an OS-chosen UDP port on ``sip_host``) sending REGISTERs for
+  every user we own through the shared ``RegistrationClient`` (digest auth from the stored
+  HA1, refresh, back-off, window of ``registrations_in_flight``, ``registrations_per_second``).
+
+Start: subscribe to ``sipum.evt.user.*`` (durable consumer, new events only — created before
+the user list is read, so no user created meanwhile is missed), then load every user and
+register those of our shard. SIGTERM: stop taking calls and events, de-register every user
+(``Expires: 0``, so the proxy stops forking to us), let calls in progress finish for
+``call_drain_seconds``, hang up the rest, close the sockets.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import socket
+from typing import Any
+
+from sipum.db import users
+from sipum.events import (
+    EventBus,
+    EventSubscription,
+    UserCreated,
+    UserDeleted,
+    UserUpdated,
+)
+from sipum.events import RegistrationChanged as RegistrationChangedEvent
 from sipum.runtime import ServiceContext
 from sipum.runtime.work import InFlightWork
+from sipum.sip.registration import (
+    RegistrationChanged,
+    RegistrationClient,
+    RegistrationPool,
+    RegistrationState,
+)
+from sipum.sip.transaction import Peer
+from sipum.sip.transport import EndpointConfig, SipEndpoint
+from sipum.sip.ua import CallCancelled, CallConfirmed, CallEnded, IncomingCall, UserAgentEvent
+from sipum.sip.ua.aio import UserAgentEndpoint
+from sipum.sip.uri import parse_uri
 
+from sipum_registrar_agent.calls import ActiveCall, CallHandler, CallSettings, TrustedProxies
+from sipum_registrar_agent.mailbox import MailboxResolver
+from sipum_registrar_agent.registrations import RegisterSender, UserRegistrations
 from sipum_registrar_agent.settings import RegistrarAgentSettings
+
+log = logging.getLogger("sipum.misc.registrar_agent")
+
+USER_EVENTS_DURABLE = "registrar-agent"
+DEREGISTER_GRACE = 5.0
+HANGUP_GRACE = 3.0
+
+
+def split_hostport(text: str, default_port: int = 5060) -> tuple[str, int]:
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.lstrip(":")
+        return host, int(port) if port else default_port
+    host, sep, port = text.rpartition(":")
+    if not sep or ":" in host:
+        return text, default_port
+    return host, int(port)
+
+
+async def numeric_address(host: str) -> str:
+    """The first address ``host`` resolves to (``-n``: numeric IPs in Via)."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+    return str(infos[0][4][0])
 
 
 class RegistrarAgentService:
@@ -19,12 +86,230 @@ class RegistrarAgentService:
         self.settings = settings
         self.work = InFlightWork()
         self.ctx: ServiceContext | None = None
+        self.agent_id = settings.agent_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.ua_endpoint: UserAgentEndpoint | None = None
+        self.register_endpoint: SipEndpoint | None = None
+        self.client: RegistrationClient | None = None
+        self.registrations: UserRegistrations | None = None
+        self.calls: CallHandler | None = None
+        self.active: set[ActiveCall] = set()
+        self._user_events: EventSubscription | None = None
+        self._publishing: set[asyncio.Task[Any]] = set()
+        self.contact_host = ""
+        self.via_host = ""
+
+    # ------------------------------------------------------------------ life cycle
+
+    @property
+    def bus(self) -> EventBus:
+        assert self.ctx is not None
+        bus: EventBus = self.ctx.bus
+        return bus
+
+    @property
+    def sip_address(self) -> tuple[str, int]:
+        """Where INVITEs arrive (our registered contact), once started."""
+        assert self.ua_endpoint is not None
+        return self.ua_endpoint.addresses["UDP"]
 
     async def start(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
+        s = self.settings
+        advertise = s.sip_advertise or s.sip_host
+        if advertise in ("0.0.0.0", "::", ""):
+            advertise = socket.gethostname()
+        self.contact_host = advertise
+        # -n (the old sipum flag): a numeric address in Via, a name is kept for Contact.
+        self.via_host = await numeric_address(advertise) if s.numeric_via else advertise
+
+        self.ua_endpoint = UserAgentEndpoint(
+            EndpointConfig(host=s.sip_host, udp_port=s.sip_port, advertised_host=self.via_host),
+            on_event=self._on_call_event,
+        )
+        await self.ua_endpoint.start()
+        ua_host, ua_port = self.ua_endpoint.addresses["UDP"]
+        self.register_endpoint = SipEndpoint(
+            EndpointConfig(host=s.sip_host, udp_port=0, advertised_host=self.via_host)
+        )
+        await self.register_endpoint.start()
+
+        registrar_host, registrar_port = split_hostport(s.registrar)
+        registrar = Peer("UDP", await numeric_address(registrar_host), registrar_port)
+        pool = RegistrationPool(
+            max_in_flight=s.registrations_in_flight, max_rate=s.registrations_per_second
+        )
+        self.client = RegistrationClient(
+            pool,
+            registrar,
+            RegisterSender(self.register_endpoint, self.via_host),
+            on_change=self._on_registration_change,
+        )
+        self.registrations = UserRegistrations(
+            self.client,
+            contact_host=self.contact_host,
+            contact_port=ua_port,
+            expires=s.register_expires,
+            shard_index=s.shard_index,
+            shard_count=s.shard_count,
+        )
+        local_hosts = {ua_host, self.contact_host, self.via_host}
+        self.calls = CallHandler(
+            pool=ctx.pool,
+            bus=ctx.bus,
+            resolver=MailboxResolver(default_domain=s.domain, local_hosts=local_hosts),
+            trusted=TrustedProxies(s.trusted_proxies),
+            settings=CallSettings(
+                agent_id=self.agent_id,
+                media_timeout=s.media_timeout,
+                retry_after_seconds=s.retry_after_seconds,
+            ),
+        )
+        # Subscribe before reading the users: a user created in between is not missed (and
+        # one seen twice is harmless: adding is idempotent).
+        durable = USER_EVENTS_DURABLE
+        if s.shard_count > 1:
+            durable = f"{USER_EVENTS_DURABLE}-{s.shard_index}-of-{s.shard_count}"
+        self._user_events = await ctx.bus.subscribe(
+            "user.*", self._on_user_event, durable=durable, start="new"
+        )
+        everyone = await users.list_users(ctx.pool)
+        domains = {u.domain for u in everyone}
+        self.calls.resolver = MailboxResolver(
+            default_domain=s.domain, domains=domains, local_hosts=local_hosts
+        )
+        added = sum(self.registrations.add(user) for user in everyone)
+        self.client.start()
+        log.info(
+            "registering users",
+            extra={
+                "users": added,
+                "of": len(everyone),
+                "registrar": s.registrar,
+                "contact": f"{self.contact_host}:{ua_port}",
+            },
+        )
 
     async def stop_accepting(self) -> None:
-        self.work.close()
+        self.work.close()  # new INVITEs now get 503 (see _on_call_event)
+        if self._user_events is not None:
+            with contextlib.suppress(Exception):
+                await self._user_events.stop()
+            self._user_events = None
+        if self.client is not None:
+            # Expires: 0 for every user, so the proxy stops forking new calls to us.
+            done = await self.client.stop(grace=DEREGISTER_GRACE)
+            if not done:
+                log.warning("not every de-registration finished in time")
 
     async def drain(self) -> None:
-        await self.work.wait()
+        try:
+            async with asyncio.timeout(self.settings.call_drain_seconds):
+                await self.work.wait()
+        except TimeoutError:
+            log.warning("hanging up calls still going", extra={"calls": len(self.active)})
+            for active in list(self.active):
+                active.shutdown = True
+                active.call.hangup()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HANGUP_GRACE):
+                    await self.work.wait()
+        if self._publishing:
+            await asyncio.wait(set(self._publishing), timeout=2.0)
+        # Let the BYE / final responses leave before the sockets close.
+        await asyncio.sleep(0.05)
+        await self.close()
+
+    async def close(self) -> None:
+        if self.ua_endpoint is not None:
+            await self.ua_endpoint.close()
+        if self.register_endpoint is not None:
+            await self.register_endpoint.close()
+
+    # ------------------------------------------------------------------ calls
+
+    def _on_call_event(self, event: UserAgentEvent) -> None:
+        if isinstance(event, IncomingCall):
+            call = event.call
+            if not self.work.accepting or self.calls is None:
+                # RFC 3261 §21.5.4: 503 with Retry-After while we stop.
+                call.reject(503, headers=[("Retry-After", str(self.settings.retry_after_seconds))])
+                return
+            active = ActiveCall(call)
+            call.user_data = active
+            self.active.add(active)
+            task = self.work.spawn(self.calls.handle(active), name=f"call-{call.call_id}")
+            task.add_done_callback(functools.partial(self._call_done, active))
+            return
+        state = getattr(event.call, "user_data", None)
+        if not isinstance(state, ActiveCall):
+            return
+        if isinstance(event, CallEnded):
+            state.on_ended(event.reason, event.status)
+        elif isinstance(event, CallCancelled | CallConfirmed):
+            pass  # CallEnded follows a cancel; the ACK needs no action
+
+    def _call_done(self, active: ActiveCall, task: asyncio.Task[Any]) -> None:
+        self.active.discard(active)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            log.error("call %s failed", active.call.call_id, exc_info=error)
+            if not active.call.ended:
+                with contextlib.suppress(Exception):
+                    active.call.hangup()
+
+    # ------------------------------------------------------------------ registrations
+
+    def _on_registration_change(self, change: RegistrationChanged) -> None:
+        if change.state not in (
+            RegistrationState.REGISTERED,
+            RegistrationState.FAILED,
+            RegistrationState.UNREGISTERED,
+        ):
+            return
+        aor = parse_uri(change.aor)
+        event = RegistrationChangedEvent(
+            username=aor.user or "",
+            domain=aor.host,
+            state=change.state.value,
+            registrar=self.settings.registrar,
+            contact=change.contact,
+            expires_s=change.expires,
+            status_code=change.status,
+            detail=change.reason or None,
+        )
+        if self.ctx is None or self.ctx.bus is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._publish(event))
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+
+    async def _publish(self, event: RegistrationChangedEvent) -> None:
+        try:
+            await self.bus.publish(event)
+        except Exception as exc:
+            log.warning("could not publish %s: %s", event.kind, exc)
+
+    async def _on_user_event(self, event: Any) -> None:
+        """``sipum.evt.user.*``: idempotent, as delivery is at least once."""
+        registrations = self.registrations
+        assert registrations is not None and self.ctx is not None
+        if isinstance(event, UserDeleted):
+            if registrations.remove(event.username, event.domain):
+                log.info("user deleted: de-registering", extra={"user": event.mailbox})
+            return
+        if not isinstance(event, UserCreated | UserUpdated):
+            return
+        user = await users.get_by_address(self.ctx.pool, event.username, event.domain)
+        if user is None:
+            return  # deleted since; its user.deleted follows
+        if self.calls is not None and user.domain not in self.calls.resolver.domains:
+            self.calls.resolver.domains.add(user.domain)
+        if isinstance(event, UserCreated):
+            if registrations.add(user):
+                log.info("user created: registering", extra={"user": user.address})
+        elif "password" in event.changed or not registrations.is_registering(
+            user.username, user.domain
+        ):
+            registrations.update(user)

@@ -1,11 +1,13 @@
-"""Registrar-agent settings (environment prefix ``SIPUM_``; see docs/configuration.md)."""
+"""Registrar-agent settings (environment prefix ``SIPUM_``; see docs/registrar-agent.md)."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import ipaddress
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode
 from sipum.config import ServiceSettings
 
 
@@ -21,6 +23,45 @@ class RegistrarAgentSettings(ServiceSettings):
     """``-n``: numeric IP address in Via instead of the host name."""
     registrations_in_flight: int = Field(default=50, ge=1, le=10000)
     """At most this many REGISTER transactions outstanding at once."""
+    registrations_per_second: float = Field(default=500.0, gt=0)
+    """At most this many new REGISTER transactions per second (token bucket)."""
+    register_expires: int = Field(default=3600, ge=1)
+    """Registration interval asked for (seconds); the registrar may grant another."""
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Addresses (or CIDR networks) whose ``P-Asserted-Identity`` we believe (RFC 3325 §2:
+    a trust domain); env: comma-separated. Empty: never trusted."""
+    shard_index: int = Field(default=0, ge=0)
+    shard_count: int = Field(default=1, ge=1)
+    """With several agents: this one registers the users whose shard (CRC-32 of
+    ``user@domain`` modulo ``shard_count``) is ``shard_index``."""
+    media_timeout: float = Field(default=2.0, gt=0)
+    """Seconds to wait for a media-recorder to answer ``sipum.media.allocate``."""
+    retry_after_seconds: int = Field(default=30, ge=1)
+    """``Retry-After`` on our ``503`` when no media-recorder answers."""
+    call_drain_seconds: float = Field(default=15.0, ge=0)
+    """On SIGTERM, calls still going after this long are hung up (BYE)."""
+    agent_id: str | None = None
+    """Name in events (``agent_id``); default: host name and process id."""
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies", mode="after")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError → configuration error
+        return value
+
+    @model_validator(mode="after")
+    def _check_shard(self) -> RegistrarAgentSettings:
+        if self.shard_index >= self.shard_count:
+            raise ValueError("shard_index must be below shard_count")
+        return self
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,349 @@
+"""One incoming call from INVITE to its end: mailbox, ring timer, media session, events.
+
+The SIP side is the shared user agent (``sipum.sip.ua``): it answers retransmissions, CANCEL
+(``200`` + ``487``, RFC 3261 §9.2), BYE and the 2xx/ACK handshake on its own. The service
+feeds its events into :class:`ActiveCall`; :class:`CallHandler` is the coroutine per call:
+
+1. resolve the mailbox (:mod:`sipum_registrar_agent.mailbox` + PostgreSQL) — ``404`` if none;
+2. ``sipum.evt.call.started``;
+3. a forked call rings (``180``) for the user's ring timeout, so the user's own phones get the
+   first chance; a diverted or retrieval call is answered at once;
+4. ``sipum.media.allocate`` to the media-recorder queue group: ``503`` + ``Retry-After`` when
+   nobody answers, ``488`` when the recorder has no codec in common with the offer;
+5. ``200 OK`` with the recorder's SDP, ``sipum.evt.call.answered``;
+6. the caller's BYE becomes ``sipum.media.session.<id>.hangup``; a session that ends on its
+   own (``#``, silence, maximum length) makes us send BYE;
+7. ``sipum.evt.call.ended``.
+
+A CANCEL before step 5 ends the call without any media session: before step 4 nothing is
+allocated at all; during step 4 the fresh session is hung up at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sipum.db import users
+from sipum.db.users import User
+from sipum.events import (
+    CallAnswered,
+    CallEnded,
+    CallStarted,
+    EventBus,
+    MediaAllocateReply,
+    MediaAllocateRequest,
+    NoResponders,
+    RemoteError,
+    RequestTimeout,
+    SessionCommand,
+    SessionEnded,
+    SessionHangup,
+)
+from sipum.events.models import CallEndReason, Event
+from sipum.sip.headers import SipParseError
+from sipum.sip.ua import Call
+from sipum.sip.uri import SipUri, parse_name_addr
+
+from sipum_registrar_agent.mailbox import InviteAddressing, MailboxCandidate, MailboxResolver
+
+log = logging.getLogger("sipum.misc.calls")
+
+# RpcError codes of the media-recorder → our final response (RFC 3261 §21).
+RPC_ERROR_STATUS = {
+    "unsupported": 488,  # no common codec: Not Acceptable Here (RFC 3264 §6)
+    "not_found": 404,  # e.g. the message of a retrieve URI does not exist
+    "overloaded": 503,
+    "bad_request": 400,
+    "internal": 500,
+}
+
+# How the user agent says a call ended → CallEnded.end_reason.
+UA_END_REASON: dict[str, CallEndReason] = {
+    "remote-bye": "bye",
+    "cancelled": "cancel",
+    "rejected": "rejected",
+    "no-ack": "error",
+    "timeout": "error",
+    "transport-error": "error",
+    "local-bye": "completed",
+}
+
+
+@dataclass(eq=False)
+class ActiveCall:
+    """What the user agent told us about one call (set from its event handler)."""
+
+    call: Call
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    ua_end_reason: str | None = None
+    ua_end_status: int | None = None
+    session_id: str | None = None
+    session_end: SessionEnded | None = None
+    shutdown: bool = False
+    """We hung up because the service is stopping."""
+
+    def on_ended(self, reason: str, status: int | None) -> None:
+        self.ua_end_reason = reason
+        self.ua_end_status = status
+        self.ended.set()
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    uri: str
+    display: str | None
+    trusted_identity: bool
+    """The identity comes from a P-Asserted-Identity of a trusted proxy (RFC 3325 §9.1)."""
+
+
+class TrustedProxies:
+    """Addresses whose ``P-Asserted-Identity`` we accept (RFC 3325 §2 "trust domain")."""
+
+    def __init__(self, networks: Sequence[str]) -> None:
+        self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
+
+    def __contains__(self, host: object) -> bool:
+        if not isinstance(host, str):
+            return False
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+
+def caller_of(call: Call, trusted: TrustedProxies) -> Caller:
+    """From, or the P-Asserted-Identity when the INVITE came from a trusted proxy.
+
+    RFC 3325 §9.1: a PAI from outside the trust domain is ignored (anyone can write one).
+    """
+    invite = call.invite
+    pai = invite.headers.get_all("P-Asserted-Identity")
+    if pai and call.peer.host in trusted:
+        for value in pai:
+            try:
+                na = parse_name_addr(value)
+            except SipParseError:
+                continue
+            if na.uri.scheme in ("sip", "sips"):
+                return Caller(str(_bare(na.uri)), na.display, True)
+    na = invite.from_
+    return Caller(str(_bare(na.uri)), na.display, False)
+
+
+def _bare(uri: SipUri) -> SipUri:
+    """The URI without parameters or headers (``sip:bob@example.org``)."""
+    return SipUri(uri.scheme, uri.user, None, uri.host, uri.port)
+
+
+@dataclass(frozen=True, slots=True)
+class CallSettings:
+    agent_id: str
+    media_timeout: float
+    retry_after_seconds: int
+
+
+class CallHandler:
+    """Runs :meth:`handle` once per incoming call (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        pool: Any,
+        bus: EventBus,
+        resolver: MailboxResolver,
+        trusted: TrustedProxies,
+        settings: CallSettings,
+    ) -> None:
+        self.pool = pool
+        self.bus = bus
+        self.resolver = resolver
+        self.trusted = trusted
+        self.settings = settings
+        self.loop_time = asyncio.get_running_loop().time
+
+    # ------------------------------------------------------------------ helpers
+
+    async def publish(self, event: Event) -> None:
+        """Events are for watchers: a failing publish is logged, the call goes on."""
+        try:
+            await self.bus.publish(event)
+        except Exception as exc:  # NATS down, stream missing, ...
+            log.warning("could not publish %s: %s", event.kind, exc)
+
+    async def find_mailbox(self, call: Call) -> tuple[MailboxCandidate, User] | None:
+        """The first candidate (in the resolver's order) that is a user in the database."""
+        seen: set[tuple[str, str]] = set()
+        for candidate in self.resolver.candidates(InviteAddressing.from_request(call.invite)):
+            key = (candidate.username, candidate.domain)
+            if key in seen:
+                continue
+            seen.add(key)
+            user = await users.get_by_address(self.pool, *key)
+            if user is not None:
+                return candidate, user
+        return None
+
+    def reject(self, call: Call, status: int, *, retry_after: bool = False) -> None:
+        headers = [("Retry-After", str(self.settings.retry_after_seconds))] if retry_after else []
+        call.reject(status, headers=headers)
+
+    # ------------------------------------------------------------------ the call
+
+    async def handle(self, active: ActiveCall) -> None:
+        call = active.call
+        started_at = self.loop_time()
+        try:
+            found = await self.find_mailbox(call)
+        except Exception:
+            log.exception("mailbox lookup failed for %s", call.call_id)
+            self.reject(call, 500)
+            return
+        if found is None:
+            log.info("no mailbox for %s (call %s)", call.invite.uri, call.call_id)
+            self.reject(call, 404)
+            return
+        candidate, user = found
+        caller = caller_of(call, self.trusted)
+        # RFC 3325: only an asserted identity from a trusted proxy can prove the caller is the
+        # owner (then the recorder skips the PIN of a retrieval call).
+        trusted = caller.trusted_identity and caller.uri.lower() == (
+            f"sip:{user.username}@{user.domain}"
+        )
+        to_uri = str(_bare(call.invite.to.uri))
+        base: dict[str, Any] = {
+            "username": user.username,
+            "domain": user.domain,
+            "call_id": call.call_id,
+        }
+        mode = candidate.mode
+        await self.publish(
+            CallStarted(
+                **base,
+                mode=mode,
+                from_uri=caller.uri,
+                from_display=caller.display,
+                to_uri=to_uri,
+                reason=candidate.reason,
+                diversion_cause=candidate.diversion_cause,
+                agent_id=self.settings.agent_id,
+            )
+        )
+        effective = await users.effective_settings(self.pool, user.id)
+
+        async def ended(reason: CallEndReason, status: int | None = None) -> None:
+            await self.publish(
+                CallEnded(
+                    **base,
+                    mode=mode,
+                    end_reason=reason,
+                    duration_s=round(self.loop_time() - started_at, 3),
+                    status_code=status,
+                    session_id=active.session_id,
+                    message_id=active.session_end.message_id if active.session_end else None,
+                )
+            )
+
+        if candidate.reason == "forked" and mode == "record" and not active.ended.is_set():
+            # Let the user's own phones ring first (the proxy forked the call to them and us).
+            call.ring()
+            ring_timeout = effective.ring_timeout_seconds if effective else 10
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(active.ended.wait(), ring_timeout)
+        if active.ended.is_set():
+            # CANCEL (or the caller gave up) before we answered: nothing allocated.
+            await ended(self._end_reason(active), active.ua_end_status or 487)
+            return
+
+        request = MediaAllocateRequest(
+            **base,
+            mode=mode,
+            message_id=candidate.message_id,
+            offer_sdp=call.invite.body.decode("utf-8", "replace"),
+            caller_uri=caller.uri,
+            caller_display=caller.display,
+            called_uri=to_uri,
+            reason=candidate.reason,
+            diversion_cause=candidate.diversion_cause,
+            trusted=trusted,
+            max_duration_s=float(effective.max_message_seconds) if effective else None,
+            agent_id=self.settings.agent_id,
+        )
+        try:
+            reply = await self.bus.allocate_media(request, timeout=self.settings.media_timeout)
+        except (NoResponders, RequestTimeout) as exc:
+            log.warning("no media-recorder for %s: %s", call.call_id, exc)
+            self.reject(call, 503, retry_after=True)
+            await ended("rejected", 503)
+            return
+        except RemoteError as exc:
+            status = RPC_ERROR_STATUS.get(exc.code, 500)
+            log.info("media-recorder refused %s: %s", call.call_id, exc)
+            self.reject(call, status, retry_after=status == 503)
+            await ended("rejected", status)
+            return
+        await self._serve_session(active, reply, base, mode)
+        if active.ua_end_reason == "cancelled" and active.session_end is None:
+            await ended("cancel", 487)
+        else:
+            await ended(self._end_reason(active))
+
+    async def _serve_session(
+        self, active: ActiveCall, reply: MediaAllocateReply, base: dict[str, Any], mode: Any
+    ) -> None:
+        call = active.call
+        active.session_id = reply.session_id
+
+        async def on_session_ended(command: SessionCommand) -> None:
+            if isinstance(command, SessionEnded):
+                active.session_end = command
+                call.hangup()  # BYE (after the ACK, RFC 3261 §15)
+
+        subscriptions = await self.bus.subscribe_session(
+            reply.session_id, on_session_ended, commands=["ended"]
+        )
+        try:
+            if not active.ended.is_set():
+                call.answer(reply.answer_sdp.encode())
+            if call.ended and not active.ended.is_set():
+                # The answer lost a race with a CANCEL: the user agent ended the call.
+                await asyncio.sleep(0)
+            if active.ended.is_set() and active.ua_end_reason in ("cancelled", "rejected"):
+                await self._hangup_session(reply.session_id, "cancel")
+                return
+            await self.publish(
+                CallAnswered(
+                    **base, mode=mode, session_id=reply.session_id, recorder_id=reply.recorder_id
+                )
+            )
+            await active.ended.wait()
+            if active.session_end is None:
+                reason = {
+                    "remote-bye": "bye",
+                    "local-bye": "shutdown" if active.shutdown else "bye",
+                }.get(active.ua_end_reason or "", "timeout")
+                await self._hangup_session(reply.session_id, reason)
+        finally:
+            for sub in subscriptions:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+    async def _hangup_session(self, session_id: str, reason: str) -> None:
+        try:
+            await self.bus.send_command(SessionHangup(session_id=session_id, reason=reason))  # type: ignore[arg-type]
+        except Exception as exc:
+            log.warning("could not send hangup for session %s: %s", session_id, exc)
+
+    @staticmethod
+    def _end_reason(active: ActiveCall) -> CallEndReason:
+        if active.session_end is not None:
+            return active.session_end.end_reason
+        if active.shutdown:
+            return "error"
+        return UA_END_REASON.get(active.ua_end_reason or "", "error")

@@ -1,0 +1,136 @@
+"""Every user's voicemail contact at the domain's registrar: which users this agent owns, their
+bindings and digest credentials, and the REGISTER sender.
+
+The REGISTER state machines, the in-flight window and the rate limit are the shared library's
+(``sipum.sip.registration``); this module only maps users to bindings.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+
+from sipum.db.users import User
+from sipum.sip.message import SipRequest
+from sipum.sip.registration import (
+    DigestCredentials,
+    PendingRequest,
+    RegistrationBinding,
+    RegistrationClient,
+)
+from sipum.sip.transaction import Peer
+from sipum.sip.transport import SipEndpoint
+from sipum.sip.uri import format_host, parse_via
+
+log = logging.getLogger("sipum.misc.registrations")
+
+
+def shard_of(username: str, domain: str, shard_count: int) -> int:
+    """Which agent owns ``username@domain`` when ``shard_count`` agents split the users.
+
+    CRC-32 is stable across processes and Python versions (``hash()`` is salted per process),
+    so every agent computes the same owner without talking to the others.
+    """
+    return zlib.crc32(f"{username.lower()}@{domain.lower()}".encode()) % shard_count
+
+
+def credentials_for(user: User) -> DigestCredentials:
+    """The stored HA1 values (RFC 2617 §3.2.2.2; SHA-256 per RFC 8760): no password needed."""
+    ha1 = {
+        name: value for name, value in (("MD5", user.ha1), ("SHA-256", user.ha1_sha256)) if value
+    }
+    return DigestCredentials(username=user.username, ha1=ha1, realm=user.realm)
+
+
+class RegisterSender:
+    """Sends the pool's REGISTERs from the registration endpoint with our Via.
+
+    ``Registration`` writes its Via with the contact address (where INVITEs arrive); the
+    REGISTERs leave from another socket, so the sent-by is rewritten to that socket's port
+    and to ``via_host`` — the numeric address under ``-n``. The branch is kept.
+    """
+
+    def __init__(self, endpoint: SipEndpoint, via_host: str) -> None:
+        self.endpoint = endpoint
+        self.via_host = via_host
+
+    def send_request(self, request: SipRequest, peer: Peer) -> PendingRequest:
+        _host, port = self.endpoint.addresses[peer.transport]
+        top = request.headers.get("Via")
+        branch = parse_via(top).branch if top else None
+        via = self.endpoint.via(peer.transport, branch)
+        sent_by = f"{format_host(self.via_host)}:{port}"
+        request.headers.set("Via", via.replace(self.endpoint.sent_by(peer.transport), sent_by, 1))
+        return self.endpoint.send_request(request, peer)
+
+
+class UserRegistrations:
+    """The users this agent registers (its shard) and their bindings in the client's pool."""
+
+    def __init__(
+        self,
+        client: RegistrationClient,
+        *,
+        contact_host: str,
+        contact_port: int,
+        expires: int,
+        shard_index: int = 0,
+        shard_count: int = 1,
+    ) -> None:
+        self.client = client
+        self.contact_host = contact_host
+        self.contact_port = contact_port
+        self.expires = expires
+        self.shard_index = shard_index
+        self.shard_count = shard_count
+
+    def owns(self, username: str, domain: str) -> bool:
+        return shard_of(username, domain, self.shard_count) == self.shard_index
+
+    def binding_for(self, user: User) -> RegistrationBinding:
+        return RegistrationBinding(
+            user=user.username,
+            domain=user.domain,
+            contact_host=self.contact_host,
+            contact_port=self.contact_port,
+            credentials=credentials_for(user),
+            expires=self.expires,
+        )
+
+    @staticmethod
+    def aor(username: str, domain: str) -> str:
+        return f"sip:{username}@{domain}"
+
+    def is_registering(self, username: str, domain: str) -> bool:
+        registration = self.client.pool.get(self.aor(username, domain))
+        return registration is not None and not registration.stopping
+
+    def add(self, user: User) -> bool:
+        """Start registering ``user`` if it is ours and not registered yet (idempotent: events
+        are delivered at least once)."""
+        if not self.owns(user.username, user.domain):
+            return False
+        if self.is_registering(user.username, user.domain):
+            return False
+        try:
+            self.client.add(self.binding_for(user))
+        except ValueError:
+            # Still de-registering after a delete; the next user.created/updated brings it back.
+            log.warning("%s is being de-registered; not added again yet", user.address)
+            return False
+        return True
+
+    def remove(self, username: str, domain: str) -> bool:
+        """De-register (``Expires: 0``) a deleted user."""
+        if not self.is_registering(username, domain):
+            return False
+        self.client.remove(self.aor(username, domain))
+        return True
+
+    def update(self, user: User) -> bool:
+        """Credentials may have changed (password): re-register with the new HA1."""
+        if not self.is_registering(user.username, user.domain):
+            return self.add(user)
+        return self.client.update_credentials(
+            self.aor(user.username, user.domain), credentials_for(user)
+        )
