@@ -173,6 +173,8 @@ async def test_max_deliver_bounds_retries(event_bus: EventBus) -> None:
     await wait_until(lambda: attempts >= 3)
     await asyncio.sleep(0.6)
     assert attempts == 3
+    info = await event_bus.js.consumer_info(event_bus.stream, "broken")
+    assert info.num_ack_pending == 0  # given up explicitly (term), not left hanging
 
 
 async def test_undecodable_payload_is_terminated_not_retried(event_bus: EventBus) -> None:
@@ -508,3 +510,12 @@ async def test_graceful_stop_finishes_in_flight_and_hands_back_the_rest(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_reply_of_the_wrong_shape(event_bus: EventBus) -> None:
+    async def confused(msg) -> None:  # type: ignore[no-untyped-def]
+        await event_bus.nc.publish(msg.reply, b'{"hello": "world"}')
+
+    await event_bus.nc.subscribe(event_bus.subjects.media_allocate, cb=confused)
+    with pytest.raises(EventBusError, match="not a MediaAllocateReply"):
+        await event_bus.allocate_media(MEDIA_ALLOCATE_REQUEST)

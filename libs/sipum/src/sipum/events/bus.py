@@ -449,7 +449,7 @@ class EventBus:
         await self._update_consumer_if_changed(durable, config)
 
         async def handle(msg: Msg) -> None:
-            await self._handle_event(msg, model, handler, delays, ack_wait)
+            await self._handle_event(msg, model, handler, delays, ack_wait, max_deliver)
 
         slots = asyncio.Semaphore(concurrency)
         subscription = EventSubscription(durable)
@@ -517,6 +517,7 @@ class EventBus:
         handler: EventHandler[Any],
         delays: tuple[float, ...],
         ack_wait: float,
+        max_deliver: int,
     ) -> None:
         meta = msg.metadata
         kind = self.subjects.kind_of(msg.subject) or ""
@@ -549,6 +550,16 @@ class EventBus:
         except asyncio.CancelledError:
             raise
         except Exception:
+            if max_deliver > 0 and meta.num_delivered >= max_deliver:
+                log.exception(
+                    "handler failed for %s id=%s on delivery %d of %d; giving up",
+                    msg.subject,
+                    event.id,
+                    meta.num_delivered,
+                    max_deliver,
+                )
+                await msg.term()
+                return
             delay = delays[min(meta.num_delivered, len(delays)) - 1]
             log.exception(
                 "handler failed for %s id=%s (delivery %d); retrying in %.1fs",
@@ -602,7 +613,13 @@ class EventBus:
                     msg.headers[ERROR_HEADER], msg.data.decode(errors="replace")
                 ) from None
             raise RemoteError(err.code, err.message)
-        return reply_model.model_validate_json(msg.data)
+        try:
+            return reply_model.model_validate_json(msg.data)
+        except ValidationError as exc:
+            raise EventBusError(
+                f"reply on {subject} is not a {reply_model.__name__}: "
+                f"{exc.error_count()} validation errors"
+            ) from exc
 
     async def serve(
         self,
