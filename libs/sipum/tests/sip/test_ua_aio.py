@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
-from sipum.sip.transaction import Peer
+from sipum.sip.message import Headers, SipRequest
+from sipum.sip.transaction import Peer, TimerConfig
 from sipum.sip.transport.config import EndpointConfig
+from sipum.sip.transport.endpoint import SipTimeoutError
 from sipum.sip.ua import (
     CallAnswered,
     CallConfirmed,
@@ -76,3 +79,31 @@ async def test_call_answered_then_callee_hangs_up(transport: str) -> None:
         assert a.ua.active_calls == 0 and b.ua.active_calls == 0
         if transport == "TCP":
             assert b.counters.connections_opened == 0  # the BYE reused the caller's connection
+
+
+def _options(uri: str) -> SipRequest:
+    headers = Headers()
+    headers.add("From", "<sip:caller@127.0.0.1>;tag=o1")
+    headers.add("To", f"<{uri}>")
+    headers.add("Call-ID", "options-1@127.0.0.1")
+    headers.add("CSeq", "1 OPTIONS")
+    return SipRequest("OPTIONS", uri, headers)
+
+
+async def test_plain_request_shares_the_socket() -> None:
+    """``send_request`` (what RegistrationClient uses) answered, and timing out."""
+    fast = EndpointConfig(udp_port=0, timers=TimerConfig(t1=0.02, t2=0.08))
+    async with (
+        UserAgentEndpoint(EndpointConfig(udp_port=0)) as b,
+        UserAgentEndpoint(fast) as a,
+    ):
+        host, port = b.addresses["UDP"]
+        response = await a.send_request(_options(f"sip:b@{host}:{port}"), Peer("UDP", host, port))
+        assert response.status == 200 and "INVITE" in (response.headers.get("Allow") or "")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+            silent.bind(("127.0.0.1", 0))
+            dead = silent.getsockname()[1]
+            with pytest.raises(SipTimeoutError):
+                await a.send_request(
+                    _options(f"sip:x@127.0.0.1:{dead}"), Peer("UDP", "127.0.0.1", dead)
+                )

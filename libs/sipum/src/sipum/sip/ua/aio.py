@@ -23,10 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
+from typing import Any
 
+from sipum.sip.message import SipRequest, SipResponse
 from sipum.sip.transaction import Peer, TransactionLayer
 from sipum.sip.transport.config import EndpointConfig, TransportCounters
+from sipum.sip.transport.endpoint import SipTimeoutError, SipTransportError
 from sipum.sip.transport.stream import StreamTransport
 from sipum.sip.transport.udp import UdpTransport
 from sipum.sip.ua.call import Call
@@ -36,6 +39,17 @@ from sipum.sip.ua.events import UserAgentEvent
 log = logging.getLogger("sipum.net.sip")
 
 EventHandler = Callable[[UserAgentEvent], None]
+
+
+class OutgoingRequest:
+    """A request in flight from ``UserAgentEndpoint.send_request``."""
+
+    def __init__(self, future: asyncio.Future[SipResponse]) -> None:
+        self.final = future
+        self.responses: list[SipResponse] = []
+
+    def __await__(self) -> Generator[Any, None, SipResponse]:
+        return self.final.__await__()
 
 
 class UserAgentEndpoint:
@@ -124,6 +138,35 @@ class UserAgentEndpoint:
         call = self.ua.invite(target, peer=peer, sdp=sdp, now=self._now())
         self._flush()
         return call
+
+    def send_request(self, request: SipRequest, peer: Peer) -> OutgoingRequest:
+        """A request outside any call (e.g. REGISTER: this endpoint is a ``RequestSender``
+        for ``sipum.sip.registration.RegistrationClient``, so registrations and calls share
+        one socket). ``await`` the result (or its ``final``) for the final response; raises
+        ``SipTimeoutError`` / ``SipTransportError``."""
+        assert self._loop is not None
+        pending = OutgoingRequest(self._loop.create_future())
+
+        def on_response(response: SipResponse) -> None:
+            pending.responses.append(response)
+            if response.status >= 200 and not pending.final.done():
+                pending.final.set_result(response)
+
+        def on_failure(reason: str) -> None:
+            if pending.final.done():
+                return
+            error: Exception = (
+                SipTransportError(reason)
+                if reason == "transport-error"
+                else SipTimeoutError(reason)
+            )
+            pending.final.set_exception(error)
+
+        self.ua.send_request(
+            request, peer, self._now(), on_response=on_response, on_failure=on_failure
+        )
+        self._flush()
+        return pending
 
     # -------------------------------------------------------------- plumbing
 

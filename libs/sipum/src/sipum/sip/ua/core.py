@@ -98,6 +98,8 @@ ALLOWED_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE")
 """What we implement (``Allow``, RFC 3261 §20.5)."""
 ACCEPTED_BODIES = ("application/sdp",)
 
+ResponseHandler = Callable[[SipResponse], None]
+FailureHandler = Callable[[str], None]
 SessionAnswerer = Callable[[bytes, bytes], bytes]
 """(our last SDP, the peer's new offer) -> our answer; raise ``NotAcceptableOffer`` for 488."""
 
@@ -142,6 +144,8 @@ class UserAgent:
         self._by_client_tx: dict[int, Call] = {}
         self._invites_in_progress: dict[tuple[str, str, int], str] = {}
         """(Call-ID, From tag, CSeq) -> branch of INVITEs being answered, for §8.2.2.2."""
+        self._plain: dict[int, tuple[ResponseHandler | None, FailureHandler | None]] = {}
+        """Client transactions of ``send_request`` (REGISTER, OPTIONS...): their handlers."""
         self._timer_heap: list[tuple[float, int, Call]] = []
         self._seq = itertools.count()
         self.calls_created = 0
@@ -235,6 +239,9 @@ class UserAgent:
             elif isinstance(event, TransactionTimeout | TransportError):
                 self._on_transaction_failure(event.transaction, event, now)
             elif isinstance(event, TransactionTerminated):
+                handlers = self._plain.pop(id(event.transaction), None)
+                if handlers is not None and handlers[1] is not None:
+                    handlers[1]("terminated")  # ended without a final response
                 self._by_client_tx.pop(id(event.transaction), None)
                 self._by_server_tx.pop(id(event.transaction), None)
 
@@ -665,6 +672,29 @@ class UserAgent:
         self._poke()
         return call
 
+    def send_request(
+        self,
+        request: SipRequest,
+        peer: Peer,
+        now: float | None = None,
+        *,
+        on_response: ResponseHandler | None = None,
+        on_failure: FailureHandler | None = None,
+    ) -> ClientTransaction:
+        """A request outside any call (REGISTER, OPTIONS, ...) in a client transaction of this
+        user agent, so it shares our socket and Contact. Our Via (and Max-Forwards) is added
+        when missing. ``on_response`` sees every response (provisional too); ``on_failure``
+        gets ``"timeout"`` (timer B/F), ``"transport-error"`` or ``"terminated"``."""
+        t = self._time(now)
+        if not request.headers.get("Via"):
+            request.headers.prepend("Via", self._via_for(peer.transport))
+        if not request.headers.get("Max-Forwards"):
+            request.headers.add("Max-Forwards", "70")
+        tx = self.layer.send_request(request, peer, t)
+        self._plain[id(tx)] = (on_response, on_failure)
+        self._poke()
+        return tx
+
     # ------------------------------------------------------------------ 2xx reliability (UAS)
 
     def _start_2xx_retransmission(
@@ -736,6 +766,13 @@ class UserAgent:
     # ------------------------------------------------------------------ responses (UAC)
 
     def _on_response(self, response: SipResponse, tx: ClientTransaction, now: float) -> None:
+        handlers = self._plain.get(id(tx))
+        if handlers is not None:
+            if response.status >= 200:
+                del self._plain[id(tx)]
+            if handlers[0] is not None:
+                handlers[0](response)
+            return
         call = self._by_client_tx.get(id(tx))
         if call is None:
             return
@@ -851,6 +888,11 @@ class UserAgent:
         now: float,
     ) -> None:
         reason = "timeout" if isinstance(event, TransactionTimeout) else "transport-error"
+        handlers = self._plain.pop(id(tx), None)
+        if handlers is not None:
+            if handlers[1] is not None:
+                handlers[1](reason)
+            return
         if isinstance(tx, ClientTransaction):
             call = self._by_client_tx.pop(id(tx), None)
             if call is not None and tx is call.client_transaction and not call.ended:
