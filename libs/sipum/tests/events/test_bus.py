@@ -519,3 +519,26 @@ async def test_reply_of_the_wrong_shape(event_bus: EventBus) -> None:
     await event_bus.nc.subscribe(event_bus.subjects.media_allocate, cb=confused)
     with pytest.raises(EventBusError, match="not a MediaAllocateReply"):
         await event_bus.allocate_media(MEDIA_ALLOCATE_REQUEST)
+
+
+async def test_filters_are_relative(event_bus: EventBus) -> None:
+    async def handler(ev: Event) -> None:
+        pass
+
+    for bad in (f"{event_bus.subjects.prefix}.evt.message.created", "", ".x", "message."):
+        with pytest.raises(ValueError):
+            await event_bus.subscribe(bad, handler, durable="bad")
+
+
+async def test_connect_to_a_server_list(event_namespace: EventNamespace) -> None:
+    """A dead server first in the list does not stop the client from using the live one."""
+    url = f"nats://127.0.0.1:{free_port()},{event_namespace.url}"
+    bus = await EventBus.connect(
+        url, "list", prefix=event_namespace.prefix, stream=event_namespace.stream
+    )
+    try:
+        await bus.ensure_stream()
+        ack = await bus.publish(created(90))
+        assert ack.seq == 1
+    finally:
+        await bus.close()

@@ -226,6 +226,8 @@ class EventBus:
     ) -> EventBus:
         """Connect; an unreachable server raises ``ConfigError("nats_url", ...)`` at once.
 
+        ``url`` may list several servers of a cluster, separated by commas.
+
         After the first connection succeeds, the client reconnects for ever on its own
         (publishes wait in its buffer meanwhile).
         """
@@ -250,7 +252,7 @@ class EventBus:
 
         try:
             nc = await nats.connect(
-                servers=[url],
+                servers=[u.strip() for u in url.split(",") if u.strip()],
                 name=name,
                 connect_timeout=connect_timeout,
                 allow_reconnect=False,  # for the *initial* connect only, see below
@@ -390,8 +392,13 @@ class EventBus:
 
     def _filter_subject(self, target: type[Event] | str) -> tuple[str, type[Event] | None]:
         if isinstance(target, str):
-            if not target or target.startswith("."):
+            if not target or target.startswith(".") or target.endswith("."):
                 raise ValueError(f"bad event filter {target!r}")
+            if target.startswith(self.subjects.events_root) or ".evt." in target:
+                raise ValueError(
+                    f"event filter {target!r} must be relative to "
+                    f"{self.subjects.events_root!r}, e.g. 'message.*'"
+                )
             return self.subjects.events_root + target, None
         if not target.kind:
             raise TypeError(f"{target.__name__} is not a concrete event kind")
