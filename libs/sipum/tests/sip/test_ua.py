@@ -628,3 +628,37 @@ def test_uac_timeout_without_response(ua: UserAgent) -> None:
         ua.handle_timer(when)
     ended = [e for e in ua.events() if isinstance(e, CallEnded)]
     assert ended and ended[0].reason == "timeout"
+
+
+def test_calls_leave_no_reference_cycles(ua: UserAgent) -> None:
+    """Reference counting alone frees everything a call used (the benchmark's ``--gc no-full``
+    relies on it): complete calls, let every timer run out, and no garbage cycle is left."""
+    import gc
+
+    def one_call(i: int, start: float) -> None:
+        phone = Phone(ua, call_id=f"cycle-{i}@127.0.0.1")
+        phone.send(phone.request("INVITE", branch=f"z9hG4bKc{i}", body=OFFER), start)
+        (event,) = ua.events()
+        assert isinstance(event, IncomingCall)
+        event.call.ring(start)
+        event.call.answer(ANSWER.encode(), start)
+        phone.to_tag = [m for m in phone.drain() if isinstance(m, SipResponse)][-1].to.tag
+        ack(phone, start + 0.01)
+        phone.send(
+            phone.request("BYE", branch=f"z9hG4bKb{i}", cseq=2, to_tag=phone.to_tag), start + 0.02
+        )
+        ua.events()
+
+    one_call(0, 0.0)  # warm-up: first-use caches
+    run_until(Phone(ua), 100.0)
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for i in range(1, 21):
+            one_call(i, 100.0 + i)
+        run_until(Phone(ua), 300.0)  # timers J, L, I... end every transaction
+        assert ua.layer.server_transactions == 0 and ua.active_calls == 0
+        assert gc.collect() == 0, [type(o).__name__ for o in gc.garbage[:20]]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
