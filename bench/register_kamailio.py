@@ -1,6 +1,7 @@
 """10,000 users registered with a real Kamailio with digest auth.
 
-    uv run python bench/register_kamailio.py [--users 10000] [--window 50] [--rate 0] [--uvloop]
+    uv run python bench/register_kamailio.py [--users 10000] [--window 50[,10,200]] [--rate 0]
+                                             [--uvloop] [--skip-memory-run]
 
 Starts Kamailio (deploy/kamailio/kamailio.cfg, WITH_HTABLE: an htable of N users' HA1 values)
 on a free loopback port, then one process registers all N users through ``RegistrationPool`` +
@@ -153,7 +154,9 @@ async def register_all(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=10_000)
-    parser.add_argument("--window", type=int, default=50)
+    parser.add_argument(
+        "--window", default="50", help="REGISTERs in flight; a list (10,50,200) compares them"
+    )
     parser.add_argument("--rate", type=float, default=0.0, help="REGISTERs/s, 0 = no limit")
     parser.add_argument("--uvloop", action="store_true")
     parser.add_argument("--skip-memory-run", action="store_true")
@@ -168,12 +171,16 @@ def main() -> None:
 
         uvloop.install()
     rate = args.rate or None
+    windows = [int(w) for w in args.window.split(",")]
+    plan = [(w, False) for w in windows]
+    if not args.skip_memory_run:
+        plan.append((windows[0], True))
     runs: list[dict[str, object]] = []
-    for trace_memory in (False, True) if not args.skip_memory_run else (False,):
+    for window, trace_memory in plan:
         server = start_kamailio(ha1s=ha1s, domain=DOMAIN, shm_mb=256)
         try:
             result = asyncio.run(
-                register_all(server, ha1s, window=args.window, rate=rate, trace_memory=trace_memory)
+                register_all(server, ha1s, window=window, rate=rate, trace_memory=trace_memory)
             )
         finally:
             server.stop()
