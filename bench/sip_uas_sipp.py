@@ -6,7 +6,10 @@ sippy==2.5.0``) the call rate is stepped up; each step runs ``sipp -sn uac`` for
 (``-m rate*seconds``). The result per UAS is the highest rate at which every call succeeded
 (zero failed, none left over), with p50/p99 of INVITE->200 from sipp's ``-trace_rtt`` at that
 rate. Both UASs answer at once with 200 (no 180: sippy sends 180 and 200 from different
-threads and they can arrive reordered, which sipp counts as a failed call).
+threads and they can arrive reordered, which sipp counts as a failed call) carrying a constant
+SDP answer, so both do the same application work and the SIP stacks are what is compared.
+``--gc`` runs both with Python's default garbage collector and/or without automatic full
+collections (see ``python -m sipum.sip.testuas --help``).
 
 The UAS is pinned to CPU 0 and sipp to CPU 1 when ``taskset`` exists ("one core" each).
 The machine is shared: compare the two UASs by the ratio measured in one run.
@@ -130,7 +133,7 @@ def start_uas(
         if profile:
             cmd += ["-m", "cProfile", "-o", str(workdir / "sipum.prof")]
         cmd += ["-m", "sipum.sip.testuas", "--udp-port", str(port), "--no-ringing", "--uvloop"]
-        cmd += ["--gc", gc_mode]
+        cmd += ["--gc", gc_mode, "--static-answer"]
         if profile:
             cmd += ["--duration", "30"]
     else:

@@ -74,8 +74,12 @@ class TestUas:
         send_ringing: bool = True,
         codecs: tuple[str, ...] = ("PCMU", "PCMA", "telephone-event"),
         media_port: int = 40000,
+        static_answer: bytes | None = None,
     ) -> None:
         self.ring_delay = ring_delay
+        self.static_answer = static_answer
+        """Answer every offer with these bytes instead of negotiating (benchmark: the same
+        application work as the reference UAS, which answers with a constant SDP)."""
         self.send_ringing = send_ringing
         self.codecs = codecs
         self.media_port = media_port
@@ -126,6 +130,10 @@ class TestUas:
         self._timers.pop(id(call), None)
         if call.ended:
             return
+        if self.static_answer is not None and call.remote_sdp is not None:
+            self.stats.answered += 1
+            call.answer(self.static_answer)
+            return
         address = self.endpoint.addresses.get(call.peer.transport, ("127.0.0.1", 0))[0]
         try:
             if call.remote_sdp is None:
@@ -149,7 +157,18 @@ async def _serve(args: argparse.Namespace) -> TestUas:
         tcp_port=args.tcp_port,
         timers=TimerConfig(t1=args.t1, t2=max(args.t1, 4.0)),
     )
-    uas = TestUas(config, ring_delay=args.ring_delay, send_ringing=not args.no_ringing)
+    static = None
+    if args.static_answer:
+        static = (
+            f"v=0\r\no=uas 1 1 IN IP4 {args.host}\r\ns=-\r\nc=IN IP4 {args.host}\r\nt=0 0\r\n"
+            "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        ).encode()
+    uas = TestUas(
+        config,
+        ring_delay=args.ring_delay,
+        send_ringing=not args.no_ringing,
+        static_answer=static,
+    )
     await uas.start()
     for name, (host, port) in uas.endpoint.addresses.items():
         print(f"listening {name} {host}:{port}", flush=True)
@@ -175,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--t1", type=float, default=0.5)
     parser.add_argument("--duration", type=float, default=None, help="stop after seconds")
     parser.add_argument("--uvloop", action="store_true")
+    parser.add_argument(
+        "--static-answer",
+        action="store_true",
+        help="answer every offer with one constant PCMU SDP (no negotiation)",
+    )
     parser.add_argument(
         "--gc",
         choices=["default", "no-full"],
