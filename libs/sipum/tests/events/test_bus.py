@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sipum.errors import ConfigError
@@ -542,3 +543,48 @@ async def test_connect_to_a_server_list(event_namespace: EventNamespace) -> None
         assert ack.seq == 1
     finally:
         await bus.close()
+
+
+async def test_survives_a_server_restart(tmp_path: Path) -> None:
+    """A private nats-server is stopped and started again: the bus reconnects by itself."""
+    port = free_port()
+    store = tmp_path / "js"
+
+    async def start_server() -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            "nats-server", "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        for _ in range(100):
+            try:
+                _, w = await asyncio.open_connection("127.0.0.1", port)
+                w.close()
+                return proc
+            except OSError:
+                await asyncio.sleep(0.05)
+        raise AssertionError("nats-server did not start")
+
+    server = await start_server()
+    bus = await EventBus.connect(f"nats://127.0.0.1:{port}", "restart", prefix="r", stream="R")
+    try:
+        await bus.ensure_stream()
+        got: list[int] = []
+
+        async def handler(ev: MessageCreated) -> None:
+            got.append(ev.message_id)
+
+        await bus.subscribe(MessageCreated, handler, durable="survivor")
+        await bus.publish(created(1))
+        await wait_until(lambda: got == [1])
+        server.terminate()
+        await server.wait()
+        await wait_until(lambda: not bus.is_connected)
+        server = await start_server()
+        await wait_until(lambda: bus.is_connected, within=15)
+        await bus.publish(created(2))
+        await wait_until(lambda: got == [1, 2], within=10)
+    finally:
+        await bus.close(timeout=2)
+        if server.returncode is None:
+            server.terminate()
+            await server.wait()

@@ -147,7 +147,9 @@ def current_delivery() -> Delivery:
 
 
 def redact_url(url: str) -> str:
-    """The URL without its password, fit for a log line or an error message."""
+    """The URL (or comma-separated URLs) without passwords, fit for a log or error message."""
+    if "," in url:
+        return ",".join(redact_url(u.strip()) for u in url.split(","))
     parts = urlsplit(url)
     if parts.password is None:
         return url
