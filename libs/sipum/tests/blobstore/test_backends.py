@@ -261,3 +261,22 @@ async def test_fs_key_that_is_also_a_prefix(tmp_path: Path) -> None:
     assert await store.get("a/b") == b"file"
     assert await store.list_keys() == ["a/b"]
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [".b.meta", "b"]
+
+
+async def test_unique_bucket_is_removed_with_its_objects(moto_server: MotoServer) -> None:
+    from sipum.testing.s3 import unique_bucket
+
+    client = Minio(moto_server.endpoint, ACCESS_KEY, SECRET_KEY, secure=False, region=REGION)
+    with unique_bucket(moto_server) as bucket:
+        store = S3BlobStore(
+            endpoint=moto_server.endpoint,
+            access_key=ACCESS_KEY,
+            secret_key=SECRET_KEY,
+            bucket=bucket,
+            region=REGION,
+        )
+        await store.put("a/b.wav", b"x")
+        await store.put("c.wav", b"y")
+        await store.close()
+        assert client.bucket_exists(bucket)
+    assert not client.bucket_exists(bucket)

@@ -588,3 +588,18 @@ async def test_survives_a_server_restart(tmp_path: Path) -> None:
         if server.returncode is None:
             server.terminate()
             await server.wait()
+
+
+async def test_isolated_namespace_cleans_up(nats_url: str) -> None:
+    from sipum.testing.nats import isolated_event_namespace
+
+    async with isolated_event_namespace(nats_url) as ns:
+        bus = await ns.connect()
+        await bus.ensure_stream()
+        await bus.publish(created(1))
+        assert ns.prefix != "sipum" and ns.stream != "SIPUM"
+    try:
+        with pytest.raises(EventBusError, match="does not exist"):
+            await bus.check()
+    finally:
+        await bus.close()

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -34,10 +35,11 @@ def nats_url() -> str:
     return os.environ.get("SIPUM_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
-@pytest.fixture
-async def event_namespace(nats_url: str) -> AsyncIterator[EventNamespace]:
+@contextlib.asynccontextmanager
+async def isolated_event_namespace(url: str) -> AsyncIterator[EventNamespace]:
+    """A unique prefix + stream name; the stream (with its consumers) is deleted at the end."""
     token = uuid.uuid4().hex[:16]
-    ns = EventNamespace(url=nats_url, prefix=f"t{token}", stream=f"TEST_{token}")
+    ns = EventNamespace(url=url, prefix=f"t{token}", stream=f"TEST_{token}")
     try:
         yield ns
     finally:
@@ -46,6 +48,12 @@ async def event_namespace(nats_url: str) -> AsyncIterator[EventNamespace]:
             await bus.delete_stream()
         finally:
             await bus.close()
+
+
+@pytest.fixture
+async def event_namespace(nats_url: str) -> AsyncIterator[EventNamespace]:
+    async with isolated_event_namespace(nats_url) as ns:
+        yield ns
 
 
 @pytest.fixture

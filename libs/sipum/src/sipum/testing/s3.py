@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -145,14 +146,21 @@ def remove_bucket(server: MotoServer, bucket: str) -> None:
             raise
 
 
-@pytest.fixture
-def s3_bucket(moto_server: MotoServer) -> Iterator[str]:
+@contextlib.contextmanager
+def unique_bucket(server: MotoServer) -> Iterator[str]:
+    """A new, uniquely named bucket; removed with everything in it at the end."""
     name = f"test-{uuid.uuid4().hex[:20]}"
-    _minio(moto_server).make_bucket(name)
+    _minio(server).make_bucket(name)
     try:
         yield name
     finally:
-        remove_bucket(moto_server, name)
+        remove_bucket(server, name)
+
+
+@pytest.fixture
+def s3_bucket(moto_server: MotoServer) -> Iterator[str]:
+    with unique_bucket(moto_server) as name:
+        yield name
 
 
 @pytest.fixture
