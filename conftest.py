@@ -4,4 +4,5 @@ pytest_plugins = [
     "sipum.testing.postgres",
     "sipum.testing.nats",
     "sipum.testing.s3",
+    "sipum.testing.kamailio",
 ]

@@ -23,12 +23,9 @@ from sipum.sip.registration import (
 )
 from sipum.sip.transaction import AckReceived, Peer, RequestReceived, TimerConfig
 from sipum.sip.transport import EndpointConfig, SipEndpoint
-from sipum.testing import kamailio as kamailio_plugin
 from sipum.testing.kamailio import KamailioServer
 
 DOMAIN = "sipum.test"
-# The plugin's fixture, until the root conftest lists sipum.testing.kamailio in pytest_plugins.
-kamailio_factory = kamailio_plugin.kamailio_factory
 pytestmark = pytest.mark.timeout(60)
 
 
