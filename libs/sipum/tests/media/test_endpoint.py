@@ -362,3 +362,54 @@ def test_fast_receive_path_matches_the_full_receiver() -> None:
     for name in ("released", "late", "duplicates", "skipped"):
         assert getattr(fast.buffer, name) == getattr(full.buffer, name), name
     assert fast.report_blocks(100.0) == full.report_blocks(100.0)
+
+
+async def test_silent_caller_times_out_as_silence(pool: PortPool) -> None:
+    peer = Peer()
+    endpoint = await RtpEndpoint.open(pool, codec=PCMU, remote=peer.address)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    recording = asyncio.ensure_future(endpoint.record(RecordingSettings(max_silence=0.6)))
+    await peer.stream(endpoint.local_port, ulaw_encode(speech(0.3)))  # then the phone goes quiet
+    result = await asyncio.wait_for(recording, 3)
+    assert result.reason is StopReason.SILENCE and result.discarded
+    assert 0.6 <= loop.time() - started < 1.5
+    await endpoint.close()
+    peer.close()
+
+
+async def test_records_g722_at_16khz(pool: PortPool) -> None:
+    from sipum.media.codecs import G722_INFO, create_decoder, create_encoder
+
+    peer = Peer()
+    endpoint = await RtpEndpoint.open(pool, codec=G722_INFO, remote=peer.address)
+    chunks: list[RecordingChunk] = []
+    recording = asyncio.ensure_future(
+        endpoint.record(RecordingSettings(sample_rate=16000), on_chunk=chunks.append)
+    )
+    t = np.arange(32000) / 16000
+    audio = np.round(6000 * np.sin(2 * np.pi * 440 * t) * (0.7 + 0.3 * np.sin(2 * np.pi * 3 * t)))
+    audio = audio.astype(np.int16)
+    encoder = create_encoder("G722")
+    payloads = [encoder.encode(audio[k : k + 320]) for k in range(0, len(audio), 320)]
+    for payload in payloads:
+        assert len(payload) == 160
+        peer.send(endpoint.local_port, payload, pt=9)
+        peer.ts += 160  # RTP clock 8000 for G.722 (RFC 3551 §4.5.2)
+        await asyncio.sleep(0.004)
+    await asyncio.sleep(0.2)
+    endpoint.hangup()
+    result = await asyncio.wait_for(recording, 2)
+    assert result.sample_rate == 16000 and result.samples == len(audio)
+    pcm = np.frombuffer(b"".join(c.pcm for c in chunks), dtype="<i2")
+    decoder = create_decoder("G722")
+    reference = np.concatenate([decoder.decode(p) for p in payloads])
+    assert np.array_equal(pcm, reference)  # batched decoding equals packet-by-packet decoding
+    # and it is the audio that was sent (G.722 delays it by a few samples)
+    best = max(
+        np.corrcoef(pcm[lag : lag + 30000].astype(float), audio[:30000].astype(float))[0, 1]
+        for lag in range(40)
+    )
+    assert best > 0.98
+    await endpoint.close()
+    peer.close()
