@@ -77,6 +77,8 @@ def setup_logging(service: str, *, json_lines: bool, debug: Iterable[str] = ()) 
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
     # Third-party chatter stays at WARNING unless asked for.
-    for noisy in ("asyncio", "nats", "urllib3", "botocore", "uvicorn.access"):
+    for noisy in ("asyncio", "nats", "botocore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # urllib3 (under the S3 SDK) warns on every retry; the blob store reports the outcome.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     apply_debug_categories(debug)
