@@ -319,3 +319,51 @@ def test_recover_a_file_cut_inside_its_header(tmp_path: Path) -> None:
     assert recover_wav(path, sample_rate=16000).samples == 0
     with wave.open(str(path)) as w:
         assert w.getframerate() == 16000 and w.getnframes() == 0
+
+
+CRASHING_RECORDER = """
+import sys, time
+import numpy as np
+from sipum.media.recording import RecordingSession, RecordingSettings, WavChunkFile
+rate = 8000
+t = np.arange(rate * 10) / rate
+audio = np.round(8000 * np.sin(2 * np.pi * 300 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)))
+audio = audio.astype(np.int16)
+sink = WavChunkFile(sys.argv[1], rate)
+session = RecordingSession(RecordingSettings(flush_interval=0.25), now=time.monotonic(),
+                           on_chunk=sink.write)
+start = time.monotonic()
+print("started", flush=True)
+for k in range(0, len(audio), 160):
+    while time.monotonic() < start + k / rate:
+        time.sleep(0.002)
+    session.feed(audio[k : k + 160], now=time.monotonic())
+"""
+
+
+def test_a_killed_recorder_leaves_a_recoverable_wav(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "killed.wav"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_RECORDER, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+        started = time.monotonic()
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGKILL)  # no chance to close the file or fix its header
+        killed_after = time.monotonic() - started
+    finally:
+        proc.wait(timeout=10)
+    recovered = recover_wav(path)
+    rate, pcm = read_wav(path)
+    t = np.arange(rate * 10) / rate
+    audio = np.round(8000 * np.sin(2 * np.pi * 300 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)))
+    assert np.array_equal(pcm, audio.astype(np.int16)[: len(pcm)])  # an exact prefix
+    # lost: at most one flush interval + analysis batch + hold back (+ scheduling slack)
+    assert recovered.duration >= killed_after - (0.25 + 0.1 + 0.3 + 0.3)
+    assert recovered.duration > 0.5
