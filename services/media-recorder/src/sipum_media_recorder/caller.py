@@ -239,7 +239,8 @@ def best_correlation(haystack: np.ndarray, needle: np.ndarray) -> tuple[float, i
     corr = np.fft.irfft(np.fft.rfft(h, size) * np.conj(np.fft.rfft(n, size)), size)[
         : len(h) - len(n) + 1
     ]
-    energy = np.convolve(h * h, np.ones(len(n)), mode="valid")
+    squares = np.concatenate([[0.0], np.cumsum(h * h)])
+    energy = squares[len(n) :] - squares[: len(h) - len(n) + 1]
     norm = np.sqrt(np.maximum(energy, 1e-9) * float(n @ n))
     scores = corr / norm
     best = int(np.argmax(scores))

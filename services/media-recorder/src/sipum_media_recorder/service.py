@@ -242,6 +242,7 @@ class MediaRecorderService:
             session.subscriptions = await self.ctx.bus.subscribe_session(
                 session_id, session.on_command, commands=["hangup", "dtmf"]
             )
+            await self.ctx.bus.nc.flush()  # subscribed before the agent can send a hang-up
             self.work.spawn(self._run(session), name=f"session-{session_id}")
         except BaseException:
             await session.close()

@@ -82,7 +82,15 @@ class MediaSession:
         self.hangup_reason: str | None = None
         self.stopped_by_digit_command = False
         self.subscriptions: list[Any] = []
-        endpoint.on_digit = self.digits.put_nowait
+        endpoint.on_digit = self._rtp_digit
+
+    def _rtp_digit(self, digit: str) -> None:
+        log.debug("digit %s (RFC 4733)", digit, extra={"session": self.session_id})
+        playback = self.endpoint.playback
+        if playback is not None and digit in playback.barge_in:
+            # the key went down before this prompt began (no barge-in then): stop it now
+            self.endpoint.stop_playback()
+        self.digits.put_nowait(digit)
 
     @property
     def ended_by_caller(self) -> bool:
@@ -127,7 +135,15 @@ class MediaSession:
         """Play *items*; None without playing if the caller has hung up."""
         if self.hung_up.is_set() or not items:
             return None
-        return await self.endpoint.play(items, barge_in=barge_in, ptime=self.plan.ptime)
+        log.debug("playing %d items", len(items), extra={"session": self.session_id})
+        played = await self.endpoint.play(items, barge_in=barge_in, ptime=self.plan.ptime)
+        log.debug(
+            "played %.2fs%s",
+            played.position,
+            f", interrupted by {played.interrupted_by}" if played.interrupted_by else "",
+            extra={"session": self.session_id},
+        )
+        return played
 
     async def prompt(self, *names: str, barge_in: str = "") -> PlaybackSession | None:
         rate = self.services.prompts.rate_for(self.plan.codec)
