@@ -1,0 +1,278 @@
+"""Fixtures of the registrar-agent tests: real Kamailio (credentials from the test's PostgreSQL
+database), real NATS, the agent in-process, a small fake media-recorder, and sipp callers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sipum.db import domains, users
+from sipum.events import (
+    Event,
+    EventBus,
+    MediaAllocateReply,
+    MediaAllocateRequest,
+    RemoteError,
+    SessionCommand,
+    SessionHangup,
+)
+from sipum.runtime import HealthRegistry, ServiceContext
+from sipum.sip.sdp import NoCommonCodec, SdpParseError, negotiate, parse_sdp
+from sipum.testing import kamailio as kamailio_plugin
+from sipum.testing.kamailio import KamailioServer
+from sipum_registrar_agent.service import RegistrarAgentService
+from sipum_registrar_agent.settings import RegistrarAgentSettings
+
+DOMAIN = "sipum.test"
+RECORDER_MARK = "sipum-fake-recorder"
+SCENARIOS = Path(__file__).parent / "scenarios"
+
+kamailio_factory = kamailio_plugin.kamailio_factory
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_for(predicate: Callable[[], Any], limit: float = 10.0, what: str = "") -> None:
+    """Poll ``predicate`` (sync) every 50 ms until true, at most ``limit`` seconds."""
+    for _ in range(int(limit / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not reached in {limit}s: {what}")
+
+
+class FakeRecorder:
+    """Serves ``sipum.media.allocate`` on the test's namespace like a media-recorder would:
+    answers with its own SDP (``s=sipum-fake-recorder``), ``unsupported`` when no codec fits,
+    and keeps the requests and the session commands it receives."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self.bus = bus
+        self.requests: list[MediaAllocateRequest] = []
+        self.commands: list[SessionCommand] = []
+        self._subs: list[Any] = []
+
+    async def start(self) -> FakeRecorder:
+        self._subs.append(await self.bus.serve_media_allocate(self._allocate))
+        return self
+
+    async def _allocate(self, request: MediaAllocateRequest) -> MediaAllocateReply:
+        self.requests.append(request)
+        try:
+            answer = negotiate(
+                parse_sdp(request.offer_sdp), ["PCMU", "PCMA"], address="127.0.0.1", port=40000
+            )
+        except (NoCommonCodec, SdpParseError) as exc:
+            raise RemoteError("unsupported", str(exc)) from None
+        answer.session_name = RECORDER_MARK
+        session_id = f"fake{len(self.requests)}"
+        self._subs += await self.bus.subscribe_session(
+            session_id, self._command, commands=["hangup"]
+        )
+        return MediaAllocateReply(
+            session_id=session_id, answer_sdp=bytes(answer).decode(), recorder_id="fake"
+        )
+
+    async def _command(self, command: SessionCommand) -> None:
+        self.commands.append(command)
+
+    @property
+    def hangups(self) -> list[SessionHangup]:
+        return [c for c in self.commands if isinstance(c, SessionHangup)]
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            await sub.unsubscribe()
+
+
+class EventLog:
+    """Every event the test's stream receives (a durable consumer of ``>``)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    async def _on(self, event: Event) -> None:
+        self.events.append(event)
+
+    def of(self, kind: str, **fields: Any) -> list[Event]:
+        return [
+            e
+            for e in self.events
+            if e.kind == kind and all(getattr(e, k) == v for k, v in fields.items())
+        ]
+
+
+@pytest.fixture
+async def event_log(event_bus: EventBus) -> EventLog:
+    log = EventLog()
+    await event_bus.subscribe(">", log._on, durable="watch")
+    return log
+
+
+@pytest.fixture
+async def recorder(event_bus: EventBus) -> AsyncIterator[FakeRecorder]:
+    fake = await FakeRecorder(event_bus).start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def accounts(pg_pool) -> dict[str, users.User]:
+    """alice (ring timeout 1 s) and bob in domain sipum.test."""
+    await domains.create(pg_pool, DOMAIN)
+    alice = await users.create(pg_pool, "alice", DOMAIN, "alice-password-1", ring_timeout_seconds=1)
+    bob = await users.create(pg_pool, "bob", DOMAIN, "bob-password-12")
+    return {"alice": alice, "bob": bob}
+
+
+@pytest.fixture
+def kamailio(kamailio_factory, pg_dsn, accounts) -> KamailioServer:
+    """Kamailio checking digest credentials against the test database's kamailio_subscriber
+    view, so users created later by the test can register too."""
+    return kamailio_factory(
+        domain=DOMAIN, postgres_url=pg_dsn.replace("postgresql://", "postgres://", 1)
+    )
+
+
+class AgentRunner:
+    def __init__(self, pool, bus: EventBus) -> None:
+        self.pool = pool
+        self.bus = bus
+        self.running: list[RegistrarAgentService] = []
+
+    async def start(self, registrar: str, **overrides: Any) -> RegistrarAgentService:
+        settings = RegistrarAgentSettings(
+            registrar=registrar,
+            sip_host="127.0.0.1",
+            sip_port=0,
+            domain=DOMAIN,
+            media_timeout=1.0,
+            retry_after_seconds=30,
+            call_drain_seconds=5.0,
+            **overrides,
+        )
+        service = RegistrarAgentService(settings)
+        ctx = ServiceContext(
+            settings=settings,
+            health=HealthRegistry("registrar-agent"),
+            pool=self.pool,
+            bus=self.bus,
+        )
+        await service.start(ctx)
+        self.running.append(service)
+        return service
+
+    async def stop(self, service: RegistrarAgentService) -> None:
+        """What the runtime does on SIGTERM."""
+        self.running.remove(service)
+        await service.stop_accepting()
+        await service.drain()
+
+
+@pytest.fixture
+async def agents(pg_pool, event_bus) -> AsyncIterator[AgentRunner]:
+    runner = AgentRunner(pg_pool, event_bus)
+    yield runner
+    for service in list(runner.running):
+        await asyncio.wait_for(runner.stop(service), 30)
+
+
+def rejected_scenario(status: int, directory: Path) -> Path:
+    """``scenarios/rejected.xml.in`` for one final status (503: Retry-After required)."""
+    text = (SCENARIOS / "rejected.xml.in").read_text().replace("STATUS", str(status))
+    if status == 503:
+        text = text.replace(
+            "<!--RETRY_ACTION-->",
+            '<action><ereg regexp="Retry-After: *[0-9]+" search_in="msg" check_it="true"'
+            ' assign_to="retry"/></action>',
+        ).replace("<!--RETRY_HEADER-->", "X-Retry-After-Seen: [$retry]")
+    else:
+        text = text.replace("<!--RETRY_ACTION-->", "").replace("      <!--RETRY_HEADER-->\n", "")
+    path = directory / f"rejected-{status}.xml"
+    path.write_text(text)
+    return path
+
+
+async def run_sipp(
+    scenario: str | Path,
+    target: tuple[str, int],
+    *,
+    service: str,
+    keys: dict[str, str],
+    cwd: Path,
+    timeout: float = 20.0,  # noqa: ASYNC109 - bounds the sipp process
+) -> tuple[int, str]:
+    """Run one sipp call of ``scenarios/<scenario>.xml`` (or a scenario file) in ``cwd``;
+    returns (exit status, output tail)."""
+    path = scenario if isinstance(scenario, Path) else SCENARIOS / f"{scenario}.xml"
+    argv = [
+        "sipp", f"{target[0]}:{target[1]}", "-sf", str(path),
+        "-s", service, "-m", "1", "-i", "127.0.0.1", "-p", str(free_udp_port()),
+        "-mp", str(free_udp_port()), "-nostdin", "-timeout", f"{int(timeout)}s",
+        "-timeout_error", "-max_recv_loops", "100",
+    ]  # fmt: skip
+    for name, value in keys.items():
+        # Pause lengths (*_ms) are global variables (-set); the rest goes into messages (-key).
+        argv += ["-set" if name.endswith("_ms") else "-key", name, value]
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=cwd
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout + 5)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, (out + err).decode(errors="replace")[-3000:]
+
+
+class Sipp:
+    """sipp callers for one test (files in the test's temporary directory)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def rejected(self, status: int) -> Path:
+        return rejected_scenario(status, self.directory)
+
+    async def run(
+        self,
+        scenario: str | Path,
+        target: tuple[str, int],
+        *,
+        service: str,
+        keys: dict[str, str],
+        timeout: float = 20.0,  # noqa: ASYNC109 - bounds the sipp process
+    ) -> tuple[int, str]:
+        return await run_sipp(
+            scenario, target, service=service, keys=keys, cwd=self.directory, timeout=timeout
+        )
+
+
+@pytest.fixture
+def sipp(tmp_path: Path) -> Sipp:
+    return Sipp(tmp_path)
+
+
+@pytest.fixture
+async def make_recorder(event_bus: EventBus) -> AsyncIterator[Callable[[], Any]]:
+    """Start a fake recorder later in the test (``await make_recorder()``)."""
+    made: list[FakeRecorder] = []
+
+    async def make() -> FakeRecorder:
+        fake = await FakeRecorder(event_bus).start()
+        made.append(fake)
+        return fake
+
+    yield make
+    for fake in made:
+        await fake.stop()

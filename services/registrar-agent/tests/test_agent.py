@@ -1,0 +1,273 @@
+"""The registrar-agent with real Kamailio, PostgreSQL, NATS JetStream and sipp callers.
+
+Kamailio checks the agent's digest credentials against the test database (``WITH_PGSQL``);
+a fake media-recorder serves ``sipum.media.allocate`` on the test's NATS namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sipum.db import users
+from sipum.events import UserCreated, UserDeleted
+from sipum.sip.message import SipRequest, make_response, parse_message
+from sipum.testing.kamailio import KamailioServer
+
+DOMAIN = "sipum.test"  # the fixtures' domain (conftest.py)
+pytestmark = pytest.mark.timeout(60)
+
+# Fixture objects are defined in conftest.py (AgentRunner, FakeRecorder, EventLog, Sipp);
+# pytest's importlib mode does not let tests import from it, hence the Any annotations.
+AgentRunner = EventLog = FakeRecorder = Sipp = Any
+
+
+async def wait_for(predicate: Callable[[], Any], limit: float = 10.0, what: str = "") -> None:
+    """Poll ``predicate`` every 50 ms until true, at most ``limit`` seconds."""
+    for _ in range(int(limit / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not reached in {limit}s: {what}")
+
+
+def contacts(kamailio: KamailioServer, user: str) -> list[str]:
+    return [c.address for c in kamailio.lookup(user)]
+
+
+async def test_registers_users_follows_user_events_and_deregisters_on_stop(
+    kamailio: KamailioServer, agents: AgentRunner, pg_pool, event_bus, event_log: EventLog
+) -> None:
+    agent = await agents.start(f"127.0.0.1:{kamailio.port}", registrations_in_flight=2)
+    host, port = agent.sip_address
+    await wait_for(
+        lambda: contacts(kamailio, "alice") and contacts(kamailio, "bob"), what="start-up"
+    )
+    assert contacts(kamailio, "alice") == [f"sip:alice@127.0.0.1:{port}"]
+    assert contacts(kamailio, "bob") == [f"sip:bob@127.0.0.1:{port}"]
+
+    # A user created through the web-api: row in the database, then the event.
+    carol = await users.create(pg_pool, "carol", DOMAIN, "carol-password-1")
+    await event_bus.publish(UserCreated(username="carol", domain=DOMAIN))
+    await wait_for(lambda: contacts(kamailio, "carol"), what="carol registered")
+    assert contacts(kamailio, "carol") == [f"sip:carol@127.0.0.1:{port}"]
+
+    # A deleted one is de-registered (Expires: 0). The event comes before the row goes: the
+    # registrar authenticates the de-registration against the row (docs/registrar-agent.md).
+    await event_bus.publish(UserDeleted(username="bob", domain=DOMAIN))
+    await wait_for(lambda: not contacts(kamailio, "bob"), what="bob de-registered")
+    bob = await users.get_by_address(pg_pool, "bob", DOMAIN)
+    assert bob is not None
+    await users.delete(pg_pool, bob.id)
+    assert contacts(kamailio, "alice") and contacts(kamailio, "carol")
+
+    # Every transition is published as sipum.evt.registration.changed.
+    await wait_for(
+        lambda: event_log.of("registration.changed", username="bob", state="unregistered"),
+        what="bob's unregistered event",
+    )
+    for name in ("alice", "bob", "carol"):
+        (registered,) = event_log.of("registration.changed", username=name, state="registered")
+        assert registered.contact == f"sip:{name}@127.0.0.1:{port}"
+        assert registered.expires_s and registered.expires_s > 0
+    assert carol.id > 0
+
+    # SIGTERM: everybody de-registered.
+    await agents.stop(agent)
+    assert contacts(kamailio, "alice") == [] and contacts(kamailio, "carol") == []
+    await wait_for(
+        lambda: event_log.of("registration.changed", username="alice", state="unregistered"),
+        what="alice's unregistered event",
+    )
+
+
+async def test_forked_call_rings_then_answers_with_recorder_sdp_and_bye_hangs_up(
+    kamailio: KamailioServer,
+    agents: AgentRunner,
+    recorder: FakeRecorder,
+    event_log: EventLog,
+    sipp: Sipp,
+) -> None:
+    await agents.start(f"127.0.0.1:{kamailio.port}", trusted_proxies=["127.0.0.1"])
+    await wait_for(lambda: contacts(kamailio, "alice"), what="alice registered")
+    status, output = await sipp.run(
+        "call",
+        kamailio.address,
+        service="alice",
+        keys={"ruri_host": DOMAIN, "to_host": DOMAIN, "extra": "X-Test: forked", "talk_ms": "300"},
+    )
+    assert status == 0, output
+    await wait_for(lambda: recorder.hangups, what="hangup command")
+    (request,) = recorder.requests
+    assert (request.username, request.domain, request.mode) == ("alice", DOMAIN, "record")
+    assert request.reason == "forked"
+    assert request.caller_uri.startswith("sip:caller@127.0.0.1")
+    assert request.caller_display == "Bob Caller"
+    assert request.trusted is False  # no P-Asserted-Identity
+    assert "m=audio" in request.offer_sdp
+    (hangup,) = recorder.hangups
+    assert hangup.session_id == "fake1" and hangup.reason == "bye"
+
+    await wait_for(lambda: event_log.of("call.ended"), what="call.ended")
+    (started,) = event_log.of("call.started", username="alice")
+    (answered,) = event_log.of("call.answered", username="alice")
+    (ended,) = event_log.of("call.ended", username="alice")
+    # The agent let it ring for alice's ring timeout (1 s) before answering.
+    assert (answered.ts - started.ts).total_seconds() >= 0.95
+    assert answered.session_id == "fake1" and answered.recorder_id == "fake"
+    assert ended.end_reason == "bye" and ended.session_id == "fake1"
+    assert started.reason == "forked" and started.from_display == "Bob Caller"
+
+
+async def test_cancel_before_the_ring_timeout_gives_487_and_allocates_nothing(
+    kamailio: KamailioServer,
+    agents: AgentRunner,
+    recorder: FakeRecorder,
+    event_log: EventLog,
+    sipp: Sipp,
+) -> None:
+    await agents.start(f"127.0.0.1:{kamailio.port}")
+    await wait_for(lambda: contacts(kamailio, "alice"), what="alice registered")
+    status, output = await sipp.run(
+        "cancel",
+        kamailio.address,
+        service="alice",
+        keys={"ruri_host": DOMAIN, "to_host": DOMAIN, "wait_ms": "200"},
+    )
+    assert status == 0, output
+    await wait_for(lambda: event_log.of("call.ended"), what="call.ended")
+    (ended,) = event_log.of("call.ended", username="alice")
+    assert ended.end_reason == "cancel" and ended.status_code == 487
+    await asyncio.sleep(1.2)  # past alice's ring timeout: still nothing allocated
+    assert recorder.requests == [] and recorder.commands == []
+    assert event_log.of("call.answered") == []
+
+
+async def test_direct_call_is_answered_at_once(
+    kamailio: KamailioServer,
+    agents: AgentRunner,
+    recorder: FakeRecorder,
+    event_log: EventLog,
+    sipp: Sipp,
+) -> None:
+    """A call diverted to us (RFC 4458 target/cause): no ring delay; trusted PAI passed on."""
+    agent = await agents.start(f"127.0.0.1:{kamailio.port}", trusted_proxies=["127.0.0.0/8"])
+    host, port = agent.sip_address
+    status, output = await sipp.run(
+        "call",
+        (host, port),
+        service="voicemail",
+        keys={
+            "ruri_host": f"{host}:{port};target=sip:alice%40{DOMAIN};cause=486",
+            "to_host": DOMAIN,
+            "extra": f"P-Asserted-Identity: <sip:alice@{DOMAIN}>",
+            "talk_ms": "100",
+        },
+    )
+    assert status == 0, output
+    (request,) = recorder.requests
+    assert request.username == "alice"
+    assert (request.reason, request.diversion_cause) == ("diverted", "486")
+    # The PAI came from a trusted address and names the owner.
+    assert request.trusted is True and request.caller_uri == f"sip:alice@{DOMAIN}"
+    await wait_for(lambda: event_log.of("call.answered"), what="call.answered")
+    (started,) = event_log.of("call.started")
+    (answered,) = event_log.of("call.answered")
+    assert (answered.ts - started.ts).total_seconds() < 0.9
+
+
+async def test_untrusted_p_asserted_identity_is_ignored(
+    kamailio: KamailioServer, agents: AgentRunner, recorder: FakeRecorder, sipp: Sipp
+) -> None:
+    agent = await agents.start(f"127.0.0.1:{kamailio.port}", trusted_proxies=["192.0.2.1"])
+    host, port = agent.sip_address
+    status, output = await sipp.run(
+        "call",
+        (host, port),
+        service="alice-7-retrieve",
+        keys={
+            "ruri_host": f"{host}:{port}",
+            "to_host": f"{host}:{port}",
+            "extra": f"P-Asserted-Identity: <sip:alice@{DOMAIN}>",
+            "talk_ms": "100",
+        },
+    )
+    assert status == 0, output
+    (request,) = recorder.requests
+    assert (request.mode, request.message_id, request.username) == ("retrieve", 7, "alice")
+    assert request.trusted is False and request.caller_uri.startswith("sip:caller@")
+
+
+@pytest.mark.parametrize(
+    ("status", "user", "codec", "with_recorder"),
+    [
+        (404, "mallory", ("0", "PCMU"), True),  # unknown mailbox
+        (488, "alice", ("18", "G729"), True),  # no codec in common with the recorder
+        (503, "alice", ("0", "PCMU"), False),  # no media-recorder answers
+    ],
+    ids=["unknown-mailbox-404", "no-common-codec-488", "no-recorder-503"],
+)
+async def test_rejected_calls(
+    status: int,
+    user: str,
+    codec: tuple[str, str],
+    with_recorder: bool,
+    kamailio: KamailioServer,
+    agents: AgentRunner,
+    make_recorder: Callable[[], Any],
+    event_log: EventLog,
+    sipp: Sipp,
+) -> None:
+    recorder = await make_recorder() if with_recorder else None
+    agent = await agents.start(f"127.0.0.1:{kamailio.port}")
+    host, port = agent.sip_address
+    code, output = await sipp.run(
+        sipp.rejected(status),
+        (host, port),
+        service=user,
+        keys={
+            "ruri_host": f"{host}:{port}",
+            "to_host": f"{host}:{port}",
+            "pt": codec[0],
+            "codec": codec[1],
+        },
+    )
+    assert code == 0, output
+    if status != 404:
+        await wait_for(lambda: event_log.of("call.ended"), what="call.ended")
+        (ended,) = event_log.of("call.ended", username=user)
+        assert ended.end_reason == "rejected" and ended.status_code == status
+    else:
+        await asyncio.sleep(0.2)
+        assert event_log.of("call.started") == []
+    if recorder is not None and status == 404:
+        assert recorder.requests == []
+
+
+async def test_numeric_via_with_n(pg_pool, accounts, agents: AgentRunner, event_bus) -> None:
+    """-n: the REGISTER's Via carries the numeric address; the Contact keeps the name."""
+    for numeric, expected_via in ((False, "localhost"), (True, "127.0.0.1")):
+        registrar = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        registrar.bind(("127.0.0.1", 0))
+        registrar.setblocking(False)
+        try:
+            agent = await agents.start(
+                f"127.0.0.1:{registrar.getsockname()[1]}",
+                sip_advertise="localhost",
+                numeric_via=numeric,
+            )
+            loop = asyncio.get_running_loop()
+            data, source = await asyncio.wait_for(loop.sock_recvfrom(registrar, 65535), 5)
+            request = parse_message(data)
+            assert isinstance(request, SipRequest) and request.method == "REGISTER"
+            assert request.top_via.host == expected_via
+            assert request.top_via.port == source[1]  # our registration socket
+            contact = request.headers.get("Contact") or ""
+            assert f"@localhost:{agent.sip_address[1]}" in contact
+            registrar.sendto(bytes(make_response(request, 403)), source)
+            await agents.stop(agent)
+        finally:
+            registrar.close()
