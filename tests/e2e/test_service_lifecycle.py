@@ -108,3 +108,36 @@ def test_version_and_service_flags(service_env) -> None:
     help_text = _run("notifier", ["-h"], service_env).stdout
     assert "-e" in help_text and "-D" in help_text
     assert "-n" in _run("registrar-agent", ["-h"], service_env).stdout
+
+
+def test_bad_s3_credentials_is_one_line_and_exit_2(service_env, moto_auth_server) -> None:
+    env = dict(
+        service_env,
+        SIPUM_S3_ENDPOINT=moto_auth_server.server.url,
+        SIPUM_S3_ACCESS_KEY=moto_auth_server.access_key,
+        SIPUM_S3_SECRET_KEY="not-the-secret",
+    )
+    result = _run("notifier", [], env)
+    _assert_one_line_error(result, "s3_secret_key")
+    assert "not-the-secret" not in result.stderr
+
+
+def test_good_s3_credentials_start_the_service(
+    start_service, service_env, moto_auth_server
+) -> None:
+    env = dict(
+        service_env,
+        SIPUM_S3_ENDPOINT=moto_auth_server.server.url,
+        SIPUM_S3_ACCESS_KEY=moto_auth_server.access_key,
+        SIPUM_S3_SECRET_KEY=moto_auth_server.secret_key,
+        SIPUM_S3_BUCKET=f"lifecycle-{service_env['SIPUM_EVENTS_PREFIX']}",
+    )
+    service = start_service("rtsp-gateway", env=env)
+    port = int(str(service.wait_for_log("service started")["http"]).rsplit(":", 1)[1])
+    assert (
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()["checks"]["blobstore"][
+            "status"
+        ]
+        == "ok"
+    )
+    assert service.stop() == 0
