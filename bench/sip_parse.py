@@ -1,19 +1,20 @@
 """SIP message parse + serialise throughput on one core.
 
-    uv run python bench/sip_parse.py [--seconds 2]
+    uv run python bench/sip_parse.py [--seconds 3] [--rounds 10]
     uv run --with sipmessage==0.7.1 python bench/sip_parse.py   # adds the sipmessage reference
 
 For each message (an INVITE with SDP, a 200 OK to it, a REGISTER with Authorization) it times,
 in the same process and run:
 
-* ``parse``          — ``parse_message(bytes)`` (validates the routing headers, no lazy parsing)
-* ``parse+fields``   — parse, then read Call-ID, CSeq, top Via (branch), From tag, To tag: what
-                       the transaction/dialog layers touch for every message
-* ``parse+serialise``— parse then ``bytes(message)``
-* ``sipmessage``     — ``sipmessage.Message.parse`` and ``str``/``bytes`` back, when installed
+* ``parse``           — ``parse_message(bytes)`` (checks Via, From, To, Call-ID, CSeq,
+                        Content-Length, Max-Forwards and the Request-URI)
+* ``parse+fields``    — parse, then read Call-ID, CSeq, top Via, From and To: what the
+                        transaction and dialog layers touch for every message
+* ``parse+serialise`` — parse, then ``bytes(message)``
+* ``sipmessage ...``  — the same three with ``sipmessage.Message`` when it is importable
 
-and prints messages per second and the ratio to sipmessage. Figures depend on the machine and
-on what else runs: compare ratios from one run.
+Rates are calls per second of this process's CPU time (best of interleaved rounds), so other
+jobs on a shared machine disturb them less; compare ratios from one run.
 """
 
 from __future__ import annotations
