@@ -1,6 +1,6 @@
 """CPU cost per received RTP packet: recording path vs a bare asyncio UDP sink, same run.
 
-    uv run python bench/rtp_receive_cost.py [--calls 200] [--seconds 15] [--uvloop]
+    uv run python bench/rtp_receive_cost.py [--calls 200] [--seconds 8] [--rounds 5] [--uvloop]
 
 A sender process (pinned to the other core when there are two) streams G.711 RTP with absolute
 pacing — ``--calls`` streams of 50 packets/s, each to its own port — first to a bare asyncio
