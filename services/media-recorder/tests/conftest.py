@@ -71,8 +71,8 @@ class World:
     ended: dict[str, SessionEnded] = field(default_factory=dict)
     ended_event: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def settings(self, **overrides: Any) -> MediaRecorderSettings:
-        first, last = free_port_range(40)
+    def settings(self, port_pairs: int = 20, **overrides: Any) -> MediaRecorderSettings:
+        first, last = free_port_range(2 * port_pairs)
         values: dict[str, Any] = {
             "rtp_host": "127.0.0.1",
             "rtp_port_min": first,
