@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sipum.sip.digest import (
     Challenge,
     DigestError,
@@ -176,3 +178,26 @@ def test_verify_rejects_malformed_credentials() -> None:
     assert verify_authorization(good, "REGISTER", ha1, realm="r", nonce="n")
     assert not verify_authorization(good, "REGISTER", ha1, nonce="other")
     assert not verify_authorization(good.replace("nc=00000001", "nc=1"), "REGISTER", ha1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_challenge_parser_only_raises_digest_error(text: str) -> None:
+    for value in (text, "Digest " + text, 'Digest realm="r", nonce="n", ' + text):
+        try:
+            ch = parse_challenge(value)
+        except DigestError:
+            continue
+        try:
+            out = authorization_from_ha1(
+                ch, method="REGISTER", uri="sip:r", username="u", ha1="0" * 32
+            )
+        except DigestError:
+            continue
+        assert parse_authorization(out).nonce == ch.nonce
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_verify_never_raises(text: str) -> None:
+    assert verify_authorization("Digest " + text, "REGISTER", "0" * 32) in (True, False)

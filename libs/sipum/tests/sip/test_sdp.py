@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sipum.sip.sdp import (
     CODECS,
     Codec,
@@ -221,3 +223,50 @@ def test_codec_table() -> None:
     assert CODECS["G722"].clock_rate == 8000 and CODECS["G722"].payload_type == 9
     assert CODECS["opus"].rtpmap == "opus/48000/2"
     assert CODECS["PCMU"].is_static and not CODECS["opus"].is_static
+
+
+# --- robustness: SDP arrives from the network -------------------------------------------
+
+_FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_SDP_ALPHABET = "vosctmab=:/ \r\n0123456789.-INP46RTAVGUrtpmapfmtpsendrecvonlyptime;"
+
+
+def _exercise(data: bytes | str) -> None:
+    try:
+        sdp = SessionDescription.parse(data)
+    except SdpParseError:
+        return
+    assert SessionDescription.parse(bytes(sdp)) == SessionDescription.parse(bytes(sdp))
+    try:
+        answer = negotiate(sdp, ALL, address="192.0.2.1", port=4000)
+    except NoCommonCodec:
+        return
+    for choice in stream_choices(answer, sdp):
+        assert 10 <= choice.ptime <= 120
+        assert choice.codec.payload_type is not None
+
+
+@_FAST
+@given(st.binary(max_size=600))
+def test_random_bytes_only_raise_sdp_parse_error(data: bytes) -> None:
+    _exercise(data)
+
+
+@_FAST
+@given(st.text(alphabet=_SDP_ALPHABET, max_size=400))
+def test_sdp_like_text(text: str) -> None:
+    _exercise("v=0\r\n" + text)
+
+
+@_FAST
+@given(st.integers(0, len(OFFER)), st.text(max_size=30), st.integers(0, len(OFFER)))
+def test_mutated_offer(pos: int, insert: str, cut: int) -> None:
+    mutated = OFFER[:pos] + insert + OFFER[pos:]
+    _exercise(mutated[: max(cut, 5)])
+
+
+def test_odd_ptime_values() -> None:
+    for value in ("nan", "inf", "-5", "1e9", "20.5"):
+        offer = SessionDescription.parse(OFFER.replace("a=ptime:30", f"a=ptime:{value}"))
+        ans = negotiate(offer, ALL, port=4000)
+        assert 10 <= stream_choices(ans, offer)[0].ptime <= 120

@@ -275,7 +275,7 @@ def _int_attr(value: str | None) -> int | None:
         return int(value)
     try:  # RFC 4566 allows a decimal ptime such as 20.0
         return round(float(value))
-    except ValueError:
+    except (ValueError, OverflowError):  # "nan", "inf"
         return None
 
 
@@ -647,6 +647,7 @@ def stream_choices(local: SessionDescription, remote: SessionDescription) -> lis
         ptime = rm.ptime or 20
         if rm.maxptime:
             ptime = min(ptime, rm.maxptime)
+        ptime = min(max(ptime, 10), 120)  # keep a hostile or odd value within what RTP senders do
         rtcp = _int_attr((rm.attribute("rtcp") or "").split(" ")[0] or None)
         out.append(
             StreamChoice(
