@@ -276,18 +276,51 @@ def best(steps: list[Step], *, fast: bool = False) -> Step | None:
     return ok[-1] if ok else None
 
 
-def profile_at(rate: int, seconds: float, workdir: Path) -> None:
+def profile_at(rate: int, seconds: float, workdir: Path, gc_mode: str) -> None:
+    """cProfile our UAS at one rate; print the hottest functions and the time per layer."""
     import pstats
 
     port = free_port()
-    proc = start_uas("sipum", port, workdir, profile=True)
+    proc = start_uas("sipum", port, workdir, profile=True, gc_mode=gc_mode)
     try:
         step = run_step(port, rate, seconds, workdir)
-        print(f"profiled run at {rate} calls/s: {step.successful}/{step.calls} ok")
+        print(f"profiled run at {rate} calls/s (gc {gc_mode}): {step.successful}/{step.calls} ok")
     finally:
         stop(proc)
     stats = pstats.Stats(str(workdir / "sipum.prof"))
-    stats.sort_stats("tottime").print_stats(25)
+    stats.sort_stats("tottime").print_stats(15)
+    groups = {
+        "messages (parse/serialise: message, headers, uri)": (
+            "sip/message.py",
+            "sip/headers.py",
+            "sip/uri.py",
+        ),
+        "transaction layer": ("sip/transaction/",),
+        "user agent + dialog": ("sip/ua/", "sip/dialog.py"),
+        "transports": ("sip/transport/",),
+        "test UAS application": ("sip/testuas.py", "sip/sdp.py"),
+    }
+    totals = dict.fromkeys(groups, 0.0)
+    other = 0.0
+    busy = 0.0
+    raw = stats.stats  # type: ignore[attr-defined]
+    for (filename, _line, name), (_cc, _nc, tottime, _ct, _callers) in raw.items():
+        if name in ("run", "select", "poll") and "asyncio" in filename or "uvloop" in filename:
+            if name == "run":
+                continue  # the event loop waiting for input
+        busy += tottime
+        for group, needles in groups.items():
+            if any(n in filename for n in needles):
+                totals[group] += tottime
+                break
+        else:
+            other += tottime
+    print("CPU time by part (profiled, so inflated; shares are what matter):")
+    for group, total in totals.items():
+        print(f"  {group:52} {total:6.2f} s  {100 * total / busy:5.1f} %")
+    print(
+        f"  {'asyncio/uvloop, sockets, GC and the rest':52} {other:6.2f} s  {100 * other / busy:5.1f} %"
+    )
 
 
 def main() -> int:
@@ -313,7 +346,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="sip-uas-bench-") as tmp:
         workdir = Path(tmp)
         if args.profile:
-            profile_at(args.profile, args.seconds, workdir)
+            profile_at(args.profile, args.seconds, workdir, gc_modes[-1])
             return 0
         print(
             f"sipp -sn uac, {args.seconds:g} s per step, UAS on CPU 0, sipp on CPU 1 "
