@@ -18,6 +18,7 @@ from sipum.events import (
     MediaAllocateRequest,
     RemoteError,
     SessionCommand,
+    SessionEnded,
     SessionHangup,
 )
 from sipum.runtime import HealthRegistry, ServiceContext
@@ -79,6 +80,18 @@ class FakeRecorder:
         )
         return MediaAllocateReply(
             session_id=session_id, answer_sdp=bytes(answer).decode(), recorder_id="fake"
+        )
+
+    async def end_session(self, session_id: str, *, message_id: int | None = None) -> None:
+        """The session ends on its own ('#', silence, maximum length): tell the agent."""
+        request = self.requests[int(session_id.removeprefix("fake")) - 1]
+        await self.bus.send_command(
+            SessionEnded(
+                session_id=session_id,
+                call_id=request.call_id,
+                end_reason="completed",
+                message_id=message_id,
+            )
         )
 
     async def _command(self, command: SessionCommand) -> None:
@@ -149,16 +162,16 @@ class AgentRunner:
         self.running: list[RegistrarAgentService] = []
 
     async def start(self, registrar: str, **overrides: Any) -> RegistrarAgentService:
-        settings = RegistrarAgentSettings(
-            registrar=registrar,
-            sip_host="127.0.0.1",
-            sip_port=0,
-            domain=DOMAIN,
-            media_timeout=1.0,
-            retry_after_seconds=30,
-            call_drain_seconds=5.0,
-            **overrides,
-        )
+        values: dict[str, Any] = {
+            "registrar": registrar,
+            "sip_host": "127.0.0.1",
+            "sip_port": 0,
+            "domain": DOMAIN,
+            "media_timeout": 1.0,
+            "retry_after_seconds": 30,
+            "call_drain_seconds": 5.0,
+        }
+        settings = RegistrarAgentSettings(**(values | overrides))
         service = RegistrarAgentService(settings)
         ctx = ServiceContext(
             settings=settings,
@@ -213,6 +226,14 @@ async def run_sipp(
     """Run one sipp call of ``scenarios/<scenario>.xml`` (or a scenario file) in ``cwd``;
     returns (exit status, output tail)."""
     path = scenario if isinstance(scenario, Path) else SCENARIOS / f"{scenario}.xml"
+    pauses = {name: value for name, value in keys.items() if name.endswith("_ms")}
+    if pauses:
+        # sipp reads pause lengths only as literals: write them into a copy of the scenario.
+        text = path.read_text()
+        for name, value in pauses.items():
+            text = text.replace(f'milliseconds="${name}"', f'milliseconds="{int(value)}"')
+        path = cwd / f"{path.stem}-{'-'.join(pauses.values())}.xml"
+        path.write_text(text)
     argv = [
         "sipp", f"{target[0]}:{target[1]}", "-sf", str(path),
         "-s", service, "-m", "1", "-i", "127.0.0.1", "-p", str(free_udp_port()),
@@ -220,8 +241,8 @@ async def run_sipp(
         "-timeout_error", "-max_recv_loops", "100",
     ]  # fmt: skip
     for name, value in keys.items():
-        # Pause lengths (*_ms) are global variables (-set); the rest goes into messages (-key).
-        argv += ["-set" if name.endswith("_ms") else "-key", name, value]
+        if name not in pauses:
+            argv += ["-key", name, value]
     process = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=cwd
     )

@@ -271,3 +271,84 @@ async def test_numeric_via_with_n(pg_pool, accounts, agents: AgentRunner, event_
             await agents.stop(agent)
         finally:
             registrar.close()
+
+
+async def test_session_ended_by_the_recorder_makes_the_agent_send_bye(
+    kamailio: KamailioServer,
+    agents: AgentRunner,
+    recorder: FakeRecorder,
+    event_log: EventLog,
+    sipp: Sipp,
+) -> None:
+    agent = await agents.start(f"127.0.0.1:{kamailio.port}")
+    host, port = agent.sip_address
+    caller = asyncio.create_task(
+        sipp.run("hungup", (host, port), service="bob", keys={"ruri_host": f"{host}:{port}",
+                                                               "to_host": f"{host}:{port}"})
+    )  # fmt: skip
+    await wait_for(lambda: event_log.of("call.answered"), what="call.answered")
+    await recorder.end_session("fake1", message_id=67212)  # e.g. the caller pressed '#'
+    status, output = await asyncio.wait_for(caller, 20)
+    assert status == 0, output  # sipp got our BYE and answered it
+    await wait_for(lambda: event_log.of("call.ended"), what="call.ended")
+    (ended,) = event_log.of("call.ended", username="bob")
+    assert ended.end_reason == "completed" and ended.message_id == 67212
+    assert recorder.hangups == []  # the recorder ended it; no hangup command back
+
+
+async def test_sigterm_lets_a_call_in_progress_finish_and_refuses_new_ones(
+    kamailio: KamailioServer,
+    agents: AgentRunner,
+    recorder: FakeRecorder,
+    event_log: EventLog,
+    sipp: Sipp,
+) -> None:
+    agent = await agents.start(f"127.0.0.1:{kamailio.port}", call_drain_seconds=10.0)
+    host, port = agent.sip_address
+    direct = {"ruri_host": f"{host}:{port}", "to_host": f"{host}:{port}"}
+    await wait_for(lambda: contacts(kamailio, "alice"), what="alice registered")
+    caller = asyncio.create_task(
+        sipp.run("call", (host, port), service="alice",
+                 keys={**direct, "extra": "X-Test: drain", "talk_ms": "2000"})
+    )  # fmt: skip
+    await wait_for(lambda: event_log.of("call.answered"), what="call.answered")
+    stopping = asyncio.create_task(agents.stop(agent))  # what the runtime does on SIGTERM
+    # Users are de-registered at once, so the proxy stops sending new calls ...
+    await wait_for(lambda: not contacts(kamailio, "alice"), what="de-registered")
+    # ... and a call that still arrives is refused with 503 + Retry-After.
+    status, output = await sipp.run(
+        sipp.rejected(503), (host, port), service="bob", keys={**direct, "pt": "0", "codec": "PCMU"}
+    )
+    assert status == 0, output
+    assert not stopping.done()  # the call in progress is still going
+    status, output = await asyncio.wait_for(caller, 20)
+    assert status == 0, output  # it ended with the caller's BYE, answered 200
+    await asyncio.wait_for(stopping, 10)
+    (hangup,) = recorder.hangups
+    assert hangup.reason == "bye"
+    (ended,) = event_log.of("call.ended", username="alice")
+    assert ended.end_reason == "bye"
+
+
+async def test_calls_still_going_at_the_drain_deadline_are_hung_up(
+    kamailio: KamailioServer,
+    agents: AgentRunner,
+    recorder: FakeRecorder,
+    event_log: EventLog,
+    sipp: Sipp,
+) -> None:
+    agent = await agents.start(f"127.0.0.1:{kamailio.port}", call_drain_seconds=0.5)
+    host, port = agent.sip_address
+    caller = asyncio.create_task(
+        sipp.run("hungup", (host, port), service="alice", keys={"ruri_host": f"{host}:{port}",
+                                                                 "to_host": f"{host}:{port}"})
+    )  # fmt: skip
+    await wait_for(lambda: event_log.of("call.answered"), what="call.answered")
+    await asyncio.wait_for(agents.stop(agent), 10)
+    status, output = await asyncio.wait_for(caller, 20)
+    assert status == 0, output  # sipp received our BYE
+    (hangup,) = recorder.hangups
+    assert hangup.reason == "shutdown"
+    await wait_for(lambda: event_log.of("call.ended"), what="call.ended")
+    (ended,) = event_log.of("call.ended", username="alice")
+    assert ended.end_reason == "error"
