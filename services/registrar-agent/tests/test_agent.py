@@ -7,7 +7,10 @@ a fake media-recorder serves ``sipum.media.allocate`` on the test's NATS namespa
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -352,3 +355,44 @@ async def test_calls_still_going_at_the_drain_deadline_are_hung_up(
     await wait_for(lambda: event_log.of("call.ended"), what="call.ended")
     (ended,) = event_log.of("call.ended", username="alice")
     assert ended.end_reason == "error"
+
+
+async def test_process_registers_and_deregisters_on_sigterm(
+    kamailio: KamailioServer, pg_dsn: str, event_namespace, event_bus, event_log: EventLog
+) -> None:
+    """``python -m sipum_registrar_agent -n`` on the shared runtime: real SIGTERM → exit 0,
+    every binding removed from Kamailio."""
+    env = {
+        **os.environ,
+        "SIPUM_DATABASE_URL": pg_dsn,
+        "SIPUM_NATS_URL": event_namespace.url,
+        "SIPUM_EVENTS_PREFIX": event_namespace.prefix,
+        "SIPUM_EVENTS_STREAM": event_namespace.stream,
+        "SIPUM_REGISTRAR": f"127.0.0.1:{kamailio.port}",
+        "SIPUM_SIP_HOST": "127.0.0.1",
+        "SIPUM_SIP_PORT": "0",
+        "SIPUM_HTTP_PORT": "0",
+        "SIPUM_DOMAIN": DOMAIN,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sipum_registrar_agent", "-n",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        await wait_for(
+            lambda: contacts(kamailio, "alice") and contacts(kamailio, "bob"),
+            limit=20,
+            what="registered by the process",
+        )
+        process.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(process.communicate(), 20)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, out.decode(errors="replace")[-2000:]
+    assert contacts(kamailio, "alice") == [] and contacts(kamailio, "bob") == []
+    await wait_for(
+        lambda: len(event_log.of("registration.changed", state="unregistered")) == 2,
+        what="unregistered events",
+    )

@@ -310,10 +310,9 @@ class CallHandler:
         )
         try:
             if not active.ended.is_set():
+                # A CANCEL that arrived during the allocation has already ended the call
+                # (200 + 487 went out); answer() is then a no-op.
                 call.answer(reply.answer_sdp.encode())
-            if call.ended and not active.ended.is_set():
-                # The answer lost a race with a CANCEL: the user agent ended the call.
-                await asyncio.sleep(0)
             if active.ended.is_set() and active.ua_end_reason in ("cancelled", "rejected"):
                 await self._hangup_session(reply.session_id, "cancel")
                 return
