@@ -154,3 +154,35 @@ def test_standalone_fuzzer_100k_inputs() -> None:
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert "fuzzed 100000 inputs" in result.stdout
     assert "FAILED" not in result.stdout
+
+
+_NAME_ADDR_ALPHABET = 'sip:<>"\\ ;=@.,%[]abAB019tag-_?&'
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet=_NAME_ADDR_ALPHABET, max_size=60),
+        st.builds(
+            lambda d, u, h, p, up, hp: f"{d}<sip:{u}{h}{p}{up}>{hp}",
+            st.sampled_from(["", '"Al Ice" ', "Al  Ice ", '"" ', '"a\\"b" ', " "]),
+            st.sampled_from(["", "alice@", "%61lice@", "a;b@", "a:pw@", "@"]),
+            st.sampled_from(["h.example.com", "H.EXAMPLE.com", "[2001:db8::1]", "h_x", ""]),
+            st.sampled_from(["", ":5060", ":99999", ":x"]),
+            st.sampled_from(["", ";lr", ";transport=TCP;lr", ";%6Cr", ";x=[::1]", ';a="q"']),
+            st.sampled_from(["", ";tag=1", " ; tag = 2 ;q=0.5", ';+sip.instance="<urn:x>"', ";x"]),
+        ),
+    )
+)
+def test_name_addr_fast_path_agrees_with_general_parser(text: str) -> None:
+    from sipum.sip.uri import _parse_name_addr_general, parse_name_addr
+
+    try:
+        expected = _parse_name_addr_general(text)
+    except SipParseError:
+        expected = None
+    try:
+        got = parse_name_addr(text)
+    except SipParseError:
+        got = None
+    assert got == expected

@@ -403,12 +403,14 @@ def _parse(data: bytes, max_size: int, max_headers: int) -> SipRequest | SipResp
     keys = _KEYS
     # The values the answerability check needs, collected in the same pass.
     found: dict[str, list[str]] = {}
+    # Control characters (other than HTAB) and lone CR/LF are not allowed (§25.1); letting
+    # them through would let a value smuggle a header line into responses that copy it.
+    # One isprintable() over the block is the cheap test; lines are only checked one by one
+    # (isprintable, then the regex) when it fails.
+    check_lines = not "".join(lines).isprintable()
     for i in range(1, len(lines)):
         line = lines[i]
-        # Control characters (other than HTAB) and lone CR/LF are not allowed (§25.1); letting
-        # them through would let a value smuggle a header line into responses that copy it.
-        # isprintable() is the cheap test; the regex only runs on lines that fail it.
-        if not line.isprintable() and _BAD_LINE_CHARS.search(line) is not None:
+        if check_lines and not line.isprintable() and _BAD_LINE_CHARS.search(line) is not None:
             problem = problem or "Illegal character in header"
             continue
         name, sep, value = line.partition(":")

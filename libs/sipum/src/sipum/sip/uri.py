@@ -297,11 +297,44 @@ class NameAddr:
         return parse_name_addr(text)
 
 
+# The shape nearly every From/To/Contact has: optional simple display name, <sip:user@host:port;
+# params>, header params without quotes. Anything else takes the general path below.
+_NAME_ADDR_FAST_RE = re.compile(
+    r'\s*(?:"([^"\\]*)"\s*|([A-Za-z0-9.!%*_+`\'~\- ]*?)\s*)'
+    r"<(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,%]+)@)?([A-Za-z0-9.\-]+)(?::([0-9]{1,5}))?"
+    r"((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$%=]*)*)>"
+    r"((?:\s*;\s*[A-Za-z0-9.!%*_+`'~\-]+(?:\s*=\s*[A-Za-z0-9.!%*_+`'~\-:\[\]]*)?)*)\s*"
+)
+
+
 def parse_name_addr(text: str) -> NameAddr:
     """``"Alice" <sip:a@h>;tag=1``, ``Alice <sip:a@h>``, or addr-spec ``sip:a@h;tag=1``.
 
     In the addr-spec form the parameters belong to the header, not the URI (RFC 3261 §20.10).
     """
+    m = _NAME_ADDR_FAST_RE.fullmatch(text)
+    if m is not None:
+        quoted, words, scheme, user, host, port_text, uri_params, params = m.groups()
+        port = int(port_text) if port_text is not None else None
+        if port is None or port <= 65535:
+            if quoted is not None:
+                display: str | None = quoted or None
+            else:
+                display = " ".join(words.split()) or None
+            uri = SipUri(
+                scheme,
+                _unescape(user) if user is not None else None,
+                None,
+                host.lower(),
+                port,
+                parse_params(uri_params, unescape=True) if uri_params else {},
+                {},
+            )
+            return NameAddr(display, uri, parse_params(params) if params else {})
+    return _parse_name_addr_general(text)
+
+
+def _parse_name_addr_general(text: str) -> NameAddr:
     text = text.strip()
     display: str | None = None
     if text.startswith('"'):
