@@ -367,12 +367,14 @@ def main() -> int:
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     progress = None if args.quiet else (lambda s: print(s, file=sys.stderr))
     counts, failures = run(args.n, args.seed, progress)
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     total = sum(counts.values())
     print(
-        f"fuzzed {total} inputs (seed {args.seed}) in {elapsed:.1f} s: "
+        f"fuzzed {total} inputs (seed {args.seed}) in {elapsed:.1f} s ({cpu:.1f} s CPU): "
         + ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
     )
     for f in failures:
