@@ -20,6 +20,7 @@ from sipum.sip.message import (
     StreamFramer,
     make_response,
     parse_message,
+    parse_uri,
 )
 
 VALID = [
@@ -186,3 +187,32 @@ def test_name_addr_fast_path_agrees_with_general_parser(text: str) -> None:
     except SipParseError:
         got = None
     assert got == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.text(alphabet='sipte:<>" ;=@.,%[]?&/+$!~*()abAB0129\x00\xe9-_', max_size=50).map(
+        lambda t: "sip:" + t
+    )
+)
+def test_uri_serialisation_round_trips(text: str) -> None:
+    from sipum.sip.uri import SipUri
+
+    try:
+        uri = parse_uri(text)
+    except SipParseError:
+        return
+    assert isinstance(uri, SipUri)
+    assert parse_uri(str(uri)) == uri
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='SIP/2.0UDPTCP :;=[]"abc019.-_,%', max_size=60))
+def test_via_serialisation_round_trips(text: str) -> None:
+    from sipum.sip.uri import parse_via
+
+    try:
+        via = parse_via(text)
+    except SipParseError:
+        return
+    assert parse_via(str(via)) == via
