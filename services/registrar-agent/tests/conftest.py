@@ -59,6 +59,8 @@ class FakeRecorder:
         self.bus = bus
         self.requests: list[MediaAllocateRequest] = []
         self.commands: list[SessionCommand] = []
+        self.delay = 0.0
+        """Seconds before answering an allocate request (a busy recorder)."""
         self._subs: list[Any] = []
 
     async def start(self) -> FakeRecorder:
@@ -67,6 +69,7 @@ class FakeRecorder:
 
     async def _allocate(self, request: MediaAllocateRequest) -> MediaAllocateReply:
         self.requests.append(request)
+        await asyncio.sleep(self.delay)
         try:
             answer = negotiate(
                 parse_sdp(request.offer_sdp), ["PCMU", "PCMA"], address="127.0.0.1", port=40000

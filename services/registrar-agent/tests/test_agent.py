@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 from sipum.db import users
-from sipum.events import UserCreated, UserDeleted
+from sipum.events import UserCreated, UserDeleted, UserUpdated
 from sipum.sip.message import SipRequest, make_response, parse_message
 from sipum.testing.kamailio import KamailioServer
+from sipum_registrar_agent.registrations import shard_of
 
 DOMAIN = "sipum.test"  # the fixtures' domain (conftest.py)
 pytestmark = pytest.mark.timeout(60)
@@ -396,3 +397,66 @@ async def test_process_registers_and_deregisters_on_sigterm(
         lambda: len(event_log.of("registration.changed", state="unregistered")) == 2,
         what="unregistered events",
     )
+
+
+async def test_cancel_during_the_allocation_hangs_up_the_new_session(
+    kamailio: KamailioServer,
+    agents: AgentRunner,
+    recorder: FakeRecorder,
+    event_log: EventLog,
+    sipp: Sipp,
+) -> None:
+    """The ring timer fired and the recorder is slow to answer: the CANCEL wins, the session
+    it allocated is hung up at once and no 200 goes out."""
+    recorder.delay = 1.0
+    agent = await agents.start(f"127.0.0.1:{kamailio.port}", media_timeout=3.0)
+    host, port = agent.sip_address
+    status, output = await sipp.run(
+        "cancel",
+        kamailio.address,
+        service="alice",
+        keys={"ruri_host": DOMAIN, "to_host": DOMAIN, "wait_ms": "1500"},  # 1 s ring + 0.5 s
+    )
+    assert status == 0, output
+    await wait_for(lambda: recorder.hangups, what="hangup of the allocated session")
+    assert len(recorder.requests) == 1
+    (hangup,) = recorder.hangups
+    assert hangup.reason == "cancel"
+    await wait_for(lambda: event_log.of("call.ended"), what="call.ended")
+    (ended,) = event_log.of("call.ended", username="alice")
+    assert ended.end_reason == "cancel" and ended.status_code == 487
+    assert event_log.of("call.answered") == []
+
+
+async def test_password_change_re_registers_with_the_new_ha1(
+    kamailio: KamailioServer, agents: AgentRunner, pg_pool, event_bus
+) -> None:
+    await agents.start(f"127.0.0.1:{kamailio.port}")
+    await wait_for(lambda: contacts(kamailio, "alice"), what="alice registered")
+    (before,) = kamailio.lookup("alice")
+    alice = await users.get_by_address(pg_pool, "alice", DOMAIN)
+    assert alice is not None
+    await users.set_password(pg_pool, alice.id, "a-new-password-2")
+    await event_bus.publish(UserUpdated(username="alice", domain=DOMAIN, changed=["password"]))
+    # The same binding (Call-ID), refreshed at once with a higher CSeq: the registrar accepted
+    # the digest computed from the new HA1 (the old one is now refused by the database view).
+    await wait_for(lambda: kamailio.lookup("alice")[0].cseq > before.cseq, what="re-register")
+    (after,) = kamailio.lookup("alice")
+    assert after.call_id == before.call_id and after.address == before.address
+
+
+async def test_two_agents_split_the_users_by_shard(
+    kamailio: KamailioServer, agents: AgentRunner, pg_pool
+) -> None:
+    for i in range(6):
+        await users.create(pg_pool, f"user{i}", DOMAIN, f"user{i}-password-x")
+    first = await agents.start(f"127.0.0.1:{kamailio.port}", shard_index=0, shard_count=2)
+    second = await agents.start(f"127.0.0.1:{kamailio.port}", shard_index=1, shard_count=2)
+    names = ["alice", "bob", *(f"user{i}" for i in range(6))]
+    await wait_for(lambda: all(contacts(kamailio, n) for n in names), what="all registered")
+    ports = {first.sip_address[1]: 0, second.sip_address[1]: 1}
+    for name in names:
+        (contact,) = contacts(kamailio, name)
+        port = int(contact.rsplit(":", 1)[1])
+        assert ports[port] == shard_of(name, DOMAIN, 2), name
+    assert set(ports.values()) == {0, 1}
