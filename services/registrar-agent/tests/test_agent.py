@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sipum.db import users
 from sipum.events import UserCreated, UserDeleted, UserUpdated
 from sipum.sip.message import SipRequest, make_response, parse_message
@@ -97,6 +98,9 @@ async def test_forked_call_rings_then_answers_with_recorder_sdp_and_bye_hangs_up
 ) -> None:
     await agents.start(f"127.0.0.1:{kamailio.port}", trusted_proxies=["127.0.0.1"])
     await wait_for(lambda: contacts(kamailio, "alice"), what="alice registered")
+    byes_before = (
+        REGISTRY.get_sample_value("sipum_agent_calls_ended_total", {"end_reason": "bye"}) or 0.0
+    )
     status, output = await sipp.run(
         "call",
         kamailio.address,
@@ -124,6 +128,14 @@ async def test_forked_call_rings_then_answers_with_recorder_sdp_and_bye_hangs_up
     assert answered.session_id == "fake1" and answered.recorder_id == "fake"
     assert ended.end_reason == "bye" and ended.session_id == "fake1"
     assert started.reason == "forked" and started.from_display == "Bob Caller"
+    # /metrics
+    assert (
+        REGISTRY.get_sample_value("sipum_agent_calls_ended_total", {"end_reason": "bye"})
+        == byes_before + 1
+    )
+    assert (
+        REGISTRY.get_sample_value("sipum_agent_registrations", {"state": "registered"}) or 0
+    ) >= 2
 
 
 async def test_cancel_before_the_ring_timeout_gives_487_and_allocates_nothing(

@@ -50,6 +50,7 @@ from sipum.sip.headers import SipParseError
 from sipum.sip.ua import Call
 from sipum.sip.uri import SipUri, parse_name_addr
 
+from sipum_registrar_agent import metrics
 from sipum_registrar_agent.mailbox import InviteAddressing, MailboxCandidate, MailboxResolver
 
 log = logging.getLogger("sipum.misc.calls")
@@ -191,6 +192,7 @@ class CallHandler:
         return None
 
     def reject(self, call: Call, status: int, *, retry_after: bool = False) -> None:
+        metrics.CALLS_REJECTED.labels(str(status)).inc()
         headers = [("Retry-After", str(self.settings.retry_after_seconds))] if retry_after else []
         call.reject(status, headers=headers)
 
@@ -223,6 +225,7 @@ class CallHandler:
             "call_id": call.call_id,
         }
         mode = candidate.mode
+        metrics.CALLS_STARTED.labels(mode, candidate.reason).inc()
         await self.publish(
             CallStarted(
                 **base,
@@ -238,6 +241,7 @@ class CallHandler:
         effective = await users.effective_settings(self.pool, user.id)
 
         async def ended(reason: CallEndReason, status: int | None = None) -> None:
+            metrics.CALLS_ENDED.labels(reason).inc()
             await self.publish(
                 CallEnded(
                     **base,
@@ -276,7 +280,8 @@ class CallHandler:
             agent_id=self.settings.agent_id,
         )
         try:
-            reply = await self.bus.allocate_media(request, timeout=self.settings.media_timeout)
+            with metrics.MEDIA_ALLOCATE_SECONDS.time():
+                reply = await self.bus.allocate_media(request, timeout=self.settings.media_timeout)
         except (NoResponders, RequestTimeout) as exc:
             log.warning("no media-recorder for %s: %s", call.call_id, exc)
             self.reject(call, 503, retry_after=True)

@@ -48,6 +48,7 @@ from sipum.sip.ua import CallCancelled, CallConfirmed, CallEnded, IncomingCall, 
 from sipum.sip.ua.aio import UserAgentEndpoint
 from sipum.sip.uri import parse_uri
 
+from sipum_registrar_agent import metrics
 from sipum_registrar_agent.calls import ActiveCall, CallHandler, CallSettings, TrustedProxies
 from sipum_registrar_agent.mailbox import MailboxResolver
 from sipum_registrar_agent.registrations import RegisterSender, UserRegistrations
@@ -178,6 +179,10 @@ class RegistrarAgentService:
             default_domain=s.domain, domains=domains, local_hosts=local_hosts
         )
         added = sum(self.registrations.add(user) for user in everyone)
+        for state in RegistrationState:
+            metrics.REGISTRATIONS.labels(state.value).set_function(
+                functools.partial(pool.count, state)
+            )
         self.client.start()
         log.info(
             "registering users",
@@ -237,6 +242,7 @@ class RegistrarAgentService:
             active = ActiveCall(call)
             call.user_data = active
             self.active.add(active)
+            metrics.ACTIVE_CALLS.inc()
             task = self.work.spawn(self.calls.handle(active), name=f"call-{call.call_id}")
             task.add_done_callback(functools.partial(self._call_done, active))
             return
@@ -250,6 +256,7 @@ class RegistrarAgentService:
 
     def _call_done(self, active: ActiveCall, task: asyncio.Task[Any]) -> None:
         self.active.discard(active)
+        metrics.ACTIVE_CALLS.dec()
         if task.cancelled():
             return
         error = task.exception()

@@ -1,0 +1,24 @@
+"""Prometheus metrics of the registrar-agent (served by the runtime on ``/metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CALLS_STARTED = Counter(
+    "sipum_agent_calls_started_total",
+    "INVITEs for a mailbox, by mode and reason",
+    ["mode", "reason"],
+)
+CALLS_ENDED = Counter("sipum_agent_calls_ended_total", "Calls over, by end reason", ["end_reason"])
+CALLS_REJECTED = Counter(
+    "sipum_agent_calls_rejected_total", "INVITEs refused with a final error, by status", ["status"]
+)
+ACTIVE_CALLS = Gauge("sipum_agent_active_calls", "Calls in progress (ringing or answered)")
+MEDIA_ALLOCATE_SECONDS = Histogram(
+    "sipum_agent_media_allocate_seconds",
+    "Time for a media-recorder to answer sipum.media.allocate",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0),
+)
+REGISTRATIONS = Gauge(
+    "sipum_agent_registrations", "User bindings at the registrar, by state", ["state"]
+)
