@@ -54,7 +54,7 @@ async def test_a_retry_on_another_replica_makes_no_second_message(world: Any) ->
     reply_b = await b.allocate(request)
     assert reply_a.session_id == reply_b.session_id
     caller.use_reply(reply_a)
-    await caller.wait_quiet()
+    await caller.wait_quiet(after=20)
     await caller.send_audio(speech_like(1.5, seed=21))
     await caller.hangup()  # both replicas own the session id: both stop
     await world.wait_ended(reply_a.session_id)
@@ -111,7 +111,7 @@ async def test_stopping_refuses_new_calls_and_stores_the_ones_in_flight(world: A
     service = await world.start_recorder(drain_seconds=0.3)
     caller = await world.caller()
     reply = await caller.allocate()
-    await caller.wait_quiet()
+    await caller.wait_quiet(after=20)
     sender = asyncio.create_task(caller.send_audio(speech_like(3.0, seed=22)))
     await asyncio.sleep(1.5)
     await service.stop_accepting()  # what SIGTERM does first

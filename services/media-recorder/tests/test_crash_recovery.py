@@ -70,7 +70,7 @@ async def test_sigkill_mid_message_is_recovered_once(
                 assert loop.time() < deadline, "the recorder never started"
                 await asyncio.sleep(0.2)
         assert reply.recorder_id == "crashy"
-        await caller.wait_quiet()
+        await caller.wait_quiet(after=20)
         sent = speech_like(3.0, seed=31)
         await caller.send_audio(sent)
         await asyncio.sleep(1.0)  # the chunks written so far are uploaded

@@ -62,7 +62,7 @@ async def test_correct_pin_plays_the_message_then_9_saves_it(world: Any) -> None
     before_pin = len(caller.received)
     await caller.send_digits(PIN + "#")
     # the message, then the menu; then the recorder waits for a choice
-    await caller.wait_quiet(0.4, after=before_pin)
+    await caller.wait_quiet(0.4, after=before_pin + len(audio) // 160)
     score, _ = best_correlation(caller.audio(before_pin), audio)
     assert score > 0.99
     await caller.send_digit("9")
@@ -105,7 +105,7 @@ async def test_trusted_owner_skips_the_pin_and_7_moves_to_trash(world: Any) -> N
     caller = await world.caller()
     request = retrieve_request(caller, message, trusted=True, caller_uri="sip:alice@example.com")
     reply = await caller.allocate(request)
-    await caller.wait_quiet(0.4)  # message + menu, no PIN asked
+    await caller.wait_quiet(0.4, after=len(audio) // 160)  # message + menu, no PIN asked
     score, where = best_correlation(caller.audio(), audio)
     assert score > 0.99 and where < 8000 * 0.1  # the message comes first
     await caller.send_digit("7")
@@ -126,11 +126,11 @@ async def test_trusted_flag_for_another_caller_still_asks_for_the_pin(world: Any
     assert len(caller.audio()) / 8000 < 0.9  # a short prompt, not the 1 s message
     start = len(caller.received)
     await caller.send_digits(PIN + "#")
-    await caller.wait_quiet(0.4, after=start)
+    await caller.wait_quiet(0.4, after=start + len(audio) // 160)
     # replay with 1 (by SIP INFO this time), then end with #
     start = len(caller.received)
     await caller.info_digit("1")
-    await caller.wait_quiet(0.4, after=start)
+    await caller.wait_quiet(0.4, after=start + len(audio) // 160)
     score, _ = best_correlation(caller.audio(start), audio)
     assert score > 0.99
     await caller.send_digit("#")
