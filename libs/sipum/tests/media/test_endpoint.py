@@ -413,3 +413,29 @@ async def test_records_g722_at_16khz(pool: PortPool) -> None:
     assert best > 0.98
     await endpoint.close()
     peer.close()
+
+
+async def test_inband_hash_stops_a_call_without_telephone_event(pool: PortPool) -> None:
+    from sipum.media.dtmf import dtmf_tone
+
+    peer = Peer()
+    endpoint = await RtpEndpoint.open(
+        pool, codec=PCMU, remote=peer.address, telephone_event_pt=None
+    )
+    digits: list[str] = []
+    endpoint.on_digit = digits.append
+    chunks: list[RecordingChunk] = []
+    recording = asyncio.ensure_future(endpoint.record(on_chunk=chunks.append))
+    await asyncio.sleep(0.01)
+    audio = np.concatenate(
+        [speech(1.5), dtmf_tone("#", 0.15, level_dbm0=-10.0), speech(0.6, seed=9)]
+    )
+    await peer.stream(endpoint.local_port, ulaw_encode(audio))
+    result = await asyncio.wait_for(recording, 2)
+    assert result.reason is StopReason.DTMF and result.digit == "#"
+    assert digits == ["#"]
+    pcm = np.frombuffer(b"".join(c.pcm for c in chunks), dtype="<i2")
+    assert abs(len(pcm) - 1.5 * 8000) <= 0.03 * 8000  # cut where the tone began
+    assert np.array_equal(pcm, ulaw_decode(ulaw_encode(audio))[: len(pcm)])
+    await endpoint.close()
+    peer.close()

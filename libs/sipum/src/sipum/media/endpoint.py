@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 from .codecs import create_decoder, create_encoder
 from .codecs.base import CodecInfo
-from .dtmf import TelephoneEventReceiver
+from .dtmf import InbandDtmfDetector, TelephoneEventReceiver
 from .playback import PlaybackItem, PlaybackSession, RtpSendStream
 from .receiver import RtpReceiver
 from .recording import RecordingChunk, RecordingResult, RecordingSettings, RtpRecording
@@ -195,6 +195,15 @@ class RtpEndpoint:
         self.on_digit: Callable[[str], None] | None = None
         self.receiver = RtpReceiver(clock_rate=codec.clock_rate, ssrc=random.getrandbits(32))
         self.dtmf = TelephoneEventReceiver(clock_rate=codec.clock_rate)
+        # Without telephone-event the digits are in the audio: decode it for the Goertzel
+        # detector too (its own decoder: G.722's has state).
+        self._inband: InbandDtmfDetector | None = None
+        if telephone_event_pt is None and codec.sample_rate in (8000, 16000):
+            self._inband = InbandDtmfDetector(sample_rate=codec.sample_rate)
+            self._inband_decoder = create_decoder(codec.name)
+        self._inband_ssrc = -1
+        self._inband_origin = 0  # RTP timestamp of the detector's first sample
+        self._inband_seconds = 0.0  # audio fed to the detector so far
         self._pressed_ts: int | None = None
         self.stream = RtpSendStream(payload_type=self.payload_type, clock_rate=codec.clock_rate)
         self._encoder = create_encoder(codec.name)
@@ -314,6 +323,9 @@ class RtpEndpoint:
                 if recording is not None and recording.packet(ssrc, ts, data[12:], now=now):
                     self._recording_finished()
                     recording = None
+                if self._inband is not None:
+                    self._inband_audio(ssrc, ts, data[12:], now)
+                    recording = self.recording
             else:
                 for packet in receiver.receive(data, now):
                     self._deliver(packet, now)
@@ -330,6 +342,8 @@ class RtpEndpoint:
                 packet.ssrc, packet.timestamp, packet.payload, now=now
             ):
                 self._recording_finished()
+            if self._inband is not None:
+                self._inband_audio(packet.ssrc, packet.timestamp, packet.payload, now)
         elif pt == self._te_pt:
             ended = self.dtmf.receive(packet, now)
             pressed = self.dtmf.active
@@ -348,6 +362,23 @@ class RtpEndpoint:
             if deadline is not None and deadline < self._timer_at:
                 self._arm(deadline)
         # anything else (comfort noise, unknown types) leaves a gap the recording fills
+
+    def _inband_audio(self, ssrc: int, timestamp: int, payload: bytes, now: float) -> None:
+        """Feed in-order audio to the in-band detector; act on the digits it confirms."""
+        assert self._inband is not None
+        pcm = self._inband_decoder.decode(payload)
+        clock = self.codec.clock_rate
+        if ssrc != self._inband_ssrc:
+            # map detector time to this source's RTP clock (gaps are ignored: the detector
+            # hears the audio back to back)
+            self._inband_ssrc = ssrc
+            self._inband_origin = timestamp - round(self._inband_seconds * clock)
+        self._inband_seconds += len(pcm) / self.codec.sample_rate
+        for found in self._inband.process(pcm):
+            start_ts = (self._inband_origin + round(found.start * clock)) & 0xFFFFFFFF
+            self._key_down(found.digit, ssrc, start_ts, now)
+            if self.on_digit is not None:
+                self.on_digit(found.digit)
 
     def _key_down(self, digit: str, ssrc: int, timestamp: int, now: float) -> None:
         playback = self.playback
