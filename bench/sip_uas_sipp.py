@@ -113,6 +113,8 @@ class Step:
     p50_ms: float | None
     p99_ms: float | None
     retransmissions: int
+    achieved: float
+    """Calls per second sipp really placed (its cumulative call rate)."""
 
     @property
     def clean(self) -> bool:
@@ -248,6 +250,7 @@ def run_step(port: int, rate: int, seconds: float, workdir: Path) -> Step:
         p50_ms=statistics.median(rtts) if rtts else None,
         p99_ms=percentile(rtts, 0.99) if rtts else None,
         retransmissions=int(last.get("Retransmissions(C)") or 0),
+        achieved=float(last.get("CallRate(C)") or 0.0),
     )
 
 
@@ -263,7 +266,8 @@ def bench(kind: str, gc_mode: str, rates: list[int], seconds: float, workdir: Pa
             p50 = f"{step.p50_ms:.2f}" if step.p50_ms is not None else "-"
             p99 = f"{step.p99_ms:.2f}" if step.p99_ms is not None else "-"
             print(
-                f"  {label:15} {rate:5d} calls/s: {step.successful}/{step.calls} ok, "
+                f"  {label:15} {rate:5d} calls/s ({step.achieved:6.1f} placed): "
+                f"{step.successful}/{step.calls} ok, "
                 f"{step.failed} failed, {step.retransmissions} retransmissions, "
                 f"INVITE->200 p50 {p50} ms p99 {p99} ms",
                 flush=True,

@@ -62,8 +62,12 @@ class UserAgentEndpoint:
         on_event: EventHandler | None = None,
         user: str = "sipum",
         supported: Iterable[str] = (),
+        udp_receive_buffer: int | None = 4 << 20,
     ) -> None:
         self.config = config or EndpointConfig()
+        self.udp_receive_buffer = udp_receive_buffer
+        """SO_RCVBUF for the UDP socket (the kernel caps it at net.core.rmem_max): a burst that
+        arrives while the loop is busy waits in the kernel instead of being dropped."""
         self.on_event = on_event
         self.user = user
         self.supported = tuple(supported)
@@ -96,6 +100,12 @@ class UserAgentEndpoint:
             )
             self._udp = protocol
             self.addresses["UDP"] = protocol.address
+            sock = protocol.transport.get_extra_info("socket") if protocol.transport else None
+            if sock is not None and self.udp_receive_buffer:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.udp_receive_buffer)
+                except OSError as error:
+                    log.warning("cannot set the UDP receive buffer: %s", error)
         for name, port in (("TCP", cfg.tcp_port), ("TLS", cfg.tls_port)):
             if port is None:
                 continue
