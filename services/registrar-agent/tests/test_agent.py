@@ -265,27 +265,39 @@ async def test_rejected_calls(
 
 async def test_numeric_via_with_n(pg_pool, accounts, agents: AgentRunner, event_bus) -> None:
     """-n: the REGISTER's Via carries the numeric address; the Contact keeps the name."""
+    loop = asyncio.get_running_loop()
     for numeric, expected_via in ((False, "localhost"), (True, "127.0.0.1")):
         registrar = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         registrar.bind(("127.0.0.1", 0))
         registrar.setblocking(False)
+        seen: list[tuple[SipRequest, tuple[str, int]]] = []
+
+        async def refuse_all() -> None:
+            # A registrar that says 403 to everything (so stopping needs no de-registration).
+            while True:
+                data, source = await loop.sock_recvfrom(registrar, 65535)  # noqa: B023
+                request = parse_message(data)
+                assert isinstance(request, SipRequest)
+                seen.append((request, source))  # noqa: B023
+                registrar.sendto(bytes(make_response(request, 403)), source)  # noqa: B023
+
+        responder = asyncio.create_task(refuse_all())
         try:
             agent = await agents.start(
                 f"127.0.0.1:{registrar.getsockname()[1]}",
                 sip_advertise="localhost",
                 numeric_via=numeric,
             )
-            loop = asyncio.get_running_loop()
-            data, source = await asyncio.wait_for(loop.sock_recvfrom(registrar, 65535), 5)
-            request = parse_message(data)
-            assert isinstance(request, SipRequest) and request.method == "REGISTER"
-            assert request.top_via.host == expected_via
-            assert request.top_via.port == source[1]  # our registration socket
-            contact = request.headers.get("Contact") or ""
-            assert f"@localhost:{agent.sip_address[1]}" in contact
-            registrar.sendto(bytes(make_response(request, 403)), source)
-            await agents.stop(agent)
+            await wait_for(lambda: len(seen) >= 2, what="REGISTERs of alice and bob")  # noqa: B023
+            for request, source in seen:
+                assert request.method == "REGISTER"
+                assert request.top_via.host == expected_via
+                assert request.top_via.port == source[1]  # our registration socket
+                contact = request.headers.get("Contact") or ""
+                assert f"@localhost:{agent.sip_address[1]}" in contact
+            await asyncio.wait_for(agents.stop(agent), 5)
         finally:
+            responder.cancel()
             registrar.close()
 
 

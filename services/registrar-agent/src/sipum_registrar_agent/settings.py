@@ -38,8 +38,9 @@ class RegistrarAgentSettings(ServiceSettings):
     """Seconds to wait for a media-recorder to answer ``sipum.media.allocate``."""
     retry_after_seconds: int = Field(default=30, ge=1)
     """``Retry-After`` on our ``503`` when no media-recorder answers."""
-    call_drain_seconds: float = Field(default=15.0, ge=0)
-    """On SIGTERM, calls still going after this long are hung up (BYE)."""
+    call_drain_seconds: float = Field(default=12.0, ge=0)
+    """On SIGTERM, calls still going after this long are hung up (BYE); with the 5 s of
+    de-registration and the hang-up grace it stays inside the runtime's 20 s deadline."""
     agent_id: str | None = None
     """Name in events (``agent_id``); default: host name and process id."""
 
