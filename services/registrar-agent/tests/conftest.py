@@ -98,7 +98,21 @@ class FakeRecorder:
         )
 
     async def _command(self, command: SessionCommand) -> None:
+        """Like the media-recorder: a hang-up ends the session, which answers with "ended"
+        naming the message it stored (message id 1000 + session number)."""
         self.commands.append(command)
+        if isinstance(command, SessionHangup) and command.reason != "cancel":
+            number = int(command.session_id.removeprefix("fake"))
+            reason = "completed" if command.reason == "shutdown" else "bye"
+            request = self.requests[number - 1]
+            await self.bus.send_command(
+                SessionEnded(
+                    session_id=command.session_id,
+                    call_id=request.call_id,
+                    end_reason=reason,
+                    message_id=1000 + number,
+                )
+            )
 
     @property
     def hangups(self) -> list[SessionHangup]:

@@ -127,6 +127,7 @@ async def test_forked_call_rings_then_answers_with_recorder_sdp_and_bye_hangs_up
     assert (answered.ts - started.ts).total_seconds() >= 0.95
     assert answered.session_id == "fake1" and answered.recorder_id == "fake"
     assert ended.end_reason == "bye" and ended.session_id == "fake1"
+    assert ended.message_id == 1001  # from the recorder's "ended" answering the hang-up
     assert started.reason == "forked" and started.from_display == "Bob Caller"
     # /metrics
     assert (
@@ -379,7 +380,7 @@ async def test_calls_still_going_at_the_drain_deadline_are_hung_up(
     assert hangup.reason == "shutdown"
     await wait_for(lambda: event_log.of("call.ended"), what="call.ended")
     (ended,) = event_log.of("call.ended", username="alice")
-    assert ended.end_reason == "error"
+    assert ended.end_reason == "completed" and ended.message_id == 1001
 
 
 async def test_process_registers_and_deregisters_on_sigterm(

@@ -64,6 +64,9 @@ RPC_ERROR_STATUS = {
     "internal": 500,
 }
 
+SESSION_END_WAIT = 3.0
+"""Seconds to wait for the recorder's ``ended`` after our hang-up command."""
+
 # How the user agent says a call ended → CallEnded.end_reason.
 UA_END_REASON: dict[str, CallEndReason] = {
     "remote-bye": "bye",
@@ -86,6 +89,8 @@ class ActiveCall:
     ua_end_status: int | None = None
     session_id: str | None = None
     session_end: SessionEnded | None = None
+    session_over: asyncio.Event = field(default_factory=asyncio.Event)
+    """The recorder said the session ended (``sipum.media.session.<id>.ended``)."""
     shutdown: bool = False
     """We hung up because the service is stopping."""
 
@@ -308,7 +313,8 @@ class CallHandler:
         async def on_session_ended(command: SessionCommand) -> None:
             if isinstance(command, SessionEnded):
                 active.session_end = command
-                call.hangup()  # BYE (after the ACK, RFC 3261 §15)
+                active.session_over.set()
+                call.hangup()  # BYE (after the ACK, RFC 3261 §15); no-op if already over
 
         subscriptions = await self.bus.subscribe_session(
             reply.session_id, on_session_ended, commands=["ended"]
@@ -333,6 +339,10 @@ class CallHandler:
                     "local-bye": "shutdown" if active.shutdown else "bye",
                 }.get(active.ua_end_reason or "", "timeout")
                 await self._hangup_session(reply.session_id, reason)
+                # The recorder answers a hang-up with its "ended" (with the id of the message
+                # it stored); wait a little for it so call.ended can name the message.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(active.session_over.wait(), SESSION_END_WAIT)
         finally:
             for sub in subscriptions:
                 with contextlib.suppress(Exception):
@@ -347,7 +357,7 @@ class CallHandler:
     @staticmethod
     def _end_reason(active: ActiveCall) -> CallEndReason:
         if active.session_end is not None:
-            return active.session_end.end_reason
+            return active.session_end.end_reason  # the recorder's word (max_length, silence…)
         if active.shutdown:
             return "error"
         return UA_END_REASON.get(active.ua_end_reason or "", "error")
