@@ -63,8 +63,10 @@ async def run(calls: int, seconds: float, host: str, cpu: int | None) -> dict[st
 
     watcher = asyncio.ensure_future(watch_lag())
     rss_before = rss_bytes()
-    base = find_port_range(host, 2 * calls + 2)
-    pool = PortPool(base, base + 2 * calls + 1, host=host)
+    # some room: ports other processes hold in the range are skipped
+    size = 2 * calls + 2 + max(100, calls // 5)
+    base = find_port_range(host, size)
+    pool = PortPool(base, base + size - 1, host=host)
     settings = RecordingSettings(max_length=seconds + 60, max_silence=30)
     endpoints = []
     recordings = []
@@ -174,8 +176,10 @@ def main() -> None:
     for calls in (int(c) for c in args.calls.split(",")):
         r = asyncio.run(run(calls, args.seconds, args.host, cpu))
         clean = r["packets_lost"] == 0 and r["recordings_wrong_length"] == 0
+        # intact but handled late: the loop fell behind (a real call would hear/see it)
+        verdict = ("CLEAN" if r["max_loop_lag_ms"] <= 500 else "LATE ") if clean else "LOSS "
         print(
-            f"{calls:5d} calls: {'CLEAN' if clean else 'LOSS '} "
+            f"{calls:5d} calls: {verdict} "
             + " ".join(
                 f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()
             ),
