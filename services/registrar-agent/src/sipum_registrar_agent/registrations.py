@@ -11,15 +11,15 @@ import logging
 import zlib
 
 from sipum.db.users import User
-from sipum.sip.message import SipRequest
+from sipum.sip.message import SipRequest, new_branch
 from sipum.sip.registration import (
     DigestCredentials,
     PendingRequest,
     RegistrationBinding,
     RegistrationClient,
+    RequestSender,
 )
 from sipum.sip.transaction import Peer
-from sipum.sip.transport import SipEndpoint
 from sipum.sip.uri import format_host, parse_via
 
 log = logging.getLogger("sipum.misc.registrations")
@@ -43,25 +43,27 @@ def credentials_for(user: User) -> DigestCredentials:
 
 
 class RegisterSender:
-    """Sends the pool's REGISTERs from the registration endpoint with our Via.
+    """Sends the pool's REGISTERs through the user agent's socket with our Via.
 
-    ``Registration`` writes its Via with the contact address (where INVITEs arrive); the
-    REGISTERs leave from another socket, so the sent-by is rewritten to that socket's port
-    and to ``via_host`` — the numeric address under ``-n``. The branch is kept.
+    ``Registration`` writes its Via sent-by from the contact (``sip_advertise``, maybe a name);
+    under ``-n`` the Via must carry the numeric address instead, so the sent-by is rewritten
+    to ``via_host:port`` (branch and ``rport`` kept). The Contact keeps the name.
     """
 
-    def __init__(self, endpoint: SipEndpoint, via_host: str) -> None:
-        self.endpoint = endpoint
+    def __init__(self, sender: RequestSender, via_host: str, port: int) -> None:
+        self.sender = sender
         self.via_host = via_host
+        self.port = port
 
     def send_request(self, request: SipRequest, peer: Peer) -> PendingRequest:
-        _host, port = self.endpoint.addresses[peer.transport]
         top = request.headers.get("Via")
-        branch = parse_via(top).branch if top else None
-        via = self.endpoint.via(peer.transport, branch)
-        sent_by = f"{format_host(self.via_host)}:{port}"
-        request.headers.set("Via", via.replace(self.endpoint.sent_by(peer.transport), sent_by, 1))
-        return self.endpoint.send_request(request, peer)
+        branch = (parse_via(top).branch if top else None) or new_branch()
+        request.headers.set(
+            "Via",
+            f"SIP/2.0/{peer.transport} {format_host(self.via_host)}:{self.port}"
+            f";branch={branch};rport",
+        )
+        return self.sender.send_request(request, peer)
 
 
 class UserRegistrations:

@@ -1,12 +1,10 @@
 """The registrar-agent service: life cycle on the shared runtime (`sipum.runtime`).
 
-Two SIP sockets:
-
-* the **user agent** (``sip_host:sip_port``, UDP) — the contact we register for every user,
-  where the proxy forks INVITEs to; calls are handled by :mod:`sipum_registrar_agent.calls`;
-* the **registration endpoint** (an OS-chosen UDP port on ``sip_host``) sending REGISTERs for
-  every user we own through the shared ``RegistrationClient`` (digest auth from the stored
-  HA1, refresh, back-off, window of ``registrations_in_flight``, ``registrations_per_second``).
+One SIP socket, the user agent's (``sip_host:sip_port``, UDP): it is the contact we register
+for every user — where the proxy forks INVITEs to, handled by
+:mod:`sipum_registrar_agent.calls` — and it also sends the REGISTERs of every user we own
+through the shared ``RegistrationClient`` (digest auth from the stored HA1, refresh, back-off,
+window of ``registrations_in_flight``, ``registrations_per_second``).
 
 Start: subscribe to ``sipum.evt.user.*`` (durable consumer, new events only — created before
 the user list is read, so no user created meanwhile is missed), then load every user and
@@ -43,7 +41,7 @@ from sipum.sip.registration import (
     RegistrationState,
 )
 from sipum.sip.transaction import Peer
-from sipum.sip.transport import EndpointConfig, SipEndpoint
+from sipum.sip.transport import EndpointConfig
 from sipum.sip.ua import CallCancelled, CallConfirmed, CallEnded, IncomingCall, UserAgentEvent
 from sipum.sip.ua.aio import UserAgentEndpoint
 from sipum.sip.uri import parse_uri
@@ -89,7 +87,6 @@ class RegistrarAgentService:
         self.ctx: ServiceContext | None = None
         self.agent_id = settings.agent_id or f"{socket.gethostname()}-{os.getpid()}"
         self.ua_endpoint: UserAgentEndpoint | None = None
-        self.register_endpoint: SipEndpoint | None = None
         self.client: RegistrationClient | None = None
         self.registrations: UserRegistrations | None = None
         self.calls: CallHandler | None = None
@@ -129,10 +126,6 @@ class RegistrarAgentService:
         )
         await self.ua_endpoint.start()
         ua_host, ua_port = self.ua_endpoint.addresses["UDP"]
-        self.register_endpoint = SipEndpoint(
-            EndpointConfig(host=s.sip_host, udp_port=0, advertised_host=self.via_host)
-        )
-        await self.register_endpoint.start()
 
         registrar_host, registrar_port = split_hostport(s.registrar)
         registrar = Peer("UDP", await numeric_address(registrar_host), registrar_port)
@@ -142,7 +135,7 @@ class RegistrarAgentService:
         self.client = RegistrationClient(
             pool,
             registrar,
-            RegisterSender(self.register_endpoint, self.via_host),
+            RegisterSender(self.ua_endpoint, self.via_host, ua_port),
             on_change=self._on_registration_change,
         )
         self.registrations = UserRegistrations(
@@ -227,8 +220,6 @@ class RegistrarAgentService:
     async def close(self) -> None:
         if self.ua_endpoint is not None:
             await self.ua_endpoint.close()
-        if self.register_endpoint is not None:
-            await self.register_endpoint.close()
 
     # ------------------------------------------------------------------ calls
 
