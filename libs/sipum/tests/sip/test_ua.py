@@ -274,6 +274,19 @@ def test_reject_with_extra_headers(ua: UserAgent) -> None:
 # ---------------------------------------------------------------------- CANCEL
 
 
+def test_cancel_reason_is_passed_up(ua: UserAgent) -> None:
+    """RFC 3326: a forking proxy says why it cancels (another branch answered)."""
+    phone = Phone(ua)
+    call = incoming(ua, phone)
+    call.ring(0.0)
+    phone.drain()
+    reason = 'SIP;cause=200;text="Call completed elsewhere"'
+    out = phone.send(phone.request("CANCEL", branch="z9hG4bKinv1", extra=f"Reason: {reason}"), 1.0)
+    assert statuses(out) == [200, 487]
+    (cancelled,) = [e for e in ua.events() if isinstance(e, CallCancelled)]
+    assert cancelled.call is call and cancelled.reason == reason
+
+
 def test_cancel_while_ringing(ua: UserAgent) -> None:
     phone = Phone(ua)
     call = incoming(ua, phone)

@@ -231,7 +231,7 @@ class UserAgent:
             elif isinstance(event, AckReceived):
                 self._on_ack(event.request, now)
             elif isinstance(event, CancelReceived):
-                self._on_cancel(event.invite)
+                self._on_cancel(event.invite, event.request)
             elif isinstance(event, ResponseReceived):
                 self._on_response(event.response, event.transaction, now)
             elif isinstance(event, StrayResponse):
@@ -512,11 +512,11 @@ class UserAgent:
             self._send_bye(call, now)
             self._end(call, "local-bye")
 
-    def _on_cancel(self, invite: InviteServerTransaction) -> None:
+    def _on_cancel(self, invite: InviteServerTransaction, cancel: SipRequest) -> None:
         call = self._by_server_tx.get(id(invite))
         if call is None or call.ended:
             return
-        self._emit(CallCancelled(call))
+        self._emit(CallCancelled(call, cancel.headers.get("Reason")))
         self._end(call, "cancelled")
 
     # ------------------------------------------------------------------ application actions

@@ -53,6 +53,9 @@ class CallCancelled:
     CANCEL with 200 and the INVITE with 487 (RFC 3261 §9.2). ``CallEnded`` follows."""
 
     call: Call
+    reason: str | None = None
+    """The CANCEL's ``Reason`` header (RFC 3326), e.g. ``SIP;cause=200;text="Call completed
+    elsewhere"`` when a forking proxy cancels our branch because another one answered."""
 
 
 @dataclass(frozen=True, slots=True)
