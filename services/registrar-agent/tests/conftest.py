@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from sipum_registrar_agent.settings import RegistrarAgentSettings
 DOMAIN = "sipum.test"
 RECORDER_MARK = "sipum-fake-recorder"
 SCENARIOS = Path(__file__).parent / "scenarios"
+LITERAL_KEYS = {"talk_ms", "wait_ms", "answer_mark"}
 
 kamailio_factory = kamailio_plugin.kamailio_factory
 
@@ -243,13 +245,15 @@ async def run_sipp(
     """Run one sipp call of ``scenarios/<scenario>.xml`` (or a scenario file) in ``cwd``;
     returns (exit status, output tail)."""
     path = scenario if isinstance(scenario, Path) else SCENARIOS / f"{scenario}.xml"
-    pauses = {name: value for name, value in keys.items() if name.endswith("_ms")}
-    if pauses:
-        # sipp reads pause lengths only as literals: write them into a copy of the scenario.
-        text = path.read_text()
-        for name, value in pauses.items():
-            text = text.replace(f'milliseconds="${name}"', f'milliseconds="{int(value)}"')
-        path = cwd / f"{path.stem}-{'-'.join(pauses.values())}.xml"
+    # sipp reads pause lengths and ereg patterns only as literals: those keys are written
+    # into a copy of the scenario ($name), the others are passed with -key.
+    literals = {"answer_mark": RECORDER_MARK}
+    literals.update({k: v for k, v in keys.items() if k in LITERAL_KEYS})
+    text = path.read_text()
+    if any(f"${name}" in text for name in literals):
+        for name, value in literals.items():
+            text = text.replace(f"${name}", value)
+        path = cwd / f"{path.stem}-{uuid.uuid4().hex[:8]}.xml"
         path.write_text(text)
     argv = [
         "sipp", f"{target[0]}:{target[1]}", "-sf", str(path),
@@ -258,7 +262,7 @@ async def run_sipp(
         "-timeout_error", "-max_recv_loops", "100",
     ]  # fmt: skip
     for name, value in keys.items():
-        if name not in pauses:
+        if name not in literals:
             argv += ["-key", name, value]
     process = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=cwd

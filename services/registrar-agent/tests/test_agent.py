@@ -19,6 +19,16 @@ from prometheus_client import REGISTRY
 from sipum.db import users
 from sipum.events import UserCreated, UserDeleted, UserUpdated
 from sipum.sip.message import SipRequest, make_response, parse_message
+from sipum.sip.registration import (
+    DigestCredentials,
+    RegistrationBinding,
+    RegistrationClient,
+    RegistrationPool,
+)
+from sipum.sip.transaction import Peer
+from sipum.sip.transport import EndpointConfig
+from sipum.sip.ua import IncomingCall
+from sipum.sip.ua.aio import UserAgentEndpoint
 from sipum.testing.kamailio import KamailioServer
 from sipum_registrar_agent.registrations import shard_of
 
@@ -485,3 +495,60 @@ async def test_two_agents_split_the_users_by_shard(
         port = int(contact.rsplit(":", 1)[1])
         assert ports[port] == shard_of(name, DOMAIN, 2), name
     assert set(ports.values()) == {0, 1}
+
+
+async def test_phone_answers_first_our_branch_is_cancelled_nothing_recorded(
+    kamailio: KamailioServer,
+    agents: AgentRunner,
+    recorder: FakeRecorder,
+    event_log: EventLog,
+    accounts,
+    sipp: Sipp,
+) -> None:
+    """Alice's phone and the agent both registered: Kamailio forks, the phone answers within
+    the ring timeout, Kamailio CANCELs our branch (Reason: SIP;cause=200): no session."""
+    phone_sdp = (
+        b"v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=alice-phone\r\nc=IN IP4 127.0.0.1\r\n"
+        b"t=0 0\r\nm=audio 41000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    )
+    loop = asyncio.get_running_loop()
+
+    def on_phone_event(event: object) -> None:
+        if isinstance(event, IncomingCall):
+            event.call.ring()
+            loop.call_later(0.2, event.call.answer, phone_sdp)
+
+    async with UserAgentEndpoint(EndpointConfig(udp_port=0), on_event=on_phone_event) as phone:
+        registrar = Peer("UDP", kamailio.host, kamailio.port)
+        client = RegistrationClient(RegistrationPool(max_rate=None), registrar, phone)
+        client.start()
+        alice = accounts["alice"]
+        client.add(
+            RegistrationBinding(
+                user="alice",
+                domain=DOMAIN,
+                contact_host="127.0.0.1",
+                contact_port=phone.addresses["UDP"][1],
+                credentials=DigestCredentials("alice", {"MD5": alice.ha1}, realm=alice.realm),
+            )
+        )
+        await agents.start(f"127.0.0.1:{kamailio.port}")
+        await wait_for(lambda: len(contacts(kamailio, "alice")) == 2, what="phone and agent")
+        status, output = await sipp.run(
+            "call",
+            kamailio.address,
+            service="alice",
+            keys={
+                "ruri_host": DOMAIN,
+                "to_host": DOMAIN,
+                "extra": "X-Test: phone",
+                "talk_ms": "100",
+                "answer_mark": "alice-phone",  # the caller talks to the phone
+            },
+        )
+        assert status == 0, output
+        await wait_for(lambda: event_log.of("call.ended"), what="call.ended")
+        await client.stop(grace=2.0)
+    (ended,) = event_log.of("call.ended", username="alice")
+    assert ended.end_reason == "answered_elsewhere" and ended.status_code == 487
+    assert recorder.requests == [] and event_log.of("call.answered") == []

@@ -51,7 +51,12 @@ from sipum.sip.ua import Call
 from sipum.sip.uri import SipUri, parse_name_addr
 
 from sipum_registrar_agent import metrics
-from sipum_registrar_agent.mailbox import InviteAddressing, MailboxCandidate, MailboxResolver
+from sipum_registrar_agent.mailbox import (
+    InviteAddressing,
+    MailboxCandidate,
+    MailboxResolver,
+    reason_cause,
+)
 
 log = logging.getLogger("sipum.misc.calls")
 
@@ -87,6 +92,8 @@ class ActiveCall:
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     ua_end_reason: str | None = None
     ua_end_status: int | None = None
+    cancel_reason: str | None = None
+    """The CANCEL's Reason header (RFC 3326), if it had one."""
     session_id: str | None = None
     session_end: SessionEnded | None = None
     session_over: asyncio.Event = field(default_factory=asyncio.Event)
@@ -300,7 +307,7 @@ class CallHandler:
             return
         await self._serve_session(active, reply, base, mode)
         if active.ua_end_reason == "cancelled" and active.session_end is None:
-            await ended("cancel", 487)
+            await ended(self._end_reason(active), 487)
         else:
             await ended(self._end_reason(active))
 
@@ -360,4 +367,9 @@ class CallHandler:
             return active.session_end.end_reason  # the recorder's word (max_length, silence…)
         if active.shutdown:
             return "error"
+        if active.ua_end_reason == "cancelled" and active.cancel_reason:
+            # RFC 3326 §2 / RFC 3261 §9: a forking proxy cancels the other branches with
+            # "Reason: SIP;cause=200" once one of them (the user's phone) answered.
+            if reason_cause(active.cancel_reason) == "200":
+                return "answered_elsewhere"
         return UA_END_REASON.get(active.ua_end_reason or "", "error")

@@ -252,7 +252,7 @@ class MailboxResolver:
         for uri, _params in reversed(parsed):
             reason = _header_param(uri, "Reason")
             if reason is not None and uri.user:
-                cause = _reason_cause(reason)
+                cause = reason_cause(reason)
                 return [self._diverted_from(uri, "history-info", cause)]
         return []
 
@@ -319,7 +319,7 @@ def _header_param(uri: SipUri, name: str) -> str | None:
     return None
 
 
-def _reason_cause(reason: str) -> str | None:
+def reason_cause(reason: str) -> str | None:
     """``SIP;cause=302;text="Moved"`` → ``"302"`` (RFC 3326 §2)."""
     protocol, _, rest = reason.partition(";")
     if protocol.strip().upper() != "SIP":

@@ -42,7 +42,7 @@ from sipum.sip.registration import (
 )
 from sipum.sip.transaction import Peer
 from sipum.sip.transport import EndpointConfig
-from sipum.sip.ua import CallCancelled, CallConfirmed, CallEnded, IncomingCall, UserAgentEvent
+from sipum.sip.ua import CallCancelled, CallEnded, IncomingCall, UserAgentEvent
 from sipum.sip.ua.aio import UserAgentEndpoint
 from sipum.sip.uri import parse_uri
 
@@ -242,8 +242,8 @@ class RegistrarAgentService:
             return
         if isinstance(event, CallEnded):
             state.on_ended(event.reason, event.status)
-        elif isinstance(event, CallCancelled | CallConfirmed):
-            pass  # CallEnded follows a cancel; the ACK needs no action
+        elif isinstance(event, CallCancelled):
+            state.cancel_reason = event.reason  # CallEnded follows
 
     def _call_done(self, active: ActiveCall, task: asyncio.Task[Any]) -> None:
         self.active.discard(active)
