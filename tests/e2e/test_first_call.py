@@ -1,0 +1,374 @@
+"""The first call, end to end (issue 5): Bob calls Alice, nobody answers, sipum takes the
+message, Alice gets an e-mail and hears the message by web, RTSP and SIP.
+
+Everything is real and a separate process: Kamailio (registrar with digest auth from our
+PostgreSQL, parallel forking), the five services, moto_server as S3, an aiosmtpd SMTP server,
+sipp as Alice's phone, ffmpeg and GStreamer as players. The caller is a SIP user agent of our
+SIP core with an RTP peer that sends 5 s of known audio (a sipp caller with pcap playback
+cannot wait for the greeting and the beep before it speaks; ours listens for the beep).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from .firstcall.audio import RATE, known_audio, match, through_ulaw, wav_pcm
+from .firstcall.fixtures import first_call_system  # noqa: F401 - the fixture
+from .firstcall.phone import (
+    Caller,
+    RtpPeer,
+    SippProcess,
+    contains_tone,
+    free_udp_port,
+    register_phone,
+    sipp_argv,
+    start_sipp,
+    wait_event,
+)
+from .firstcall.system import FirstCallSystem
+from .firstcall.watch import EventWatch, set_ring_timeout
+
+pytestmark = pytest.mark.timeout(150)
+
+
+@pytest.fixture
+async def watch(first_call_system: FirstCallSystem) -> AsyncIterator[EventWatch]:  # noqa: F811
+    """Every event of the system, as a plain NATS subscriber sees it."""
+    backends = first_call_system.backends
+    watcher = await EventWatch(backends.nats_url, backends.events_prefix).start()
+    try:
+        yield watcher
+    finally:
+        await watcher.close()
+
+
+@pytest.fixture
+def phones() -> Iterator[list[SippProcess]]:
+    """sipp phones of a test, stopped by PID at its end."""
+    started: list[SippProcess] = []
+    yield started
+    for phone in started:
+        phone.stop()
+
+
+@contextlib.contextmanager
+def explained(system: FirstCallSystem) -> Iterator[None]:
+    """A failed assertion carries the last log lines of every process."""
+    try:
+        yield
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{system.diagnostics()}") from exc
+
+
+MESSAGE_SECONDS = 5.0
+RING_SECONDS = 2
+PIN = "2468"
+BEEP_HZ = 1000.0
+
+
+async def sign_up(http: httpx.AsyncClient, username: str, password: str) -> str:
+    """Create the mailbox through the REST API and log in; returns a bearer token."""
+    response = await http.post(
+        "/api/v1/signup",
+        json={
+            "username": username,
+            "password": password,
+            "email": f"{username}@mail.test",
+            "pin": PIN,
+            "display_name": username.capitalize(),
+        },
+    )
+    assert response.status_code == 201, response.text
+    response = await http.post("/api/v1/login", json={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+async def wait_registered(system: FirstCallSystem, username: str, limit: float = 15.0) -> None:
+    """The registrar-agent registered the new user's voicemail contact with Kamailio."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    agent = f"127.0.0.1:{system.agent_sip_port}"
+    while loop.time() < deadline:
+        contacts = await asyncio.to_thread(system.kamailio.lookup, username)
+        if any(agent in c.address for c in contacts):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the registrar-agent did not register {username} within {limit} s")
+
+
+async def run_player(*argv: str, limit: float = 40.0) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), limit)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"{argv[0]} did not finish within {limit} s") from None
+    return proc.returncode or 0, out.decode(errors="replace")[-3000:]
+
+
+async def ffmpeg_fetch(url: str, out: Path, *, transport: str | None = None) -> np.ndarray:
+    """Decode *url* (RTSP or HTTP) to 8 kHz mono PCM with ffmpeg."""
+    argv = ["ffmpeg", "-nostdin", "-loglevel", "error"]
+    if transport is not None:
+        argv += ["-rtsp_transport", transport]
+    argv += ["-i", url, "-f", "s16le", "-ar", "8000", "-ac", "1", "-y", str(out)]
+    code, log = await run_player(*argv)
+    assert code == 0, f"ffmpeg {transport or ''} failed: {log}"
+    return np.frombuffer(await asyncio.to_thread(out.read_bytes), dtype="<i2")
+
+
+async def gstreamer_fetch(url: str, out: Path) -> np.ndarray:
+    code, log = await run_player(
+        "gst-launch-1.0", "-q", "rtspsrc", f"location={url}", "latency=100",
+        "!", "rtppcmudepay", "!", "mulawdec", "!", "audioconvert", "!", "audioresample",
+        "!", "audio/x-raw,format=S16LE,rate=8000,channels=1",
+        "!", "filesink", f"location={out}",
+    )  # fmt: skip
+    # gst-launch exits 0 only after EOS: the pipeline played the stream to its end.
+    assert code == 0, f"gst-launch failed: {log}"
+    return np.frombuffer(await asyncio.to_thread(out.read_bytes), dtype="<i2")
+
+
+async def sip_retrieve(
+    system: FirstCallSystem, uri: str, reference: np.ndarray
+) -> tuple[float, str | None]:
+    """Call the retrieval URI from the e-mail, type the PIN as RFC 4733 digits, listen to the
+    message, end with ``#``. Returns (correlation of what was heard, how the call ended)."""
+    host, _, port = uri.split("@", 1)[1].partition(":")
+    rtp = await RtpPeer().open()
+    try:
+        async with Caller(domain=system.domain) as caller:
+            call = caller.invite(uri, (host, int(port or 5060)), rtp.offer())
+            await wait_event(call.answered, 10, "answer of the retrieval call", caller)
+            assert call.call.remote_sdp is not None
+            rtp.use_answer(call.call.remote_sdp)
+            await rtp.wait_packets(5, limit=10)  # "please enter your PIN" has begun
+            await rtp.send_digits(PIN + "#")
+            after_pin = len(rtp.received)
+            # The message (5 s), then the menu prompt, then silence while it waits for a digit.
+            await rtp.wait_quiet(quiet=0.6, after=after_pin + 240, limit=30)
+            heard = rtp.audio(after_pin)
+            await rtp.send_digits("#")  # end: "goodbye", then the system hangs up
+            await wait_event(call.ended, 15, "the end of the retrieval call", caller)
+            return match(reference, heard), call.end_reason
+    finally:
+        rtp.close()
+
+
+async def test_unanswered_call_is_recorded_mailed_and_played_by_web_rtsp_gstreamer_and_sip(
+    first_call_system: FirstCallSystem,  # noqa: F811 - the fixture imported above
+    watch: EventWatch,
+    phones: list[SippProcess],
+    tmp_path: Path,
+) -> None:
+    system = first_call_system
+    domain = system.domain
+    with explained(system):
+        async with httpx.AsyncClient(base_url=system.web_url, timeout=15) as http:
+            token = await sign_up(http, "alice", "alice-password-1")
+            auth = {"Authorization": f"Bearer {token}"}
+            await set_ring_timeout(system.backends.database_url, "alice", RING_SECONDS)
+            await wait_registered(system, "alice")
+
+            # Alice's phone: registers with digest auth, rings, never answers.
+            phone_port = free_udp_port()
+            phone = start_sipp(
+                sipp_argv("phone_ring", None, port=phone_port, timeout=60),
+                cwd=tmp_path,
+                port=phone_port,
+            )
+            phones.append(phone)
+            await asyncio.to_thread(
+                register_phone,
+                system.proxy,
+                user="alice",
+                password="alice-password-1",
+                domain=domain,
+                contact_port=phone_port,
+                cwd=tmp_path,
+            )
+            contacts = await asyncio.to_thread(system.kamailio.lookup, "alice")
+            assert len(contacts) == 2, contacts  # the phone and sipum's voicemail
+
+            # Bob calls alice@domain through Kamailio; both ring, sipum answers after 2 s.
+            reference = known_audio(MESSAGE_SECONDS)
+            rtp = await RtpPeer().open()
+            try:
+                async with Caller(domain=domain) as caller:
+                    invited_at = time.monotonic()
+                    call = caller.invite(f"sip:alice@{domain}", system.proxy, rtp.offer())
+                    await wait_event(call.answered, 20, "sipum answering", caller)
+                    rang = time.monotonic() - invited_at
+                    assert 180 in call.progress
+                    assert RING_SECONDS - 0.2 <= rang < RING_SECONDS + 3, rang
+                    assert call.call.remote_sdp is not None
+                    rtp.use_answer(call.call.remote_sdp)
+                    # Greeting, beep, then the recorder listens (sends nothing).
+                    heard = await rtp.wait_quiet(quiet=0.3, after=25, limit=30)
+                    tail = rtp.audio(max(0, heard - 15))  # the last 300 ms
+                    assert contains_tone(tail, BEEP_HZ), "the greeting did not end with the beep"
+                    await rtp.send_audio(reference)
+                    call.call.hangup()  # BYE through Kamailio (Record-Route)
+                    bye_at = time.time()
+                    await wait_event(call.ended, 10, "the end of the call", caller)
+                    assert call.end_reason == "local-bye"
+            finally:
+                rtp.close()
+            code, out = await asyncio.to_thread(phone.wait, 15)
+            assert code == 0, f"the phone did not see CANCEL / 487 / ACK: {out}"
+
+            created = await watch.wait_for("message.created", limit=20, username="alice")
+            assert created.at - bye_at < 10
+            message_id = created.data["message_id"]
+
+            # The REST API lists it, ~5 s long.
+            listing = (await http.get("/api/v1/messages", headers=auth)).json()
+            assert listing["total"] == 1 and listing["unheard"] == 1, listing
+            item = listing["items"][0]
+            assert item["id"] == message_id
+            assert abs(item["duration_s"] - MESSAGE_SECONDS) < 0.3, item
+            assert item["caller_uri"] == f"sip:bob@{domain}"
+            assert item["codec"].upper() == "PCMU"
+
+            # HTTP audio: the stored WAV holds what Bob said.
+            response = await http.get(item["audio_url"], headers=auth)
+            assert response.status_code == 200 and response.headers["content-type"] == "audio/wav"
+            stored = response.content
+            pcm, rate = wav_pcm(stored)
+            assert rate == RATE
+            assert abs(len(pcm) / RATE - MESSAGE_SECONDS) < 0.3
+            expected = through_ulaw(reference)
+            assert match(expected, pcm) > 0.98
+
+            # The e-mail, with links that work without a password.
+            mails = await asyncio.to_thread(system.smtp.wait_for, 1, 20)
+            assert len(mails) == 1
+            mail = mails[0]
+            assert mail.recipients == ["alice@mail.test"]
+            assert "Bob" in str(mail.message["Subject"]) or "bob" in str(mail.message["Subject"])
+            body = mail.message.get_body(preferencelist=("plain",))
+            assert body is not None
+            text = body.get_content()
+            web_link = re.search(r"(http://\S+/api/v1/messages/\d+/audio\?token=\S+)", text)
+            rtsp_link = re.search(r"(rtsp://\S+/alice/inbox/\d+\.wav\?token=\S+)", text)
+            sip_link = re.search(r"(sip:alice-\d+-retrieve@\S+)", text)
+            assert web_link and rtsp_link and sip_link, text
+            assert f"/{message_id}/" in web_link[1] and f"/{message_id}.wav" in rtsp_link[1]
+            assert (
+                sip_link[1] == f"sip:alice-{message_id}-retrieve@127.0.0.1:{system.agent_sip_port}"
+            )
+            async with httpx.AsyncClient(timeout=15) as anonymous:
+                linked = await anonymous.get(web_link[1])
+            assert linked.status_code == 200 and linked.content == stored
+
+            # Players: ffmpeg over RTSP/UDP and TCP-interleaved, GStreamer rtspsrc, ffmpeg on
+            # the web link, and a SIP retrieval call — at the same time.
+            results = await asyncio.gather(
+                ffmpeg_fetch(rtsp_link[1], tmp_path / "udp.raw", transport="udp"),
+                ffmpeg_fetch(rtsp_link[1], tmp_path / "tcp.raw", transport="tcp"),
+                gstreamer_fetch(rtsp_link[1], tmp_path / "gst.raw"),
+                ffmpeg_fetch(web_link[1], tmp_path / "web.raw"),
+                sip_retrieve(system, sip_link[1], expected),
+            )
+            for name, decoded in zip(
+                ("rtsp/udp", "rtsp/tcp", "gstreamer", "web"), results[:4], strict=True
+            ):
+                assert isinstance(decoded, np.ndarray)
+                seconds = len(decoded) / RATE
+                assert abs(seconds - MESSAGE_SECONDS) < 0.35, (name, seconds)
+                assert match(expected, decoded) > 0.97, name
+            retrieved, ended = results[4]  # type: ignore[misc]
+            assert retrieved > 0.95
+            assert ended == "remote-bye"  # sipum hung up after "#"
+
+            # Listening by phone marked it heard.
+            message = (await http.get(f"/api/v1/messages/{message_id}", headers=auth)).json()
+            assert message["heard"] is True
+        assert len(watch.of("message.created")) == 1  # one message, one event
+
+
+async def test_phone_answers_first_sipum_is_cancelled_and_records_nothing(
+    first_call_system: FirstCallSystem,  # noqa: F811 - the fixture imported above
+    watch: EventWatch,
+    phones: list[SippProcess],
+    tmp_path: Path,
+) -> None:
+    system = first_call_system
+    domain = system.domain
+    with explained(system):
+        phone_port = free_udp_port()
+        phone = start_sipp(
+            sipp_argv(
+                "phone_answer",
+                None,
+                port=phone_port,
+                timeout=60,
+                extra=["-set", "answer_ms", "600", "-rtp_echo"],
+            ),
+            cwd=tmp_path,
+            port=phone_port,
+        )
+        phones.append(phone)
+        async with httpx.AsyncClient(base_url=system.web_url, timeout=15) as http:
+            token = await sign_up(http, "carol", "carol-password-1")
+            auth = {"Authorization": f"Bearer {token}"}
+            await set_ring_timeout(system.backends.database_url, "carol", RING_SECONDS)
+            await wait_registered(system, "carol")
+            await asyncio.to_thread(
+                register_phone,
+                system.proxy,
+                user="carol",
+                password="carol-password-1",
+                domain=domain,
+                contact_port=phone_port,
+                cwd=tmp_path,
+            )
+            assert len(await asyncio.to_thread(system.kamailio.lookup, "carol")) == 2
+
+            spoken = known_audio(1.5, seed=11)
+            rtp = await RtpPeer().open()
+            try:
+                async with Caller(domain=domain) as caller:
+                    call = caller.invite(f"sip:carol@{domain}", system.proxy, rtp.offer())
+                    await wait_event(call.answered, 10, "the phone answering", caller)
+                    assert call.call.remote_sdp is not None
+                    assert b"o=phone" in call.call.remote_sdp  # the phone's answer, not sipum's
+                    rtp.use_answer(call.call.remote_sdp)
+                    await rtp.send_audio(spoken)
+                    await asyncio.sleep(0.3)
+                    # The phone echoes what Bob says: Bob talks to the phone.
+                    assert match(through_ulaw(spoken), rtp.audio()) > 0.95
+                    call.call.hangup()
+                    await wait_event(call.ended, 10, "the end of the call", caller)
+            finally:
+                rtp.close()
+            code, out = await asyncio.to_thread(phone.wait, 15)
+            assert code == 0, f"the phone did not get ACK and BYE: {out}"
+
+            # sipum's branch was forked to, rang, and was CANCELled by Kamailio.
+            started = await watch.wait_for("call.started", limit=5, username="carol")
+            ended = await watch.wait_for("call.ended", limit=10, username="carol")
+            assert started.data["reason"] == "forked"
+            assert ended.data["end_reason"] == "cancel", ended.data
+            assert not watch.of("call.answered", username="carol")
+            # Well past the ring timeout: still no message.
+            await asyncio.sleep(RING_SECONDS + 1.0)
+            listing = (await http.get("/api/v1/messages", headers=auth)).json()
+            assert listing["total"] == 0, listing
+            assert not watch.of("message.created", username="carol")
