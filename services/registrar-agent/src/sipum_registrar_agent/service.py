@@ -55,7 +55,6 @@ from sipum_registrar_agent.settings import RegistrarAgentSettings
 log = logging.getLogger("sipum.misc.registrar_agent")
 
 USER_EVENTS_DURABLE = "registrar-agent"
-DEREGISTER_GRACE = 5.0
 HANGUP_GRACE = 3.0
 
 
@@ -195,7 +194,7 @@ class RegistrarAgentService:
             self._user_events = None
         if self.client is not None:
             # Expires: 0 for every user, so the proxy stops forking new calls to us.
-            done = await self.client.stop(grace=DEREGISTER_GRACE)
+            done = await self.client.stop(grace=self.settings.deregister_seconds)
             if not done:
                 log.warning("not every de-registration finished in time")
 

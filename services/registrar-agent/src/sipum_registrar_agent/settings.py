@@ -41,6 +41,9 @@ class RegistrarAgentSettings(ServiceSettings):
     call_drain_seconds: float = Field(default=12.0, ge=0)
     """On SIGTERM, calls still going after this long are hung up (BYE); with the 5 s of
     de-registration and the hang-up grace it stays inside the runtime's 20 s deadline."""
+    deregister_seconds: float = Field(default=5.0, ge=0)
+    """On SIGTERM, at most this long for the ``Expires: 0`` of every user (at
+    ``registrations_per_second`` many users need longer; bindings not removed expire)."""
     agent_id: str | None = None
     """Name in events (``agent_id``); default: host name and process id."""
 
