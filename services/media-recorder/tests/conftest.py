@@ -8,12 +8,14 @@ import asyncio
 import contextlib
 import io
 import socket
+import warnings
 import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nats.errors
 import nats.js.errors
 import pytest
 from sipum.blobstore import FileBlobStore, greeting_key
@@ -104,7 +106,26 @@ class World:
         )
         await service.start(ctx)
         self.services.append(service)
+        await self.wait_for_responder()
         return service
+
+    async def wait_for_responder(self) -> None:
+        """Until a request from the test's connection reaches a recorder: an empty request
+        is answered with ``bad_request`` and changes nothing. (Once in a full run a request
+        right after start() met "no responders" although the recorder had flushed its
+        subscription; this keeps that from failing an unrelated assertion.)"""
+        subject = self.bus.subjects.media_allocate
+        for attempt in range(100):
+            try:
+                await self.bus.nc.request(subject, b"{}", timeout=1.0)
+                if attempt:
+                    warnings.warn(
+                        f"recorder reachable after {attempt} 'no responders'", stacklevel=1
+                    )
+                return
+            except nats.errors.NoRespondersError:
+                await asyncio.sleep(0.02)
+        raise AssertionError("the recorder never answered")
 
     async def upload_greeting(self, seconds: float = 0.2, kind: str = "unavailable") -> None:
         """A tiny uploaded greeting (a 600 Hz tone), so a test call hears it quickly."""

@@ -1,5 +1,7 @@
-"""A recorder process killed with SIGKILL in the middle of a message: what it had written to the
-blob store is stored as the message by the next recorder, once, with the audio that was said."""
+"""Real recorder processes (``python -m sipum_media_recorder``): SIGTERM in the middle of a
+message stores it and exits 0; SIGKILL in the middle of a message leaves what it had written to
+the blob store, which the next recorder stores as the message, once, with the audio that was
+said."""
 
 from __future__ import annotations
 
@@ -23,10 +25,16 @@ from sipum_media_recorder.caller import speech_like
 pytestmark = pytest.mark.timeout(60)
 
 
+@pytest.fixture(scope="module")
+def prompt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Default prompts, rendered by the first process and reused by the next."""
+    return tmp_path_factory.mktemp("default-prompts")
+
+
 def recorder_process(
-    world: Any, pg_dsn: str, prompt_dir: Path, log: Path
+    world: Any, pg_dsn: str, prompt_dir: Path, log: Path, **env_overrides: str
 ) -> subprocess.Popen[bytes]:
-    settings = world.settings(recorder_id="crashy", chunk_seconds=0.5, max_silence_seconds=3.0)
+    settings = world.settings()
     env = dict(os.environ)
     env.update(
         {
@@ -40,10 +48,10 @@ def recorder_process(
             "SIPUM_RTP_HOST": "127.0.0.1",
             "SIPUM_RTP_PORT_MIN": str(settings.rtp_port_min),
             "SIPUM_RTP_PORT_MAX": str(settings.rtp_port_max),
-            "SIPUM_RECORDER_ID": "crashy",
             "SIPUM_PROMPT_DIR": str(prompt_dir),
             "SIPUM_CHUNK_SECONDS": "0.5",
             "SIPUM_MAX_SILENCE_SECONDS": "3",
+            **env_overrides,
         }
     )
     with open(log, "wb") as out:
@@ -52,28 +60,63 @@ def recorder_process(
         )
 
 
-async def test_sigkill_mid_message_is_recovered_once(
-    world: Any, pg_dsn: str, tmp_path: Path
+async def first_call(caller: Any, proc: subprocess.Popen[bytes], log: Path) -> Any:
+    """Allocate as soon as the process has joined the queue group (it renders its prompts
+    first)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 40
+    while True:
+        try:
+            return await caller.allocate()
+        except NoResponders:
+            if proc.poll() is not None:
+                raise AssertionError(await asyncio.to_thread(log.read_text)) from None
+            assert loop.time() < deadline, "the recorder never started"
+            await asyncio.sleep(0.2)
+
+
+async def test_sigterm_mid_message_stores_it_and_exits_0(
+    world: Any, pg_dsn: str, tmp_path: Path, prompt_dir: Path
 ) -> None:
     await world.upload_greeting(0.1)
-    proc = recorder_process(world, pg_dsn, tmp_path / "prompts", tmp_path / "recorder.log")
+    log = tmp_path / "recorder.log"
+    proc = recorder_process(world, pg_dsn, prompt_dir, log, SIPUM_DRAIN_SECONDS="0.5")
     caller = await world.caller()
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 40
-        while True:  # the process renders its prompts, then joins the queue group
-            try:
-                reply = await caller.allocate()
-                break
-            except NoResponders:
-                assert proc.poll() is None, (tmp_path / "recorder.log").read_text()
-                assert loop.time() < deadline, "the recorder never started"
-                await asyncio.sleep(0.2)
+        reply = await first_call(caller, proc, log)
+        await caller.wait_quiet(after=20)
+        sender = asyncio.create_task(caller.send_audio(speech_like(4.0, seed=32)))
+        await asyncio.sleep(1.5)
+        proc.send_signal(signal.SIGTERM)
+        ended = await world.wait_ended(reply.session_id)
+        assert await asyncio.to_thread(proc.wait, 10) == 0, log.read_text()
+        sender.cancel()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert ended.end_reason == "completed" and ended.message_id is not None
+    (message,) = await messages.list_for_user(world.pool, world.alice.id, "inbox")
+    assert message.id == ended.message_id and 1400 <= message.duration_ms <= 2600
+    assert await world.blobs.list_keys("partial/") == []
+    assert len(await world.events("message.created")) == 1
+    caller.close()
+
+
+async def test_sigkill_mid_message_is_recovered_once(
+    world: Any, pg_dsn: str, tmp_path: Path, prompt_dir: Path
+) -> None:
+    await world.upload_greeting(0.1)
+    log = tmp_path / "recorder.log"
+    proc = recorder_process(world, pg_dsn, prompt_dir, log, SIPUM_RECORDER_ID="crashy")
+    caller = await world.caller()
+    try:
+        reply = await first_call(caller, proc, log)
         assert reply.recorder_id == "crashy"
         await caller.wait_quiet(after=20)
-        sent = speech_like(3.0, seed=31)
+        sent = speech_like(2.5, seed=31)
         await caller.send_audio(sent)
-        await asyncio.sleep(1.0)  # the chunks written so far are uploaded
+        await asyncio.sleep(0.8)  # the chunks written so far are uploaded
         proc.send_signal(signal.SIGKILL)
         proc.wait(5)
     finally:
@@ -95,7 +138,7 @@ async def test_sigkill_mid_message_is_recovered_once(
     (message_id,) = again.recovered
     (message,) = await messages.list_for_user(world.pool, world.alice.id, "inbox")
     assert message.id == message_id and message.idempotency_key == session_id
-    assert 2000 <= message.duration_ms <= 3000
+    assert 1500 <= message.duration_ms <= 2500
     with wave.open(io.BytesIO(await world.blobs.get(message.blob_key))) as w:
         pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
     expected = ulaw_decode(ulaw_encode(sent))

@@ -23,6 +23,7 @@ from sipum.db import greetings, users
 from sipum.media.playback import PlaybackItem
 from sipum.media.recording import RecordingSettings, StopReason
 
+from sipum_media_recorder import metrics
 from sipum_media_recorder.audio import decode_audio
 from sipum_media_recorder.session import MediaSession
 from sipum_media_recorder.spool import PartialRecording, RecordingMeta
@@ -86,10 +87,9 @@ def end_reason(session: MediaSession, reason: StopReason) -> EndReason:
 async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
     svc = session.services
     settings = svc.settings
+    # Everything that needs the database or the disk happens before the greeting, so the
+    # recording starts the instant the beep ends: callers start talking right away.
     items = await greeting_items(session)
-    await session.play(items)
-    if session.hung_up.is_set():
-        return ("completed" if session.hangup_reason == "shutdown" else "bye"), None
     codec = session.plan.codec
     recording_settings = RecordingSettings(
         sample_rate=codec.sample_rate,
@@ -99,6 +99,9 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
         max_length=await max_length(session),
         flush_interval=settings.chunk_seconds,
     )
+    await session.play(items)
+    if session.hung_up.is_set():
+        return ("completed" if session.hangup_reason == "shutdown" else "bye"), None
     request = session.request
     meta = RecordingMeta(
         session_id=session.session_id,
@@ -134,12 +137,16 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
         },
     )
     if result.discarded:
+        metrics.RECORDINGS_DISCARDED.inc()
         await spool.remove()
         return reason, None
     pcm = b"".join(spool.pcm)
     for attempt in range(1, _STORE_ATTEMPTS + 1):
         try:
-            message = await svc.store.store(meta, pcm, save_meta=spool.write_manifest)
+            with metrics.STORE_SECONDS.time():
+                message = await svc.store.store(meta, pcm, save_meta=spool.write_manifest)
+            if message is not None:
+                metrics.MESSAGES_STORED.labels("call").inc()
             break
         except Exception:
             log.exception("storing the message failed (attempt %d)", attempt)

@@ -42,6 +42,7 @@ from sipum.media.recording import RecordingSession, RecordingSettings
 from sipum.runtime import ServiceContext
 from sipum.runtime.work import InFlightWork
 
+from sipum_media_recorder import metrics
 from sipum_media_recorder.address import advertised_address
 from sipum_media_recorder.audio import Prompts
 from sipum_media_recorder.negotiation import answer_offer
@@ -184,10 +185,13 @@ class MediaRecorderService:
         try:
             reply = await self._allocate(session_id, request)
         except BaseException as exc:
+            code = exc.code if isinstance(exc, RemoteError) else "internal"
+            metrics.ALLOCATIONS.labels(code).inc()
             future.set_exception(exc)
             future.exception()  # retrieved: no "never retrieved" warning when nobody waits
             raise
         else:
+            metrics.ALLOCATIONS.labels("ok").inc()
             future.set_result(reply)
             return reply
         finally:
@@ -248,6 +252,7 @@ class MediaRecorderService:
             await session.close()
             raise
         self.sessions[session_id] = session
+        metrics.ACTIVE_SESSIONS.inc()
         log.info(
             "session allocated",
             extra={
@@ -275,6 +280,8 @@ class MediaRecorderService:
         finally:
             self.sessions.pop(session.session_id, None)
             self._remember_ended(session.session_id)
+            metrics.ACTIVE_SESSIONS.dec()
+            metrics.SESSIONS_ENDED.labels(session.request.mode, reason).inc()
             await session.close()
         assert self.ctx is not None
         with contextlib.suppress(Exception):
@@ -376,6 +383,8 @@ class MediaRecorderService:
 
             message = await svc.store.store(meta, kept, save_meta=save_meta)
             message_id = None if message is None else message.id
+            if message is not None:
+                metrics.MESSAGES_STORED.labels("recovery").inc()
             log.info(
                 "interrupted recording stored",
                 extra={

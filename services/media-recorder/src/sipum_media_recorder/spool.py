@@ -28,6 +28,8 @@ from datetime import datetime
 from sipum.blobstore import BlobNotFoundError, BlobStore, partial_recording_key
 from sipum.media.recording import RecordingChunk
 
+from sipum_media_recorder import metrics
+
 log = logging.getLogger("sipum.misc.recorder.spool")
 
 PARTIAL_PREFIX = "partial/"
@@ -110,6 +112,7 @@ class PartialRecording:
         except Exception:
             # The call goes on; only crash safety is lost. Keep trying with the chunks.
             self.failures += 1
+            metrics.SPOOL_FAILURES.inc()
             log.exception("cannot write the manifest of %s", self.meta.session_id)
         index = 0
         while True:
@@ -121,6 +124,7 @@ class PartialRecording:
                 self.uploaded += 1
             except Exception:
                 self.failures += 1
+                metrics.SPOOL_FAILURES.inc()
                 log.exception("cannot upload chunk %d of %s", index, self.meta.session_id)
             index += 1
 
