@@ -255,26 +255,31 @@ async def run_sipp(
             text = text.replace(f"${name}", value)
         path = cwd / f"{path.stem}-{uuid.uuid4().hex[:8]}.xml"
         path.write_text(text)
-    argv = [
-        "sipp", f"{target[0]}:{target[1]}", "-sf", str(path),
-        "-s", service, "-m", "1", "-i", "127.0.0.1", "-p", str(free_udp_port()),
-        "-mp", str(free_udp_port()), "-nostdin", "-timeout", f"{int(timeout)}s",
-        "-timeout_error", "-max_recv_loops", "100",
-    ]  # fmt: skip
-    for name, value in keys.items():
-        if name not in literals:
-            argv += ["-key", name, value]
-    process = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=cwd
-    )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout + 5)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    for _attempt in range(3):
+        argv = [
+            "sipp", f"{target[0]}:{target[1]}", "-sf", str(path),
+            "-s", service, "-m", "1", "-i", "127.0.0.1", "-p", str(free_udp_port()),
+            "-mp", str(free_udp_port()), "-nostdin", "-timeout", f"{int(timeout)}s",
+            "-timeout_error", "-max_recv_loops", "100",
+        ]  # fmt: skip
+        for name, value in keys.items():
+            if name not in literals:
+                argv += ["-key", name, value]
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=cwd
+        )
+        try:
+            out, err = await asyncio.wait_for(process.communicate(), timeout + 5)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        output = (out + err).decode(errors="replace")
+        # Another program may take the free port between our probe and sipp's bind.
+        if process.returncode == 0 or "bind" not in output.lower():
+            break
     assert process.returncode is not None
-    return process.returncode, (out + err).decode(errors="replace")[-3000:]
+    return process.returncode, output[-3000:]
 
 
 class Sipp:

@@ -238,6 +238,13 @@ class CallHandler:
         }
         mode = candidate.mode
         metrics.CALLS_STARTED.labels(mode, candidate.reason).inc()
+        ringing = candidate.reason == "forked" and mode == "record"
+        if ringing:
+            # Let the user's own phones ring first (the proxy forked the call to them and us):
+            # 180 at once, the timer below.
+            call.ring()
+        effective = await users.effective_settings(self.pool, user.id)
+        ring_until = self.loop_time() + (effective.ring_timeout_seconds if effective else 10)
         await self.publish(
             CallStarted(
                 **base,
@@ -250,7 +257,6 @@ class CallHandler:
                 agent_id=self.settings.agent_id,
             )
         )
-        effective = await users.effective_settings(self.pool, user.id)
 
         async def ended(reason: CallEndReason, status: int | None = None) -> None:
             metrics.CALLS_ENDED.labels(reason).inc()
@@ -266,12 +272,9 @@ class CallHandler:
                 )
             )
 
-        if candidate.reason == "forked" and mode == "record" and not active.ended.is_set():
-            # Let the user's own phones ring first (the proxy forked the call to them and us).
-            call.ring()
-            ring_timeout = effective.ring_timeout_seconds if effective else 10
+        if ringing and not active.ended.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(active.ended.wait(), ring_timeout)
+                await asyncio.wait_for(active.ended.wait(), ring_until - self.loop_time())
         if active.ended.is_set():
             # CANCEL (or the caller gave up) before we answered: nothing allocated.
             await ended(self._end_reason(active), active.ua_end_status or 487)
@@ -294,14 +297,16 @@ class CallHandler:
         try:
             with metrics.MEDIA_ALLOCATE_SECONDS.time():
                 reply = await self.bus.allocate_media(request, timeout=self.settings.media_timeout)
-        except (NoResponders, RequestTimeout) as exc:
-            log.warning("no media-recorder for %s: %s", call.call_id, exc)
-            self.reject(call, 503, retry_after=True)
-            await ended("rejected", 503)
-            return
-        except RemoteError as exc:
-            status = RPC_ERROR_STATUS.get(exc.code, 500)
-            log.info("media-recorder refused %s: %s", call.call_id, exc)
+        except (NoResponders, RequestTimeout, RemoteError) as exc:
+            if isinstance(exc, RemoteError):
+                status = RPC_ERROR_STATUS.get(exc.code, 500)
+                log.info("media-recorder refused %s: %s", call.call_id, exc)
+            else:
+                status = 503
+                log.warning("no media-recorder for %s: %s", call.call_id, exc)
+            if active.ended.is_set():  # cancelled meanwhile: the 487 went out already
+                await ended(self._end_reason(active), 487)
+                return
             self.reject(call, status, retry_after=status == 503)
             await ended("rejected", status)
             return
