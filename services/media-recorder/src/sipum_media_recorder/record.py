@@ -125,6 +125,9 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
     except asyncio.CancelledError:
         spool.abandon()  # killed hard: what is uploaded stays for recovery
         raise
+    except Exception:
+        await spool.finish(upload_rest=True)  # what was recorded stays for recovery
+        raise
     reason = end_reason(session, result.reason)
     log.info(
         "recording ended",

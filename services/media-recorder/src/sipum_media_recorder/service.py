@@ -247,6 +247,8 @@ class MediaRecorderService:
                 session_id, session.on_command, commands=["hangup", "dtmf"]
             )
             await self.ctx.bus.nc.flush()  # subscribed before the agent can send a hang-up
+            if not self.work.accepting:  # SIGTERM arrived while we were allocating
+                raise RemoteError("overloaded", f"recorder {self.recorder_id} is stopping")
             self.work.spawn(self._run(session), name=f"session-{session_id}")
         except BaseException:
             await session.close()
