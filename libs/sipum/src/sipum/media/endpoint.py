@@ -314,22 +314,25 @@ class RtpEndpoint:
             return
         self._inbox = []
         receiver = self.receiver
-        recording = self.recording
+        accept = receiver.accept_next
         unpack = _RTP_HEADER.unpack_from
+        recording = self.recording
+        take = recording.packet if recording is not None else None
+        inband = self._inband
         for data, now in inbox:
             _, _, seq, ts, ssrc = unpack(data)
             # the next in-order packet of the current source: accounted without an RtpPacket
-            if receiver.accept_next(seq, ts, ssrc, now):
-                if recording is not None and recording.packet(ssrc, ts, data[12:], now=now):
+            if accept(seq, ts, ssrc, now):
+                if take is not None and take(ssrc, ts, data[12:], now=now):
                     self._recording_finished()
-                    recording = None
-                if self._inband is not None:
+                    take = None
+                if inband is not None:
                     self._inband_audio(ssrc, ts, data[12:], now)
-                    recording = self.recording
+                    take = self.recording.packet if self.recording is not None else None
             else:
                 for packet in receiver.receive(data, now):
                     self._deliver(packet, now)
-                recording = self.recording
+                take = self.recording.packet if self.recording is not None else None
         deadline = receiver.next_timer()
         if deadline is not None and deadline < self._timer_at:
             self._arm(deadline)

@@ -491,8 +491,10 @@ class RtpRecording:
             pending.append(payload)
             self._next_ts = (timestamp + len(payload)) & 0xFFFFFFFF
             self._pending_at = now
-            if len(pending) >= self._batch:
-                self._flush()
+            if len(pending) < self._batch:
+                # the session saw nothing new (a stopped one never gets here: see below)
+                return False
+            self._flush()
             return self.session.result is not None
         session = self.session
         if session.result is not None:
