@@ -439,3 +439,26 @@ async def test_inband_hash_stops_a_call_without_telephone_event(pool: PortPool) 
     assert np.array_equal(pcm, ulaw_decode(ulaw_encode(audio))[: len(pcm)])
     await endpoint.close()
     peer.close()
+
+
+async def test_comfort_noise_packets_fill_the_pause(pool: PortPool) -> None:
+    peer = Peer()
+    endpoint = await RtpEndpoint.open(pool, codec=PCMU, remote=peer.address)
+    chunks: list[RecordingChunk] = []
+    recording = asyncio.ensure_future(endpoint.record(on_chunk=chunks.append))
+    await asyncio.sleep(0.01)
+    first, second = ulaw_encode(speech(1.0)), ulaw_encode(speech(1.0, seed=5))
+    await peer.stream(endpoint.local_port, first)
+    peer.send(endpoint.local_port, bytes([60]), pt=13)  # RFC 3389: level 60 -dBov
+    peer.ts += 8 * 160 * 5  # 0.8 s without audio
+    await peer.stream(endpoint.local_port, second)
+    await asyncio.sleep(0.2)
+    endpoint.hangup()
+    result = await asyncio.wait_for(recording, 2)
+    assert result.samples == 8000 + 6400 + 8000
+    pcm = np.frombuffer(b"".join(c.pcm for c in chunks), dtype="<i2")
+    pause = pcm[8000:14400].astype(float)
+    assert 20 < np.sqrt(np.mean(pause**2)) < 45  # 60 -dBov is RMS ~33
+    assert np.array_equal(pcm[14400:], ulaw_decode(second))
+    await endpoint.close()
+    peer.close()

@@ -367,3 +367,30 @@ def test_a_killed_recorder_leaves_a_recoverable_wav(tmp_path: Path) -> None:
     # lost: at most one flush interval + analysis batch + hold back (+ scheduling slack)
     assert recovered.duration >= killed_after - (0.25 + 0.1 + 0.3 + 0.3)
     assert recovered.duration > 0.5
+
+
+def test_comfort_noise_fills_the_gap_at_its_level() -> None:
+    from sipum.media.codecs.comfort_noise import ComfortNoisePayload
+
+    audio = voice(1.0)
+    payload = ulaw_encode(audio)
+    rec = RtpRecording(PcmuCodec(), RecordingSettings(max_silence=3.0), now=0.0)
+    for n in range(50):
+        rec.packet(7, n * FRAME, payload[n * FRAME : (n + 1) * FRAME], now=n / 50)
+    # the phone pauses 0.5 s and says so with a CN packet at 50 -dBov (RMS ~104)
+    rec.comfort_noise(7, 50 * FRAME, bytes(ComfortNoisePayload(50)), now=1.0)
+    for n in range(75, 125):
+        rec.packet(7, n * FRAME, payload[(n - 75) * FRAME : (n - 74) * FRAME], now=n / 50)
+    rec.hangup(now=2.5)
+    pcm = pcm_of(rec.session.drain_chunks())
+    assert len(pcm) == 125 * FRAME  # true to the clock
+    gap = pcm[50 * FRAME : 75 * FRAME].astype(np.float64)
+    assert abs(np.sqrt(np.mean(gap**2)) - 32767 * 10 ** (-50 / 20)) < 15
+    assert np.array_equal(pcm[75 * FRAME :], ulaw_decode(payload[: 50 * FRAME]))
+    # a CN packet without a level leaves digital silence
+    rec2 = RtpRecording(PcmuCodec(), now=0.0)
+    rec2.packet(7, 0, payload[:FRAME], now=0.0)
+    rec2.comfort_noise(7, FRAME, b"", now=0.02)
+    rec2.packet(7, 10 * FRAME, payload[:FRAME], now=0.2)
+    rec2.hangup(now=0.3)
+    assert not pcm_of(rec2.session.drain_chunks())[FRAME : 10 * FRAME].any()

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 from .codecs import create_decoder, create_encoder
 from .codecs.base import CodecInfo
+from .codecs.comfort_noise import CN_INFO
 from .dtmf import InbandDtmfDetector, TelephoneEventReceiver
 from .playback import PlaybackItem, PlaybackSession, RtpSendStream
 from .receiver import RtpReceiver
@@ -62,6 +63,7 @@ RTCP_INTERVAL = 5.0
 
 
 _RTP_HEADER = struct.Struct("!BBHII")
+CN_PAYLOAD_TYPE = CN_INFO.payload_type  # RFC 3389 comfort noise, static PT 13
 
 
 class PortPoolExhausted(RuntimeError):
@@ -226,7 +228,7 @@ class RtpEndpoint:
         self._clock: Callable[[], float] = (
             time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
         )
-        self._accepted_pts = {self.payload_type}
+        self._accepted_pts = {self.payload_type, CN_PAYLOAD_TYPE}
         if telephone_event_pt is not None:
             self._accepted_pts.add(telephone_event_pt)
         self._audio_pt = self.payload_type
@@ -364,7 +366,10 @@ class RtpEndpoint:
             deadline = self.dtmf.next_timer()
             if deadline is not None and deadline < self._timer_at:
                 self._arm(deadline)
-        # anything else (comfort noise, unknown types) leaves a gap the recording fills
+        elif pt == CN_PAYLOAD_TYPE:
+            if self.recording is not None:
+                self.recording.comfort_noise(packet.ssrc, packet.timestamp, packet.payload, now=now)
+        # anything else (unknown types) leaves a gap the recording fills with silence
 
     def _inband_audio(self, ssrc: int, timestamp: int, payload: bytes, now: float) -> None:
         """Feed in-order audio to the in-band detector; act on the digits it confirms."""

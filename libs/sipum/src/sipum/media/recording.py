@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from .codecs.base import CodecInfo, Decoder, Pcm
+from .codecs.comfort_noise import ComfortNoiseGenerator
 
 _FRAME_SECONDS = 0.02
 
@@ -443,8 +444,9 @@ class RtpRecording:
 
     ``packet(ssrc, timestamp, payload, now)`` takes one payload; its timestamp gives its position
     (reordering and duplicates are the jitter buffer's job; a late duplicate that still gets here
-    is dropped by the session's overlap rule). Comfort noise and unknown payload types must be
-    filtered out before; a gap left by them is filled with silence.
+    is dropped by the session's overlap rule). ``comfort_noise(...)`` takes an RFC 3389 CN packet:
+    the gap from its timestamp to the next audio packet is filled with noise at its level instead
+    of digital silence. Other payload types must be filtered out before (their gap is silence).
 
     Why payloads are batched: per packet, this is the hot path of a recorder with hundreds of
     calls. For sample-stream codecs (G.711, G.722) consecutive payloads are only collected, then
@@ -479,6 +481,8 @@ class RtpRecording:
         self._pending_at = now
         self._pending_ssrc = -1
         self._next_ts = -1  # timestamp that continues the pending run
+        self._cn = ComfortNoiseGenerator()
+        self._cn_from: int | None = None  # position where the sender's comfort noise began
 
     @property
     def done(self) -> bool:
@@ -503,6 +507,8 @@ class RtpRecording:
             self._flush()
         self._pending_position = self.timeline.position(ssrc, timestamp, session._total)
         self._pending_at = now
+        if self._cn_from is not None:
+            self._fill_comfort_noise(self._pending_position, now)
         if self._joinable:
             self._pending = [payload]
             self._pending_ssrc = ssrc
@@ -512,6 +518,29 @@ class RtpRecording:
         else:
             session.feed(self.decoder.decode(payload), now=now, position=self._pending_position)
         return session.result is not None
+
+    def comfort_noise(self, ssrc: int, timestamp: int, payload: bytes, *, now: float) -> None:
+        """An RFC 3389 CN packet (PT 13): the sender stopped sending audio at *timestamp*; the
+        gap up to its next audio packet is filled with noise at the packet's level (§4: a CN
+        packet carries no duration)."""
+        self._flush()
+        session = self.session
+        if session.result is not None:
+            return
+        try:
+            self._cn.decode(payload)
+        except ValueError:
+            return  # empty payload: the gap stays digital silence
+        self._cn_from = self.timeline.position(ssrc, timestamp, session._total)
+
+    def _fill_comfort_noise(self, until: int, now: float) -> None:
+        session = self.session
+        start = max(self._cn_from or 0, session._total)
+        self._cn_from = None
+        # bounded: a longer gap would end the recording as silence anyway
+        length = min(until - start, session._max_silence + session._frame)
+        if length > 0:
+            session.feed(self._cn.generate(length), now=now, position=start)
 
     def _flush(self) -> None:
         pending = self._pending
