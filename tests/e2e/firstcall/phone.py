@@ -15,6 +15,7 @@ import random
 import socket
 import subprocess
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -244,7 +245,13 @@ class Caller:
 
         def on_receive(data: bytes, peer: Peer) -> None:
             self.trace.append(f"{clock():.3f} <- {peer.host}:{peer.port} {_first_line(data)}")
-            receive(data, peer)
+            try:
+                receive(data, peer)
+            except Exception as exc:  # the transport would drop it silently
+                self.trace.append(
+                    f"   ! {exc!r}\n{traceback.format_exc()}\n{data.decode(errors='replace')}"
+                )
+                raise
 
         def on_transmit(data: bytes, peer: Peer) -> None:
             self.trace.append(f"{clock():.3f} -> {peer.host}:{peer.port} {_first_line(data)}")
@@ -270,6 +277,9 @@ class Caller:
             peer=Peer("UDP", proxy[0], proxy[1]),
             sdp=sdp,
             from_uri=f"sip:{self.user}@{self.domain}",
+            # The adapter's clock; without it the transaction would start at the user
+            # agent's last known time and its timers would all be overdue at once.
+            now=asyncio.get_running_loop().time(),
         )
         record = CallRecord(call)
         self.calls[call.call_id] = record
@@ -289,11 +299,21 @@ class Caller:
 
 
 def _first_line(data: bytes) -> str:
-    line = data.split(b"\r\n", 1)[0].decode(errors="replace")
-    call_id = next(
-        (h for h in data.split(b"\r\n") if h.lower().startswith((b"call-id:", b"i:"))), b""
+    """Start line, Call-ID, CSeq and top Via branch: enough to follow a transaction."""
+    lines = data.split(b"\r\n")
+
+    def header(*names: bytes) -> str:
+        for h in lines[1:]:
+            name, _, value = h.partition(b":")
+            if name.strip().lower() in names:
+                return value.decode(errors="replace").strip()
+        return ""
+
+    branch = header(b"via", b"v").partition("branch=")[2].split(";")[0]
+    return (
+        f"{lines[0].decode(errors='replace')} [{header(b'call-id', b'i')[:10]}"
+        f" {header(b'cseq')} {branch}]"
     )
-    return f"{line} [{call_id.decode(errors='replace').split(':', 1)[-1].strip()[:12]}]"
 
 
 async def wait_event(

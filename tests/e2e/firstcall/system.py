@@ -131,6 +131,7 @@ class ServiceProcess:
     proc: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
     _queue: queue.Queue[str | None] = field(default_factory=queue.Queue)
+    _terminated: bool = False
 
     def start_reader(self) -> None:
         def pump() -> None:
@@ -173,9 +174,16 @@ class ServiceProcess:
                 found.append(entry)
         return found
 
-    def stop(self, timeout: float = 25.0) -> int | None:
-        if self.proc.poll() is None:
+    def terminate(self) -> None:
+        """One SIGTERM (a second one, after the service removed its handlers on the way out,
+        would kill it instead of letting it finish)."""
+        if self.proc.poll() is None and not self._terminated:
+            self._terminated = True
             self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 25.0) -> int | None:
+        """SIGTERM (once) and wait; SIGKILL after *timeout* (then the result is None)."""
+        self.terminate()
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -272,8 +280,7 @@ class FirstCallSystem:
         """SIGTERM every service (then SIGKILL after a grace), stop Kamailio and SMTP."""
         codes: dict[str, int | None] = {}
         for service in self.services.values():
-            if service.proc.poll() is None:
-                service.proc.send_signal(signal.SIGTERM)
+            service.terminate()  # all at once: they drain in parallel
         for name, service in self.services.items():
             codes[name] = service.stop()
         self.kamailio.stop()
