@@ -385,7 +385,9 @@ async def test_records_g722_at_16khz(pool: PortPool) -> None:
     endpoint = await RtpEndpoint.open(pool, codec=G722_INFO, remote=peer.address)
     chunks: list[RecordingChunk] = []
     recording = asyncio.ensure_future(
-        endpoint.record(RecordingSettings(sample_rate=16000), on_chunk=chunks.append)
+        endpoint.record(
+            RecordingSettings(max_silence=3.0), on_chunk=chunks.append
+        )  # rate from codec
     )
     t = np.arange(32000) / 16000
     audio = np.round(6000 * np.sin(2 * np.pi * 440 * t) * (0.7 + 0.3 * np.sin(2 * np.pi * 3 * t)))

@@ -35,6 +35,7 @@ RTCP (RFC 3550 §6): a compound SR (while we send) or RR, plus SDES CNAME, every
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import socket
 import struct
@@ -515,6 +516,9 @@ class RtpEndpoint:
             raise RuntimeError("already recording")
         self._drain_inbox()  # what came before the recording started is not part of it
         now = self.loop.time()
+        if settings is not None and settings.sample_rate != self.codec.sample_rate:
+            # the deployment's limits and thresholds hold for any codec; the rate is the call's
+            settings = dataclasses.replace(settings, sample_rate=self.codec.sample_rate)
         self.recording = RtpRecording(
             create_decoder(self.codec.name), settings, now=now, on_chunk=on_chunk
         )
