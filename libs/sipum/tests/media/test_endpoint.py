@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -462,5 +463,34 @@ async def test_comfort_noise_packets_fill_the_pause(pool: PortPool) -> None:
     pause = pcm[8000:14400].astype(float)
     assert 20 < np.sqrt(np.mean(pause**2)) < 45  # 60 -dBov is RMS ~33
     assert np.array_equal(pcm[14400:], ulaw_decode(second))
+    await endpoint.close()
+    peer.close()
+
+
+async def test_plays_rendered_prompts_as_the_files_hold_them(
+    pool: PortPool, tmp_path: Path
+) -> None:
+    from sipum.media.playback import read_wav
+    from sipum.media.prompts import PromptLibrary
+
+    library = PromptLibrary(tmp_path, rates=(8000,))
+    paths = library.paths(["digit-1", "beep"], 8000)
+    peer = Peer()
+    endpoint = await RtpEndpoint.open(pool, codec=PCMU, remote=peer.address)
+    session = await asyncio.wait_for(endpoint.play(paths), 5)
+    await asyncio.sleep(0.05)
+    packets = [RtpPacket.parse(d) for d in peer.received()]
+    assert len(packets) == session.packets_sent
+    received = ulaw_decode(b"".join(p.payload for p in packets))
+    expected = []
+    for path in paths:
+        pcm, rate = read_wav(path)
+        assert rate == 8000
+        padded = np.zeros(-(-len(pcm) // 160) * 160, dtype=np.int16)  # last frame padded
+        padded[: len(pcm)] = pcm
+        expected.append(padded)
+    reference = np.concatenate(expected)
+    assert np.array_equal(received, ulaw_decode(ulaw_encode(reference)))
+    assert np.corrcoef(received.astype(float), reference.astype(float))[0, 1] > 0.99
     await endpoint.close()
     peer.close()
