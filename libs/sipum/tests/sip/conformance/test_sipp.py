@@ -269,6 +269,8 @@ async def test_cancel_while_ringing(tmp_path: Path) -> None:
             tmp_path,
         )
     assert_ok(result, 5)
+    assert int(result.counts["5_487_Recv"]) == 5
+    assert int(result.counts["5_487_Retrans"]) == 0  # the ACK stopped timer G
     assert uas.stats.cancelled == 5 and uas.stats.answered == 0
     assert uas.stats.ended["cancelled"] == 5
 
