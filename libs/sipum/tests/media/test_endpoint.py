@@ -161,7 +161,7 @@ async def test_playback_reaches_the_caller_intact_and_paced(pool: PortPool) -> N
     session = await asyncio.wait_for(endpoint.play([PcmItem(audio, 8000)]), 3)
     elapsed = loop.time() - started
     assert session.finished and session.interrupted_by is None
-    assert 0.55 <= elapsed < 1.0  # paced at 20 ms, not sent in a burst
+    assert 0.55 <= elapsed < 2.0  # paced at 20 ms, not sent in a burst
     await asyncio.sleep(0.05)
     packets = [RtpPacket.parse(d) for d in peer.received()]
     packets = [p for p in packets]
@@ -240,8 +240,8 @@ async def test_barge_in_with_an_rfc4733_digit(pool: PortPool) -> None:
     await peer.digit(endpoint.local_port, 5)
     session = await asyncio.wait_for(playing, 2)
     assert session.interrupted_by == "5"
-    assert loop.time() - started < 1.0
-    assert 0.25 <= session.position < 1.0
+    assert loop.time() - started < 2.5  # long before the 5 s prompt ends
+    assert 0.25 <= session.position < 2.5
     assert digits == ["5"]  # the redundant end packets gave one digit
     await endpoint.close()
     peer.close()
@@ -374,7 +374,7 @@ async def test_silent_caller_times_out_as_silence(pool: PortPool) -> None:
     await peer.stream(endpoint.local_port, ulaw_encode(speech(0.3)))  # then the phone goes quiet
     result = await asyncio.wait_for(recording, 3)
     assert result.reason is StopReason.SILENCE and result.discarded
-    assert 0.6 <= loop.time() - started < 1.5
+    assert 0.6 <= loop.time() - started < 3.0
     await endpoint.close()
     peer.close()
 
