@@ -107,3 +107,47 @@ async def test_plain_request_shares_the_socket() -> None:
                 await a.send_request(
                     _options(f"sip:x@127.0.0.1:{dead}"), Peer("UDP", "127.0.0.1", dead)
                 )
+
+
+async def test_registration_client_runs_on_the_user_agent_socket() -> None:
+    """``RegistrationClient`` takes a ``UserAgentEndpoint`` as its endpoint: the REGISTER goes
+    out from the user agent's socket and the answer (here 405 from another user agent, which
+    is not a registrar) comes back to the pool."""
+    import random
+
+    from sipum.sip.registration import (
+        RegistrationBinding,
+        RegistrationChanged,
+        RegistrationClient,
+        RegistrationPolicy,
+        RegistrationPool,
+        RegistrationState,
+    )
+
+    changes: list[RegistrationChanged] = []
+    got = asyncio.Event()
+
+    def on_change(event: RegistrationChanged) -> None:
+        changes.append(event)
+        got.set()
+
+    async with (
+        UserAgentEndpoint(EndpointConfig(udp_port=0)) as not_a_registrar,
+        UserAgentEndpoint(EndpointConfig(udp_port=0)) as agent,
+    ):
+        host, port = agent.addresses["UDP"]
+        pool = RegistrationPool(
+            max_in_flight=1,
+            max_rate=None,
+            policy=RegistrationPolicy(backoff_base=60.0),
+            rng=random.Random(1),
+        )
+        client = RegistrationClient(
+            pool, Peer("UDP", *not_a_registrar.addresses["UDP"]), agent, on_change=on_change
+        )
+        client.start()
+        client.add(RegistrationBinding("alice", "sipum.test", host, port))
+        async with asyncio.timeout(10):
+            await got.wait()
+        await client.stop(grace=0.1)
+    assert changes[0].state is RegistrationState.FAILED and changes[0].status == 405
