@@ -67,6 +67,9 @@ def explained(system: FirstCallSystem) -> Iterator[None]:
         yield
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{system.diagnostics()}") from exc
+    except ExceptionGroup as group:  # players run in a task group
+        failures = "\n".join(f"{type(e).__name__}: {e}" for e in group.exceptions)
+        raise AssertionError(f"{failures}\n{system.diagnostics()}") from group
 
 
 MESSAGE_SECONDS = 5.0
@@ -107,6 +110,7 @@ async def wait_registered(system: FirstCallSystem, username: str, limit: float =
 
 
 async def run_player(*argv: str, limit: float = 40.0) -> tuple[int, str]:
+    """Run a player to its end (bounded); killed by PID if cancelled or too slow."""
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.DEVNULL,
@@ -116,9 +120,11 @@ async def run_player(*argv: str, limit: float = 40.0) -> tuple[int, str]:
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), limit)
     except TimeoutError:
-        proc.kill()
-        await proc.wait()
         raise AssertionError(f"{argv[0]} did not finish within {limit} s") from None
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
     return proc.returncode or 0, out.decode(errors="replace")[-3000:]
 
 
@@ -279,21 +285,27 @@ async def test_unanswered_call_is_recorded_mailed_and_played_by_web_rtsp_gstream
 
             # Players: ffmpeg over RTSP/UDP and TCP-interleaved, GStreamer rtspsrc, ffmpeg on
             # the web link, and a SIP retrieval call — at the same time.
-            results = await asyncio.gather(
-                ffmpeg_fetch(rtsp_link[1], tmp_path / "udp.raw", transport="udp"),
-                ffmpeg_fetch(rtsp_link[1], tmp_path / "tcp.raw", transport="tcp"),
-                gstreamer_fetch(rtsp_link[1], tmp_path / "gst.raw"),
-                ffmpeg_fetch(web_link[1], tmp_path / "web.raw"),
-                sip_retrieve(system, sip_link[1], expected),
-            )
-            for name, decoded in zip(
-                ("rtsp/udp", "rtsp/tcp", "gstreamer", "web"), results[:4], strict=True
+            async with asyncio.TaskGroup() as players:  # one failing cancels the others
+                udp = players.create_task(
+                    ffmpeg_fetch(rtsp_link[1], tmp_path / "udp.raw", transport="udp")
+                )
+                tcp = players.create_task(
+                    ffmpeg_fetch(rtsp_link[1], tmp_path / "tcp.raw", transport="tcp")
+                )
+                gst = players.create_task(gstreamer_fetch(rtsp_link[1], tmp_path / "gst.raw"))
+                web = players.create_task(ffmpeg_fetch(web_link[1], tmp_path / "web.raw"))
+                sip = players.create_task(sip_retrieve(system, sip_link[1], expected))
+            for name, task in (
+                ("rtsp/udp", udp),
+                ("rtsp/tcp", tcp),
+                ("gstreamer", gst),
+                ("web", web),
             ):
-                assert isinstance(decoded, np.ndarray)
+                decoded = task.result()
                 seconds = len(decoded) / RATE
                 assert abs(seconds - MESSAGE_SECONDS) < 0.35, (name, seconds)
                 assert match(expected, decoded) > 0.97, name
-            retrieved, ended = results[4]  # type: ignore[misc]
+            retrieved, ended = sip.result()
             assert retrieved > 0.95
             assert ended == "remote-bye"  # sipum hung up after "#"
 
