@@ -86,6 +86,32 @@ async def test_greeting_beep_then_message_stored_once(world: Any) -> None:
     caller.close()
 
 
+async def test_a_g722_call_is_stored_at_16_khz(world: Any) -> None:
+    from sipum.media.codecs import create_decoder, create_encoder
+
+    await world.upload_greeting(0.1)
+    await world.start_recorder()
+    caller = await world.caller()
+    caller.codec = "G722"
+    reply = await caller.allocate()
+    assert " RTP/AVP 9 101" in reply.answer_sdp
+    await caller.wait_quiet(after=20)
+    sent = speech_like(1.5, seed=6, rate=16000)
+    await caller.send_audio(sent)
+    await caller.hangup()
+    ended = await world.wait_ended(reply.session_id)
+    assert ended.message_id is not None
+    (message,) = await stored_messages(world)
+    assert message.codec == "g722"
+    pcm, rate = wav_pcm(await world.blobs.get(message.blob_key))
+    assert rate == 16000
+    # the recorder's decoder saw the same stream from its start: the same samples
+    expected = create_decoder("G722").decode(create_encoder("G722").encode(sent))
+    assert abs(len(pcm) - len(expected)) <= 320 * 3
+    assert correlation(pcm, expected) > 0.99
+    caller.close()
+
+
 async def test_hash_ends_the_recording_and_the_tone_is_cut_off(world: Any) -> None:
     await world.upload_greeting(0.1)
     await world.start_recorder()

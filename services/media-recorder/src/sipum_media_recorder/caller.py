@@ -22,13 +22,15 @@ from sipum.events import (
     SessionDtmf,
     SessionHangup,
 )
-from sipum.media.codecs.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from sipum.media.codecs import codec_info, create_decoder, create_encoder
 from sipum.media.dtmf import TelephoneEventSender
 from sipum.media.rtp import RtpPacket
 from sipum.sip.sdp import SessionDescription
 
 PTIME = 0.02
 SAMPLES = 160
+#: What the caller offers for the codec it sends (static payload types, RFC 3551).
+OFFER_FORMATS = {"PCMU": "0 8 101", "PCMA": "8 101", "G722": "9 101"}
 
 
 def offer_sdp(host: str, port: int, *, formats: str = "0 8 101", extra: str = "") -> str:
@@ -106,7 +108,7 @@ class RtpCaller:
             "mode": "record",
             "username": "alice",
             "domain": "example.com",
-            "offer_sdp": offer_sdp(self.host, self.port),
+            "offer_sdp": offer_sdp(self.host, self.port, formats=OFFER_FORMATS[self.codec]),
             "caller_uri": "sip:bob@example.org",
             "caller_display": "Bob",
             "called_uri": "sip:alice@example.com",
@@ -158,17 +160,21 @@ class RtpCaller:
         self.transport.sendto(bytes(packet), self.remote)
 
     def encode(self, pcm: np.ndarray) -> bytes:
-        return ulaw_encode(pcm) if self.codec == "PCMU" else alaw_encode(pcm)
+        """*pcm* at the codec's audio rate as one payload stream (a fresh encoder per call:
+        G.722 keeps state)."""
+        return create_encoder(self.codec).encode(pcm)
 
     def decode(self, payload: bytes) -> np.ndarray:
-        return ulaw_decode(payload) if self.codec == "PCMU" else alaw_decode(payload)
+        return create_decoder(self.codec).decode(payload)
 
     @property
     def payload_type(self) -> int:
-        return 0 if self.codec == "PCMU" else 8
+        return codec_info(self.codec).payload_type
 
     async def send_audio(self, pcm: np.ndarray) -> None:
-        """Send *pcm* (8 kHz int16) as 20 ms packets, packet n at start + n·20 ms."""
+        """Send *pcm* (int16 at the codec's audio rate: 8 kHz G.711, 16 kHz G.722) as 20 ms
+        packets, packet n at start + n·20 ms. G.711 and G.722 both carry 160 octets and step
+        the timestamp by 160 per 20 ms (RFC 3551 §4.5.2)."""
         loop = asyncio.get_running_loop()
         encoded = self.encode(pcm)
         start = loop.time()
@@ -225,7 +231,7 @@ class RtpCaller:
         ]
         if not packets:
             return np.zeros(0, dtype=np.int16)
-        return np.concatenate([self.decode(p.payload) for p in packets])
+        return self.decode(b"".join(p.payload for p in packets))
 
 
 def best_correlation(haystack: np.ndarray, needle: np.ndarray) -> tuple[float, int]:
