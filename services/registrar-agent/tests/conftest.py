@@ -71,6 +71,7 @@ class FakeRecorder:
 
     async def _allocate(self, request: MediaAllocateRequest) -> MediaAllocateReply:
         self.requests.append(request)
+        session_id = f"fake{len(self.requests)}"  # before any await: calls run concurrently
         await asyncio.sleep(self.delay)
         try:
             answer = negotiate(
@@ -79,7 +80,6 @@ class FakeRecorder:
         except (NoCommonCodec, SdpParseError) as exc:
             raise RemoteError("unsupported", str(exc)) from None
         answer.session_name = RECORDER_MARK
-        session_id = f"fake{len(self.requests)}"
         self._subs += await self.bus.subscribe_session(
             session_id, self._command, commands=["hangup"]
         )
