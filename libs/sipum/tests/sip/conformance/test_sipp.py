@@ -325,3 +325,26 @@ async def test_2xx_never_acked_is_retransmitted_then_bye(tmp_path: Path) -> None
     assert retrans >= 2 * 5, result.counts
     assert int(result.counts["4_BYE_Recv"]) == 2
     assert uas.stats.ended["no-ack"] == 2 and uas.stats.confirmed == 0
+
+
+async def test_reinvite_hold_update_and_options_in_dialog(tmp_path: Path) -> None:
+    async with TestUas(uas_config()) as uas:
+        result = await run_sipp(
+            ["-sf", str(SCENARIOS / "reinvite_hold.xml"), target(uas), "-m", "3", "-r", "10"]
+            + ["-timeout", "20s"],
+            tmp_path,
+        )
+    assert_ok(result, 3)  # check_it: the hold answer was recvonly, the resume sendrecv
+    assert uas.stats.session_modified == 2 * 3
+    assert uas.stats.ended["remote-bye"] == 3
+
+
+async def test_error_responses(tmp_path: Path) -> None:
+    async with TestUas(uas_config()) as uas:
+        result = await run_sipp(
+            ["-sf", str(SCENARIOS / "error_responses.xml"), target(uas), "-m", "3", "-r", "10"]
+            + ["-timeout", "20s"],
+            tmp_path,
+        )
+    assert_ok(result, 3)  # 405 with Allow, 481, 420 with Unsupported: foo-bar
+    assert uas.stats.incoming == 0  # the INVITE with Require: foo-bar never became a call
