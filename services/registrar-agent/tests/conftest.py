@@ -241,8 +241,10 @@ async def run_sipp(
     keys: dict[str, str],
     cwd: Path,
     timeout: float = 20.0,  # noqa: ASYNC109 - bounds the sipp process
+    calls: int = 1,
+    rate: int = 10,
 ) -> tuple[int, str]:
-    """Run one sipp call of ``scenarios/<scenario>.xml`` (or a scenario file) in ``cwd``;
+    """Run ``calls`` sipp calls (``rate`` per second) of ``scenarios/<scenario>.xml`` (or a scenario file) in ``cwd``;
     returns (exit status, output tail)."""
     path = scenario if isinstance(scenario, Path) else SCENARIOS / f"{scenario}.xml"
     # sipp reads pause lengths and ereg patterns only as literals: those keys are written
@@ -258,7 +260,8 @@ async def run_sipp(
     for _attempt in range(3):
         argv = [
             "sipp", f"{target[0]}:{target[1]}", "-sf", str(path),
-            "-s", service, "-m", "1", "-i", "127.0.0.1", "-p", str(free_udp_port()),
+            "-s", service, "-m", str(calls), "-r", str(rate), "-l", str(calls),
+            "-i", "127.0.0.1", "-p", str(free_udp_port()),
             "-mp", str(free_udp_port()), "-nostdin", "-timeout", f"{int(timeout)}s",
             "-timeout_error", "-max_recv_loops", "100",
         ]  # fmt: skip
@@ -299,9 +302,18 @@ class Sipp:
         service: str,
         keys: dict[str, str],
         timeout: float = 20.0,  # noqa: ASYNC109 - bounds the sipp process
+        calls: int = 1,
+        rate: int = 10,
     ) -> tuple[int, str]:
         return await run_sipp(
-            scenario, target, service=service, keys=keys, cwd=self.directory, timeout=timeout
+            scenario,
+            target,
+            service=service,
+            keys=keys,
+            cwd=self.directory,
+            timeout=timeout,
+            calls=calls,
+            rate=rate,
         )
 
 

@@ -552,3 +552,39 @@ async def test_phone_answers_first_our_branch_is_cancelled_nothing_recorded(
     (ended,) = event_log.of("call.ended", username="alice")
     assert ended.end_reason == "answered_elsewhere" and ended.status_code == 487
     assert recorder.requests == [] and event_log.of("call.answered") == []
+
+
+async def test_many_concurrent_calls_each_get_their_own_session(
+    kamailio: KamailioServer,
+    agents: AgentRunner,
+    recorder: FakeRecorder,
+    event_log: EventLog,
+    sipp: Sipp,
+) -> None:
+    """60 diverted calls, 30 per second, each talking 0.5 s (so about 15 overlap)."""
+    agent = await agents.start(f"127.0.0.1:{kamailio.port}")
+    host, port = agent.sip_address
+    status, output = await sipp.run(
+        "call",
+        (host, port),
+        service="voicemail",
+        keys={
+            "ruri_host": f"{host}:{port};target=sip:alice%40{DOMAIN};cause=408",
+            "to_host": DOMAIN,
+            "extra": "X-Test: load",
+            "talk_ms": "500",
+        },
+        calls=60,
+        rate=30,
+        timeout=30,
+    )
+    assert status == 0, output  # every call: 200 with the recorder's SDP, ACK, BYE, 200
+    await wait_for(lambda: len(event_log.of("call.ended")) == 60, what="60 call.ended")
+    assert len(recorder.requests) == 60
+    assert len({r.call_id for r in recorder.requests}) == 60
+    assert sorted(h.session_id for h in recorder.hangups) == sorted(
+        f"fake{i}" for i in range(1, 61)
+    )
+    ended = event_log.of("call.ended")
+    assert {e.end_reason for e in ended} == {"bye"}
+    assert len({e.session_id for e in ended}) == 60
