@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,10 @@ from sipum.sip.message import (
     StreamFramer,
     make_response,
     parse_message,
+    parse_name_addr,
     parse_uri,
+    parse_via,
+    split_list,
 )
 
 VALID = [
@@ -216,3 +220,39 @@ def test_via_serialisation_round_trips(text: str) -> None:
     except SipParseError:
         return
     assert parse_via(str(via)) == via
+
+
+# Inputs that would make a backtracking regex or a rescanning loop take quadratic time. Each must
+# finish in linear time; at this size a quadratic path takes seconds to minutes, so the bound
+# below has a wide margin even on a busy machine.
+_N = 30000
+_HOSTILE = {
+    "list of <": lambda: split_list("," + "<" * _N),
+    "list of quote-backslash": lambda: split_list("," + '"\\' * _N),
+    "name-addr spaces": lambda: parse_name_addr("a" + " " * _N + "x"),
+    "name-addr leading spaces": lambda: parse_name_addr(" " * _N + "<sip:a@b>x"),
+    "name-addr params": lambda: parse_name_addr("<sip:a@b>" + " ;a" * _N + "\x01"),
+    "name-addr words": lambda: parse_name_addr("a " * _N + "x"),
+    "via spaces": lambda: parse_via("SIP/2.0/UDP h" + " " * _N + ":" + " " * _N + "x"),
+    "message folds": lambda: parse_message(
+        b"INVITE sip:a@b SIP/2.0\r\nVia: " + b"\r\n " * _N + b"x\r\n\r\n"
+    ),
+    "framer trickle": lambda: _trickle(StreamFramer(max_message=10**6)),
+}
+
+
+def _trickle(framer: StreamFramer) -> None:
+    """A header block that arrives 57 bytes at a time and never ends (~170 kB in all)."""
+    framer.feed(b"INVITE sip:a@b SIP/2.0\r\n")
+    for _ in range(3000):
+        assert framer.feed(b"X-A: " + b"a" * 50 + b"\r\n") == []
+
+
+@pytest.mark.parametrize("name", list(_HOSTILE))
+def test_hostile_inputs_take_linear_time(name: str) -> None:
+    start = time.process_time()
+    try:
+        _HOSTILE[name]()
+    except SipParseError:
+        pass
+    assert time.process_time() - start < 2.0

@@ -188,8 +188,9 @@ def canonical_name(name: str) -> str:
 
 
 # One list element: runs of ordinary characters, quoted strings (with quoted-pairs) and
-# <...> spans; a quote or '<' that is never closed counts as an ordinary character.
-_LIST_ELEMENT_RE = re.compile(r'(?:[^,"<]+|"(?:[^"\\]|\\.)*"|<[^>]*>|["<])+', re.DOTALL)
+# <...> spans. An unterminated quote or '<' runs to the end of the value (the closing part is
+# optional), so a match never fails half-way and never backtracks: linear time on any input.
+_LIST_ELEMENT_RE = re.compile(r'(?:[^,"<]+|"(?:[^"\\]|\\.)*"?|<[^>]*>?)+', re.DOTALL)
 
 
 def split_list(value: str) -> list[str]:

@@ -298,12 +298,15 @@ class NameAddr:
 
 
 # The shape nearly every From/To/Contact has: optional simple display name, <sip:user@host:port;
-# params>, header params without quotes. Anything else takes the general path below.
+# params>, header params without quotes. Anything else takes the general path below. Written so
+# that no stretch of input can be matched two ways (spaces before '<' only by the leading \s*,
+# between display words only by [ \t]+), which keeps the regex linear on hostile input.
+_TOKEN_CHARS = r"A-Za-z0-9.!%*_+`'~\-"
 _NAME_ADDR_FAST_RE = re.compile(
-    r'\s*(?:"([^"\\]*)"\s*|([A-Za-z0-9.!%*_+`\'~\- ]*?)\s*)'
+    rf'\s*(?:"([^"\\]*)"\s*|([{_TOKEN_CHARS}]+(?:[ \t]+[{_TOKEN_CHARS}]+)*)\s*)?'
     r"<(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,%]+)@)?([A-Za-z0-9.\-]+)(?::([0-9]{1,5}))?"
     r"((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$%=]*)*)>"
-    r"((?:\s*;\s*[A-Za-z0-9.!%*_+`'~\-]+(?:\s*=\s*[A-Za-z0-9.!%*_+`'~\-:\[\]]*)?)*)\s*"
+    rf"((?:\s*;\s*[{_TOKEN_CHARS}]+(?:\s*=\s*[{_TOKEN_CHARS}:\[\]]*)?)*)\s*"
 )
 
 
@@ -319,8 +322,10 @@ def parse_name_addr(text: str) -> NameAddr:
         if port is None or port <= 65535:
             if quoted is not None:
                 display: str | None = quoted or None
+            elif words is not None:
+                display = " ".join(words.split())
             else:
-                display = " ".join(words.split()) or None
+                display = None
             uri = SipUri(
                 scheme,
                 _unescape(user) if user is not None else None,
