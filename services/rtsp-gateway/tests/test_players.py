@@ -210,7 +210,8 @@ async def test_ffmpeg_with_wrong_password_gets_nothing(gateway, tmp_path: Path) 
     assert b"401" in log or b"Unauthorized" in log
 
 
-async def test_gstreamer_rtspsrc_plays_to_the_end(gateway, tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocols", ["tcp", "udp", "udp-mcast+udp+tcp"])
+async def test_gstreamer_rtspsrc_plays_to_the_end(gateway, tmp_path: Path, protocols: str) -> None:
     out = tmp_path / "gst.raw"
     url = f"{gateway['base']}?token={gateway['token']}"
     code, log = await run(
@@ -218,7 +219,7 @@ async def test_gstreamer_rtspsrc_plays_to_the_end(gateway, tmp_path: Path) -> No
         "-q",
         "rtspsrc",
         f"location={url}",
-        "protocols=tcp",
+        f"protocols={protocols}",
         "latency=100",
         "!",
         "rtppcmudepay",
