@@ -20,7 +20,9 @@ def known_audio(seconds: float, *, seed: int = 7) -> np.ndarray:
     t = np.arange(round(seconds * RATE)) / RATE
     f0 = 150 + 40 * np.sin(2 * np.pi * 0.6 * t) + 15 * np.sin(2 * np.pi * 1.7 * t)
     phase = 2 * np.pi * np.cumsum(f0) / RATE
-    voice = sum(np.sin(k * phase) / k for k in range(1, 7))
+    voice = np.zeros(len(t))
+    for k in range(1, 7):
+        voice += np.sin(k * phase) / k
     envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 2.9 * t) ** 2
     signal = 5500 * envelope * voice + 250 * rng.standard_normal(len(t))
     return np.clip(np.round(signal), -32768, 32767).astype(np.int16)

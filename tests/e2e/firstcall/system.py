@@ -157,7 +157,7 @@ class ServiceProcess:
             except ValueError:
                 continue
             if entry.get("msg") == msg:
-                return entry  # type: ignore[no-any-return]
+                return entry
         raise AssertionError(f"{self.name}: no {msg!r} log within {timeout} s: {self.tail()}")
 
     def tail(self, chars: int = 3000) -> str:
@@ -343,11 +343,6 @@ def start_system(
             SIPUM_REGISTRAR=f"{kamailio.host}:{kamailio.port}",
             SIPUM_SIP_HOST="127.0.0.1",
             SIPUM_SIP_PORT=str(system.agent_sip_port),
-            **(
-                {"SIPUM_DEBUG": os.environ["E2E_AGENT_DEBUG"]}
-                if "E2E_AGENT_DEBUG" in os.environ
-                else {}
-            ),
         )
         for service in system.services.values():
             service.wait_for_log("service started", timeout=60)
