@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import uvloop
 from sipum.blobstore import FileBlobStore
 from sipum.blobstore.keys import message_key
 from sipum.db import domains, messages, users
@@ -66,8 +67,15 @@ def best_correlation(reference: np.ndarray, decoded: np.ndarray) -> float:
     return best
 
 
+@pytest.fixture(scope="module")
+def event_loop_policy() -> uvloop.EventLoopPolicy:
+    """The services run on uvloop (``run_service_main``); so do these tests."""
+    return uvloop.EventLoopPolicy()
+
+
 @pytest.fixture
 async def gateway(pg_pool, tmp_path: Path):
+    assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
     await domains.create(pg_pool, "example.com")
     alice = await users.create(pg_pool, "alice", "example.com", "alice-password-1", pin="1234")
     bob = await users.create(pg_pool, "bob", "example.com", "bob-password-12")

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import socket
 from dataclasses import dataclass, field
+from typing import cast
 
 from sipum.media.endpoint import PortPair, PortPool
 from sipum.rtsp.describe import PCMU
@@ -116,8 +117,8 @@ class RtspConnectionProtocol(asyncio.Protocol):
     # -- connection -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TCP transport has the asyncio.Transport methods but is not a subclass.
+        self.transport = cast(asyncio.Transport, transport)
         if len(self.gateway.connections) >= self.gateway.max_connections:
             transport.close()
             self.closing = True
