@@ -65,6 +65,10 @@ class ServiceSettings(BaseSettings):
     secret_key: SecretStr = SecretStr("change-me")
     """Key that signs tokens (web sessions, links in e-mails); set it in production."""
 
+    gc_full_interval: float = Field(default=300.0, ge=0)
+    """Seconds between the garbage collector's full passes, run by the service instead of
+    automatically (docs/operations.md); 0 keeps Python's default collector."""
+
     foreground: bool = True
     """``-X``: run attached to a terminal with human-readable logs (the default)."""
 
