@@ -1,0 +1,151 @@
+"""The web inbox in a real browser (headless Chromium driven by Selenium): log in through the
+form, see the message, play its audio (the browser fetches the WAV from the API), save it."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+import shutil
+import struct
+import wave
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from sipum.blobstore import FileBlobStore
+from sipum.blobstore.keys import message_key
+from sipum.config import ServiceSettings
+from sipum.db import domains, messages, users
+from sipum.runtime import HealthRegistry, ServiceContext
+from sipum.runtime.service import start_http, stop_http
+from sipum_web_api.app import create_app
+
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+def tone_wav(seconds: float) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        samples = (
+            int(8000 * 0.3 * math.sin(2 * math.pi * 440 * n / 8000))
+            for n in range(int(seconds * 8000))
+        )
+        w.writeframes(b"".join(struct.pack("<h", s) for s in samples))
+    return out.getvalue()
+
+
+def browser():  # type: ignore[no-untyped-def]
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--autoplay-policy=no-user-gesture-required", "--window-size=1100,800",
+    ):  # fmt: skip
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+
+
+@pytest.fixture
+async def served_inbox(pg_pool, event_bus, tmp_path: Path):
+    await domains.ensure(pg_pool, "example.com")
+    alice = await users.create(pg_pool, "alice", "example.com", "alice-password-1")
+    ctx = ServiceContext(
+        settings=ServiceSettings(domain="example.com", secret_key=SecretStr("browser-secret")),
+        health=HealthRegistry("web-api"),
+        pool=pg_pool,
+        bus=event_bus,
+        blobs=FileBlobStore(tmp_path / "blobs"),
+    )
+    message_id = await messages.allocate_id(pg_pool)
+    key = message_key("example.com", "alice", message_id)
+    data = tone_wav(2.0)
+    await ctx.blobs.put(key, data)
+    await messages.insert_idempotent(
+        pg_pool, owner_id=alice.id, idempotency_key=f"b-{message_id}", caller_uri="sip:bob@example.com",
+        caller_display_name="Bob Caller", called_uri="sip:alice@example.com", duration_ms=2000,
+        codec="PCMU", size_bytes=len(data), blob_key=key, message_id=message_id,
+    )  # fmt: skip
+    server, task, port = await start_http(create_app(ctx), "127.0.0.1", 0)
+    yield {
+        "url": f"http://127.0.0.1:{port}/",
+        "message_id": message_id,
+        "pool": pg_pool,
+        "alice": alice,
+    }
+    await stop_http(server, task)
+
+
+def drive_inbox(url: str, screenshot: Path) -> dict[str, object]:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser()
+    try:
+        wait = WebDriverWait(driver, 20)
+        driver.get(url)
+        form = wait.until(ec.visibility_of_element_located((By.ID, "login")))
+        # a wrong password first: the page says so and stays on the form
+        form.find_element(By.NAME, "username").send_keys("alice")
+        form.find_element(By.NAME, "password").send_keys("wrong-password")
+        form.find_element(By.TAG_NAME, "button").click()
+        wait.until(
+            ec.text_to_be_present_in_element((By.ID, "auth-error"), "wrong user name or password")
+        )
+        form.find_element(By.NAME, "password").clear()
+        form.find_element(By.NAME, "password").send_keys("alice-password-1")
+        form.find_element(By.TAG_NAME, "button").click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "summary"), "1 message(s), 1 new"))
+        row = driver.find_element(By.CSS_SELECTOR, "#rows tr")
+        result: dict[str, object] = {
+            "who": driver.find_element(By.ID, "who").text,
+            "row": row.text,
+            "row_class": row.get_attribute("class"),
+        }
+        # Play: the browser fetches the WAV through the API with the session cookie.
+        duration = driver.execute_async_script(
+            """const done = arguments[arguments.length - 1];
+               const audio = document.querySelector('#rows audio');
+               audio.addEventListener('loadedmetadata', () => done(audio.duration));
+               audio.addEventListener('error', () => done(-1));
+               audio.muted = true; audio.play().catch(() => {});"""
+        )
+        result["duration"] = duration
+        wait.until(
+            lambda d: d.find_element(By.CSS_SELECTOR, "#rows tr").get_attribute("class") == ""
+        )
+        driver.save_screenshot(str(screenshot))
+        # Save it: it leaves the inbox and shows under "Saved".
+        next(b for b in row.find_elements(By.TAG_NAME, "button") if b.text == "Save").click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "summary"), "0 message(s)"))
+        driver.find_element(By.CSS_SELECTOR, "nav button[data-folder=saved]").click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "summary"), "1 message(s), 0 new"))
+        result["saved_row"] = driver.find_element(By.CSS_SELECTOR, "#rows tr").text
+        return result
+    finally:
+        driver.quit()
+
+
+async def test_inbox_in_chromium(served_inbox, tmp_path: Path) -> None:
+    assert CHROMIUM and CHROMEDRIVER, "deploy/local/install installs chromium and chromium-driver"
+    shot = tmp_path / "inbox.png"
+    result = await asyncio.wait_for(asyncio.to_thread(drive_inbox, served_inbox["url"], shot), 90)
+    assert result["who"] == "alice@example.com"
+    assert "Bob Caller <sip:bob@example.com>" in str(result["row"]) and "2.0 s" in str(
+        result["row"]
+    )
+    assert result["row_class"] == "unheard"
+    assert abs(float(result["duration"]) - 2.0) < 0.05  # the browser decoded our WAV
+    assert shot.stat().st_size > 10_000
+    assert "Bob Caller" in str(result["saved_row"])
+    message = await messages.get(served_inbox["pool"], served_inbox["message_id"])
+    assert message is not None and message.heard and message.folder.value == "saved"
