@@ -263,7 +263,7 @@ async def run_sipp(
             "-s", service, "-m", str(calls), "-r", str(rate), "-l", str(calls),
             "-i", "127.0.0.1", "-p", str(free_udp_port()),
             "-mp", str(free_udp_port()), "-nostdin", "-timeout", f"{int(timeout)}s",
-            "-timeout_error", "-max_recv_loops", "100",
+            "-timeout_error", "-max_recv_loops", "100", "-trace_err",
         ]  # fmt: skip
         for name, value in keys.items():
             if name not in literals:
@@ -278,11 +278,14 @@ async def run_sipp(
                 process.kill()
                 await process.wait()
         output = (out + err).decode(errors="replace")
+        if process.returncode != 0:  # what sipp did not expect, for the failure message
+            for log in sorted(cwd.glob(f"{path.stem}*_errors.log")):
+                output += "\n--- " + log.name + "\n" + log.read_text(errors="replace")[-4000:]
         # Another program may take the free port between our probe and sipp's bind.
         if process.returncode == 0 or "bind" not in output.lower():
             break
     assert process.returncode is not None
-    return process.returncode, output[-3000:]
+    return process.returncode, output[-7000:]
 
 
 class Sipp:
