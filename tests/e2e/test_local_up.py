@@ -101,7 +101,9 @@ def test_local_up_runs_all_services_and_stops_on_ctrl_c(pg_admin_dsn: str, tmp_p
         assert proc.returncode == 0, out[-4000:]
         for name in ("registrar-agent", "media-recorder", "rtsp-gateway", "notifier", "web-api"):
             assert f"[{name}]" in out
-            assert any(line.startswith(f"[{name}]") and "stopped" in line for line in out.splitlines()), name
+            assert any(
+                line.startswith(f"[{name}]") and "stopped" in line for line in out.splitlines()
+            ), name
         assert "[kamailio]" in out
         assert "Traceback" not in out
     finally:
@@ -109,7 +111,13 @@ def test_local_up_runs_all_services_and_stops_on_ctrl_c(pg_admin_dsn: str, tmp_p
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         subprocess.run(
-            ["psql", pg_admin_dsn, "-q", "-c", f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'],
+            [
+                "psql",
+                pg_admin_dsn,
+                "-q",
+                "-c",
+                f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)',
+            ],
             capture_output=True,
             timeout=30,
         )
