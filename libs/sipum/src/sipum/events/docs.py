@@ -24,18 +24,18 @@ END = "<!-- END GENERATED -->"
 # Who publishes and who consumes each event kind (documentation only; the code that does it
 # lives in the services).
 ROLES: dict[str, tuple[str, str]] = {
-    "message.created": ("media-recorder", "notifier (e-mail), registrar-agent (MWI), web-api (live inbox)"),
-    "message.updated": ("web-api, registrar-agent (mailbox menu)", "registrar-agent (MWI), web-api"),
-    "message.deleted": ("web-api, registrar-agent (mailbox menu)", "registrar-agent (MWI), web-api"),
-    "user.created": ("web-api", "registrar-agent (starts REGISTERing the user)"),
-    "user.updated": ("web-api", "registrar-agent (credentials, ring timeout)"),
-    "user.deleted": ("web-api", "registrar-agent (unREGISTERs)"),
-    "call.started": ("registrar-agent", "web-api (live view), operators"),
-    "call.answered": ("registrar-agent", "web-api, operators"),
-    "call.ended": ("registrar-agent", "web-api, operators"),
-    "registration.changed": ("registrar-agent", "web-api (admin status), operators"),
-    "notification.sent": ("notifier", "web-api, operators"),
-    "notification.failed": ("notifier", "web-api, operators"),
+    "message.created": ("media-recorder", "notifier (e-mail); operators (`sipum-events`)"),
+    "message.updated": ("web-api (heard, folder), media-recorder (retrieval menu: heard, save, trash)", "operators"),
+    "message.deleted": ("web-api", "operators"),
+    "user.created": ("web-api (signup)", "registrar-agent (starts REGISTERing the user)"),
+    "user.updated": ("— (no service changes users yet; publish it after a password change)", "registrar-agent (re-REGISTERs with the new HA1)"),
+    "user.deleted": ("— (publish it before deleting the row: Kamailio checks the de-REGISTER)", "registrar-agent (unREGISTERs)"),
+    "call.started": ("registrar-agent", "operators"),
+    "call.answered": ("registrar-agent", "operators"),
+    "call.ended": ("registrar-agent", "operators"),
+    "registration.changed": ("registrar-agent", "operators"),
+    "notification.sent": ("notifier", "operators"),
+    "notification.failed": ("notifier", "operators"),
 }  # fmt: skip
 
 
