@@ -233,6 +233,14 @@ def rejected_scenario(status: int, directory: Path) -> Path:
     return path
 
 
+def sipp_error_logs(cwd: Path, stem: str) -> str:
+    """The ``-trace_err`` files sipp left for a scenario (what it did not expect)."""
+    out = ""
+    for log in sorted(cwd.glob(f"{stem}*_errors.log")):
+        out += "\n--- " + log.name + "\n" + log.read_text(errors="replace")[-4000:]
+    return out
+
+
 async def run_sipp(
     scenario: str | Path,
     target: tuple[str, int],
@@ -279,8 +287,7 @@ async def run_sipp(
                 await process.wait()
         output = (out + err).decode(errors="replace")
         if process.returncode != 0:  # what sipp did not expect, for the failure message
-            for log in sorted(cwd.glob(f"{path.stem}*_errors.log")):
-                output += "\n--- " + log.name + "\n" + log.read_text(errors="replace")[-4000:]
+            output += await asyncio.to_thread(sipp_error_logs, cwd, path.stem)
         # Another program may take the free port between our probe and sipp's bind.
         if process.returncode == 0 or "bind" not in output.lower():
             break
