@@ -11,7 +11,7 @@ from sipum.runtime import ServiceContext
 from sipum.runtime.http import metrics_payload
 
 from sipum_web_api.auth import LoginThrottle
-from sipum_web_api.routes import account, messages
+from sipum_web_api.routes import account, greetings, messages
 
 INBOX_PAGE = resources.files("sipum_web_api").joinpath("static/inbox.html").read_text("utf-8")
 
@@ -28,6 +28,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.state.login_throttle = LoginThrottle()
     app.include_router(account.router)
     app.include_router(messages.router)
+    app.include_router(greetings.router)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def inbox_page() -> HTMLResponse:

@@ -132,9 +132,7 @@ async def get_audio(message_id: int, request: Request, token: str | None = None)
         end = size - 1
     if start >= size or start > end:
         headers["Content-Range"] = f"bytes */{size}"
-        return Response(
-            status_code=416, headers=headers
-        )
+        return Response(status_code=416, headers=headers)
     data = await blobs.get(message.blob_key, start, end - start + 1)
     headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     return Response(

@@ -1,0 +1,136 @@
+"""The user's greetings: upload (any audio FFmpeg reads), list, download, delete.
+
+The media-recorder plays them instead of the default prompt (temporary before busy/unavailable,
+see docs/recorder.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from pydantic import BaseModel
+from sipum.blobstore import BlobNotFoundError
+from sipum.blobstore.keys import greeting_key
+from sipum.db import greetings
+
+from sipum_web_api.audio import BadAudio, to_greeting_wav
+from sipum_web_api.deps import CurrentUser, ctx_of
+from sipum_web_api.schemas import ErrorOut
+
+router = APIRouter(prefix="/api/v1/greetings", tags=["greetings"])
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+ERRORS = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+
+
+class GreetingOut(BaseModel):
+    kind: greetings.GreetingKind
+    duration_s: float
+    size_bytes: int
+    expires_at: datetime | None
+    updated_at: datetime
+    audio_url: str
+
+
+def greeting_out(g: greetings.Greeting) -> GreetingOut:
+    return GreetingOut(
+        kind=g.kind,
+        duration_s=g.duration_ms / 1000,
+        size_bytes=g.size_bytes,
+        expires_at=g.expires_at,
+        updated_at=g.updated_at,
+        audio_url=f"/api/v1/greetings/{g.kind.value}/audio",
+    )
+
+
+async def read_bounded(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
+        raise HTTPException(413, f"uploads are at most {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_UPLOAD_BYTES:
+            raise HTTPException(413, f"uploads are at most {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB")
+    return bytes(body)
+
+
+@router.get("", response_model=list[GreetingOut], responses=ERRORS)
+async def list_greetings(request: Request, user: CurrentUser) -> list[GreetingOut]:
+    return [greeting_out(g) for g in await greetings.list_for_user(ctx_of(request).pool, user.id)]
+
+
+@router.put(
+    "/{kind}",
+    response_model=GreetingOut,
+    responses={**ERRORS, 413: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    openapi_extra={
+        "requestBody": {
+            "content": {"audio/*": {"schema": {"type": "string", "format": "binary"}}},
+            "required": True,
+        }
+    },
+)
+async def upload_greeting(
+    kind: greetings.GreetingKind,
+    request: Request,
+    user: CurrentUser,
+    expires_at: datetime | None = None,
+) -> GreetingOut:
+    """Upload a greeting as the request body (WAV, MP3, Ogg/Opus, … up to 10 MiB and 120 s).
+    ``expires_at`` applies to the ``temporary`` greeting."""
+    data = await read_bounded(request)
+    try:
+        wav, duration_ms = await asyncio.to_thread(to_greeting_wav, data)
+    except BadAudio as exc:
+        raise HTTPException(422, str(exc)) from None
+    ctx = ctx_of(request)
+    key = greeting_key(user.domain, user.username, kind.value)
+    await ctx.blobs.put(key, wav, content_type="audio/wav")
+    greeting, replaced = await greetings.put(
+        ctx.pool,
+        user.id,
+        kind,
+        key,
+        duration_ms=duration_ms,
+        size_bytes=len(wav),
+        expires_at=expires_at if kind is greetings.GreetingKind.TEMPORARY else None,
+    )
+    if replaced is not None and replaced != key:
+        await ctx.blobs.delete(replaced)
+    return greeting_out(greeting)
+
+
+@router.get(
+    "/{kind}/audio",
+    response_class=Response,
+    responses={200: {"content": {"audio/wav": {}}}, **ERRORS},
+)
+async def greeting_audio(
+    kind: greetings.GreetingKind, request: Request, user: CurrentUser
+) -> Response:
+    ctx = ctx_of(request)
+    greeting = await greetings.get(ctx.pool, user.id, kind)
+    if greeting is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such greeting")
+    try:
+        data = await ctx.blobs.get(greeting.blob_key)
+    except BlobNotFoundError:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, "audio of this greeting is missing"
+        ) from None
+    return Response(data, media_type="audio/wav")
+
+
+@router.delete("/{kind}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)
+async def delete_greeting(
+    kind: greetings.GreetingKind, request: Request, user: CurrentUser
+) -> Response:
+    """Back to the default prompt."""
+    ctx = ctx_of(request)
+    greeting = await greetings.delete(ctx.pool, user.id, kind)
+    if greeting is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such greeting")
+    await ctx.blobs.delete(greeting.blob_key)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
