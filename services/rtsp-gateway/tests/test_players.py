@@ -17,8 +17,8 @@ from sipum.blobstore.keys import message_key
 from sipum.db import domains, messages, users
 from sipum.media.codecs import ulaw_decode, ulaw_encode
 from sipum.media.endpoint import PortPool
-from sipum.security.tokens import sign
-from sipum_rtsp_gateway.access import PLAY_TOKEN_PURPOSE, MessageAccess
+from sipum.security.tokens import sign_play_link
+from sipum_rtsp_gateway.access import MessageAccess
 from sipum_rtsp_gateway.audio import AudioCache
 from sipum_rtsp_gateway.server import RtspGateway
 
@@ -107,7 +107,7 @@ async def gateway(pg_pool, tmp_path: Path):
     )
     port = await gw.start()
     base = f"rtsp://127.0.0.1:{port}/alice/inbox/{message.id}.wav"
-    token = sign(SECRET, PLAY_TOKEN_PURPOSE, {"uid": alice.id, "mid": message.id}, ttl=600)
+    token = sign_play_link(SECRET, alice.id, message.id, ttl=600)
     yield {
         "gw": gw,
         "port": port,

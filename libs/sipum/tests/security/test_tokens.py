@@ -22,3 +22,14 @@ def test_wrong_key_purpose_or_tampering_is_refused() -> None:
     for junk in ("", "a", "a.b.c", "x" * 5000, body + "."):
         with pytest.raises(InvalidToken):
             verify("k", "play", junk)
+
+
+def test_play_links_carry_user_and_message_and_nothing_else() -> None:
+    from sipum.security.tokens import play_link_claims, sign_play_link
+
+    token = sign_play_link("k", 7, 67212, ttl=60)
+    assert play_link_claims("k", token) == (7, 67212)
+    with pytest.raises(InvalidToken):  # a session token is not a playback link
+        play_link_claims("k", sign("k", "session", {"uid": 7, "mid": 67212}, ttl=60))
+    with pytest.raises(InvalidToken):  # right purpose, wrong shape
+        play_link_claims("k", sign("k", "play", {"uid": "7", "mid": 67212}, ttl=60))

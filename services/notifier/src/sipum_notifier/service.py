@@ -19,13 +19,12 @@ import aiosmtplib
 from sipum.db import messages, notifications, users
 from sipum.events import MessageCreated, NotificationFailed, NotificationSent, current_delivery
 from sipum.runtime import ServiceContext
-from sipum.security.tokens import sign
+from sipum.security.tokens import sign_play_link
 
 from sipum_notifier.mail import MailContent, compose, load_template
 from sipum_notifier.settings import NotifierSettings
 
 log = logging.getLogger("sipum.misc.notifier")
-PLAY_PURPOSE = "play"
 CONSUMER = "notifier"
 MAX_DELIVER = 10
 
@@ -63,11 +62,8 @@ class NotifierService:
     def links(self, user: users.User, message_id: int) -> tuple[str, str, str, datetime]:
         s = self.settings
         expires = datetime.now(UTC) + timedelta(seconds=s.link_ttl_seconds)
-        token = sign(
-            s.secret_key.get_secret_value(),
-            PLAY_PURPOSE,
-            {"uid": user.id, "mid": message_id},
-            ttl=s.link_ttl_seconds,
+        token = sign_play_link(
+            s.secret_key.get_secret_value(), user.id, message_id, ttl=s.link_ttl_seconds
         )
         web = f"{s.public_url.rstrip('/')}/api/v1/messages/{message_id}/audio?token={token}"
         rtsp = f"{s.rtsp_url.rstrip('/')}/{user.username}/inbox/{message_id}.wav?token={token}"

@@ -21,10 +21,9 @@ from sipum.db import messages, users
 from sipum.rtsp.message import RtspRequest
 from sipum.rtsp.server import Denial
 from sipum.rtsp.urls import MessageUrl
-from sipum.security.tokens import InvalidToken, verify
+from sipum.security.tokens import InvalidToken, play_link_claims
 from sipum.sip import digest
 
-PLAY_TOKEN_PURPOSE = "play"
 NONCE_LIFETIME = 300.0
 
 
@@ -85,14 +84,10 @@ class MessageAccess:
         """None when the owner is authenticated; otherwise the denial to answer with."""
         if target.token is not None:
             try:
-                claims = verify(self.secret, PLAY_TOKEN_PURPOSE, target.token)
+                uid, mid = play_link_claims(self.secret, target.token)
             except InvalidToken:
                 return self.challenge(realm)
-            if (
-                user is not None
-                and claims.get("uid") == user.id
-                and claims.get("mid") == target.message_id
-            ):
+            if user is not None and uid == user.id and mid == target.message_id:
                 return None
             return Denial(403)
         header = request.headers.get("Authorization")

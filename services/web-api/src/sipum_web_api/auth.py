@@ -14,7 +14,6 @@ from collections import deque
 from sipum.security.tokens import InvalidToken, sign, verify
 
 SESSION_PURPOSE = "session"
-PLAY_PURPOSE = "play"
 SESSION_TTL = 12 * 3600
 COOKIE_NAME = "sipum_session"
 MAX_FAILURES = 5

@@ -69,3 +69,22 @@ def verify(
     if claims["exp"] < (time.time() if now is None else now):
         raise InvalidToken("token expired")
     return claims
+
+
+# -- playback links (issued by the notifier, accepted by the web-api and the RTSP gateway) --------
+
+PLAY_PURPOSE = "play"
+
+
+def sign_play_link(secret: str | bytes, user_id: int, message_id: int, *, ttl: float) -> str:
+    """A token that plays one message of one user without a password, for ``ttl`` seconds."""
+    return sign(secret, PLAY_PURPOSE, {"uid": user_id, "mid": message_id}, ttl=ttl)
+
+
+def play_link_claims(secret: str | bytes, token: str) -> tuple[int, int]:
+    """(user id, message id) of a valid playback token; raises :class:`InvalidToken`."""
+    claims = verify(secret, PLAY_PURPOSE, token)
+    uid, mid = claims.get("uid"), claims.get("mid")
+    if not isinstance(uid, int) or not isinstance(mid, int):
+        raise InvalidToken("malformed token")
+    return uid, mid

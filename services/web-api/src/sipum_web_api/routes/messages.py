@@ -13,9 +13,8 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from sipum.blobstore import BlobNotFoundError
 from sipum.db import messages, users
 from sipum.events import MessageDeleted, MessageUpdated
-from sipum.security.tokens import InvalidToken, verify
+from sipum.security.tokens import InvalidToken, play_link_claims
 
-from sipum_web_api.auth import PLAY_PURPOSE
 from sipum_web_api.deps import CurrentUser, ctx_of, current_user, secret_of
 from sipum_web_api.schemas import ErrorOut, FolderName, MessageOut, MessagePage, MessagePatch
 
@@ -81,12 +80,11 @@ async def audio_owner(request: Request, message_id: int, token: str | None) -> u
     """The session's user, or the user a playback token from the e-mail was issued for."""
     if token is not None:
         try:
-            claims = verify(secret_of(request), PLAY_PURPOSE, token)
+            uid, mid = play_link_claims(secret_of(request), token)
         except InvalidToken:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or expired link") from None
-        uid = claims.get("uid")
-        user = await users.get(ctx_of(request).pool, uid) if isinstance(uid, int) else None
-        if user is None or claims.get("mid") != message_id:
+        user = await users.get(ctx_of(request).pool, uid)
+        if user is None or mid != message_id:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such message")
         return user
     return await current_user(request)
