@@ -4,24 +4,18 @@ LRU cache (a player's DESCRIBE, SETUP and PLAY, and seeks, all hit the same mess
 from __future__ import annotations
 
 import io
-import wave
 from collections import OrderedDict
 
 import numpy as np
 from sipum.media.codecs import resample
+from sipum.media.playback import read_wav
 
 STREAM_RATE = 8000  # PCMU
 
 
 def decode_wav(data: bytes) -> np.ndarray:
     """16-bit PCM WAV bytes → mono int16 samples at 8 kHz."""
-    with wave.open(io.BytesIO(data), "rb") as w:
-        if w.getsampwidth() != 2 or w.getcomptype() != "NONE":
-            raise ValueError("only 16-bit PCM WAV messages can be streamed")
-        channels, rate = w.getnchannels(), w.getframerate()
-        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
-    if channels > 1:
-        pcm = pcm.reshape(-1, channels).mean(axis=1).round().astype(np.int16)
+    pcm, rate = read_wav(io.BytesIO(data))
     if rate != STREAM_RATE:
         pcm = resample(pcm, rate, STREAM_RATE)
     return pcm

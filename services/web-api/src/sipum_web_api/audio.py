@@ -8,10 +8,10 @@ worker thread so a large file does not stall the event loop.
 from __future__ import annotations
 
 import io
-import wave
 
 import av
 import numpy as np
+from sipum.media.recording import wav_bytes
 
 GREETING_RATE = 16000
 MAX_GREETING_SECONDS = 120.0
@@ -49,10 +49,4 @@ def to_greeting_wav(data: bytes) -> tuple[bytes, int]:
     pcm = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
     if len(pcm) < MIN_GREETING_SECONDS * GREETING_RATE:
         raise BadAudio(f"greetings are at least {MIN_GREETING_SECONDS} s long")
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(GREETING_RATE)
-        w.writeframes(pcm.astype("<i2").tobytes())
-    return out.getvalue(), round(len(pcm) * 1000 / GREETING_RATE)
+    return wav_bytes(pcm, GREETING_RATE), round(len(pcm) * 1000 / GREETING_RATE)

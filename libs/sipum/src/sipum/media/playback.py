@@ -28,6 +28,7 @@ import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -37,9 +38,10 @@ from .rtcp import RtcpReportBlock, RtcpSenderReport, ntp_timestamp
 from .rtp import RtpPacket
 
 
-def read_wav(path: Path | str) -> tuple[Pcm, int]:
-    """A 16-bit PCM WAV file as (mono int16 samples, sample rate); stereo is mixed down."""
-    with wave.open(str(path), "rb") as w:
+def read_wav(path: Path | str | BinaryIO) -> tuple[Pcm, int]:
+    """A 16-bit PCM WAV file (a path or a binary file object) as (mono int16 samples, sample
+    rate); stereo is mixed down."""
+    with wave.open(path if not isinstance(path, str | Path) else str(path), "rb") as w:
         if w.getsampwidth() != 2 or w.getcomptype() != "NONE":
             raise ValueError(f"{path}: only 16-bit PCM WAV is supported")
         channels = w.getnchannels()
