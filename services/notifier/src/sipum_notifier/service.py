@@ -1,8 +1,9 @@
 """The notifier: e-mails a user when a message arrives.
 
 A JetStream durable consumer (``notifier``, shared by every replica) receives
-``sipum.evt.message.created``. For each event: skip if the mail was already sent (table
-``notifications``: a redelivery after a lost ack never mails twice), compose the mail from the
+``sipum.evt.message.created``. For each event: claim the notification (table
+``notifications``; already sent → ack, being sent by another delivery → retry later, so neither
+a redelivery after a lost ack nor two replicas ever mail twice), compose the mail from the
 template with signed playback links, attach the WAV when the user's effective setting says so,
 hand it to the SMTP server, record it, publish ``sipum.evt.notification.sent``, and only then
 ack. When the SMTP server fails, ``sipum.evt.notification.failed`` is published and the handler
@@ -27,6 +28,10 @@ from sipum_notifier.settings import NotifierSettings
 log = logging.getLogger("sipum.misc.notifier")
 CONSUMER = "notifier"
 MAX_DELIVER = 10
+
+
+class NotificationInProgress(Exception):
+    """Another delivery of the same event holds the claim (the event will be redelivered)."""
 
 
 class SmtpFailure(Exception):
@@ -79,14 +84,41 @@ class NotifierService:
         if user is None or not user.email:
             log.info("no e-mail address; nothing to send", extra={"message_id": event.message_id})
             return
-        if await notifications.already_sent(pool, event.message_id, "email"):
-            log.info(
-                "mail already sent; acking the redelivery", extra={"message_id": event.message_id}
-            )
-            return
         message = await messages.get(pool, event.message_id)
         if message is None or message.owner_id != user.id:
             return  # deleted before we got to it
+        claim = await notifications.claim(
+            pool, message.id, "email", user.email, stale_after=2 * self.settings.smtp_timeout
+        )
+        if claim is notifications.Claim.SENT:
+            log.info("mail already sent; acking the redelivery", extra={"message_id": message.id})
+            return
+        if claim is notifications.Claim.BUSY:
+            # Another delivery of this event is sending it now: come back later (redelivery
+            # with backoff) rather than ack — if that sender dies, its claim goes stale.
+            raise NotificationInProgress(f"message {message.id} is being mailed elsewhere")
+        try:
+            await self._send_claimed(event, user, message)
+        except BaseException:
+            await notifications.release(pool, message.id, "email")
+            raise
+        await notifications.mark_sent(pool, message.id, "email")
+        await bus.publish(
+            NotificationSent(
+                username=user.username,
+                domain=user.domain,
+                message_id=message.id,
+                channel="email",
+                recipient=user.email,
+            )
+        )
+        log.info("mail sent", extra={"message_id": message.id})
+
+    async def _send_claimed(
+        self, event: MessageCreated, user: users.User, message: messages.Message
+    ) -> None:
+        assert self.ctx is not None and user.email is not None
+        pool, bus = self.ctx.pool, self.ctx.bus
         effective = await users.effective_settings(pool, user.id)
         attachment = None
         if effective is not None and effective.email_attaches_audio:
@@ -135,17 +167,6 @@ class NotifierService:
                 extra={"message_id": message.id, "attempt": attempt, "error": str(exc)[:200]},
             )
             raise SmtpFailure(str(exc)) from exc
-        await notifications.record_sent(pool, message.id, "email", user.email)
-        await bus.publish(
-            NotificationSent(
-                username=user.username,
-                domain=user.domain,
-                message_id=message.id,
-                channel="email",
-                recipient=user.email,
-            )
-        )
-        log.info("mail sent", extra={"message_id": message.id})
 
     async def send(self, mail: object) -> None:
         s = self.settings
