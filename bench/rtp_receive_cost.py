@@ -231,7 +231,17 @@ def main() -> None:
     )
     parser.add_argument("--uvloop", action="store_true")
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--gc",
+        choices=("service", "default"),
+        default="service",
+        help="collector settings: as the services run (no automatic full passes) or Python's",
+    )
     args = parser.parse_args()
+    if args.gc == "service":
+        from sipum.runtime.service import tune_garbage_collector
+
+        tune_garbage_collector()
     cpu: int | None = None
     if (os.cpu_count() or 1) >= 2:
         cpu = 0

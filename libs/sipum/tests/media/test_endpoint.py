@@ -379,6 +379,29 @@ async def test_silent_caller_times_out_as_silence(pool: PortPool) -> None:
     peer.close()
 
 
+async def test_a_waiting_recording_does_not_spin_the_loop(pool: PortPool) -> None:
+    # Regression: with no audio yet the recording's flush deadline stayed in the past and the
+    # endpoint's timer fired on every loop turn (found by the receive-cost benchmark).
+    endpoint = await RtpEndpoint.open(pool, codec=PCMU, remote=(HOST, 9))
+    fired = 0
+    on_timer = endpoint._on_timer
+
+    def counting() -> None:
+        nonlocal fired
+        fired += 1
+        on_timer()
+
+    endpoint._on_timer = counting  # type: ignore[method-assign]
+    settings = RecordingSettings(flush_interval=0.1, max_silence=5.0)
+    recording = asyncio.ensure_future(endpoint.record(settings))
+    await asyncio.sleep(0.6)
+    assert not recording.done()
+    assert fired <= 12  # one per flush interval (0.1 s), not one per loop turn
+    endpoint.hangup()
+    assert (await recording).reason is StopReason.HANGUP
+    await endpoint.close()
+
+
 async def test_records_g722_at_16khz(pool: PortPool) -> None:
     from sipum.media.codecs import G722_INFO, create_decoder, create_encoder
 

@@ -206,6 +206,24 @@ def test_wall_clock_timers_stop_a_call_without_audio() -> None:
     assert s.next_timer() is None
 
 
+@pytest.mark.parametrize("lead_in", [0.0, 3.0], ids=["no-audio-yet", "pause-after-voice"])
+def test_a_flush_with_nothing_to_hand_out_moves_the_timer_on(lead_in: float) -> None:
+    # Regression: with nothing committed (no audio yet, or a pause held back as possible
+    # trailing silence) the flush deadline stayed in the past, so the endpoint re-armed its
+    # timer at `now` on every loop turn — a busy loop for the whole pause.
+    s = RecordingSession(RecordingSettings(flush_interval=1.0, max_silence=5.0), now=0.0)
+    now = run(s, np.concatenate([voice(lead_in), quiet(2.0)])) if lead_in else 0.0
+    for _ in range(3):
+        deadline = s.next_timer()
+        assert deadline is not None
+        now = max(now, deadline)
+        s.handle_timer(now)
+        assert not s.done
+        following = s.next_timer()
+        assert following is not None and following > now
+        now = following
+
+
 def test_wall_clock_max_length_without_audio_timestamps() -> None:
     s = RecordingSession(RecordingSettings(max_silence=100.0, max_length=3.0), now=0.0)
     run(s, voice(1.0))

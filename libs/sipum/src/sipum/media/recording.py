@@ -331,10 +331,14 @@ class RecordingSession:
     def _maybe_flush(self, now: float) -> None:
         limit = self._commit_limit()
         ready = limit - self._buf_start
-        if ready >= self._flush or (
-            ready > 0 and now - self._last_flush_at >= self.settings.flush_interval
-        ):
+        due = now - self._last_flush_at >= self.settings.flush_interval
+        if ready >= self._flush or (ready > 0 and due):
             self._emit(limit, final=False)
+            self._last_flush_at = now
+        elif due:
+            # Nothing committed to hand out (no audio yet, or a pause held back as possible
+            # trailing silence): the flush is done for this interval. Without this the flush
+            # deadline stays in the past and the endpoint's timer fires on every loop turn.
             self._last_flush_at = now
 
     def _emit(self, end: int, *, final: bool) -> None:
