@@ -111,9 +111,7 @@ async def run(calls: int, seconds: float, host: str, cpu: int | None) -> dict[st
     report = json.loads(out)
     expected_each = round(seconds / PTIME)
     received = [e.receiver.source.received if e.receiver.source else 0 for e in endpoints]
-    closed_before_hangup = sum(
-        1 for e in endpoints if e._rtp_transport is None or e._rtp_transport.is_closing()
-    )
+    closed_before_hangup = sum(1 for e in endpoints if not e.receiving)
     for e in endpoints:
         e.hangup()
     results = await asyncio.gather(*recordings)

@@ -193,6 +193,18 @@ async def test_symmetric_rtp_latches_onto_the_real_source(pool: PortPool) -> Non
     await asyncio.sleep(0.05)
     assert len(real.received()) == 3
     assert sdp_address.received() == []
+    # strict RTP: once latched, another source cannot inject packets into the call
+    intruder = Peer()
+    intruder.ssrc = 0xBAD
+    for _ in range(3):
+        intruder.send(endpoint.local_port, bytes(160))
+    real.send(endpoint.local_port, bytes(160))
+    await asyncio.sleep(0.05)
+    endpoint._drain_inbox()
+    source = endpoint.receiver.source
+    assert source is not None and source.ssrc == real.ssrc and source.received == 2
+    assert endpoint.receiver.counters.ssrc_changes == 0
+    intruder.close()
     await endpoint.close()
     sdp_address.close()
     real.close()

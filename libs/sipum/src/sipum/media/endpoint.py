@@ -13,19 +13,29 @@ in a new one). When every pair is taken, :class:`PortPoolExhausted` says so.
 ``sipum.media.dtmf`` (RFC 4733 telephone-events), :class:`~sipum.media.recording.RtpRecording`
 and :class:`~sipum.media.playback.PlaybackSession`.
 
-Receive path, kept minimal because it runs 50 times a second per call: ``datagram_received``
-takes the loop time and unpacks the 12-octet header; the next in-order audio packet of the
-current source (nearly every packet) is accounted by ``RtpReceiver.accept_next`` and its
-payload handed to the recording, which only collects it (see ``RtpRecording``). Anything else —
-the first packet (it latches the remote address), reordered, lost or duplicated packets, a new
-SSRC, telephone-events — goes through the full receiver (``RtpPacket`` parse, jitter buffer)
-and each released packet to the recording (audio) or the DTMF receiver (telephone-event). Nothing else: no timer is re-armed per packet — one ``call_at`` handle per
+Receive path, kept minimal because it runs 50 times a second per call. The RTP socket is read
+by a reader callback on the loop (``loop.add_reader``), not through an asyncio datagram
+transport: the transport asks the kernel for up to 256 KiB per datagram, and an allocation that
+size is served by ``mmap``/``munmap`` on glibc, a dozen microseconds per packet — more than the
+whole recording path. We ask for 64 KiB (the largest UDP payload, so nothing is ever cut off),
+which the allocator serves from its heap. Once the caller's address is latched (below) the
+socket is connected to it and read with ``recv``, without building a source address per packet.
+``_rtp_readable`` takes the loop time and looks at the 12-octet header: an audio packet with a plain header after latching (nearly every packet) is
+only queued with its arrival time. Every ``INBOX_BATCH`` packets, and before anything else is
+handled (a timer, another kind of packet, a hang-up), the queue is drained:
+``RtpReceiver.accept_run`` accounts the run of in-order packets of the current source in one
+tight loop and the run goes to the recording as it is (``RtpRecording.datagrams`` keeps the
+datagrams and decodes a whole batch at once). Anything else — the first packet (it latches the
+remote address), reordered, lost or duplicated packets, a new SSRC, telephone-events — goes
+through the full receiver (``RtpPacket`` parse, jitter buffer) and each released packet to the
+recording (audio) or the DTMF receiver (telephone-event). Nothing else: no timer is re-armed per packet — one ``call_at`` handle per
 endpoint fires at the earliest deadline (jitter buffer, recording flush/silence, playback pacing,
 RTCP) and re-arms itself; a deadline that moved later in the meantime just re-arms it.
 
 Symmetric RTP (RFC 4961; the usual NAT traversal for SIP): we send to the address the SDP offer
 gave until the first valid RTP packet of the negotiated payload types arrives, then to the
-address that packet came from. RTCP latches the same way on its own socket (before that it goes
+address that packet came from — and from then on take RTP only from there: the socket is
+connected to that address, so the kernel drops anybody else's datagrams (strict RTP). RTCP latches the same way on its own socket (before that it goes
 to the SDP's RTCP address, by default the RTP port + 1).
 
 RTCP (RFC 3550 §6): a compound SR (while we send) or RR, plus SDES CNAME, every ~5 s (randomised
@@ -55,9 +65,12 @@ from .rtp import RtpPacket
 
 Address = tuple[str, int]
 
-INBOX_BATCH = 16
-"""Audio packets queued per endpoint before they are processed together (≤ 320 ms at 20 ms
+INBOX_BATCH = 25
+"""Audio packets queued per endpoint before they are processed together (≤ 500 ms at 20 ms
 ptime; every timer, digit and other packet processes the queue first)."""
+
+MAX_DATAGRAM = 65536
+"""Receive buffer per RTP datagram: every UDP payload fits (IPv4 at most 65,507 octets)."""
 
 RTCP_INTERVAL = 5.0
 """Mean seconds between RTCP reports (RFC 3550 §6.2 minimum)."""
@@ -140,17 +153,6 @@ class PortPool:
         self._in_use.discard(port)
 
 
-class _RtpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, endpoint: RtpEndpoint) -> None:
-        self.endpoint = endpoint
-        # The transport calls the endpoint directly: one Python frame less per packet.
-        self.datagram_received = endpoint._rtp_received  # type: ignore[method-assign]
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable from a caller that went away: not our problem to raise.
-        self.endpoint.errors += 1
-
-
 class _RtcpProtocol(asyncio.DatagramProtocol):
     def __init__(self, endpoint: RtpEndpoint) -> None:
         self.endpoint = endpoint
@@ -220,10 +222,16 @@ class RtpEndpoint:
         self.rtcp_interval = rtcp_interval
         self._next_rtcp = loop.time() + rtcp_interval * random.uniform(0.5, 1.5)
         self._sent_since_report = False
-        self._rtp_transport: asyncio.DatagramTransport | None = None
+        self._rtp_socket = pair.rtp_socket
+        self._rtp_reading = False
+        self.send_drops = 0
+        """RTP packets not sent because the socket's send buffer was full."""
         self._rtcp_transport: asyncio.DatagramTransport | None = None
         self._closed = False
-        self._inbox: list[tuple[bytes, float]] = []
+        # queued audio datagrams, end to end, all `_fast_size` octets, and their arrival times
+        self._inbox = bytearray()
+        self._inbox_times: list[float] = []
+        self._fast_size = -1  # size of the caller's plain audio packets (learnt from them)
         # The loop's clock, without the Python frame BaseEventLoop.time() adds (it is
         # time.monotonic()); other loops (uvloop) keep their own.
         self._clock: Callable[[], float] = (
@@ -265,77 +273,131 @@ class RtpEndpoint:
             rtcp_interval=rtcp_interval,
         )
         try:
-            rtp_transport, _ = await loop.create_datagram_endpoint(
-                lambda: _RtpProtocol(endpoint), sock=pair.rtp_socket
-            )
             rtcp_transport, _ = await loop.create_datagram_endpoint(
                 lambda: _RtcpProtocol(endpoint), sock=pair.rtcp_socket
             )
+            loop.add_reader(pair.rtp_socket.fileno(), endpoint._rtp_first_readable)
         except BaseException:
             pair.rtp_socket.close()
             pair.rtcp_socket.close()
             pool.release(pair.rtp_port)
             raise
-        endpoint._rtp_transport = rtp_transport
+        endpoint._rtp_reading = True
         endpoint._rtcp_transport = rtcp_transport
         endpoint._arm(endpoint._next_rtcp)
         return endpoint
 
+    @property
+    def receiving(self) -> bool:
+        """The RTP socket is open and read (until :meth:`close`)."""
+        return self._rtp_reading
+
     # -- receive path ---------------------------------------------------------------------------
 
-    def _rtp_received(self, data: bytes, addr: Address) -> None:
+    def _rtp_first_readable(self) -> None:
+        """The loop's reader callback until the caller's address is latched: one datagram per
+        wake-up, as asyncio's transports do (a second read to find the socket empty would cost
+        as much as the first)."""
+        try:
+            data, addr = self._rtp_socket.recvfrom(MAX_DATAGRAM)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.errors += 1
+            return
+        self._rtp_received(data, addr, self._clock())
+
+    def _rtp_readable(self) -> None:
+        """The reader callback once latched: the socket is connected to the caller, so the
+        kernel drops datagrams from anyone else and ``recv`` needs no source address."""
+        try:
+            data = self._rtp_socket.recv(MAX_DATAGRAM)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            # e.g. ICMP port unreachable reported on the connected socket: the caller went away
+            self.errors += 1
+            return
         now = self._clock()
-        # Hot path: an audio packet with a plain 12-octet header (no CSRC, extension, padding)
-        # after latching is only queued with its arrival time; _drain_inbox handles a batch of
-        # them in one tight loop, which costs far less per packet than a pass through the whole
-        # receive chain for each datagram between two trips through the event loop.
-        if len(data) > 12 and data[0] == 0x80 and data[1] & 0x7F == self._audio_pt and self.latched:
-            inbox = self._inbox
-            inbox.append((data, now))
-            if len(inbox) >= INBOX_BATCH:
+        # Hot path: an audio packet of the usual size with a plain 12-octet header (no CSRC,
+        # extension, padding) is only copied to the end of the queue, its arrival time noted;
+        # _drain_inbox handles a batch of them in one tight loop, which costs far less per
+        # packet than a pass through the whole receive chain for each datagram. Copying (not
+        # keeping the bytes object) frees each datagram while it is still in the CPU's cache,
+        # and the queue is one contiguous block the batch code reads in order.
+        if len(data) == self._fast_size and data[0] == 0x80 and data[1] & 0x7F == self._audio_pt:
+            self._inbox += data
+            times = self._inbox_times
+            times.append(now)
+            if len(times) >= INBOX_BATCH:
                 self._drain_inbox()
             return
-        # Anything else is handled at once, after what is queued (digits must see the audio
-        # that came before them).
+        assert self.remote is not None
+        self._rtp_received(data, self.remote, now)
+
+    def _rtp_received(self, data: bytes, addr: Address, now: float) -> None:
+        """Anything but a queued audio packet: handled at once, after what is queued (digits
+        must see the audio that came before them)."""
         self._drain_inbox()
         if not self.latched:
             # Latch only onto something that is RTP of a negotiated payload type, so a stray
             # datagram cannot divert the call's audio (RFC 4961 §3 / the usual SBC practice).
             if len(data) < 12 or data[0] >> 6 != 2 or (data[1] & 0x7F) not in self._accepted_pts:
                 return
-            self.remote = addr
-            self.latched = True
+            self._latch(addr)
+        if len(data) > 12 and data[0] == 0x80 and data[1] & 0x7F == self._audio_pt:
+            # the caller's plain audio packets are this size now (a ptime change costs one
+            # packet on this path)
+            self._fast_size = len(data)
         for packet in self.receiver.receive(data, now):
             self._deliver(packet, now)
         deadline = self.receiver.next_timer()
         if deadline is not None and deadline < self._timer_at:
             self._arm(deadline)
 
+    def _latch(self, addr: Address) -> None:
+        """Symmetric RTP: from now on send to *addr* and take RTP only from it. Connecting the
+        socket makes the kernel drop datagrams from any other source (what Asterisk calls
+        strict RTP: nobody else can inject audio into the call once it is latched)."""
+        self.remote = addr
+        self.latched = True
+        try:
+            self._rtp_socket.connect(addr)
+        except OSError:
+            return  # keep reading (and filtering nothing) with recvfrom
+        if self._rtp_reading:
+            self.loop.add_reader(self._rtp_socket.fileno(), self._rtp_readable)
+
     def _drain_inbox(self) -> None:
-        inbox = self._inbox
-        if not inbox:
+        times = self._inbox_times
+        if not times:
             return
-        self._inbox = []
+        block, size = self._inbox, self._fast_size
+        self._inbox = bytearray()
+        self._inbox_times = []
         receiver = self.receiver
-        accept = receiver.accept_next
-        unpack = _RTP_HEADER.unpack_from
-        recording = self.recording
-        take = recording.packet if recording is not None else None
-        inband = self._inband
-        for data, now in inbox:
-            _, _, seq, ts, ssrc = unpack(data)
-            # the next in-order packet of the current source: accounted without an RtpPacket
-            if accept(seq, ts, ssrc, now):
-                if take is not None and take(ssrc, ts, data[12:], now=now):
+        count = len(times)
+        i = 0
+        while i < count:
+            # the run of in-order packets of the current source: accounted without RtpPackets
+            end = receiver.accept_run(block, size, times, i)
+            if end > i:
+                run = block if end - i == count else block[i * size : end * size]
+                recording = self.recording
+                if recording is not None and recording.datagrams(run, size, now=times[end - 1]):
                     self._recording_finished()
-                    take = None
-                if inband is not None:
-                    self._inband_audio(ssrc, ts, data[12:], now)
-                    take = self.recording.packet if self.recording is not None else None
-            else:
-                for packet in receiver.receive(data, now):
-                    self._deliver(packet, now)
-                take = self.recording.packet if self.recording is not None else None
+                if self._inband is not None:
+                    # after the recording has the run: a digit found in it cuts the message
+                    # where its tone began
+                    for k in range(i, end):
+                        _, _, _, ts, ssrc = _RTP_HEADER.unpack_from(block, k * size)
+                        payload = bytes(block[k * size + 12 : (k + 1) * size])
+                        self._inband_audio(ssrc, ts, payload, times[k])
+            if end < count:
+                data = bytes(block[end * size : (end + 1) * size])
+                for packet in receiver.receive(data, times[end]):
+                    self._deliver(packet, times[end])
+            i = end + 1
         deadline = receiver.next_timer()
         if deadline is not None and deadline < self._timer_at:
             self._arm(deadline)
@@ -453,9 +515,16 @@ class RtpEndpoint:
 
     def _send_playback(self, playback: PlaybackSession, now: float) -> None:
         packets = playback.packets_due(now)
-        if packets and self.remote is not None and self._rtp_transport is not None:
+        if packets and self.remote is not None and self._rtp_reading:
+            sendto = self._rtp_socket.sendto
             for data in packets:
-                self._rtp_transport.sendto(data, self.remote)
+                try:
+                    sendto(data, self.remote)
+                except (BlockingIOError, InterruptedError):
+                    # send buffer full: a late RTP packet is worth no more than a lost one
+                    self.send_drops += 1
+                except OSError:
+                    self.errors += 1
             self._sent_since_report = True
         if playback.finished:
             self._playback_finished()
@@ -555,9 +624,12 @@ class RtpEndpoint:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for transport in (self._rtp_transport, self._rtcp_transport):
-            if transport is not None:
-                transport.close()
+        if self._rtp_reading:
+            self._rtp_reading = False
+            self.loop.remove_reader(self._rtp_socket.fileno())
+        self._rtp_socket.close()
+        if self._rtcp_transport is not None:
+            self._rtcp_transport.close()
         self.pool.release(self.local_port)
         # let the transports finish closing (their sockets are released on the next loop turn)
         await asyncio.sleep(0)

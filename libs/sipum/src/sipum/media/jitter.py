@@ -13,9 +13,12 @@ next — and holds every packet that arrives ahead of it:
   than ``capacity`` packets wait, the buffer gives up on the gap, counts the missing
   sequence numbers as ``skipped`` and releases what it has;
 - a packet behind ``next`` comes too late: it is dropped and counted as ``late`` —
-  or as ``duplicate`` if that sequence number was already released recently (the last
-  ``capacity`` + 64 released numbers are remembered); a second copy of a held packet
-  is a ``duplicate`` too.
+  or as ``duplicate`` if that sequence number was released recently (within the
+  ``capacity`` + 64 numbers before ``next``); a second copy of a held packet is a
+  ``duplicate`` too. Released numbers are not stored one by one: everything from the
+  stream's first number up to ``next`` was released except the gaps given up on, so the
+  buffer remembers only those gaps (as ranges, the recent ones) — the in-order path then
+  costs an increment.
 
 Sequence numbers are 16 bit and wrap; the buffer works on extended (unwrapped) numbers
 relative to ``next``, so the wrap from 65535 to 0 is invisible (RFC 3550 A.1). A jump
@@ -28,7 +31,8 @@ suppression, a sender restarting its clock) pass through untouched.
 API: ``push(packet, now) -> list[RtpPacket]``, ``poll(now) -> list[RtpPacket]``,
 ``next_deadline() -> float | None`` (when ``poll`` would release something),
 ``flush() -> list[RtpPacket]`` (everything held, in order, skipping gaps), ``reset()``,
-``pass_through(seq) -> bool`` (the in-order fast path, no packet object needed);
+``pass_through(seq) -> bool`` and ``advance(count)`` (the in-order fast path, no packet
+object needed);
 counters ``released``, ``late``, ``duplicates``, ``skipped``, ``overflows``.
 """
 
@@ -60,8 +64,9 @@ class JitterBuffer:
         """Times a gap was skipped because more than ``capacity`` packets waited."""
         self._held: dict[int, tuple[RtpPacket, float]] = {}
         self._next: int | None = None
-        self._recent: deque[int] = deque(maxlen=capacity + 64)
-        self._recent_set: set[int] = set()
+        self._first = 0  # the stream's first extended number (nothing before it was released)
+        self._window = capacity + 64  # how far back a released number counts as a duplicate
+        self._gaps: deque[tuple[int, int]] = deque()  # recent skipped ranges [lo, hi)
 
     def __len__(self) -> int:
         return len(self._held)
@@ -70,18 +75,19 @@ class JitterBuffer:
         """Forget the stream position (after a flush, for a new source or a sequence jump)."""
         self._held.clear()
         self._next = None
-        self._recent.clear()
-        self._recent_set.clear()
+        self._gaps.clear()
 
     def _extend(self, seq: int) -> int:
         assert self._next is not None
         return self._next + seq_diff(seq, self._next & 0xFFFF)
 
-    def _remember(self, ext: int) -> None:
-        if len(self._recent) == self._recent.maxlen:
-            self._recent_set.discard(self._recent[0])
-        self._recent.append(ext)
-        self._recent_set.add(ext)
+    def _was_released(self, ext: int) -> bool:
+        """Was ``ext`` (behind ``next``, within the window) released? Yes unless it lies
+        before the stream's start or in a gap that was given up on."""
+        assert self._next is not None
+        if ext < self._first or ext < self._next - self._window:
+            return False
+        return not any(lo <= ext < hi for lo, hi in self._gaps)
 
     def _drain(self, out: list[RtpPacket]) -> None:
         held = self._held
@@ -89,7 +95,6 @@ class JitterBuffer:
         assert nxt is not None
         while nxt in held:
             out.append(held.pop(nxt)[0])
-            self._remember(nxt)
             nxt += 1
         self._next = nxt
 
@@ -97,6 +102,10 @@ class JitterBuffer:
         assert self._next is not None
         oldest = min(self._held)
         self.skipped += oldest - self._next
+        gaps = self._gaps
+        gaps.append((self._next, oldest))
+        while gaps and gaps[0][1] <= oldest - self._window:
+            gaps.popleft()  # too old to matter for the duplicate check
         self._next = oldest
         self._drain(out)
 
@@ -104,10 +113,10 @@ class JitterBuffer:
         """Add an arrived packet; returns the packets now ready, in order."""
         out: list[RtpPacket] = []
         if self._next is None:
-            self._next = packet.sequence_number
+            self._next = self._first = packet.sequence_number
         ext = self._extend(packet.sequence_number)
         if ext < self._next:
-            if ext in self._recent_set:
+            if self._was_released(ext):
                 self.duplicates += 1
             else:
                 self.late += 1
@@ -130,10 +139,23 @@ class JitterBuffer:
         nxt = self._next
         if self._held or nxt is None or nxt & 0xFFFF != seq:
             return False
-        self._remember(nxt)
         self._next = nxt + 1
         self.released += 1
         return True
+
+    def advance(self, count: int) -> None:
+        """Account ``count`` packets that follow ``next`` in order as released (the caller
+        checked their sequence numbers and that nothing is held: see ``expected``)."""
+        assert not self._held and self._next is not None
+        self._next += count
+        self.released += count
+
+    @property
+    def expected(self) -> int | None:
+        """The 16-bit sequence number released next if nothing is held, else ``None``."""
+        if self._held or self._next is None:
+            return None
+        return self._next & 0xFFFF
 
     def next_deadline(self) -> float | None:
         """When the oldest waiting packet's wait runs out (``None`` if nothing waits)."""

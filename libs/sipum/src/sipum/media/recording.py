@@ -42,6 +42,7 @@ import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,7 @@ from .codecs.base import CodecInfo, Decoder, Pcm
 from .codecs.comfort_noise import ComfortNoiseGenerator
 
 _FRAME_SECONDS = 0.02
+_RTP_HEADER = struct.Struct("!BBHII")
 
 
 class StopReason(enum.Enum):
@@ -287,8 +289,13 @@ class RecordingSession:
         count = (self._total - self._analysed) // frame
         if count:
             offset = 2 * (self._analysed - self._buf_start)
-            power = _frame_powers(self._buf, offset, count, frame)
-            self._classify((power > self._threshold_power).tolist(), frame)
+            voiced = _frame_powers(self._buf, offset, count, frame) > self._threshold_power
+            if voiced.all():
+                self._classify_run(True, count * frame)  # the usual case: all speech
+            elif not voiced.any():
+                self._classify_run(False, count * frame)
+            else:
+                self._classify(voiced.tolist(), frame)
         if partial and self._total > self._analysed:
             n = self._total - self._analysed
             offset = 2 * (self._analysed - self._buf_start)
@@ -321,6 +328,17 @@ class RecordingSession:
                     self._silence_start = pos
             pos += length
         self._analysed = pos
+
+    def _classify_run(self, is_voiced: bool, length: int) -> None:
+        """``_classify`` for *length* samples that are all voiced or all silent."""
+        frames = self._frames
+        if not frames or frames[-1][1] is not is_voiced:
+            frames.append((self._analysed, is_voiced))
+            if is_voiced:
+                self._silence_start = None
+            elif self._silence_start is None:
+                self._silence_start = self._analysed
+        self._analysed += length
 
     def _commit_limit(self) -> int:
         limit = self._analysed - self._hold_back
@@ -452,11 +470,18 @@ class RtpRecording:
     the gap from its timestamp to the next audio packet is filled with noise at its level instead
     of digital silence. Other payload types must be filtered out before (their gap is silence).
 
+    ``datagrams(block, size, now=…)`` is the endpoint's fast path: whole in-order datagrams of
+    the current source with plain 12-octet headers (``RtpReceiver.accept_run`` took them), all
+    of one size and laid end to end. They are only kept; at the flush their headers are read
+    together: the block is viewed as one numpy array of rows, the timestamps checked for
+    continuity in one vector operation, and each continuous run's payloads (the rows minus
+    their header columns) decoded in one call.
+
     Why payloads are batched: per packet, this is the hot path of a recorder with hundreds of
     calls. For sample-stream codecs (G.711, G.722) consecutive payloads are only collected, then
-    joined, decoded and analysed every ``batch`` packets (default 25 = 0.5 s at 20 ms ptime; it
+    joined, decoded and analysed every ``batch`` packets (default 50 = 1 s at 20 ms ptime; it
     delays a silence stop by at most that), on a discontinuity, and on every timer, digit or
-    hang-up — so the work per packet is a comparison and a list append.
+    hang-up — so the work per packet is a list append.
     """
 
     def __init__(
@@ -466,7 +491,7 @@ class RtpRecording:
         *,
         now: float,
         on_chunk: Callable[[RecordingChunk], None] | None = None,
-        batch: int = 25,
+        batch: int = 50,
     ) -> None:
         info = decoder.info
         if settings is None:
@@ -481,6 +506,11 @@ class RtpRecording:
         self._joinable = info.name in _STREAM_CODECS
         self._batch = max(1, batch) if self._joinable else 1
         self._pending: list[bytes] = []
+        # whole datagrams of one size end to end (the fast path), not decoded yet
+        self._blocks: list[bytes | bytearray] = []
+        self._block_size = 0
+        self._block_count = 0
+        self._blocks_at = now
         self._pending_position = 0
         self._pending_at = now
         self._pending_ssrc = -1
@@ -492,8 +522,73 @@ class RtpRecording:
     def done(self) -> bool:
         return self.session.result is not None
 
+    def datagrams(self, block: bytes | bytearray, size: int, *, now: float) -> bool:
+        """Take in-order datagrams of the current source, all *size* octets with a plain
+        12-octet header, laid end to end in *block* (kept, not copied: the caller must not
+        change it afterwards); *now* is when the last of them arrived. True once the recording
+        has stopped."""
+        if self._pending:
+            self._flush()
+        if not self._joinable:
+            for offset in range(0, len(block), size):
+                _, _, _, timestamp, ssrc = _RTP_HEADER.unpack_from(block, offset)
+                payload = bytes(block[offset + 12 : offset + size])
+                if self.packet(ssrc, timestamp, payload, now=now):
+                    return True
+            return self.session.result is not None
+        if self._blocks and size != self._block_size:
+            self._flush_datagrams()
+        self._blocks.append(block)
+        self._block_size = size
+        self._block_count += len(block) // size
+        self._blocks_at = now
+        if self._block_count >= self._batch:
+            self._flush_datagrams()
+        return self.session.result is not None
+
+    def _flush_datagrams(self) -> None:
+        blocks = self._blocks
+        if not blocks:
+            return
+        self._blocks = []
+        count, self._block_count = self._block_count, 0
+        session = self.session
+        if session.result is not None:
+            return
+        now = self._blocks_at
+        size = self._block_size
+        joined = blocks[0] if len(blocks) == 1 else b"".join(blocks)
+        ssrc = int.from_bytes(joined[8:12], "big")
+        if size % 4:
+            # not viewable as 32-bit words (no usual G.711/G.722 ptime): one payload at a time
+            for offset in range(0, len(joined), size):
+                timestamp = int.from_bytes(joined[offset + 4 : offset + 8], "big")
+                self.packet(ssrc, timestamp, bytes(joined[offset + 12 : offset + size]), now=now)
+            self._flush()
+            return
+        # Rows of 32-bit words: column 1 is the RTP timestamp (a view, no copy).
+        stamps = np.frombuffer(joined, dtype=">u4").reshape(count, size // 4)[:, 1]
+        # A run continues while each timestamp is the previous one plus its payload length
+        # (one octet per RTP clock tick for these codecs); uint32 arithmetic wraps as the
+        # timestamps do.
+        steps = stamps[1:] - stamps[:-1]
+        bounds = [0, count]
+        if (steps != size - 12).any():
+            bounds[1:1] = (np.flatnonzero(steps != size - 12) + 1).tolist()
+        payloads = np.frombuffer(joined, dtype=np.uint8).reshape(count, size)[:, 12:]
+        for begin, end in pairwise(bounds):
+            position = self.timeline.position(ssrc, int(stamps[begin]), session._total)
+            if self._cn_from is not None:
+                self._fill_comfort_noise(position, now)
+            pcm = self.decoder.decode(payloads[begin:end].tobytes())
+            session.feed(pcm, now=now, position=position)
+            if session.result is not None:
+                return
+
     def packet(self, ssrc: int, timestamp: int, payload: bytes, *, now: float) -> bool:
         """Take one payload; returns True once the recording has stopped."""
+        if self._blocks:
+            self._flush_datagrams()
         if ssrc == self._pending_ssrc and timestamp == self._next_ts:
             pending = self._pending
             pending.append(payload)
@@ -527,6 +622,7 @@ class RtpRecording:
         """An RFC 3389 CN packet (PT 13): the sender stopped sending audio at *timestamp*; the
         gap up to its next audio packet is filled with noise at the packet's level (§4: a CN
         packet carries no duration)."""
+        self._flush_datagrams()
         self._flush()
         session = self.session
         if session.result is not None:
@@ -566,6 +662,7 @@ class RtpRecording:
     def handle_timer(self, now: float) -> bool:
         """Run the session's timers (audio still being collected is analysed first). True once
         the recording has stopped."""
+        self._flush_datagrams()
         self._flush()
         self.session.handle_timer(now)
         return self.session.result is not None
@@ -575,6 +672,7 @@ class RtpRecording:
     ) -> bool:
         """A telephone-event digit began at RTP *timestamp* (RFC 4733 §2.5.1.1: the event's
         timestamp is its start): the recording is cut there when the digit stops it."""
+        self._flush_datagrams()
         self._flush()
         position = None
         if ssrc is not None and timestamp is not None and ssrc == self.timeline._ssrc:
@@ -582,6 +680,7 @@ class RtpRecording:
         return self.session.dtmf(digit, now=now, position=position)
 
     def hangup(self, *, now: float) -> None:
+        self._flush_datagrams()
         self._flush()
         self.session.hangup(now=now)
 
