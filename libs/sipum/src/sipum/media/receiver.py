@@ -70,7 +70,8 @@ off hold after a PBX's music-on-hold stream)."""
 TIMESTAMP_JUMP = 1.0
 """Transit-time change (seconds) treated as a timestamp discontinuity, not jitter."""
 
-_RTP_HEADER = struct.Struct("!BBHII")
+_SEQ_TS_SSRC = struct.Struct("!2xHII")
+"""Sequence number, timestamp and SSRC of an RTP header (RFC 3550 §5.1)."""
 
 
 @dataclass(slots=True)
@@ -135,8 +136,12 @@ class RtpSourceStats:
             self.transit = transit
             return
         d = transit - self.transit
-        # RTP timestamps are 32 bit: fold the transit difference into ±2**31
-        d = (d + 2**31) % 2**32 - 2**31
+        # RTP timestamps are 32 bit: fold the transit difference into ±2**31 (by comparison,
+        # not a float modulo, which would round away the fraction of a clock tick)
+        if d >= 2**31:
+            d -= 2**32
+        elif d < -(2**31):
+            d += 2**32
         self.transit = transit
         if abs(d) > TIMESTAMP_JUMP * self.clock_rate:
             return  # discontinuity, not network jitter
@@ -304,23 +309,30 @@ class RtpReceiver:
         transit = source.transit
         jitter = source.jitter
         jump = TIMESTAMP_JUMP * rate
-        unpack = _RTP_HEADER.unpack_from
+        unpack = _SEQ_TS_SSRC.unpack_from
         seq = expected
         highest = source.max_seq
         wraps = 0
         end = len(arrivals)
         i = start
+        offset = start * size
         while i < end:
-            _, _, seq_i, timestamp, ssrc_i = unpack(block, i * size)
-            now = arrivals[i]
+            seq_i, timestamp, ssrc_i = unpack(block, offset)
             if seq_i != seq or ssrc_i != ssrc:
                 break
-            # A.8, as update_jitter does it
-            arrival_transit = now * rate - timestamp
+            # A.8, as update_jitter does it (the fold into ±2**31 by comparison: cheaper than
+            # a float modulo, and only a timestamp wrap needs it)
+            arrival_transit = arrivals[i] * rate - timestamp
             if transit is not None:
-                d = (arrival_transit - transit + 2**31) % 2**32 - 2**31
-                if -jump <= d <= jump:
-                    jitter += (abs(d) - jitter) / 16.0
+                d = arrival_transit - transit
+                if d >= 2**31:
+                    d -= 2**32
+                elif d < -(2**31):
+                    d += 2**32
+                if d < 0:
+                    d = -d
+                if d <= jump:
+                    jitter += (d - jitter) / 16.0
             transit = arrival_transit
             # A.1 update_seq with udelta == 1
             if seq_i < highest:
@@ -328,6 +340,7 @@ class RtpReceiver:
             highest = seq_i
             seq = (seq_i + 1) & 0xFFFF
             i += 1
+            offset += size
         taken = i - start
         if taken:
             if wraps:

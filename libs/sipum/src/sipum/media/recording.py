@@ -24,7 +24,10 @@ session only *commits* audio up to the start of the current silence run and at l
 committed as it is — pauses inside a message are part of it) or the recording ends (then it is
 trimmed to ``trailing_silence`` of silence). Committed audio is handed out as a chunk whenever
 ``flush_interval`` of it has accumulated or ``flush_interval`` of wall-clock time has passed, so a
-crash loses at most the last chunk plus trailing silence that would have been trimmed anyway.
+crash loses at most the last chunk plus trailing silence that would have been trimmed anyway. The
+wall-clock rule is applied by each feed; the flush timer (``next_timer``) stands in only when no
+audio has been fed for ``flush_grace`` — with :class:`RtpRecording`, which feeds a batch a
+second, that keeps hundreds of calls' timers from firing every two seconds for nothing.
 
 Stop reasons: ``silence`` (``max_silence`` of silence, or no audio at all for that long),
 ``max_length``, ``dtmf`` (a stop digit, ``#`` by default), ``hangup``. A message with less than
@@ -156,8 +159,14 @@ class RecordingSession:
         *,
         now: float,
         on_chunk: Callable[[RecordingChunk], None] | None = None,
+        flush_grace: float = 0.0,
     ) -> None:
         s = self.settings = settings or RecordingSettings()
+        # While audio keeps coming, feed() flushes on the wall clock itself; the flush timer
+        # only stands in when no audio has come for this long (a caller that feeds in batches
+        # sets it to a little more than the time between two feeds, so the timer does not
+        # fire just before a feed that would have done the same).
+        self._flush_grace = flush_grace
         rate = s.sample_rate
         self._frame = max(1, round(rate * _FRAME_SECONDS))
         ref = 32768.0 * 10 ** (s.silence_threshold_dbfs / 20)
@@ -257,7 +266,7 @@ class RecordingSession:
         return min(
             self._last_audio_at + s.max_silence,
             self._started_at + s.max_length + 1.0,
-            self._last_flush_at + s.flush_interval,
+            max(self._last_flush_at + s.flush_interval, self._last_audio_at + self._flush_grace),
         )
 
     def handle_timer(self, now: float) -> None:
@@ -455,6 +464,12 @@ class RtpTimeline:
         return pos
 
 
+FEED_GRACE = 3.0
+"""Seconds without a feed before the session's flush timer stands in: a batch of 50 packets
+is fed every second at 20 ms ptime (see ``RecordingSession``'s ``flush_grace``). Only when the
+caller's RTP stops without a BYE does it matter: the last committed audio is then handed out
+this long after the last packet."""
+
 #: Codecs whose payload is a plain sample stream, one octet per RTP clock tick (G.711: one
 #: sample; G.722: two 16 kHz samples coded in 8 bits per 8 kHz tick): consecutive payloads can be
 #: joined and decoded in one call.
@@ -501,7 +516,9 @@ class RtpRecording:
                 f"recording at {settings.sample_rate} Hz, but {info.name} decodes to {info.sample_rate} Hz"
             )
         self.decoder = decoder
-        self.session = RecordingSession(settings, now=now, on_chunk=on_chunk)
+        self.session = RecordingSession(
+            settings, now=now, on_chunk=on_chunk, flush_grace=FEED_GRACE
+        )
         self.timeline = RtpTimeline(info)
         self._joinable = info.name in _STREAM_CODECS
         self._batch = max(1, batch) if self._joinable else 1
