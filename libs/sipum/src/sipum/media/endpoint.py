@@ -273,6 +273,7 @@ class RtpEndpoint:
         self._inbox_times: list[float] = []
         self._fast_size = -1  # size of the caller's plain audio packets (learnt from them)
         self._drains = _drain_scheduler(loop)
+        self._inbox_limit = INBOX_BATCH
         # The loop's clock, without the Python frame BaseEventLoop.time() adds (it is
         # time.monotonic()); other loops (uvloop) keep their own.
         self._clock: Callable[[], float] = (
@@ -370,7 +371,7 @@ class RtpEndpoint:
             self._inbox += data
             times = self._inbox_times
             times.append(now)
-            if len(times) == INBOX_BATCH:
+            if len(times) == self._inbox_limit:
                 self._drains.schedule(self)
             return
         assert self.remote is not None
@@ -636,6 +637,9 @@ class RtpEndpoint:
         self.recording = RtpRecording(
             create_decoder(self.codec.name), settings, now=now, on_chunk=on_chunk
         )
+        # never queue more than the recording decodes at once (its batch follows the flush
+        # interval, which bounds what a crash can lose)
+        self._inbox_limit = min(INBOX_BATCH, self.recording.batch)
         done = self._recording_done = self.loop.create_future()
         self._arm(min(self._timer_at, now + 0.05))
         return await done
@@ -655,6 +659,7 @@ class RtpEndpoint:
     def _recording_finished(self) -> None:
         recording, done = self.recording, self._recording_done
         self.recording = self._recording_done = None
+        self._inbox_limit = INBOX_BATCH
         if done is not None and not done.done() and recording is not None:
             assert recording.session.result is not None
             done.set_result(recording.session.result)

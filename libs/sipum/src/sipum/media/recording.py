@@ -464,11 +464,15 @@ class RtpTimeline:
         return pos
 
 
+MAX_BATCH = 50
+"""Most packets decoded together: 1 s at 20 ms ptime; fewer when the flush interval is short
+(a batch is at most half of it, so what a crash can lose stays about one flush interval)."""
+
 FEED_GRACE = 3.0
-"""Seconds without a feed before the session's flush timer stands in: a batch of 50 packets
-is fed every second at 20 ms ptime (see ``RecordingSession``'s ``flush_grace``). Only when the
+"""Longest wait without a feed before the session's flush timer stands in (see
+``RecordingSession``'s ``flush_grace``; a full batch is fed every second). Only when the
 caller's RTP stops without a BYE does it matter: the last committed audio is then handed out
-this long after the last packet."""
+this long after the last packet at most (less with a short flush interval)."""
 
 #: Codecs whose payload is a plain sample stream, one octet per RTP clock tick (G.711: one
 #: sample; G.722: two 16 kHz samples coded in 8 bits per 8 kHz tick): consecutive payloads can be
@@ -494,9 +498,9 @@ class RtpRecording:
 
     Why payloads are batched: per packet, this is the hot path of a recorder with hundreds of
     calls. For sample-stream codecs (G.711, G.722) consecutive payloads are only collected, then
-    joined, decoded and analysed every ``batch`` packets (default 50 = 1 s at 20 ms ptime; it
-    delays a silence stop by at most that), on a discontinuity, and on every timer, digit or
-    hang-up — so the work per packet is a list append.
+    joined, decoded and analysed every ``batch`` packets (by default half the flush interval at
+    20 ms ptime, at most ``MAX_BATCH`` = 1 s; it delays a silence stop by at most that), on a
+    discontinuity, and on every timer, digit or hang-up — so the work per packet is an append.
     """
 
     def __init__(
@@ -506,7 +510,7 @@ class RtpRecording:
         *,
         now: float,
         on_chunk: Callable[[RecordingChunk], None] | None = None,
-        batch: int = 50,
+        batch: int | None = None,
     ) -> None:
         info = decoder.info
         if settings is None:
@@ -515,13 +519,15 @@ class RtpRecording:
             raise ValueError(
                 f"recording at {settings.sample_rate} Hz, but {info.name} decodes to {info.sample_rate} Hz"
             )
-        self.decoder = decoder
-        self.session = RecordingSession(
-            settings, now=now, on_chunk=on_chunk, flush_grace=FEED_GRACE
-        )
-        self.timeline = RtpTimeline(info)
+        if batch is None:
+            batch = min(MAX_BATCH, round(settings.flush_interval / 2 / 0.02))
         self._joinable = info.name in _STREAM_CODECS
-        self._batch = max(1, batch) if self._joinable else 1
+        self.batch = self._batch = max(1, batch) if self._joinable else 1
+        """Packets decoded together (a caller that queues packets should queue no more)."""
+        self.decoder = decoder
+        grace = min(FEED_GRACE, settings.flush_interval + self._batch * 0.02)
+        self.session = RecordingSession(settings, now=now, on_chunk=on_chunk, flush_grace=grace)
+        self.timeline = RtpTimeline(info)
         self._pending: list[bytes] = []
         # whole datagrams of one size end to end (the fast path), not decoded yet
         self._blocks: list[bytes | bytearray] = []
