@@ -93,8 +93,12 @@ async def run(calls: int, seconds: float, host: str, cpu: int | None) -> dict[st
     out, _ = await loop.run_in_executor(None, sender.communicate)
     lag_during = lag[0]
 
+    def app_received(e: RtpEndpoint) -> int:
+        # through the receiver, or read and queued for it (the endpoint works in batches)
+        return (e.receiver.source.received if e.receiver.source else 0) + e.queued_packets
+
     def total_received() -> int:
-        return sum(e.receiver.source.received if e.receiver.source else 0 for e in endpoints)
+        return sum(app_received(e) for e in endpoints)
 
     # A loaded recorder may still be working through its socket buffers: wait until nothing
     # more arrives (late is not lost; the loop lag above says how late).
@@ -110,7 +114,7 @@ async def run(calls: int, seconds: float, host: str, cpu: int | None) -> dict[st
     snmp_after = udp_snmp()
     report = json.loads(out)
     expected_each = round(seconds / PTIME)
-    received = [e.receiver.source.received if e.receiver.source else 0 for e in endpoints]
+    received = [app_received(e) for e in endpoints]
     closed_before_hangup = sum(1 for e in endpoints if not e.receiving)
     for e in endpoints:
         e.hangup()

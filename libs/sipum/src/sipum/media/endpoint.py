@@ -330,6 +330,11 @@ class RtpEndpoint:
         return endpoint
 
     @property
+    def queued_packets(self) -> int:
+        """Audio packets read from the socket and queued, not yet through the receiver."""
+        return len(self._inbox_times)
+
+    @property
     def receiving(self) -> bool:
         """The RTP socket is open and read (until :meth:`close`)."""
         return self._rtp_reading
