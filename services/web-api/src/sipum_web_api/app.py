@@ -11,8 +11,10 @@ from sipum.runtime import ServiceContext
 from sipum.runtime.http import metrics_payload
 
 from sipum_web_api.auth import LoginThrottle
+from sipum_web_api.limits import BodyLimit
 from sipum_web_api.routes import account, greetings, messages
 
+DEFAULT_DEREGISTER_WAIT = 3.0
 INBOX_PAGE = resources.files("sipum_web_api").joinpath("static/inbox.html").read_text("utf-8")
 
 
@@ -26,6 +28,14 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.state.secret = ctx.settings.secret_key.get_secret_value()
     app.state.domain = ctx.settings.domain
     app.state.login_throttle = LoginThrottle()
+    app.state.deregister_wait = float(
+        getattr(ctx.settings, "deregister_wait_seconds", DEFAULT_DEREGISTER_WAIT)
+    )
+    # Greeting uploads stream and bound themselves (10 MiB); every other body is small JSON.
+    app.add_middleware(
+        BodyLimit,
+        streamed=lambda method, path: method == "PUT" and path.startswith("/api/v1/greetings/"),
+    )
     app.include_router(account.router)
     app.include_router(messages.router)
     app.include_router(greetings.router)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 FolderName = Literal["inbox", "saved", "trash"]
 
@@ -40,6 +40,44 @@ class UserOut(BaseModel):
     display_name: str
     email: str | None
     has_pin: bool
+
+
+class AccountOut(UserOut):
+    email_attaches_audio: bool = Field(
+        description="notification e-mails carry the message as a WAV attachment (your choice, "
+        "else the domain's default)"
+    )
+
+
+class AccountPatch(BaseModel):
+    """Only the fields present change; unknown fields are refused (422)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    display_name: str | None = Field(default=None, max_length=128)
+    email: str | None = Field(
+        default=None,
+        max_length=254,
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        description="where new-message notifications go; null stops them",
+        examples=["alice@example.com"],
+    )
+    email_attaches_audio: bool | None = Field(
+        default=None, description="attach the WAV to notifications; null: the domain's default"
+    )
+    pin: str | None = Field(
+        default=None, min_length=1, max_length=16, description="4 to 12 digits, for phone access"
+    )
+    new_password: str | None = Field(default=None, min_length=1, max_length=256)
+    current_password: str | None = Field(
+        default=None, max_length=256, description="required with new_password"
+    )
+
+
+class AccountDelete(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    password: str = Field(max_length=256, description="the current password, to confirm")
 
 
 class MessageOut(BaseModel):

@@ -11,3 +11,6 @@ class WebApiSettings(ServiceSettings):
     """The web inbox, REST API, ``/health`` and ``/metrics`` share this port."""
     public_url: str = "http://localhost:8000"
     """Base URL users reach the web inbox at (used in links)."""
+    deregister_wait_seconds: float = Field(default=3.0, ge=0, le=30)
+    """Deleting an account waits at most this long for the registrar-agent to confirm the
+    de-registration before the user's row goes (docs/web-api.md)."""

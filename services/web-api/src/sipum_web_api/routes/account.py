@@ -1,4 +1,10 @@
-"""Signup, login, logout, the current user."""
+"""Signup, login, logout, the current user; changing and deleting one's account.
+
+Changing the password or deleting the account asks for the current password again (a stolen
+session alone must not lock the owner out or erase the mailbox); a wrong one answers 403 and
+counts as a failed login of that user from that client (:class:`LoginThrottle`), so it cannot
+be used to guess passwords either.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,22 @@ import logging
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from sipum.db import domains, users
 from sipum.db.errors import DomainNotFoundError, InvalidUsernameError, UserExistsError
-from sipum.events import UserCreated
-from sipum.security.passwords import WeakSecretError
+from sipum.events import UserCreated, UserUpdated
+from sipum.security.passwords import WeakSecretError, check_password_strength, check_pin
 
 from sipum_web_api.auth import COOKIE_NAME, SESSION_TTL, issue_session_token
 from sipum_web_api.deps import CurrentUser, ctx_of, secret_of
-from sipum_web_api.schemas import ErrorOut, LoginRequest, SignupRequest, TokenResponse, UserOut
+from sipum_web_api.removal import remove_mailbox
+from sipum_web_api.schemas import (
+    AccountDelete,
+    AccountOut,
+    AccountPatch,
+    ErrorOut,
+    LoginRequest,
+    SignupRequest,
+    TokenResponse,
+    UserOut,
+)
 
 log = logging.getLogger("sipum.misc.web")
 router = APIRouter(prefix="/api/v1", tags=["account"])
@@ -116,6 +132,152 @@ async def logout(response: Response) -> Response:
 @router.get("/me", response_model=UserOut, responses={401: {"model": ErrorOut}})
 async def me(user: CurrentUser) -> UserOut:
     return user_out(user)
+
+
+async def account_out(request: Request, user: users.User) -> AccountOut:
+    effective = await users.effective_settings(ctx_of(request).pool, user.id)
+    return AccountOut(
+        **user_out(user).model_dump(),
+        email_attaches_audio=bool(effective and effective.email_attaches_audio),
+    )
+
+
+async def reauthenticate(request: Request, user: users.User, password: str) -> None:
+    """403 unless ``password`` is the user's; failures count like failed logins (429 after
+    too many from this client)."""
+    client = request.client.host if request.client else "-"
+    key = f"{client}|{user.username}@{user.domain}"
+    throttle = request.app.state.login_throttle
+    if throttle.blocked(key):
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS, "too many wrong passwords; try again later"
+        )
+    if not await users.verify_password(ctx_of(request).pool, user.id, password):
+        throttle.failed(key)
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "the current password is wrong")
+    throttle.succeeded(key)
+
+
+@router.get("/account", response_model=AccountOut, responses={401: {"model": ErrorOut}})
+async def get_account(request: Request, user: CurrentUser) -> AccountOut:
+    """The signed-in user with their notification settings."""
+    return await account_out(request, user)
+
+
+@router.patch(
+    "/account",
+    response_model=AccountOut,
+    responses={
+        401: {"model": ErrorOut},
+        403: {"model": ErrorOut},
+        422: {"model": ErrorOut},
+        429: {"model": ErrorOut},
+    },
+)
+async def update_account(body: AccountPatch, request: Request, user: CurrentUser) -> AccountOut:
+    """Change display name, notification e-mail and attachment choice, phone PIN, password.
+
+    A new password needs ``current_password``; it replaces the web login and the SIP
+    credentials (the HA1 values phones and the registrar-agent authenticate with). Everything
+    is checked before anything changes, and the changes are one transaction; then
+    ``user.updated`` names the changed fields."""
+    given = body.model_fields_set
+    if "new_password" in given:
+        if body.new_password is None:
+            raise HTTPException(422, "new_password cannot be null")
+        if body.current_password is None:
+            raise HTTPException(422, "changing the password needs current_password")
+        try:
+            check_password_strength(body.new_password)
+        except WeakSecretError as exc:
+            raise HTTPException(422, str(exc)) from None
+    elif body.current_password is not None:
+        raise HTTPException(422, "current_password is only needed with new_password")
+    if "pin" in given:
+        if body.pin is None:
+            raise HTTPException(422, "pin cannot be removed, only changed")
+        try:
+            check_pin(body.pin)
+        except WeakSecretError as exc:
+            raise HTTPException(422, str(exc)) from None
+    if "display_name" in given and body.display_name is None:
+        raise HTTPException(422, "display_name cannot be null (use an empty string)")
+    if body.new_password is not None:
+        assert body.current_password is not None
+        await reauthenticate(request, user, body.current_password)
+
+    profile = {
+        name: getattr(body, name)
+        for name in ("display_name", "email", "email_attaches_audio")
+        if name in given
+    }
+    changed: list[str] = [n for n, value in profile.items() if value != getattr(user, n)]
+    ctx = ctx_of(request)
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        if profile:
+            await users.update(conn, user.id, **profile)
+        if body.pin is not None:
+            await users.set_pin(conn, user.id, body.pin)
+            changed.append("pin")
+        if body.new_password is not None:
+            await users.set_password(conn, user.id, body.new_password)
+            changed.append("password")
+        updated = await users.get(conn, user.id)
+    if updated is None:  # deleted by a concurrent request
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "not authenticated")
+    if changed:
+        event = UserUpdated(
+            username=updated.username,
+            domain=updated.domain,
+            display_name=updated.display_name or None,
+            email=updated.email,
+            changed=changed,
+        )
+        try:
+            await ctx.bus.publish(event)
+        except Exception as exc:
+            # Committed already: answering an error would make the client retry with a
+            # current password that is no longer current. Kamailio reads the new HA1 from
+            # the database anyway; the agent picks it up when it next loads its users.
+            log.error(
+                "could not publish user.updated",
+                extra={"user": updated.address, "changed": changed, "error": str(exc)},
+            )
+        log.info("account changed", extra={"user": updated.address, "changed": changed})
+    return await account_out(request, updated)
+
+
+@router.delete(
+    "/account",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={
+        401: {"model": ErrorOut},
+        403: {"model": ErrorOut},
+        429: {"model": ErrorOut},
+        503: {"model": ErrorOut},
+    },
+)
+async def delete_account(body: AccountDelete, request: Request, user: CurrentUser) -> Response:
+    """Delete the mailbox for good: messages, greetings, credentials. Needs the password.
+
+    ``user.deleted`` goes out first (the registrar-agent de-registers the user while the
+    credentials still exist), then the rows in one transaction, then the audio; the session
+    and bearer tokens stop working. See docs/web-api.md for what a failure in between
+    leaves."""
+    await reauthenticate(request, user, body.password)
+    try:
+        await remove_mailbox(
+            ctx_of(request), user, deregister_wait=request.app.state.deregister_wait
+        )
+    except Exception as exc:
+        log.error("account deletion failed", extra={"user": user.address, "error": str(exc)})
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the account could not be deleted now; nothing was removed, try again",
+        ) from None
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    response.delete_cookie(COOKIE_NAME)
+    return response
 
 
 async def ensure_default_domain(pool: object, name: str) -> None:
