@@ -1,12 +1,15 @@
 """Record mode: greeting, beep, the caller's message, stored once.
 
+0. The mailbox's room (``limits``): if it holds ``max_messages`` messages or ``quota_bytes``
+   bytes, the caller hears "The mailbox is full …" + "Goodbye", nothing is recorded and the
+   session ends with ``mailbox_full``.
 1. The greeting: the user's uploaded one (``greetings.for_call``: an unexpired temporary
    greeting, the busy one for a call diverted on busy, else the unavailable one) followed by
    the beep; without one, the default prompt — "The person at <recorded name | display name |
    number> is not available. Please leave a message after the tone." + beep.
 2. Recording (``sipum.media.recording``) until hang-up, ``#``, ``max_silence_seconds`` of
    silence or the maximum length — the user's effective ``max_message_seconds``, lowered by the
-   request's ``max_duration_s`` if given. Chunks go to the blob store as they come
+   request's ``max_duration_s`` if given and to what the quota still holds. Chunks go to the blob store as they come
    (``spool.PartialRecording``).
 3. Less than ``min_voice_seconds`` of non-silent audio: discarded, nothing stored. Otherwise
    ``store.MessageStore`` writes blob, row and event, idempotently.
@@ -19,18 +22,25 @@ import logging
 from datetime import UTC, datetime
 from typing import Literal
 
-from sipum.db import greetings, users
+from sipum.db import greetings, messages, users
 from sipum.media.playback import PlaybackItem
 from sipum.media.recording import RecordingSettings, StopReason
 
 from sipum_media_recorder import metrics
 from sipum_media_recorder.audio import decode_audio
+from sipum_media_recorder.limits import (
+    DEFAULT_MAX_MESSAGE_SECONDS,
+    FullBecause,
+    LengthLimit,
+    full_because,
+    max_recording_length,
+)
 from sipum_media_recorder.session import MediaSession
 from sipum_media_recorder.spool import PartialRecording, RecordingMeta
 
 log = logging.getLogger("sipum.misc.recorder.record")
 
-EndReason = Literal["bye", "max_length", "silence", "completed", "error"]
+EndReason = Literal["bye", "max_length", "silence", "completed", "mailbox_full", "error"]
 
 #: Diversion reasons (RFC 5806 ``reason=``) and RFC 4458 ``cause=`` values meaning "busy".
 BUSY_CAUSES = frozenset({"user-busy", "busy", "486", "600"})
@@ -66,12 +76,40 @@ async def greeting_items(session: MediaSession) -> list[PlaybackItem]:
     return list(await prompts.sequence("unavailable", rate, number=user.username))
 
 
-async def max_length(session: MediaSession) -> float:
-    effective = await users.effective_settings(session.services.pool, session.user.id)
-    limit = float(effective.max_message_seconds) if effective is not None else 180.0
-    if session.request.max_duration_s:
-        limit = min(limit, session.request.max_duration_s)
-    return max(limit, 1.0)
+async def mailbox_limits(session: MediaSession) -> tuple[FullBecause | None, LengthLimit]:
+    """Whether the mailbox is full, and the maximum length of a message recorded now."""
+    svc = session.services
+    user_id = session.user.id
+    effective = await users.effective_settings(svc.pool, user_id)
+    usage = await messages.usage(svc.pool, user_id)
+    limit = max_recording_length(
+        max_message_seconds=(
+            effective.max_message_seconds if effective is not None else DEFAULT_MAX_MESSAGE_SECONDS
+        ),
+        usage=usage,
+        sample_rate=session.plan.codec.sample_rate,
+        request_max_seconds=session.request.max_duration_s,
+        min_seconds=svc.settings.quota_min_message_seconds,
+    )
+    because = None if usage is None else full_because(usage)
+    if because is not None or limit.by_quota:
+        assert usage is not None
+        log.info(
+            "mailbox full; nothing will be recorded"
+            if because is not None
+            else "message length limited by the quota",
+            extra={
+                "session": session.session_id,
+                "mailbox": session.user.address,
+                "full_because": because,
+                "messages": usage.messages,
+                "max_messages": usage.max_messages,
+                "bytes": usage.bytes,
+                "quota_bytes": usage.quota_bytes,
+                "max_length_s": round(limit.seconds, 2),
+            },
+        )
+    return because, limit
 
 
 def end_reason(session: MediaSession, reason: StopReason) -> EndReason:
@@ -89,6 +127,10 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
     settings = svc.settings
     # Everything that needs the database or the disk happens before the greeting, so the
     # recording starts the instant the beep ends: callers start talking right away.
+    full, limit = await mailbox_limits(session)
+    if full is not None:
+        await session.prompt("mailbox-full", "goodbye")
+        return "mailbox_full", None
     items = await greeting_items(session)
     codec = session.plan.codec
     recording_settings = RecordingSettings(
@@ -96,7 +138,7 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
         silence_threshold_dbfs=settings.silence_threshold_dbfs,
         max_silence=settings.max_silence_seconds,
         min_voice=settings.min_voice_seconds,
-        max_length=await max_length(session),
+        max_length=limit.seconds,
         flush_interval=settings.chunk_seconds,
     )
     await session.play(items)

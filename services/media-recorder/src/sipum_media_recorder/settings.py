@@ -27,6 +27,9 @@ class MediaRecorderSettings(ServiceSettings):
     """Recordings with less non-silent audio than this are discarded."""
     silence_threshold_dbfs: float = Field(default=-45.0, le=0)
     """Frames quieter than this (RMS, dBFS) count as silence."""
+    quota_min_message_seconds: float = Field(default=5.0, gt=0)
+    """A mailbox that is not full but whose quota holds less than this much audio still takes
+    a message this long (it may end up that much over its quota); see ``limits``."""
     chunk_seconds: float = Field(default=2.0, gt=0)
     """A recording in progress is written to the blob store at least this often (crash loss)."""
 

@@ -240,6 +240,7 @@ CallEndReason = Literal[
     "answered_elsewhere",  # the forked call was picked up by the user's phone
     "max_length",
     "silence",
+    "mailbox_full",  # the mailbox had no room (message count or quota): told so, nothing recorded
     "completed",  # the session ended on its own (e.g. '#' pressed, message played)
     "rejected",  # we answered with a final error response
     "error",

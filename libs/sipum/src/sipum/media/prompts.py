@@ -96,6 +96,7 @@ PROMPT_TEXTS: dict[str, str] = {
     "is-not-available": "is not available.",
     "leave-message": "Please leave a message after the tone.",
     "recording-too-short": "Your message was too short and was not recorded.",
+    "mailbox-full": "The mailbox is full and cannot take any new messages.",
     # Mailbox side.
     "you-have": "You have",
     "new-message": "new message.",
