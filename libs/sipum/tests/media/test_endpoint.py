@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import uvloop
 from sipum.media.codecs import PCMA, PCMU
 from sipum.media.codecs.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from sipum.media.endpoint import PortPool, PortPoolExhausted, RtpEndpoint
@@ -96,6 +97,15 @@ class Peer:
 
     def close(self) -> None:
         self.sock.close()
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
+    """Every loopback test on both loops: the services run on uvloop, whose reader callbacks
+    and connected UDP sockets the receive path relies on as much as on asyncio's."""
+    if request.param == "uvloop":
+        return uvloop.EventLoopPolicy()
+    return asyncio.DefaultEventLoopPolicy()
 
 
 @pytest.fixture
@@ -425,6 +435,7 @@ async def test_records_g722_at_16khz(pool: PortPool) -> None:
             RecordingSettings(max_silence=3.0), on_chunk=chunks.append
         )  # rate from codec
     )
+    await asyncio.sleep(0)  # recording (audio before that is not part of the message)
     t = np.arange(32000) / 16000
     audio = np.round(6000 * np.sin(2 * np.pi * 440 * t) * (0.7 + 0.3 * np.sin(2 * np.pi * 3 * t)))
     audio = audio.astype(np.int16)
