@@ -9,6 +9,7 @@ import math
 import shutil
 import struct
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -74,12 +75,16 @@ async def served_inbox(pg_pool, event_bus, tmp_path: Path):
         caller_display_name="Bob Caller", called_uri="sip:alice@example.com", duration_ms=2000,
         codec="PCMU", size_bytes=len(data), blob_key=key, message_id=message_id,
     )  # fmt: skip
-    server, task, port = await start_http(create_app(ctx), "127.0.0.1", 0)
+    app = create_app(ctx)
+    app.state.deregister_wait = 0.2  # no registrar-agent to confirm a de-registration here
+    server, task, port = await start_http(app, "127.0.0.1", 0)
     yield {
         "url": f"http://127.0.0.1:{port}/",
         "message_id": message_id,
+        "message_key": key,
         "pool": pg_pool,
         "alice": alice,
+        "blobs": ctx.blobs,
     }
     await stop_http(server, task)
 
@@ -149,3 +154,100 @@ async def test_inbox_in_chromium(served_inbox, tmp_path: Path) -> None:
     assert "Bob Caller" in str(result["saved_row"])
     message = await messages.get(served_inbox["pool"], served_inbox["message_id"])
     assert message is not None and message.heard and message.folder.value == "saved"
+
+
+def drive_account(url: str, check: Callable[[str], bool]) -> dict[str, object]:
+    """Change the PIN and the password in the page's account section, then delete the
+    account (cancelling the confirmation once). ``check(what)`` asks the database."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser()
+    try:
+        wait = WebDriverWait(driver, 20)
+        driver.get(url)
+        form = wait.until(ec.visibility_of_element_located((By.ID, "login")))
+        form.find_element(By.NAME, "username").send_keys("alice")
+        form.find_element(By.NAME, "password").send_keys("alice-password-1")
+        form.find_element(By.TAG_NAME, "button").click()
+        wait.until(ec.visibility_of_element_located((By.ID, "account")))
+        result: dict[str, object] = {}
+
+        def submit(form_id: str, **fields: str) -> None:
+            form = driver.find_element(By.ID, form_id)
+            for name, value in fields.items():
+                field = form.find_element(By.NAME, name)
+                field.clear()
+                field.send_keys(value)
+            form.find_element(By.TAG_NAME, "button").click()
+
+        submit("pin-form", pin="12")
+        wait.until(ec.text_to_be_present_in_element((By.ID, "account-error"), "PIN must be"))
+        result["bad_pin_kept"] = check("old pin")
+        submit("pin-form", pin="97531")
+        wait.until(ec.text_to_be_present_in_element((By.ID, "account-status"), "PIN changed."))
+        result["pin_changed"] = check("new pin")
+        submit("password-form", current_password="not-my-password", new_password="rabbit-hole-3")
+        wait.until(
+            ec.text_to_be_present_in_element(
+                (By.ID, "account-error"), "the current password is wrong"
+            )
+        )
+        submit("password-form", current_password="alice-password-1", new_password="rabbit-hole-3")
+        wait.until(ec.text_to_be_present_in_element((By.ID, "account-status"), "Password changed"))
+        result["password_changed"] = check("new password")
+        # Delete: cancelling the confirmation keeps everything; accepting deletes.
+        submit("delete-form", password="rabbit-hole-3")
+        wait.until(ec.alert_is_present())
+        result["confirm_text"] = driver.switch_to.alert.text
+        driver.switch_to.alert.dismiss()
+        result["kept_after_cancel"] = check("exists")
+        driver.find_element(By.CSS_SELECTOR, "#delete-form button").click()
+        wait.until(ec.alert_is_present())
+        driver.switch_to.alert.accept()
+        wait.until(ec.visibility_of_element_located((By.ID, "login")))
+        wait.until(
+            ec.text_to_be_present_in_element((By.ID, "auth-status"), "Your account was deleted.")
+        )
+        result["account_hidden"] = not driver.find_element(By.ID, "account").is_displayed()
+        return result
+    finally:
+        driver.quit()
+
+
+async def test_account_section_in_chromium(served_inbox) -> None:
+    assert CHROMIUM and CHROMEDRIVER, "deploy/local/install installs chromium and chromium-driver"
+    pool, alice = served_inbox["pool"], served_inbox["alice"]
+    loop = asyncio.get_running_loop()
+
+    async def ask(what: str) -> bool:
+        if what == "old pin":  # alice had none, and "12" did not become one
+            stored = await users.get(pool, alice.id)
+            return stored is not None and not stored.has_pin
+        if what == "new pin":
+            return await users.verify_pin(pool, alice.id, "97531")
+        if what == "new password":
+            return (
+                await users.authenticate(pool, "alice", "example.com", "rabbit-hole-3") is not None
+            )
+        return await users.get(pool, alice.id) is not None
+
+    def check(what: str) -> bool:
+        return asyncio.run_coroutine_threadsafe(ask(what), loop).result(10)
+
+    result = await asyncio.wait_for(
+        asyncio.to_thread(drive_account, served_inbox["url"], check), 90
+    )
+    assert result == {
+        "bad_pin_kept": True,
+        "pin_changed": True,
+        "password_changed": True,
+        "confirm_text": "Delete alice@example.com with all messages and greetings? "
+        "This cannot be undone.",
+        "kept_after_cancel": True,
+        "account_hidden": True,
+    }
+    assert await users.get(pool, alice.id) is None
+    assert await messages.get(pool, served_inbox["message_id"]) is None
+    assert not await served_inbox["blobs"].exists(served_inbox["message_key"])
