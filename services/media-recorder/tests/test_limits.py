@@ -6,6 +6,7 @@ length rule itself (``limits``), as plain functions."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import wave
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,14 @@ async def leave_message(world: Any, seconds: float = 1.5, *, seed: int = 1) -> A
     return ended
 
 
-async def test_a_mailbox_at_its_message_limit_is_full_and_records_nothing(world: Any) -> None:
+def logged(caplog: pytest.LogCaptureFixture, message: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage() == message]
+
+
+async def test_a_mailbox_at_its_message_limit_is_full_and_records_nothing(
+    world: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sipum.misc.recorder.record")
     await users.update(world.pool, world.alice.id, max_messages=3)
     # every folder counts: the trash still holds its audio
     await put_messages(world, 2)
@@ -166,6 +174,10 @@ async def test_a_mailbox_at_its_message_limit_is_full_and_records_nothing(world:
     await world.upload_greeting(0.1)
     await world.start_recorder()
     await call_full_mailbox(world)
+    (record,) = logged(caplog, "mailbox full; nothing will be recorded")
+    assert record.__dict__["full"] == "messages"
+    assert (record.__dict__["messages"], record.__dict__["max_messages"]) == (3, 3)
+    assert record.__dict__["mailbox"] == "alice@example.com"
 
 
 async def test_one_below_the_limit_records_then_the_next_caller_finds_it_full(
@@ -195,7 +207,10 @@ async def test_one_below_the_limit_records_then_the_next_caller_finds_it_full(
     assert len(await world.events("message.created")) == 1  # still only the first call's
 
 
-async def test_a_nearly_used_quota_cuts_the_message_to_fit(world: Any) -> None:
+async def test_a_nearly_used_quota_cuts_the_message_to_fit(
+    world: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sipum.misc.recorder.record")
     await put_messages(world, 2, size=5000)
     # room for 44 header bytes + 2.0 s of 8 kHz 16-bit audio, and one byte too few for more
     room = WAV_HEADER_BYTES + 2 * 8000 * 2 + 1
@@ -217,6 +232,8 @@ async def test_a_nearly_used_quota_cuts_the_message_to_fit(world: Any) -> None:
     assert len(await world.blobs.get(message.blob_key)) == message.size_bytes
     usage = await messages.usage(world.pool, world.alice.id)
     assert usage is not None and usage.bytes == usage.quota_bytes - 1 and not usage.full
+    (record,) = logged(caplog, "message length limited by the quota")
+    assert record.__dict__["max_length_s"] == 2.0
 
 
 async def test_the_quota_minimum_when_almost_nothing_is_left(world: Any) -> None:
@@ -251,13 +268,16 @@ async def call_full_mailbox_after_a_message(world: Any) -> None:
     caller.close()
 
 
-async def test_the_users_override_beats_the_domain_default(world: Any) -> None:
+async def test_the_users_override_beats_the_domain_default(
+    world: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     domain = await domains.get_by_name(world.pool, "example.com")
     assert domain is not None
     await domains.update(world.pool, domain.id, max_messages=1)
     await put_messages(world, 1)
     await world.upload_greeting(0.1)
     await world.start_recorder()
+    caplog.set_level(logging.INFO, logger="sipum.misc.recorder.record")
     # full by the domain's default
     await call_full_mailbox(world)
     # the user's own limit is higher: the call records
@@ -269,6 +289,8 @@ async def test_the_users_override_beats_the_domain_default(world: Any) -> None:
     assert usage is not None and usage.quota_bytes == 52_428_800 and not usage.full
     await users.update(world.pool, world.alice.id, quota_bytes=usage.bytes)
     await call_full_mailbox_after_a_message(world)
+    full = logged(caplog, "mailbox full; nothing will be recorded")
+    assert [r.__dict__["full"] for r in full] == ["messages", "bytes"]
     # and back to the domain's default: records again
     await users.update(world.pool, world.alice.id, quota_bytes=None)
     ended = await leave_message(world, seed=4)

@@ -94,21 +94,19 @@ async def mailbox_limits(session: MediaSession) -> tuple[FullBecause | None, Len
     because = None if usage is None else full_because(usage)
     if because is not None or limit.by_quota:
         assert usage is not None
-        log.info(
-            "mailbox full; nothing will be recorded"
-            if because is not None
-            else "message length limited by the quota",
-            extra={
-                "session": session.session_id,
-                "mailbox": session.user.address,
-                "full_because": because,
-                "messages": usage.messages,
-                "max_messages": usage.max_messages,
-                "bytes": usage.bytes,
-                "quota_bytes": usage.quota_bytes,
-                "max_length_s": round(limit.seconds, 2),
-            },
-        )
+        extra: dict[str, object] = {
+            "session": session.session_id,
+            "mailbox": session.user.address,
+            "messages": usage.messages,
+            "max_messages": usage.max_messages,
+            "bytes": usage.bytes,
+            "quota_bytes": usage.quota_bytes,
+        }
+        if because is not None:
+            log.info("mailbox full; nothing will be recorded", extra={**extra, "full": because})
+        else:
+            extra["max_length_s"] = round(limit.seconds, 2)
+            log.info("message length limited by the quota", extra=extra)
     return because, limit
 
 
