@@ -4,8 +4,9 @@
    (``Expires: 0``), and Kamailio authenticates that request against the user's row
    (docs/registrar-agent.md), so the row must still be there when it arrives.
 2. We wait — at most ``deregister_wait`` seconds — for the agent's ``registration.changed``
-   of this user (``unregistered``, or ``failed`` when the registrar refused): only then is the
-   binding gone and the row no longer needed. No agent, or a user it never registered, means
+   of this user with state ``unregistered``: only then is the binding gone and the row no
+   longer needed. (The agent makes one de-registration attempt for a removed user and reports
+   ``unregistered`` whatever its outcome; a ``failed`` report can only be an earlier refresh's.) No agent, or a user it never registered, means
    no such event: the wait runs out and the deletion goes on (the binding, if any, expires
    by itself after at most the agent's ``register_expires``).
 3. The rows go in one statement, so one transaction: the user, and through ``ON DELETE
@@ -42,9 +43,6 @@ from sipum.events import RegistrationChanged, UserDeleted, stable_event_id
 
 log = logging.getLogger("sipum.misc.web")
 
-#: Registration states after which the agent no longer needs the user's row.
-_DONE = frozenset({"unregistered", "failed"})
-
 
 @dataclass(frozen=True, slots=True)
 class Removal:
@@ -75,8 +73,10 @@ async def _watch_deregistration(bus: Any, user: users.User) -> tuple[Any, asynci
             event = RegistrationChanged.model_validate_json(msg.data)
         except ValueError:
             return
-        if (event.username, event.domain) == (user.username, user.domain) and (
-            event.state in _DONE
+        if (event.username, event.domain, event.state) == (
+            user.username,
+            user.domain,
+            "unregistered",
         ):
             done.set()
 
