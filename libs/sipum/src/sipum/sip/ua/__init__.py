@@ -14,6 +14,7 @@ from sipum.sip.ua.events import (
     CallEnded,
     CallProgress,
     IncomingCall,
+    IncomingRequest,
     SessionModified,
     UserAgentEvent,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "CallProgress",
     "CallState",
     "IncomingCall",
+    "IncomingRequest",
     "NotAcceptableOffer",
     "SessionAnswerer",
     "SessionModified",

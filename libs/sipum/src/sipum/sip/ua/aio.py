@@ -27,7 +27,7 @@ from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 from sipum.sip.message import SipRequest, SipResponse
-from sipum.sip.transaction import Peer, TransactionLayer
+from sipum.sip.transaction import Peer, ServerTransaction, TransactionLayer
 from sipum.sip.transport.config import EndpointConfig, TransportCounters
 from sipum.sip.transport.endpoint import SipTimeoutError, SipTransportError
 from sipum.sip.transport.stream import StreamTransport
@@ -63,6 +63,7 @@ class UserAgentEndpoint:
         user: str = "sipum",
         supported: Iterable[str] = (),
         udp_receive_buffer: int | None = 4 << 20,
+        request_methods: Iterable[str] = (),
     ) -> None:
         self.config = config or EndpointConfig()
         self.udp_receive_buffer = udp_receive_buffer
@@ -71,6 +72,8 @@ class UserAgentEndpoint:
         self.on_event = on_event
         self.user = user
         self.supported = tuple(supported)
+        self.request_methods = tuple(request_methods)
+        """Methods the application answers itself (``IncomingRequest``, e.g. SUBSCRIBE)."""
         self.counters = TransportCounters()
         self.addresses: dict[str, tuple[str, int]] = {}
         self._ua: UserAgent | None = None
@@ -122,7 +125,13 @@ class UserAgentEndpoint:
             max_message=cfg.max_message,
             max_headers=cfg.max_headers,
         )
-        self._ua = UserAgent(local=local, user=self.user, layer=layer, supported=self.supported)
+        self._ua = UserAgent(
+            local=local,
+            user=self.user,
+            layer=layer,
+            supported=self.supported,
+            request_methods=self.request_methods,
+        )
         self._ua.wakeup = self._schedule_flush
 
     async def close(self) -> None:
@@ -177,6 +186,31 @@ class UserAgentEndpoint:
         )
         self._flush()
         return pending
+
+    def respond(
+        self,
+        tx: ServerTransaction,
+        request: SipRequest,
+        status: int,
+        *,
+        to_tag: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        reason: str | None = None,
+    ) -> SipResponse:
+        """Answer an ``IncomingRequest`` (sent at once)."""
+        response = self.ua.respond(
+            tx,
+            request,
+            status,
+            self._now(),
+            to_tag=to_tag,
+            headers=headers,
+            body=body,
+            reason=reason,
+        )
+        self._flush()
+        return response
 
     # -------------------------------------------------------------- plumbing
 

@@ -29,6 +29,13 @@ After each input the UA drains the layer's events and acts on them:
 * Outgoing calls (``invite``): the INVITE goes in a client transaction; a 2xx creates the
   dialog and we send the ACK ourselves (§13.2.2.4), again for every retransmitted 2xx.
 
+Methods the application names in ``request_methods`` (e.g. SUBSCRIBE for an RFC 6665
+notifier) are not ours: after the §8.2 checks (scheme, Require) such a request — outside a
+dialog, or naming a dialog that is not a call — is handed up as ``IncomingRequest`` with its
+server transaction, and the application answers it with ``respond()``. They appear in
+``Allow``. Requests for those dialogs that the application originates (NOTIFY) go through
+``send_request``.
+
 Requests we originate in a dialog (BYE, ...) follow the route set (§12.2.1.1). Over a stream
 transport a dialog without a route set sends them over the connection it was created on
 (the peer), the connection reuse of RFC 5923/5626 — a UAC behind NAT or sipp in ``-t t1`` mode
@@ -86,6 +93,7 @@ from sipum.sip.ua.events import (
     CallEnded,
     CallProgress,
     IncomingCall,
+    IncomingRequest,
     SessionModified,
     UserAgentEvent,
 )
@@ -123,6 +131,7 @@ class UserAgent:
         supported: Iterable[str] = (),
         server_name: str = "sipum",
         session_answerer: SessionAnswerer = answer_reoffer,
+        request_methods: Iterable[str] = (),
     ) -> None:
         if not local:
             raise ValueError("need at least one local transport address")
@@ -133,6 +142,11 @@ class UserAgent:
         self.supported = tuple(supported)
         self.server_name = server_name
         self.session_answerer = session_answerer
+        self.request_methods = tuple(m.upper() for m in request_methods)
+        """Methods handed to the application as ``IncomingRequest`` (see module doc)."""
+        self.allowed_methods = ALLOWED_METHODS + tuple(
+            m for m in self.request_methods if m not in ALLOWED_METHODS
+        )
         self.now = 0.0
         """The latest time we were given (used when the application omits ``now``)."""
         self.wakeup: Callable[[], None] | None = None
@@ -266,9 +280,43 @@ class UserAgent:
             log.debug("%s for %s dropped: transaction over", status, request.method)
         return response
 
+    def respond(
+        self,
+        tx: ServerTransaction,
+        request: SipRequest,
+        status: int,
+        now: float | None = None,
+        *,
+        to_tag: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        reason: str | None = None,
+    ) -> SipResponse:
+        """Answer an ``IncomingRequest`` (any status; a final one ends the transaction)."""
+        response = self._respond(
+            tx,
+            request,
+            status,
+            self._time(now),
+            to_tag=to_tag,
+            headers=headers,
+            body=body,
+            reason=reason,
+        )
+        self._poke()
+        return response
+
+    def via_for(self, transport: str) -> str:
+        """A Via value of ours (new branch, ``rport``) for a request over ``transport``."""
+        return self._via_for(transport)
+
+    def contact_for(self, transport: str, secure: bool = False) -> str:
+        """Our Contact (name-addr) for ``transport``."""
+        return self._contact_for(transport, secure)
+
     def _capabilities(self) -> list[tuple[str, str]]:
         return [
-            ("Allow", ", ".join(ALLOWED_METHODS)),
+            ("Allow", ", ".join(self.allowed_methods)),
             ("Accept", ", ".join(ACCEPTED_BODIES)),
             ("Supported", ", ".join(self.supported)),
         ]
@@ -304,8 +352,8 @@ class UserAgent:
             self._respond(tx, request, 416, now)
             return
         # §8.2.1: a method we do not implement.
-        if method not in ALLOWED_METHODS:
-            self._respond(tx, request, 405, now, headers=[("Allow", ", ".join(ALLOWED_METHODS))])
+        if method not in self.allowed_methods:
+            self._respond(tx, request, 405, now, headers=self._capabilities()[:1])
             return
         if method == "INVITE" and self._is_merged(
             request, header_tag(request.headers.get("From") or "") or "", request.cseq[0]
@@ -313,6 +361,9 @@ class UserAgent:
             self._respond(tx, request, 482, now, reason="Loop Detected")
             return
         if not self._check_require(request, tx, now):
+            return
+        if method in self.request_methods:
+            self._emit(IncomingRequest(request, peer, tx))
             return
         if method == "OPTIONS":
             # §11.2: the same answer an INVITE would get, with our capabilities.
@@ -327,7 +378,7 @@ class UserAgent:
         if method == "UPDATE":
             self._respond(tx, request, 481, now)  # UPDATE only inside a dialog (RFC 3311)
             return
-        self._respond(tx, request, 405, now, headers=[("Allow", ", ".join(ALLOWED_METHODS))])
+        self._respond(tx, request, 405, now, headers=self._capabilities()[:1])
 
     def _check_require(self, request: SipRequest, tx: ServerTransaction, now: float) -> bool:
         """§8.2.2.3: answer 420 listing the option tags of ``Require`` we do not support."""
@@ -399,6 +450,12 @@ class UserAgent:
     ) -> None:
         call = self._calls.get(dialog_id)
         method = request.method
+        if call is None and method in self.request_methods:
+            # Not a call: maybe a dialog of the application's (an RFC 6665 subscription);
+            # it answers 481 itself when it does not know the dialog either.
+            if self._check_require(request, tx, now):
+                self._emit(IncomingRequest(request, peer, tx))
+            return
         if call is None or call.dialog is None or call.ended:
             # §12.2.2: no such dialog.
             self._respond(tx, request, 481, now)
@@ -416,7 +473,7 @@ class UserAgent:
         elif method == "OPTIONS":
             self._respond(tx, request, 200, now, headers=self._capabilities())
         else:
-            self._respond(tx, request, 405, now, headers=[("Allow", ", ".join(ALLOWED_METHODS))])
+            self._respond(tx, request, 405, now, headers=self._capabilities()[:1])
 
     def _on_bye(self, call: Call, request: SipRequest, tx: ServerTransaction, now: float) -> None:
         self._respond(tx, request, 200, now)
@@ -602,7 +659,7 @@ class UserAgent:
         assert tx is not None
         extra = list(headers)  # e.g. Retry-After on a 503 (RFC 3261 §20.33)
         if status == 405:
-            extra.append(("Allow", ", ".join(ALLOWED_METHODS)))
+            extra.append(("Allow", ", ".join(self.allowed_methods)))
         self._respond(
             tx, call.invite, status, t, to_tag=call.local_tag, headers=extra, reason=reason
         )

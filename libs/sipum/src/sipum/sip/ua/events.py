@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from sipum.sip.message import SipRequest
+    from sipum.sip.transaction import Peer, ServerTransaction
     from sipum.sip.ua.call import Call
 
 
@@ -84,8 +86,20 @@ class CallEnded:
     status: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class IncomingRequest:
+    """A request of a method the application handles itself (``request_methods``, e.g.
+    SUBSCRIBE): outside a dialog, or in a dialog that is not a call. The §8.2 checks passed;
+    answer it with ``UserAgent.respond(transaction, request, status, ...)``."""
+
+    request: SipRequest
+    peer: Peer
+    transaction: ServerTransaction
+
+
 UserAgentEvent = (
     IncomingCall
+    | IncomingRequest
     | CallConfirmed
     | CallProgress
     | CallAnswered
