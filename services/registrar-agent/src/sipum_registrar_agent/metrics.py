@@ -22,3 +22,12 @@ MEDIA_ALLOCATE_SECONDS = Histogram(
 REGISTRATIONS = Gauge(
     "sipum_agent_registrations", "User bindings at the registrar, by state", ["state"]
 )
+MWI_SUBSCRIPTIONS = Gauge(
+    "sipum_agent_mwi_subscriptions", "Message-summary subscriptions held (RFC 3842)"
+)
+MWI_NOTIFIES = Counter(
+    "sipum_agent_mwi_notifies_total", "NOTIFYs sent, by the subscriber's answer", ["result"]
+)
+MWI_REJECTED = Counter(
+    "sipum_agent_mwi_rejected_total", "SUBSCRIBEs refused with a final error, by status", ["status"]
+)

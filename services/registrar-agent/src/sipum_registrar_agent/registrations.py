@@ -24,6 +24,10 @@ from sipum.sip.uri import format_host, parse_via
 
 log = logging.getLogger("sipum.misc.registrations")
 
+AGENT_USER_AGENT = "sipum-registrar-agent"
+"""``User-Agent`` of our REGISTERs: Kamailio keeps it with the binding and sends a user's
+``message-summary`` SUBSCRIBEs to the contact registered with it (deploy/kamailio)."""
+
 
 def shard_of(username: str, domain: str, shard_count: int) -> int:
     """Which agent owns ``username@domain`` when ``shard_count`` agents split the users.
@@ -97,6 +101,7 @@ class UserRegistrations:
             contact_port=self.contact_port,
             credentials=credentials_for(user),
             expires=self.expires,
+            user_agent=AGENT_USER_AGENT,
         )
 
     @staticmethod

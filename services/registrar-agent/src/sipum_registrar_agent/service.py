@@ -42,19 +42,22 @@ from sipum.sip.registration import (
 )
 from sipum.sip.transaction import Peer
 from sipum.sip.transport import EndpointConfig
-from sipum.sip.ua import CallCancelled, CallEnded, IncomingCall, UserAgentEvent
+from sipum.sip.ua import CallCancelled, CallEnded, IncomingCall, IncomingRequest, UserAgentEvent
 from sipum.sip.ua.aio import UserAgentEndpoint
 from sipum.sip.uri import parse_uri
 
 from sipum_registrar_agent import metrics
 from sipum_registrar_agent.calls import ActiveCall, CallHandler, CallSettings, TrustedProxies
 from sipum_registrar_agent.mailbox import MailboxResolver
+from sipum_registrar_agent.mwi import MwiNotifier
 from sipum_registrar_agent.registrations import RegisterSender, UserRegistrations
 from sipum_registrar_agent.settings import RegistrarAgentSettings
+from sipum_registrar_agent.subscriptions import MwiLimits
 
 log = logging.getLogger("sipum.misc.registrar_agent")
 
 USER_EVENTS_DURABLE = "registrar-agent"
+MESSAGE_EVENTS_DURABLE = "registrar-agent-mwi"
 HANGUP_GRACE = 3.0
 
 
@@ -91,6 +94,8 @@ class RegistrarAgentService:
         self.calls: CallHandler | None = None
         self.active: set[ActiveCall] = set()
         self._user_events: EventSubscription | None = None
+        self._message_events: EventSubscription | None = None
+        self.mwi: MwiNotifier | None = None
         self._publishing: set[asyncio.Task[Any]] = set()
         self.contact_host = ""
         self.via_host = ""
@@ -122,6 +127,7 @@ class RegistrarAgentService:
         self.ua_endpoint = UserAgentEndpoint(
             EndpointConfig(host=s.sip_host, udp_port=s.sip_port, advertised_host=self.via_host),
             on_event=self._on_call_event,
+            request_methods=("SUBSCRIBE",) if s.mwi_enabled else (),
         )
         await self.ua_endpoint.start()
         ua_host, ua_port = self.ua_endpoint.addresses["UDP"]
@@ -170,6 +176,8 @@ class RegistrarAgentService:
         self.calls.resolver = MailboxResolver(
             default_domain=s.domain, domains=domains, local_hosts=local_hosts
         )
+        if s.mwi_enabled:
+            await self._start_mwi(ctx, durable_suffix=durable[len(USER_EVENTS_DURABLE) :])
         added = sum(self.registrations.add(user) for user in everyone)
         for state in RegistrationState:
             metrics.REGISTRATIONS.labels(state.value).set_function(
@@ -186,12 +194,44 @@ class RegistrarAgentService:
             },
         )
 
+    async def _start_mwi(self, ctx: ServiceContext, durable_suffix: str) -> None:
+        """RFC 3842 notifier; it needs every ``message.*`` event of the users it may serve,
+        so the durable consumer is per shard (like the user events)."""
+        s = self.settings
+        assert self.ua_endpoint is not None and self.calls is not None
+        calls = self.calls
+        self.mwi = MwiNotifier(
+            endpoint=self.ua_endpoint,
+            pool=ctx.pool,
+            resolver=lambda: calls.resolver,
+            limits=MwiLimits(
+                min_expires=s.mwi_min_expires,
+                max_expires=s.mwi_max_expires,
+                default_expires=s.mwi_default_expires,
+                max_subscriptions=s.mwi_max_subscriptions,
+            ),
+            debounce=s.mwi_debounce_seconds,
+        )
+        mwi = self.mwi
+        mwi.start()
+        metrics.MWI_SUBSCRIPTIONS.set_function(lambda: len(mwi.table))
+        self._message_events = await ctx.bus.subscribe(
+            "message.*",
+            self.mwi.on_message_event,
+            durable=MESSAGE_EVENTS_DURABLE + durable_suffix,
+            start="new",
+        )
+
     async def stop_accepting(self) -> None:
         self.work.close()  # new INVITEs now get 503 (see _on_call_event)
-        if self._user_events is not None:
-            with contextlib.suppress(Exception):
-                await self._user_events.stop()
-            self._user_events = None
+        for name in ("_user_events", "_message_events"):
+            subscription = getattr(self, name)
+            if subscription is not None:
+                with contextlib.suppress(Exception):
+                    await subscription.stop()
+                setattr(self, name, None)
+        if self.mwi is not None:
+            await self.mwi.close()
         if self.client is not None:
             # Expires: 0 for every user, so the proxy stops forking new calls to us.
             done = await self.client.stop(grace=self.settings.deregister_seconds)
@@ -223,6 +263,14 @@ class RegistrarAgentService:
     # ------------------------------------------------------------------ calls
 
     def _on_call_event(self, event: UserAgentEvent) -> None:
+        if isinstance(event, IncomingRequest):
+            if self.mwi is not None:
+                self.mwi.on_request(event)
+            elif self.ua_endpoint is not None:  # still starting
+                self.ua_endpoint.respond(
+                    event.transaction, event.request, 503, headers=[("Retry-After", "5")]
+                )
+            return
         if isinstance(event, IncomingCall):
             call = event.call
             if not self.work.accepting or self.calls is None:

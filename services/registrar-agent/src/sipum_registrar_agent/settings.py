@@ -46,6 +46,18 @@ class RegistrarAgentSettings(ServiceSettings):
     ``registrations_per_second`` many users need longer; bindings not removed expire)."""
     agent_id: str | None = None
     """Name in events (``agent_id``); default: host name and process id."""
+    mwi_enabled: bool = True
+    """Answer ``SUBSCRIBE`` for ``message-summary`` (RFC 3842); off: 405 like before."""
+    mwi_min_expires: int = Field(default=60, ge=1)
+    """Shorter subscriptions get ``423 Interval Too Brief`` with ``Min-Expires``."""
+    mwi_max_expires: int = Field(default=3600, ge=1)
+    """Longer subscriptions are granted this long."""
+    mwi_default_expires: int = Field(default=3600, ge=1)
+    """Granted when a SUBSCRIBE has no ``Expires`` (RFC 3842 §6 suggests one hour)."""
+    mwi_debounce_seconds: float = Field(default=0.25, ge=0, le=10)
+    """Message events for a mailbox within this long give one NOTIFY."""
+    mwi_max_subscriptions: int = Field(default=20000, ge=1)
+    """Subscriptions held at once (all mailboxes); more get 503."""
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -65,6 +77,8 @@ class RegistrarAgentSettings(ServiceSettings):
     def _check_shard(self) -> RegistrarAgentSettings:
         if self.shard_index >= self.shard_count:
             raise ValueError("shard_index must be below shard_count")
+        if not self.mwi_min_expires <= self.mwi_default_expires <= self.mwi_max_expires:
+            raise ValueError("need mwi_min_expires <= mwi_default_expires <= mwi_max_expires")
         return self
 
 

@@ -24,9 +24,9 @@ END = "<!-- END GENERATED -->"
 # Who publishes and who consumes each event kind (documentation only; the code that does it
 # lives in the services).
 ROLES: dict[str, tuple[str, str]] = {
-    "message.created": ("media-recorder", "notifier (e-mail); operators (`sipum-events`)"),
-    "message.updated": ("web-api (heard, folder), media-recorder (retrieval menu: heard, save, trash)", "operators"),
-    "message.deleted": ("web-api", "operators"),
+    "message.created": ("media-recorder", "notifier (e-mail); registrar-agent (MWI NOTIFY); operators (`sipum-events`)"),
+    "message.updated": ("web-api (heard, folder), media-recorder (retrieval menu: heard, save, trash)", "registrar-agent (MWI NOTIFY); operators"),
+    "message.deleted": ("web-api", "registrar-agent (MWI NOTIFY); operators"),
     "user.created": ("web-api (signup)", "registrar-agent (starts REGISTERing the user)"),
     "user.updated": ("— (no service changes users yet; publish it after a password change)", "registrar-agent (re-REGISTERs with the new HA1)"),
     "user.deleted": ("— (publish it before deleting the row: Kamailio checks the de-REGISTER)", "registrar-agent (unREGISTERs)"),

@@ -1,0 +1,455 @@
+"""Message Waiting Indication: the asyncio notifier around ``SubscriptionTable``.
+
+A phone sends ``SUBSCRIBE`` with ``Event: message-summary`` (RFC 3842) for its user's
+address; Kamailio routes it to the agent that registered the user's voicemail contact. Here:
+
+1. checks (package, ``Accept``, ``Expires``: ``subscriptions.SubscriptionTable``);
+2. the mailbox, found from Request-URI and To as for calls (``MailboxResolver``), else 404;
+3. **only the mailbox's owner**: the SUBSCRIBE must carry Digest credentials (RFC 3261 §22,
+   RFC 7616) of the mailbox user, checked against the stored HA1 — ``401`` with a challenge
+   otherwise (``DigestGuard``). Refreshes inside the dialog need no new credentials (only
+   the peer knows the dialog's Call-ID and tags);
+4. ``200`` with ``Expires`` and at once a NOTIFY with the counts (RFC 6665 §4.2.1.2);
+5. ``sipum.evt.message.*`` of a subscribed mailbox → after ``debounce`` seconds (a burst of
+   events gives one NOTIFY) the counts are read again and every subscription whose last
+   NOTIFY said something else gets a new one; one NOTIFY in flight per subscription (RFC 6665
+   §4.2.2 — a later one waits for the earlier's final response);
+6. a NOTIFY answered 481 or 408, or without any answer (timeout, transport error), ends the
+   subscription (RFC 6665 §4.2.2); expiry sends ``terminated;reason=timeout``.
+
+Subscriptions live in memory: a restarted agent has none, and phones subscribe again when
+their refresh is answered 481 (RFC 6665 §4.1.2.2) or the subscription runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import ipaddress
+import logging
+import secrets
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from sipum.db import messages, users
+from sipum.db.users import User
+from sipum.events import MessageCreated, MessageDeleted, MessageUpdated
+from sipum.sip.dialog import incoming_request_dialog_id
+from sipum.sip.digest import DigestError, make_challenge, parse_authorization, verify_authorization
+from sipum.sip.message import SipRequest, new_tag
+from sipum.sip.mwi import MessageSummary
+from sipum.sip.transaction import Peer
+from sipum.sip.transaction.events import DEFAULT_PORTS
+from sipum.sip.transport.endpoint import SipTimeoutError, SipTransportError
+from sipum.sip.ua import IncomingRequest
+from sipum.sip.ua.aio import UserAgentEndpoint
+from sipum.sip.uri import SipUri
+
+from sipum_registrar_agent import metrics
+from sipum_registrar_agent.mailbox import InviteAddressing, MailboxResolver
+from sipum_registrar_agent.subscriptions import (
+    MailboxKey,
+    MwiLimits,
+    Reply,
+    Subscription,
+    SubscriptionTable,
+)
+
+log = logging.getLogger("sipum.misc.mwi")
+
+NONCE_LIFETIME = 300.0
+"""Seconds a nonce of ours is good for; later the client gets a new one with ``stale=true``."""
+MAX_TRACKED_NONCES = 10000
+
+
+class DigestGuard:
+    """Digest challenges and checks for SUBSCRIBE (RFC 3261 §22.2, RFC 7616 §3.3-3.4).
+
+    Nonces are stateless — ``<issued hex>.<random>.<HMAC of both>`` with a per-process key —
+    so any number of challenges costs no memory. A replayed request is refused: ``qop=auth``
+    is required, and the nonce count (``nc``) must grow per nonce (the counts of the latest
+    ``MAX_TRACKED_NONCES`` nonces are kept; RFC 7616 §3.4). The wall clock is passed in.
+    """
+
+    def __init__(self, secret: bytes | None = None, lifetime: float = NONCE_LIFETIME) -> None:
+        self._secret = secret or secrets.token_bytes(32)
+        self.lifetime = lifetime
+        self._counts: OrderedDict[str, int] = OrderedDict()
+
+    def _mac(self, text: str) -> str:
+        return hmac.new(self._secret, text.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def new_nonce(self, now: float) -> str:
+        head = f"{int(now):x}.{secrets.token_hex(8)}"
+        return f"{head}.{self._mac(head)}"
+
+    def nonce_age(self, nonce: str, now: float) -> float | None:
+        """Seconds since we issued ``nonce``; None if it is not one of ours."""
+        head, _, mac = nonce.rpartition(".")
+        if not head or not hmac.compare_digest(mac, self._mac(head)):
+            return None
+        try:
+            issued = int(head.split(".", 1)[0], 16)
+        except ValueError:
+            return None
+        return now - issued
+
+    def challenges(self, user: User, now: float, *, stale: bool = False) -> list[tuple[str, str]]:
+        """``WWW-Authenticate`` headers: MD5, then SHA-256 when the user has that HA1.
+
+        MD5 comes first because it is what phones (and the domain's Kamailio by default)
+        speak; a client that takes the first challenge it supports (RFC 8760 §2.4) thus uses
+        MD5 — a client that only does SHA-256 still finds its challenge."""
+        nonce = self.new_nonce(now)
+        out = []
+        for algorithm, ha1 in (("MD5", user.ha1), ("SHA-256", user.ha1_sha256)):
+            if ha1:
+                value = make_challenge(user.realm, nonce, algorithm=algorithm, stale=stale)
+                out.append(("WWW-Authenticate", value))
+        return out
+
+    def check(self, request: SipRequest, user: User, now: float) -> str:
+        """``ok``, ``stale`` (good digest, old nonce: challenge again with stale=true) or
+        ``missing`` / ``bad`` (challenge again)."""
+        values = request.headers.get_all("Authorization")
+        if not values:
+            return "missing"
+        for value in values[:4]:
+            try:
+                cred = parse_authorization(value)
+            except DigestError:
+                continue
+            if cred.username.lower() != user.username.lower() or cred.realm != user.realm:
+                continue
+            age = self.nonce_age(cred.nonce, now)
+            if age is None or age < -5:
+                continue
+            ha1 = {"MD5": user.ha1, "SHA-256": user.ha1_sha256}.get(cred.algorithm)
+            if not ha1 or cred.qop != "auth" or cred.nc is None:
+                continue
+            if not verify_authorization(value, request.method, ha1, realm=user.realm):
+                continue
+            if age > self.lifetime:
+                return "stale"
+            nc = int(cred.nc, 16)
+            if nc <= self._counts.get(cred.nonce, 0):
+                return "bad"  # replay
+            self._counts[cred.nonce] = nc
+            self._counts.move_to_end(cred.nonce)
+            while len(self._counts) > MAX_TRACKED_NONCES:
+                self._counts.popitem(last=False)
+            return "ok"
+        return "bad"
+
+
+def summary_for(mailbox: MailboxKey, counts: messages.MailboxCounts) -> MessageSummary:
+    """RFC 3842 §5.2: new = unheard outside the trash, old = heard outside the trash; sipum
+    has no urgent messages."""
+    return MessageSummary.for_voice(mailbox.account, counts.new, counts.old)
+
+
+class MwiNotifier:
+    """See the module docstring. ``on_request`` is given every ``IncomingRequest`` of the
+    user agent; ``on_message_event`` every ``sipum.evt.message.*`` event."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: UserAgentEndpoint,
+        pool: Any,
+        resolver: Callable[[], MailboxResolver],
+        limits: MwiLimits,
+        debounce: float = 0.25,
+        guard: DigestGuard | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.endpoint = endpoint
+        self.pool = pool
+        self.resolver = resolver
+        self.table = SubscriptionTable(limits)
+        self.debounce = debounce
+        self.guard = guard or DigestGuard()
+        self.wall_clock = wall_clock
+        self.accepting = True
+        self._loop = asyncio.get_running_loop()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._pending: set[MailboxKey] = set()
+        self._ticker: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        self._ticker = self._loop.create_task(self._expire_loop(), name="mwi-expiry")
+
+    async def close(self) -> None:
+        self.accepting = False
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=2.0)
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = self._loop.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("MWI task %s failed", task.get_name(), exc_info=task.exception())
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    # ------------------------------------------------------------------ SUBSCRIBE
+
+    def on_request(self, event: IncomingRequest) -> None:
+        self._spawn(self._handle(event), name=f"subscribe-{event.request.call_id}")
+
+    def _reply(self, event: IncomingRequest, reply: Reply) -> None:
+        metrics.MWI_REJECTED.labels(str(reply.status)).inc()
+        self.endpoint.respond(
+            event.transaction,
+            event.request,
+            reply.status,
+            headers=reply.headers,
+            reason=reply.reason,
+        )
+
+    async def _handle(self, event: IncomingRequest) -> None:
+        request = event.request
+        if request.method != "SUBSCRIBE":
+            self._reply(event, Reply(405, (("Allow", "SUBSCRIBE"),)))
+            return
+        if not self.accepting:
+            self._reply(event, Reply(503, (("Retry-After", "30"),)))
+            return
+        try:
+            if incoming_request_dialog_id(request) is not None:
+                await self._refresh(event)
+            else:
+                await self._subscribe(event)
+        except Exception:
+            log.exception("SUBSCRIBE %s failed", request.call_id)
+            with contextlib.suppress(Exception):
+                self._reply(event, Reply(500))
+
+    async def _find_mailbox(self, request: SipRequest) -> tuple[MailboxKey, User] | None:
+        """As for calls (Request-URI, then To), without the diversion headers: a subscription
+        is for the addressed user itself."""
+        addressing = InviteAddressing(request.uri, request.headers.get("To") or "", (), ())
+        seen: set[tuple[str, str]] = set()
+        for candidate in self.resolver().candidates(addressing):
+            key = (candidate.username, candidate.domain)
+            if key in seen or candidate.mode != "record":
+                continue
+            seen.add(key)
+            user = await users.get_by_address(self.pool, *key)
+            if user is not None:
+                return MailboxKey.of(user.username, user.domain), user
+        return None
+
+    async def _subscribe(self, event: IncomingRequest) -> None:
+        request = event.request
+        decision = self.table.check_new(request)
+        if isinstance(decision, Reply):
+            self._reply(event, decision)
+            return
+        found = await self._find_mailbox(request)
+        if found is None:
+            self._reply(event, Reply(404))
+            return
+        mailbox, user = found
+        verdict = self.guard.check(request, user, self.wall_clock())
+        if verdict != "ok":
+            # RFC 3261 §22.2: a UAS challenges with 401 + WWW-Authenticate.
+            if verdict == "bad":
+                log.info("SUBSCRIBE for %s with wrong credentials", mailbox.account)
+            challenges = self.guard.challenges(user, self.wall_clock(), stale=verdict == "stale")
+            self._reply(event, Reply(401, tuple(challenges)))
+            return
+        room = self.table.check_room(mailbox)
+        if room is not None:
+            self._reply(event, room)
+            return
+        expires = decision
+        ua = self.endpoint.ua
+        sub = self.table.create(
+            request,
+            event.peer,
+            local_tag=new_tag(),
+            local_contact=ua.contact_for(event.peer.transport),
+            mailbox=mailbox,
+            user_id=user.id,
+            expires=expires,
+            now=self.now(),
+        )
+        self.endpoint.respond(
+            event.transaction,
+            request,
+            200,
+            to_tag=sub.dialog.id.local_tag,
+            # RFC 3261 §12.1.1: the dialog-creating 2xx copies Record-Route, so the phone's
+            # refreshes come back through the proxy.
+            headers=[
+                *(("Record-Route", rr) for rr in request.headers.get_lines("Record-Route")),
+                ("Expires", str(expires)),
+                ("Contact", sub.dialog.local_contact),
+            ],
+        )
+        log.info(
+            "MWI subscription",
+            extra={"mailbox": mailbox.account, "expires": expires, "call_id": request.call_id},
+        )
+        summary = await self.summary(sub)
+        await self.notify(sub, summary, terminated=None if expires else "", force=True)
+
+    async def _refresh(self, event: IncomingRequest) -> None:
+        request = event.request
+        sub = self.table.find(request)
+        if sub is None:
+            # RFC 6665 §4.1.2.2 / RFC 3261 §12.2.2: the phone starts a new subscription.
+            self._reply(event, Reply(481))
+            return
+        if not sub.dialog.accept_remote_cseq(request):
+            self._reply(event, Reply(500, reason="CSeq Out Of Order"))
+            return
+        decision = self.table.check_refresh(sub, request)
+        if isinstance(decision, Reply):
+            self._reply(event, decision)
+            return
+        expires = decision
+        sub.dialog.refresh_target(request)  # SUBSCRIBE is a target refresh (RFC 6665 §4.1.2.2)
+        self.table.refresh(sub, expires, self.now())
+        self.endpoint.respond(
+            event.transaction,
+            request,
+            200,
+            headers=[("Expires", str(expires)), ("Contact", sub.dialog.local_contact)],
+        )
+        summary = await self.summary(sub)
+        if expires == 0:
+            await self.notify(sub, summary, terminated="")  # §4.2.1.4: the final NOTIFY
+        else:
+            await self.notify(sub, summary, force=True)  # §4.2.1.2: every refresh gets one
+
+    # ------------------------------------------------------------------ NOTIFY
+
+    async def summary(self, sub: Subscription) -> MessageSummary:
+        counts = await messages.counts(self.pool, sub.user_id)
+        return summary_for(sub.mailbox, counts)
+
+    async def _peer_for(self, sub: Subscription) -> Peer:
+        """RFC 3261 §12.2.1.1 / §8.1.2: the first route (the proxy), else the remote target;
+        RFC 3263 reduced to A/AAAA (as for the registrar)."""
+        uri: SipUri = sub.dialog.next_hop()
+        transport = (uri.params.get("transport") or "UDP").upper()
+        host = uri.params.get("maddr") or uri.host
+        port = uri.port or DEFAULT_PORTS.get(transport, 5060)
+        host = host.strip("[]")
+        if not _is_address(host):
+            infos = await self._loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            host = str(infos[0][4][0])
+        return Peer(transport, host, port)
+
+    async def notify(
+        self,
+        sub: Subscription,
+        summary: MessageSummary | None,
+        *,
+        terminated: str | None = None,
+        force: bool = False,
+    ) -> None:
+        """Send one NOTIFY (waiting for the previous one's final response first)."""
+        lock = sub.extra.get("lock")
+        if not isinstance(lock, asyncio.Lock):
+            lock = sub.extra["lock"] = asyncio.Lock()
+        async with lock:
+            if terminated is None:
+                if sub.terminated:
+                    return
+                if not force and summary == sub.last_sent:
+                    return
+            ua = self.endpoint.ua
+            try:
+                peer = await self._peer_for(sub)
+            except OSError as exc:
+                log.warning("no address for NOTIFY of %s: %s", sub.mailbox.account, exc)
+                self._end(sub)
+                return
+            request = self.table.notify_request(
+                sub, summary, self.now(), via=ua.via_for(peer.transport), terminated=terminated
+            )
+            try:
+                response = await self.endpoint.send_request(request, peer)
+            except (SipTimeoutError, SipTransportError) as exc:
+                # RFC 6665 §4.2.2: no answer at all — the subscriber is gone.
+                metrics.MWI_NOTIFIES.labels("timeout").inc()
+                log.info("NOTIFY to %s failed (%s): subscription ended", sub.mailbox.account, exc)
+                self._end(sub)
+                return
+            metrics.MWI_NOTIFIES.labels(str(response.status)).inc()
+            if 200 <= response.status < 300:
+                sub.last_sent = summary
+            elif response.status in (408, 481):
+                # §4.2.2: the subscription does not exist at the subscriber any more.
+                log.info(
+                    "NOTIFY to %s answered %s: subscription ended",
+                    sub.mailbox.account,
+                    response.status,
+                )
+                self._end(sub)
+
+    def _end(self, sub: Subscription) -> None:
+        if not sub.terminated:
+            self.table.remove(sub)
+
+    # ------------------------------------------------------------------ changes
+
+    async def on_message_event(self, event: Any) -> None:
+        """``sipum.evt.message.*``: schedule a recount for a subscribed mailbox."""
+        if not isinstance(event, MessageCreated | MessageUpdated | MessageDeleted):
+            return
+        mailbox = MailboxKey.of(event.username, event.domain)
+        if not self.table.has_mailbox(mailbox) or mailbox in self._pending:
+            return
+        self._pending.add(mailbox)
+        self._spawn(self._recount(mailbox), name=f"mwi-{mailbox.account}")
+
+    async def _recount(self, mailbox: MailboxKey) -> None:
+        try:
+            await asyncio.sleep(self.debounce)  # events of a burst ride on this one recount
+        finally:
+            self._pending.discard(mailbox)
+        subs = self.table.for_mailbox(mailbox)
+        if not subs:
+            return
+        counts = await messages.counts(self.pool, subs[0].user_id)
+        summary = summary_for(mailbox, counts)
+        await asyncio.gather(*(self.notify(sub, summary) for sub in subs))
+
+    async def _expire_loop(self, tick: float = 0.5) -> None:
+        while True:
+            for sub in self.table.expired(self.now()):
+                # RFC 6665 §4.1.3: the last NOTIFY says why it ended.
+                self._spawn(
+                    self.notify(sub, None, terminated="timeout"), name=f"mwi-expired-{sub.mailbox}"
+                )
+            await asyncio.sleep(tick)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
