@@ -24,6 +24,7 @@ from sipum.events import (
 )
 from sipum.runtime import HealthRegistry, ServiceContext
 from sipum.security.passwords import digest_credentials
+from sipum.security.tokens import sign
 from sipum.testing.s3 import ACCESS_KEY, REGION, SECRET_KEY, MotoServer
 from sipum_web_api.app import create_app
 
@@ -152,6 +153,7 @@ async def test_get_and_patch_profile_fields_publish_user_updated(api: Api) -> No
     assert r.json()["email"] is None  # no more notifications
     r = await api.client.patch("/api/v1/account", headers=auth, json={"pin": "13579"})
     assert r.status_code == 200 and r.json()["has_pin"] is True
+    assert "sipum_session" not in r.cookies  # only a password change replaces the session
     assert await users.verify_pin(api.ctx.pool, alice.id, "13579")
     assert not await users.verify_pin(api.ctx.pool, alice.id, "2468")
     # Same value again, and an empty body: nothing changes, nothing is published.
@@ -218,6 +220,8 @@ async def test_patch_refuses_bad_input_and_changes_nothing(
 async def test_password_change_replaces_login_and_sip_credentials(api: Api) -> None:
     updates = await collect(api.ctx.bus, UserUpdated, "acct-pw")
     alice, auth = await api.signup("alice")
+    other_session = await api.login("alice", "alice-password-1")  # e.g. a stolen token
+    api.client.cookies.clear()
     old = await password_row(api.ctx.pool, alice.id)
 
     r = await api.client.patch(
@@ -226,13 +230,26 @@ async def test_password_change_replaces_login_and_sip_credentials(api: Api) -> N
         json={"current_password": "alice-password-1", "new_password": "looking-glass-2"},
     )
     assert r.status_code == 200, r.text
+    # Every session issued before the change ends; the caller gets a new cookie.
+    new_cookie = r.cookies.get("sipum_session")
+    assert new_cookie
+    api.client.cookies.clear()
+    for token in (auth["Authorization"][7:], other_session):
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert (await api.client.get("/api/v1/account", headers=bearer)).status_code == 401
+    api.client.cookies.set("sipum_session", new_cookie)
+    assert (await api.client.get("/api/v1/account")).json()["username"] == "alice"
+    api.client.cookies.clear()
     new = await password_row(api.ctx.pool, alice.id)
     creds = digest_credentials("alice", DOMAIN, alice.realm, "looking-glass-2")
     assert new[1:] == (creds.ha1, creds.ha1b, creds.ha1_sha256)  # Kamailio's view reads these
     assert all(n != o for n, o in zip(new, old, strict=True))
     assert new[0].startswith("$argon2id$")
     assert await api.login("alice", "alice-password-1") is None
-    assert await api.login("alice", "looking-glass-2") is not None
+    fresh = await api.login("alice", "looking-glass-2")
+    assert fresh is not None
+    r = await api.client.get("/api/v1/account", headers={"Authorization": f"Bearer {fresh}"})
+    assert r.status_code == 200
     await wait_until(lambda: len(updates) == 1)
     assert updates[0].changed == ["password"] and updates[0].username == "alice"
     assert "looking-glass" not in updates[0].model_dump_json()
@@ -492,3 +509,14 @@ async def test_request_bodies_are_bounded(api: Api) -> None:
     # Within the bound everything works as before.
     r = await api.client.patch("/api/v1/account", headers=auth, json={"display_name": "z" * 128})
     assert r.status_code == 200
+
+
+async def test_session_tokens_name_the_credentials(api: Api) -> None:
+    alice, auth = await api.signup("alice")
+    assert (await api.client.get("/api/v1/account", headers=auth)).status_code == 200
+    # Signed with the right secret and for the right user, but not naming her credentials
+    # (as tokens from before credentials stamps, or made up): refused.
+    for claims in ({"uid": alice.id}, {"uid": alice.id, "pw": "0" * 16}):
+        token = sign(SECRET, "session", claims, ttl=60)
+        r = await api.client.get("/api/v1/account", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 401

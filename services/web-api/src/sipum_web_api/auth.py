@@ -1,15 +1,21 @@
 """Who is calling the API: a session cookie (browser) or a bearer token (API clients).
 
 Both are the same signed, expiring token (:mod:`sipum.security.tokens`, purpose ``session``,
-claims: user id); the cookie is HttpOnly and SameSite=Lax. Failed logins are counted per
+claims: user id and a stamp of the credentials it was issued for); the cookie is HttpOnly and
+SameSite=Lax. The stamp is an HMAC of the user's HA1 under the server secret: a password
+change changes the HA1, so every session issued before it stops working (a stolen token dies
+when its owner changes the password), with no session table to keep. Failed logins are counted per
 (client address, user name): after ``MAX_FAILURES`` within ``LOCKOUT_SECONDS`` further
 attempts are refused with 429 until the window passes, so passwords cannot be guessed fast.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from collections import deque
+from dataclasses import dataclass
 
 from sipum.security.tokens import InvalidToken, sign, verify
 
@@ -20,17 +26,36 @@ MAX_FAILURES = 5
 LOCKOUT_SECONDS = 300.0
 
 
-def issue_session_token(secret: str, user_id: int) -> str:
-    return sign(secret, SESSION_PURPOSE, {"uid": user_id}, ttl=SESSION_TTL)
+def credentials_stamp(secret: str, ha1: str) -> str:
+    """Short, changes with the password, reveals nothing about it without the secret."""
+    mac = hmac.new(secret.encode(), f"session-credentials:{ha1}".encode(), hashlib.sha256)
+    return mac.hexdigest()[:16]
 
 
-def session_user_id(secret: str, token: str) -> int | None:
+@dataclass(frozen=True, slots=True)
+class SessionClaims:
+    user_id: int
+    stamp: str
+
+    def valid_for(self, secret: str, ha1: str) -> bool:
+        return hmac.compare_digest(self.stamp, credentials_stamp(secret, ha1))
+
+
+def issue_session_token(secret: str, user_id: int, ha1: str) -> str:
+    claims = {"uid": user_id, "pw": credentials_stamp(secret, ha1)}
+    return sign(secret, SESSION_PURPOSE, claims, ttl=SESSION_TTL)
+
+
+def session_claims(secret: str, token: str) -> SessionClaims | None:
+    """The claims of a valid session token, else None (forged, expired, malformed)."""
     try:
         claims = verify(secret, SESSION_PURPOSE, token)
     except InvalidToken:
         return None
-    uid = claims.get("uid")
-    return uid if isinstance(uid, int) else None
+    uid, stamp = claims.get("uid"), claims.get("pw")
+    if not isinstance(uid, int) or not isinstance(stamp, str):
+        return None
+    return SessionClaims(uid, stamp)
 
 
 class LoginThrottle:

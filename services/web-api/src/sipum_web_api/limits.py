@@ -48,7 +48,10 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+        if declared is not None and not declared.isdigit():
+            await self._refuse(send, 400, "malformed Content-Length")
+            return
+        if declared is not None and int(declared) > self.max_bytes:
             await self._refuse(send, 413, self._too_large_text())
             return
         try:

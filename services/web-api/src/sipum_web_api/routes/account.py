@@ -110,7 +110,13 @@ async def login(body: LoginRequest, request: Request, response: Response) -> Tok
         throttle.failed(key)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
     throttle.succeeded(key)
-    token = issue_session_token(secret_of(request), user.id)
+    token = set_session(request, response, user)
+    return TokenResponse(access_token=token, expires_in=SESSION_TTL)
+
+
+def set_session(request: Request, response: Response, user: users.User) -> str:
+    """A new session token for ``user`` (its current credentials), also as the cookie."""
+    token = issue_session_token(secret_of(request), user.id, user.ha1)
     response.set_cookie(
         COOKIE_NAME,
         token,
@@ -119,7 +125,7 @@ async def login(body: LoginRequest, request: Request, response: Response) -> Tok
         samesite="lax",
         secure=request.url.scheme == "https",
     )
-    return TokenResponse(access_token=token, expires_in=SESSION_TTL)
+    return token
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
@@ -174,11 +180,15 @@ async def get_account(request: Request, user: CurrentUser) -> AccountOut:
         429: {"model": ErrorOut},
     },
 )
-async def update_account(body: AccountPatch, request: Request, user: CurrentUser) -> AccountOut:
+async def update_account(
+    body: AccountPatch, request: Request, response: Response, user: CurrentUser
+) -> AccountOut:
     """Change display name, notification e-mail and attachment choice, phone PIN, password.
 
     A new password needs ``current_password``; it replaces the web login and the SIP
-    credentials (the HA1 values phones and the registrar-agent authenticate with). Everything
+    credentials (the HA1 values phones and the registrar-agent authenticate with), and ends
+    every session issued before: the response sets a new session cookie, API clients log in
+    again. Everything
     is checked before anything changes, and the changes are one transaction; then
     ``user.updated`` names the changed fields."""
     given = body.model_fields_set
@@ -244,6 +254,8 @@ async def update_account(body: AccountPatch, request: Request, user: CurrentUser
                 extra={"user": updated.address, "changed": changed, "error": str(exc)},
             )
         log.info("account changed", extra={"user": updated.address, "changed": changed})
+    if "password" in changed:
+        set_session(request, response, updated)
     return await account_out(request, updated)
 
 
