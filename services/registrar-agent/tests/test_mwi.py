@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from sipum.db import messages
-from sipum.events import EventBus, MessageCreated, MessageUpdated
+from sipum.events import EventBus, MessageCreated, MessageUpdated, UserDeleted
 from sipum.sip.digest import authorization_from_ha1, compute_ha1, select_challenge
 from sipum.sip.message import Headers, SipRequest, SipResponse, new_tag
 from sipum.sip.mwi import parse_summary
@@ -389,3 +389,17 @@ async def test_kamailio_sends_subscribe_only_to_the_voicemail_contact(
                 assert seen.headers.get("Event") == "presence"
         finally:
             await client.stop(grace=2.0)
+
+
+async def test_deleted_user_ends_the_subscription_with_noresource(
+    direct_agent: Any, accounts: dict[str, Any], event_bus: EventBus
+) -> None:
+    target = direct_agent.sip_address
+    async with Phone("bob", "bob-password-12") as phone:
+        assert (await phone.subscribe(target)).status == 200
+        await wait_for(lambda: len(phone.notifies) == 1, what="first NOTIFY")
+        await event_bus.publish(UserDeleted(username="bob", domain=DOMAIN))
+        await wait_for(lambda: len(phone.notifies) == 2, what="last NOTIFY")
+        last = phone.notifies[1]
+        assert last.headers.get("Subscription-State") == "terminated;reason=noresource"
+        assert len(direct_agent.mwi.table) == 0

@@ -409,6 +409,17 @@ class MwiNotifier:
                 )
                 self._end(sub)
 
+    def end_mailbox(self, mailbox: MailboxKey, reason: str = "noresource") -> int:
+        """The mailbox is gone (``user.deleted``): end its subscriptions with a last NOTIFY
+        ``terminated;reason=noresource`` (RFC 6665 §4.1.3: do not subscribe again)."""
+        subs = self.table.for_mailbox(mailbox)
+        for sub in subs:
+            self.table.remove(sub)
+            self._spawn(
+                self.notify(sub, None, terminated=reason), name=f"mwi-gone-{mailbox.account}"
+            )
+        return len(subs)
+
     def _end(self, sub: Subscription) -> None:
         if not sub.terminated:
             self.table.remove(sub)

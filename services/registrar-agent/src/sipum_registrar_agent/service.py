@@ -52,7 +52,7 @@ from sipum_registrar_agent.mailbox import MailboxResolver
 from sipum_registrar_agent.mwi import MwiNotifier
 from sipum_registrar_agent.registrations import RegisterSender, UserRegistrations
 from sipum_registrar_agent.settings import RegistrarAgentSettings
-from sipum_registrar_agent.subscriptions import MwiLimits
+from sipum_registrar_agent.subscriptions import MailboxKey, MwiLimits
 
 log = logging.getLogger("sipum.misc.registrar_agent")
 
@@ -343,6 +343,8 @@ class RegistrarAgentService:
         if isinstance(event, UserDeleted):
             if registrations.remove(event.username, event.domain):
                 log.info("user deleted: de-registering", extra={"user": event.mailbox})
+            if self.mwi is not None:
+                self.mwi.end_mailbox(MailboxKey.of(event.username, event.domain))
             return
         if not isinstance(event, UserCreated | UserUpdated):
             return

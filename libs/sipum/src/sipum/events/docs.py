@@ -29,7 +29,7 @@ ROLES: dict[str, tuple[str, str]] = {
     "message.deleted": ("web-api", "registrar-agent (MWI NOTIFY); operators"),
     "user.created": ("web-api (signup)", "registrar-agent (starts REGISTERing the user)"),
     "user.updated": ("— (no service changes users yet; publish it after a password change)", "registrar-agent (re-REGISTERs with the new HA1)"),
-    "user.deleted": ("— (publish it before deleting the row: Kamailio checks the de-REGISTER)", "registrar-agent (unREGISTERs)"),
+    "user.deleted": ("— (publish it before deleting the row: Kamailio checks the de-REGISTER)", "registrar-agent (unREGISTERs, ends MWI subscriptions)"),
     "call.started": ("registrar-agent", "operators"),
     "call.answered": ("registrar-agent", "operators"),
     "call.ended": ("registrar-agent", "operators"),
