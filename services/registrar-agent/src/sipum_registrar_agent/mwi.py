@@ -65,6 +65,11 @@ log = logging.getLogger("sipum.misc.mwi")
 NONCE_LIFETIME = 300.0
 """Seconds a nonce of ours is good for; later the client gets a new one with ``stale=true``."""
 MAX_TRACKED_NONCES = 10000
+ANSWER_SECONDS = 5.0
+"""Bound on answering one SUBSCRIBE (database lookups), and on reading the counts."""
+
+FollowUp = tuple[Subscription, str | None]
+"""The subscription an accepted SUBSCRIBE leaves, and the NOTIFY's ``terminated`` reason."""
 
 
 class DigestGuard:
@@ -234,14 +239,31 @@ class MwiNotifier:
             self._reply(event, Reply(503, (("Retry-After", "30"),)))
             return
         try:
-            if incoming_request_dialog_id(request) is not None:
-                await self._refresh(event)
+            # Bounded: an answer after the subscriber's timer F (32 s) would be useless.
+            async with asyncio.timeout(ANSWER_SECONDS):
+                if incoming_request_dialog_id(request) is not None:
+                    follow_up = await self._refresh(event)
+                else:
+                    follow_up = await self._subscribe(event)
+        except Exception as exc:
+            if isinstance(exc, TimeoutError):
+                log.warning("SUBSCRIBE %s not answered in time", request.call_id)
             else:
-                await self._subscribe(event)
-        except Exception:
-            log.exception("SUBSCRIBE %s failed", request.call_id)
+                log.exception("SUBSCRIBE %s failed", request.call_id)
             with contextlib.suppress(Exception):
-                self._reply(event, Reply(500))
+                self._reply(event, Reply(500))  # dropped if the transaction answered already
+            return
+        if follow_up is None:
+            return
+        # RFC 6665 §4.2.1.2: every accepted SUBSCRIBE is followed by a NOTIFY with the state.
+        sub, terminated = follow_up
+        try:
+            async with asyncio.timeout(ANSWER_SECONDS):
+                summary: MessageSummary | None = await self.summary(sub)
+        except Exception as exc:
+            log.warning("no counts for %s: %s", sub.mailbox.account, exc)
+            summary = None
+        await self.notify(sub, summary, terminated=terminated, force=True)
 
     async def _find_mailbox(self, request: SipRequest) -> tuple[MailboxKey, User] | None:
         """As for calls (Request-URI, then To), without the diversion headers: a subscription
@@ -258,16 +280,16 @@ class MwiNotifier:
                 return MailboxKey.of(user.username, user.domain), user
         return None
 
-    async def _subscribe(self, event: IncomingRequest) -> None:
+    async def _subscribe(self, event: IncomingRequest) -> FollowUp | None:
         request = event.request
         decision = self.table.check_new(request)
         if isinstance(decision, Reply):
             self._reply(event, decision)
-            return
+            return None
         found = await self._find_mailbox(request)
         if found is None:
             self._reply(event, Reply(404))
-            return
+            return None
         mailbox, user = found
         verdict = self.guard.check(request, user, self.wall_clock())
         if verdict != "ok":
@@ -276,11 +298,11 @@ class MwiNotifier:
                 log.info("SUBSCRIBE for %s with wrong credentials", mailbox.account)
             challenges = self.guard.challenges(user, self.wall_clock(), stale=verdict == "stale")
             self._reply(event, Reply(401, tuple(challenges)))
-            return
+            return None
         room = self.table.check_room(mailbox)
         if room is not None:
             self._reply(event, room)
-            return
+            return None
         expires = decision
         ua = self.endpoint.ua
         sub = self.table.create(
@@ -310,23 +332,22 @@ class MwiNotifier:
             "MWI subscription",
             extra={"mailbox": mailbox.account, "expires": expires, "call_id": request.call_id},
         )
-        summary = await self.summary(sub)
-        await self.notify(sub, summary, terminated=None if expires else "", force=True)
+        return sub, None if expires else ""
 
-    async def _refresh(self, event: IncomingRequest) -> None:
+    async def _refresh(self, event: IncomingRequest) -> FollowUp | None:
         request = event.request
         sub = self.table.find(request)
         if sub is None:
             # RFC 6665 §4.1.2.2 / RFC 3261 §12.2.2: the phone starts a new subscription.
             self._reply(event, Reply(481))
-            return
+            return None
         if not sub.dialog.accept_remote_cseq(request):
             self._reply(event, Reply(500, reason="CSeq Out Of Order"))
-            return
+            return None
         decision = self.table.check_refresh(sub, request)
         if isinstance(decision, Reply):
             self._reply(event, decision)
-            return
+            return None
         expires = decision
         sub.dialog.refresh_target(request)  # SUBSCRIBE is a target refresh (RFC 6665 §4.1.2.2)
         self.table.refresh(sub, expires, self.now())
@@ -336,11 +357,8 @@ class MwiNotifier:
             200,
             headers=[("Expires", str(expires)), ("Contact", sub.dialog.local_contact)],
         )
-        summary = await self.summary(sub)
-        if expires == 0:
-            await self.notify(sub, summary, terminated="")  # §4.2.1.4: the final NOTIFY
-        else:
-            await self.notify(sub, summary, force=True)  # §4.2.1.2: every refresh gets one
+        # §4.2.1.4: Expires 0 gets the final NOTIFY (terminated); a refresh an active one.
+        return sub, "" if expires == 0 else None
 
     # ------------------------------------------------------------------ NOTIFY
 
@@ -444,7 +462,8 @@ class MwiNotifier:
         subs = self.table.for_mailbox(mailbox)
         if not subs:
             return
-        counts = await messages.counts(self.pool, subs[0].user_id)
+        async with asyncio.timeout(ANSWER_SECONDS):
+            counts = await messages.counts(self.pool, subs[0].user_id)
         summary = summary_for(mailbox, counts)
         await asyncio.gather(*(self.notify(sub, summary) for sub in subs))
 
