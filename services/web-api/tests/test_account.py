@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from sipum.blobstore import BlobStore, S3BlobStore
 from sipum.blobstore.keys import greeting_key, message_key
@@ -362,6 +363,14 @@ async def test_delete_account_event_first_then_rows_then_blobs(api: Api) -> None
         )
 
     await ctx.bus.subscribe(UserDeleted, agent, durable="fake-agent")
+
+    def confirmed() -> float:
+        sample = REGISTRY.get_sample_value(
+            "sipum_web_accounts_deleted_total", {"deregistration": "confirmed"}
+        )
+        return sample or 0.0
+
+    confirmed_before = confirmed()
     api.app.state.deregister_wait = 10.0
     api.client.cookies.set("sipum_session", auth["Authorization"][7:])
     started = time.monotonic()
@@ -373,6 +382,7 @@ async def test_delete_account_event_first_then_rows_then_blobs(api: Api) -> None
     assert 'sipum_session=""' in r.headers["set-cookie"]  # the browser's cookie is cleared
     # The agent saw the event while alice and her messages were all still there, and the
     # deletion went on as soon as it confirmed (not after the whole 10 s wait).
+    assert confirmed() == confirmed_before + 1
     ((event, row_there, count),) = seen_at_event
     assert (event.username, event.domain) == ("alice", DOMAIN)
     assert event.id == stable_event_id("user.deleted", alice.id)
@@ -467,6 +477,7 @@ async def test_blob_store_failure_still_deletes_the_whole_account_in_the_db(
     message = await add_message(api.ctx, alice, b"RIFF-alice")
     key = await add_greeting(api.ctx, alice, "busy")
     good = api.ctx.blobs
+    left_before = REGISTRY.get_sample_value("sipum_web_account_blobs_left_total") or 0.0
     # The web-api's blob store refuses now (its bucket is not there): real S3 errors.
     api.ctx.blobs = s3_store(moto_server, "no-such-bucket-here")
     try:
@@ -480,8 +491,10 @@ async def test_blob_store_failure_still_deletes_the_whole_account_in_the_db(
     assert await users.get(api.ctx.pool, alice.id) is None
     assert await messages.get(api.ctx.pool, message.id) is None
     assert await greetings.list_for_user(api.ctx.pool, alice.id) == []
-    # The audio is left as unreferenced blobs (logged), nothing half-deleted in the database.
+    # The audio is left as unreferenced blobs (logged, counted), nothing half-deleted in the
+    # database.
     assert await good.exists(message.blob_key) and await good.exists(key)
+    assert REGISTRY.get_sample_value("sipum_web_account_blobs_left_total") == left_before + 2
 
 
 async def test_request_bodies_are_bounded(api: Api) -> None:

@@ -41,6 +41,8 @@ from sipum.blobstore.keys import greeting_key, mailbox_prefix
 from sipum.db import users
 from sipum.events import RegistrationChanged, UserDeleted, stable_event_id
 
+from sipum_web_api import metrics
+
 log = logging.getLogger("sipum.misc.web")
 
 
@@ -123,6 +125,8 @@ async def remove_mailbox(ctx: Any, user: users.User, *, deregister_wait: float) 
         except Exception as exc:
             left.append(key)
             log.warning("could not delete blob", extra={"key": key, "error": str(exc)})
+    metrics.ACCOUNTS_DELETED.labels("confirmed" if deregistered.is_set() else "not_confirmed").inc()
+    metrics.ACCOUNT_BLOBS_LEFT.inc(len(left))
     log.info(
         "account deleted",
         extra={
