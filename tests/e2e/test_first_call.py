@@ -30,6 +30,7 @@ from .firstcall.phone import (
     contains_tone,
     free_udp_port,
     register_phone,
+    run_sipp,
     sipp_argv,
     start_sipp,
     wait_event,
@@ -386,3 +387,79 @@ async def test_phone_answers_first_sipum_is_cancelled_and_records_nothing(
             listing = (await http.get("/api/v1/messages", headers=auth)).json()
             assert listing["total"] == 0, listing
             assert not watch.of("message.created", username="carol")
+
+
+def pcap_alaw_audio(path: Path) -> np.ndarray:
+    """The audio of sipp's A-law RTP capture, decoded by timestamp (a reference independent of
+    how sipp paces it): classic little-endian pcap, Ethernet or Linux-cooked, IPv4/UDP/RTP."""
+    import struct
+
+    from sipum.media.codecs import alaw_decode
+    from sipum.media.rtp import RtpPacket
+
+    data = path.read_bytes()
+    magic, _, _, _, _, _, link = struct.unpack_from("<IHHiIII", data)
+    assert magic == 0xA1B2C3D4, "not a little-endian microsecond pcap"
+    link_header = {1: 14, 113: 16}[link]
+    packets: list[RtpPacket] = []
+    pos = 24
+    while pos < len(data):
+        _, _, length, _ = struct.unpack_from("<IIII", data, pos)
+        ip = data[pos + 16 + link_header : pos + 16 + length]
+        pos += 16 + length
+        udp = ip[(ip[0] & 0x0F) * 4 :]
+        packet = RtpPacket.parse(bytes(udp[8:]))
+        if packet.payload_type == 8:
+            packets.append(packet)
+    first = packets[0].timestamp
+    out = np.zeros(max(p.timestamp - first + len(p.payload) for p in packets), dtype=np.int16)
+    for p in packets:
+        start = p.timestamp - first
+        out[start : start + len(p.payload)] = alaw_decode(p.payload)
+    return out
+
+
+async def test_readme_sipp_caller_leaves_a_message(
+    first_call_system: FirstCallSystem,  # noqa: F811 - the fixture imported above
+    watch: EventWatch,
+    tmp_path: Path,
+) -> None:
+    """The README walkthrough's caller, sipp with tests/e2e/scenarios/leave_message.xml, as the
+    README runs it (through the proxy, to a mailbox with no phone): it waits out the greeting
+    and beep, plays sipp's own A-law recording and hangs up; the message is that recording —
+    a foreign RTP sender (sipp's pcap player) through symmetric and strict RTP."""
+    system = first_call_system
+    # sipp's sample capture (Debian sip-tester), the audio the scenario plays
+    reference = await asyncio.to_thread(pcap_alaw_audio, Path("/usr/share/sip-tester/g711a.pcap"))
+    with explained(system):
+        async with httpx.AsyncClient(base_url=system.web_url, timeout=15) as http:
+            token = await sign_up(http, "dave", "dave-password-1")
+            auth = {"Authorization": f"Bearer {token}"}
+            await wait_registered(system, "dave")
+            argv = sipp_argv(
+                "leave_message",
+                system.proxy,
+                port=free_udp_port(),
+                keys={"domain": system.domain},
+                timeout=40,
+                extra=["-s", "dave"],
+            )
+            code, out = await asyncio.to_thread(run_sipp, argv, cwd=tmp_path, limit=60)
+            assert code == 0, f"the sipp caller failed: {out}"
+
+            created = await watch.wait_for("message.created", limit=20, username="dave")
+            listing = (await http.get("/api/v1/messages", headers=auth)).json()
+            assert listing["total"] == 1, listing
+            item = listing["items"][0]
+            assert item["id"] == created.data["message_id"]
+            assert item["codec"].upper() == "PCMA"
+            response = await http.get(item["audio_url"], headers=auth)
+            assert response.status_code == 200
+            pcm, rate = wav_pcm(response.content)
+            assert rate == RATE
+            # sipp speaks after the greeting and the beep: all of it is the message (the README
+            # promises "duration_s": 7.08)
+            spoken = len(reference) / RATE
+            assert abs(item["duration_s"] - spoken) < 0.3, (item, spoken)
+            assert abs(len(pcm) / RATE - spoken) < 0.3
+            assert match(reference, pcm) > 0.95
