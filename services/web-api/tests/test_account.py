@@ -137,6 +137,8 @@ async def test_get_and_patch_profile_fields_publish_user_updated(api: Api) -> No
         "email_attaches_audio": True,  # the domain's default
     }
     assert (await api.client.get("/api/v1/account")).status_code == 401
+    spec = (await api.client.get("/openapi.json")).json()
+    assert set(spec["paths"]["/api/v1/account"]) == {"get", "patch", "delete"}
 
     r = await api.client.patch(
         "/api/v1/account", headers=auth, json={"display_name": "Alice Liddell"}

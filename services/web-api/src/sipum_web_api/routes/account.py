@@ -176,6 +176,7 @@ async def get_account(request: Request, user: CurrentUser) -> AccountOut:
     responses={
         401: {"model": ErrorOut},
         403: {"model": ErrorOut},
+        413: {"model": ErrorOut},
         422: {"model": ErrorOut},
         429: {"model": ErrorOut},
     },
@@ -188,9 +189,8 @@ async def update_account(
     A new password needs ``current_password``; it replaces the web login and the SIP
     credentials (the HA1 values phones and the registrar-agent authenticate with), and ends
     every session issued before: the response sets a new session cookie, API clients log in
-    again. Everything
-    is checked before anything changes, and the changes are one transaction; then
-    ``user.updated`` names the changed fields."""
+    again. Everything is checked before anything changes, and the changes are one
+    transaction; then ``user.updated`` names the changed fields."""
     given = body.model_fields_set
     if "new_password" in given:
         if body.new_password is None:
@@ -265,6 +265,7 @@ async def update_account(
     responses={
         401: {"model": ErrorOut},
         403: {"model": ErrorOut},
+        413: {"model": ErrorOut},
         429: {"model": ErrorOut},
         503: {"model": ErrorOut},
     },
