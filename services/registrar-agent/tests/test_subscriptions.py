@@ -264,3 +264,23 @@ def test_guard_old_nonce_is_stale() -> None:
     assert guard.check(with_auth(answer(headers)), alice, 1400.0) == "stale"
     again = guard.challenges(alice, 1400.0, stale=True)
     assert parse_challenge(again[0][1]).stale
+
+
+def test_guard_accepts_sha256_credentials() -> None:
+    guard = DigestGuard(secret=b"k" * 32)
+    alice = user()
+    headers = guard.challenges(alice, 1000.0)
+    challenge = parse_challenge(headers[1][1])
+    assert challenge.algorithm == "SHA-256"
+    value = authorization_from_ha1(
+        challenge,
+        username="alice",
+        ha1=compute_ha1("alice", REALM, "secret", "SHA-256"),
+        method="SUBSCRIBE",
+        uri="sip:alice@example.com",
+    )
+    # Without a stored SHA-256 HA1 only MD5 is offered, and SHA-256 credentials fail.
+    md5_only = user(ha1_sha256="")
+    assert len(guard.challenges(md5_only, 1000.0)) == 1
+    assert guard.check(with_auth(value), md5_only, 1001.0) == "bad"
+    assert guard.check(with_auth(value), alice, 1001.0) == "ok"
