@@ -540,3 +540,34 @@ async def test_plays_rendered_prompts_as_the_files_hold_them(
     assert np.corrcoef(received.astype(float), reference.astype(float))[0, 1] > 0.99
     await endpoint.close()
     peer.close()
+
+
+async def test_a_failing_drain_does_not_stall_other_calls(
+    pool: PortPool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Full queues of many endpoints are drained together after the loop's I/O round: an
+    # exception in one call's receive path must not leave the others' audio queued.
+    from sipum.media.endpoint import INBOX_BATCH
+
+    broken = await RtpEndpoint.open(pool, codec=PCMU, remote=(HOST, 9))
+    healthy = await RtpEndpoint.open(pool, codec=PCMU, remote=(HOST, 9))
+
+    def explode() -> None:
+        raise RuntimeError("bug in one call")
+
+    peers = [Peer(), Peer()]
+    for _ in range(INBOX_BATCH + 5):
+        for peer, endpoint in zip(peers, (broken, healthy), strict=True):
+            peer.send(endpoint.local_port, bytes(160))
+            peer.ts += 160
+        await asyncio.sleep(0.001)
+        broken._drain_inbox = explode  # type: ignore[method-assign]  # after latching
+    await asyncio.sleep(0.05)
+    source = healthy.receiver.source
+    assert source is not None and source.received >= INBOX_BATCH
+    assert "RTP receive failed" in caplog.text
+    del broken._drain_inbox  # type: ignore[method-assign]
+    for endpoint in (broken, healthy):
+        await endpoint.close()
+    for peer in peers:
+        peer.close()

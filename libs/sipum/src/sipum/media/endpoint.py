@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import math
 import random
 import socket
@@ -66,6 +67,8 @@ from .rtcp import RtcpBye, RtcpPacket, RtcpReceiverReport, RtcpSdes, serialise_c
 from .rtp import RtpPacket
 
 Address = tuple[str, int]
+
+log = logging.getLogger("sipum.net.rtp")
 
 INBOX_BATCH = 50
 """Audio packets queued per endpoint before they are processed together (≤ 1 s at 20 ms ptime,
@@ -100,7 +103,11 @@ class _DrainScheduler:
     def _run(self) -> None:
         due, self._due = self._due, []
         for endpoint in due:
-            endpoint._drain_inbox()
+            try:
+                endpoint._drain_inbox()
+            except Exception:
+                # one call's failure must not leave the others' queues undrained
+                log.exception("RTP receive failed", extra={"rtp_port": endpoint.local_port})
 
 
 _drain_schedulers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _DrainScheduler] = (
