@@ -571,3 +571,32 @@ async def test_a_failing_drain_does_not_stall_other_calls(
         await endpoint.close()
     for peer in peers:
         peer.close()
+
+
+async def test_an_inband_digit_acts_while_the_key_is_down(pool: PortPool) -> None:
+    # Without telephone-event the digit is in the audio, which the endpoint queues in
+    # batches: the queue is short for such calls, so a digit typed while nothing plays (a PIN
+    # after the prompt) acts while its tone still sounds, not up to a second later.
+    from sipum.media.dtmf import dtmf_tone
+
+    peer = Peer()
+    endpoint = await RtpEndpoint.open(
+        pool, codec=PCMU, remote=peer.address, telephone_event_pt=None
+    )
+    loop = asyncio.get_running_loop()
+    heard: list[tuple[str, float]] = []
+    endpoint.on_digit = lambda digit: heard.append((digit, loop.time()))
+    tone = dtmf_tone("5", 0.2, level_dbm0=-10.0)
+    audio = ulaw_encode(np.concatenate([speech(0.4, seed=3), tone, speech(0.6, seed=4)]))
+    tone_at = 0.0
+    for k in range(0, len(audio), 160):  # real time: a packet every 20 ms
+        if k == 400 * 8:
+            tone_at = loop.time()
+        peer.send(endpoint.local_port, audio[k : k + 160], marker=k == 0)
+        peer.ts += 160
+        await asyncio.sleep(0.02)
+    assert [digit for digit, _ in heard] == ["5"]
+    # detection needs about 40 ms of the tone, the queue holds at most 100 ms of audio
+    assert heard[0][1] - tone_at < 0.25, heard[0][1] - tone_at
+    await endpoint.close()
+    peer.close()

@@ -74,6 +74,10 @@ INBOX_BATCH = 50
 """Audio packets queued per endpoint before they are processed together (≤ 1 s at 20 ms ptime,
 the recording's decode batch; every timer, digit and other packet processes the queue first)."""
 
+INBAND_BATCH = 5
+"""The queue's size for a call without telephone-event, whose digits are detected in the
+audio (100 ms at 20 ms ptime: a key press still acts at once)."""
+
 MAX_DATAGRAM = 65536
 """Receive buffer per RTP datagram: every UDP payload fits (IPv4 at most 65,507 octets)."""
 
@@ -245,7 +249,10 @@ class RtpEndpoint:
         self._audio_pt = codec.payload_type if payload_type is None else payload_type
         self._inbox = bytearray()
         self._inbox_times: list[float] = []
-        self._inbox_limit = INBOX_BATCH
+        # In-band digits (no telephone-event) are found in the audio, so it must not wait long
+        # in the queue: a key press acts within INBAND_BATCH packets.
+        self._inbox_base = INBOX_BATCH if telephone_event_pt is not None else INBAND_BATCH
+        self._inbox_limit = self._inbox_base
         self._drains = _drain_scheduler(loop)
         self.pool = pool
         self.local_port = pair.rtp_port
@@ -653,7 +660,7 @@ class RtpEndpoint:
         )
         # never queue more than the recording decodes at once (its batch follows the flush
         # interval, which bounds what a crash can lose)
-        self._inbox_limit = min(INBOX_BATCH, self.recording.batch)
+        self._inbox_limit = min(self._inbox_base, self.recording.batch)
         done = self._recording_done = self.loop.create_future()
         self._arm(min(self._timer_at, now + 0.05))
         return await done
@@ -673,7 +680,7 @@ class RtpEndpoint:
     def _recording_finished(self) -> None:
         recording, done = self.recording, self._recording_done
         self.recording = self._recording_done = None
-        self._inbox_limit = INBOX_BATCH
+        self._inbox_limit = self._inbox_base
         if done is not None and not done.done() and recording is not None:
             assert recording.session.result is not None
             done.set_result(recording.session.result)
