@@ -50,7 +50,6 @@ import logging
 import math
 import random
 import socket
-import struct
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -64,7 +63,7 @@ from .playback import PlaybackItem, PlaybackSession, RtpSendStream
 from .receiver import RtpReceiver
 from .recording import RecordingChunk, RecordingResult, RecordingSettings, RtpRecording
 from .rtcp import RtcpBye, RtcpPacket, RtcpReceiverReport, RtcpSdes, serialise_compound
-from .rtp import RtpPacket
+from .rtp import RTP_HEADER, RtpPacket
 
 Address = tuple[str, int]
 
@@ -85,7 +84,6 @@ RTCP_INTERVAL = 5.0
 """Mean seconds between RTCP reports (RFC 3550 §6.2 minimum)."""
 
 
-_RTP_HEADER = struct.Struct("!BBHII")
 CN_PAYLOAD_TYPE = CN_INFO.payload_type  # RFC 3389 comfort noise, static PT 13
 
 
@@ -453,7 +451,7 @@ class RtpEndpoint:
                     # after the recording has the run: a digit found in it cuts the message
                     # where its tone began
                     for k in range(i, end):
-                        _, _, _, ts, ssrc = _RTP_HEADER.unpack_from(block, k * size)
+                        _, _, _, ts, ssrc = RTP_HEADER.unpack_from(block, k * size)
                         payload = bytes(block[k * size + 12 : (k + 1) * size])
                         self._inband_audio(ssrc, ts, payload, times[k])
             if end < count:

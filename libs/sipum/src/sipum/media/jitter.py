@@ -31,8 +31,7 @@ suppression, a sender restarting its clock) pass through untouched.
 API: ``push(packet, now) -> list[RtpPacket]``, ``poll(now) -> list[RtpPacket]``,
 ``next_deadline() -> float | None`` (when ``poll`` would release something),
 ``flush() -> list[RtpPacket]`` (everything held, in order, skipping gaps), ``reset()``,
-``pass_through(seq) -> bool`` and ``advance(count)`` (the in-order fast path, no packet
-object needed);
+``expected`` and ``advance(count)`` (the in-order fast path, no packet object needed);
 counters ``released``, ``late``, ``duplicates``, ``skipped``, ``overflows``.
 """
 
@@ -131,17 +130,6 @@ class JitterBuffer:
             self._skip_to_oldest(out)
         self.released += len(out)
         return out
-
-    def pass_through(self, seq: int) -> bool:
-        """The hot path: if nothing is held and ``seq`` is the number expected next, account
-        it as released (exactly what ``push`` would do) and return True — the caller uses
-        the packet it already has. Otherwise return False and change nothing."""
-        nxt = self._next
-        if self._held or nxt is None or nxt & 0xFFFF != seq:
-            return False
-        self._next = nxt + 1
-        self.released += 1
-        return True
 
     def advance(self, count: int) -> None:
         """Account ``count`` packets that follow ``next`` in order as released (the caller

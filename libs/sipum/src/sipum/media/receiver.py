@@ -5,11 +5,10 @@ Theory of operation
 ``RtpReceiver`` is sans-I/O: the endpoint feeds it datagrams with their arrival time
 (``receive(data, now)``) and calls ``poll(now)`` when ``next_timer()`` is due; both
 return the RTP packets that are ready, in sequence order, each once. It never touches
-a socket or a clock. ``accept_next(seq, timestamp, ssrc, now)`` is the per-packet fast
-path for the common in-order packet (header fields only, no ``RtpPacket``), and
-``accept_run(arrivals, start)`` the same over a batch of queued datagrams in one tight
-loop (what the endpoint uses: per packet it is then an unpack, a few comparisons and the
-A.8 arithmetic, with no method call).
+a socket or a clock. ``accept_run(block, size, arrivals, start)`` is the fast path for
+the common case, in-order packets of the current source, over a batch of queued datagrams
+in one tight loop (what the endpoint uses: per packet an unpack, a few comparisons and the
+A.8 arithmetic, no ``RtpPacket`` and no method call).
 
 One remote source at a time. A voicemail call has one sender; when its SSRC changes
 mid-call (a phone re-INVITEs, an SBC or B2BUA switches legs) the receiver *re-syncs*:
@@ -267,27 +266,6 @@ class RtpReceiver:
         source.update_jitter(packet.timestamp, now)
         out.extend(self.buffer.push(packet, now))
         return out
-
-    def accept_next(self, seq: int, timestamp: int, ssrc: int, now: float) -> bool:
-        """Fast path for the packet nearly every call sends 50 times a second: if it is the
-        next sequence number of the current source and nothing is held (no gap pending, no
-        suspected restart), account it exactly as ``receive`` would (A.1 in-order update,
-        A.8 jitter, jitter-buffer release) and return True — the caller then uses the
-        payload directly, no ``RtpPacket`` is built. Otherwise return False and change
-        nothing: the caller must then pass the datagram to ``receive``."""
-        source = self.source
-        if source is None or ssrc != source.ssrc or self._held_jump is not None:
-            return False
-        if not self.buffer.pass_through(seq):
-            return False
-        # A.1 update_seq with udelta == 1 (everything before was released in order)
-        if seq < source.max_seq:
-            source.cycles += RTP_SEQ_MOD
-        source.max_seq = seq
-        source.received += 1
-        source.received_since_report = True
-        source.update_jitter(timestamp, now)
-        return True
 
     def accept_run(
         self, block: bytes | bytearray, size: int, arrivals: Sequence[float], start: int = 0

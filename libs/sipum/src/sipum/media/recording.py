@@ -52,9 +52,9 @@ import numpy as np
 
 from .codecs.base import CodecInfo, Decoder, Pcm
 from .codecs.comfort_noise import ComfortNoiseGenerator
+from .rtp import RTP_HEADER
 
 _FRAME_SECONDS = 0.02
-_RTP_HEADER = struct.Struct("!BBHII")
 
 
 class StopReason(enum.Enum):
@@ -464,6 +464,10 @@ class RtpTimeline:
         return pos
 
 
+_PTIME = 0.02
+"""The packet time batch sizes are worked out for (the usual one; others only shift the
+batch's duration)."""
+
 MAX_BATCH = 50
 """Most packets decoded together: 1 s at 20 ms ptime; fewer when the flush interval is short
 (a batch is at most half of it, so what a crash can lose stays about one flush interval)."""
@@ -520,12 +524,12 @@ class RtpRecording:
                 f"recording at {settings.sample_rate} Hz, but {info.name} decodes to {info.sample_rate} Hz"
             )
         if batch is None:
-            batch = min(MAX_BATCH, round(settings.flush_interval / 2 / 0.02))
+            batch = min(MAX_BATCH, round(settings.flush_interval / 2 / _PTIME))
         self._joinable = info.name in _STREAM_CODECS
         self.batch = self._batch = max(1, batch) if self._joinable else 1
         """Packets decoded together (a caller that queues packets should queue no more)."""
         self.decoder = decoder
-        grace = min(FEED_GRACE, settings.flush_interval + self._batch * 0.02)
+        grace = min(FEED_GRACE, settings.flush_interval + self._batch * _PTIME)
         self.session = RecordingSession(settings, now=now, on_chunk=on_chunk, flush_grace=grace)
         self.timeline = RtpTimeline(info)
         self._pending: list[bytes] = []
@@ -553,12 +557,7 @@ class RtpRecording:
         if self._pending:
             self._flush()
         if not self._joinable:
-            for offset in range(0, len(block), size):
-                _, _, _, timestamp, ssrc = _RTP_HEADER.unpack_from(block, offset)
-                payload = bytes(block[offset + 12 : offset + size])
-                if self.packet(ssrc, timestamp, payload, now=now):
-                    return True
-            return self.session.result is not None
+            return self._one_by_one(block, size, now)
         if self._blocks and size != self._block_size:
             self._flush_datagrams()
         self._blocks.append(block)
@@ -581,14 +580,12 @@ class RtpRecording:
         now = self._blocks_at
         size = self._block_size
         joined = blocks[0] if len(blocks) == 1 else b"".join(blocks)
-        ssrc = int.from_bytes(joined[8:12], "big")
         if size % 4:
             # not viewable as 32-bit words (no usual G.711/G.722 ptime): one payload at a time
-            for offset in range(0, len(joined), size):
-                timestamp = int.from_bytes(joined[offset + 4 : offset + 8], "big")
-                self.packet(ssrc, timestamp, bytes(joined[offset + 12 : offset + size]), now=now)
+            self._one_by_one(joined, size, now)
             self._flush()
             return
+        ssrc = int.from_bytes(joined[8:12], "big")
         # Rows of 32-bit words: column 1 is the RTP timestamp (a view, no copy).
         stamps = np.frombuffer(joined, dtype=">u4").reshape(count, size // 4)[:, 1]
         # A run continues while each timestamp is the previous one plus its payload length
@@ -607,6 +604,19 @@ class RtpRecording:
             session.feed(pcm, now=now, position=position)
             if session.result is not None:
                 return
+
+    def _one_by_one(self, block: bytes | bytearray, size: int, now: float) -> bool:
+        """Datagrams of a block through ``packet``, one payload at a time."""
+        for offset in range(0, len(block), size):
+            _, _, _, timestamp, ssrc = RTP_HEADER.unpack_from(block, offset)
+            if self.packet(ssrc, timestamp, bytes(block[offset + 12 : offset + size]), now=now):
+                return True
+        return self.session.result is not None
+
+    def _flush_all(self) -> None:
+        """Decode and hand to the session whatever is collected, on either path."""
+        self._flush_datagrams()
+        self._flush()
 
     def packet(self, ssrc: int, timestamp: int, payload: bytes, *, now: float) -> bool:
         """Take one payload; returns True once the recording has stopped."""
@@ -645,8 +655,7 @@ class RtpRecording:
         """An RFC 3389 CN packet (PT 13): the sender stopped sending audio at *timestamp*; the
         gap up to its next audio packet is filled with noise at the packet's level (§4: a CN
         packet carries no duration)."""
-        self._flush_datagrams()
-        self._flush()
+        self._flush_all()
         session = self.session
         if session.result is not None:
             return
@@ -685,8 +694,7 @@ class RtpRecording:
     def handle_timer(self, now: float) -> bool:
         """Run the session's timers (audio still being collected is analysed first). True once
         the recording has stopped."""
-        self._flush_datagrams()
-        self._flush()
+        self._flush_all()
         self.session.handle_timer(now)
         return self.session.result is not None
 
@@ -695,16 +703,14 @@ class RtpRecording:
     ) -> bool:
         """A telephone-event digit began at RTP *timestamp* (RFC 4733 §2.5.1.1: the event's
         timestamp is its start): the recording is cut there when the digit stops it."""
-        self._flush_datagrams()
-        self._flush()
+        self._flush_all()
         position = None
         if ssrc is not None and timestamp is not None and ssrc == self.timeline._ssrc:
             position = self.timeline.position(ssrc, timestamp, self.session._total)
         return self.session.dtmf(digit, now=now, position=position)
 
     def hangup(self, *, now: float) -> None:
-        self._flush_datagrams()
-        self._flush()
+        self._flush_all()
         self.session.hangup(now=now)
 
 

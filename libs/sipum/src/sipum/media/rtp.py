@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 RTP_VERSION = 2
 RTP_HEADER_SIZE = 12
 
-_HEADER = struct.Struct("!BBHII")
+RTP_HEADER = struct.Struct("!BBHII")
+"""The fixed 12-octet header (RFC 3550 §5.1): V/P/X/CC, M/PT, sequence, timestamp, SSRC."""
 _EXTENSION_HEADER = struct.Struct("!HH")
 
 
@@ -69,7 +70,7 @@ class RtpPacket:
         """Parse one RTP packet; ``ValueError`` if it is truncated or not RTP version 2."""
         if len(data) < RTP_HEADER_SIZE:
             raise ValueError(f"RTP packet truncated: {len(data)} < {RTP_HEADER_SIZE} octets")
-        first, second, seq, ts, ssrc = _HEADER.unpack_from(data)
+        first, second, seq, ts, ssrc = RTP_HEADER.unpack_from(data)
         if first >> 6 != RTP_VERSION:
             raise ValueError(f"RTP version {first >> 6} is not 2")
         end = len(data)
@@ -127,7 +128,7 @@ class RtpPacket:
             first |= 0x10
         second = (0x80 if self.marker else 0) | (self.payload_type & 0x7F)
         parts = [
-            _HEADER.pack(
+            RTP_HEADER.pack(
                 first,
                 second,
                 self.sequence_number & 0xFFFF,
