@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from sipum.sip.digest import (
     Challenge,
     DigestError,
+    SignedNonces,
     authorization_from_ha1,
     compute_ha1,
     make_challenge,
@@ -201,3 +202,16 @@ def test_challenge_parser_only_raises_digest_error(text: str) -> None:
 @given(st.text(max_size=200))
 def test_verify_never_raises(text: str) -> None:
     assert verify_authorization("Digest " + text, "REGISTER", "0" * 32) in (True, False)
+
+
+def test_signed_nonces_tell_age_and_refuse_forgeries() -> None:
+    nonces = SignedNonces(b"k" * 32, "test")
+    nonce = nonces.issue(1000.0)
+    assert nonces.age(nonce, 1030.5) == 30.5
+    assert nonces.issue(1000.0) != nonce  # a random part: two challenges, two nonces
+    # another key or another purpose does not accept it
+    assert SignedNonces(b"x" * 32, "test").age(nonce, 1000.0) is None
+    assert SignedNonces(b"k" * 32, "other").age(nonce, 1000.0) is None
+    issued, rand, mac = nonce.split(".")
+    for forged in (f"{int(issued) + 1}.{rand}.{mac}", f"{issued}.{rand}", "", "...", "x.y.z"):
+        assert nonces.age(forged, 1000.0) is None, forged

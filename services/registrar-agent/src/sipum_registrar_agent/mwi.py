@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import ipaddress
 import logging
 import secrets
@@ -40,7 +38,13 @@ from sipum.db import messages, users
 from sipum.db.users import User
 from sipum.events import MessageCreated, MessageDeleted, MessageUpdated
 from sipum.sip.dialog import incoming_request_dialog_id
-from sipum.sip.digest import DigestError, make_challenge, parse_authorization, verify_authorization
+from sipum.sip.digest import (
+    DigestError,
+    SignedNonces,
+    make_challenge,
+    parse_authorization,
+    verify_authorization,
+)
 from sipum.sip.message import SipRequest, new_tag
 from sipum.sip.mwi import MessageSummary
 from sipum.sip.transaction import Peer
@@ -75,34 +79,16 @@ FollowUp = tuple[Subscription, str | None]
 class DigestGuard:
     """Digest challenges and checks for SUBSCRIBE (RFC 3261 §22.2, RFC 7616 §3.3-3.4).
 
-    Nonces are stateless — ``<issued hex>.<random>.<HMAC of both>`` with a per-process key —
-    so any number of challenges costs no memory. A replayed request is refused: ``qop=auth``
+    Nonces are stateless (``sipum.sip.digest.SignedNonces``, with a per-process key), so any
+    number of challenges costs no memory. A replayed request is refused: ``qop=auth``
     is required, and the nonce count (``nc``) must grow per nonce (the counts of the latest
     ``MAX_TRACKED_NONCES`` nonces are kept; RFC 7616 §3.4). The wall clock is passed in.
     """
 
     def __init__(self, secret: bytes | None = None, lifetime: float = NONCE_LIFETIME) -> None:
-        self._secret = secret or secrets.token_bytes(32)
+        self._nonces = SignedNonces(secret or secrets.token_bytes(32), "mwi-subscribe")
         self.lifetime = lifetime
         self._counts: OrderedDict[str, int] = OrderedDict()
-
-    def _mac(self, text: str) -> str:
-        return hmac.new(self._secret, text.encode(), hashlib.sha256).hexdigest()[:32]
-
-    def new_nonce(self, now: float) -> str:
-        head = f"{int(now):x}.{secrets.token_hex(8)}"
-        return f"{head}.{self._mac(head)}"
-
-    def nonce_age(self, nonce: str, now: float) -> float | None:
-        """Seconds since we issued ``nonce``; None if it is not one of ours."""
-        head, _, mac = nonce.rpartition(".")
-        if not head or not hmac.compare_digest(mac, self._mac(head)):
-            return None
-        try:
-            issued = int(head.split(".", 1)[0], 16)
-        except ValueError:
-            return None
-        return now - issued
 
     def challenges(self, user: User, now: float, *, stale: bool = False) -> list[tuple[str, str]]:
         """``WWW-Authenticate`` headers: MD5, then SHA-256 when the user has that HA1.
@@ -110,7 +96,7 @@ class DigestGuard:
         MD5 comes first because it is what phones (and the domain's Kamailio by default)
         speak; a client that takes the first challenge it supports (RFC 8760 §2.4) thus uses
         MD5 — a client that only does SHA-256 still finds its challenge."""
-        nonce = self.new_nonce(now)
+        nonce = self._nonces.issue(now)
         out = []
         for algorithm, ha1 in (("MD5", user.ha1), ("SHA-256", user.ha1_sha256)):
             if ha1:
@@ -131,7 +117,7 @@ class DigestGuard:
                 continue
             if cred.username.lower() != user.username.lower() or cred.realm != user.realm:
                 continue
-            age = self.nonce_age(cred.nonce, now)
+            age = self._nonces.age(cred.nonce, now)
             if age is None or age < -5:
                 continue
             ha1 = {"MD5": user.ha1, "SHA-256": user.ha1_sha256}.get(cred.algorithm)

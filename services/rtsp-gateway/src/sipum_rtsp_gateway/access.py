@@ -6,14 +6,12 @@ whatever the URL names — a stranger cannot tell which mailboxes or messages ex
 authenticated owner asking for a message that is not in that folder gets 404; someone
 authenticated as another user gets 403.
 
-Digest nonces are stateless: ``<unix time>.<HMAC(secret, time)>``, valid for five minutes, so
+Digest nonces are stateless (``sipum.sip.digest.SignedNonces``), valid for five minutes, so
 any gateway replica accepts a nonce another one issued.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from dataclasses import dataclass
 
@@ -38,24 +36,16 @@ class MessageAccess:
         self.pool = pool
         self.secret = secret_key.encode()
         self.default_domain = default_domain
+        self._nonces = digest.SignedNonces(self.secret, "rtsp-nonce")
 
     # -- nonces ----------------------------------------------------------------------------
 
-    def _nonce_mac(self, stamp: str) -> str:
-        return hmac.new(self.secret, f"rtsp-nonce.{stamp}".encode(), hashlib.sha256).hexdigest()[
-            :32
-        ]
-
     def new_nonce(self, now: float | None = None) -> str:
-        stamp = str(int(time.time() if now is None else now))
-        return f"{stamp}.{self._nonce_mac(stamp)}"
+        return self._nonces.issue(time.time() if now is None else now)
 
     def nonce_valid(self, nonce: str, now: float | None = None) -> bool:
-        stamp, _, mac = nonce.partition(".")
-        if not stamp.isdigit() or not hmac.compare_digest(mac, self._nonce_mac(stamp)):
-            return False
-        age = (time.time() if now is None else now) - int(stamp)
-        return 0 <= age <= NONCE_LIFETIME
+        age = self._nonces.age(nonce, time.time() if now is None else now)
+        return age is not None and 0 <= age <= NONCE_LIFETIME
 
     def challenge(self, realm: str) -> Denial:
         return Denial(401, digest.make_challenge(realm, self.new_nonce(), algorithm="MD5", qop=()))

@@ -33,6 +33,7 @@ __all__ = [
     "Challenge",
     "Credentials",
     "DigestError",
+    "SignedNonces",
     "authorization_from_ha1",
     "compute_ha1",
     "compute_response",
@@ -107,6 +108,34 @@ def new_cnonce() -> str:
 
 def new_nonce() -> str:
     return secrets.token_urlsafe(24)
+
+
+class SignedNonces:
+    """Stateless server nonces: ``<issue time>.<random>.<HMAC(secret, purpose, both)>``.
+
+    RFC 7616 §3.3 leaves a nonce's content to the server; signing the issue time means no
+    challenge costs memory, every replica that shares the secret accepts another's nonces,
+    and a nonce's age tells a stale one (answer again with ``stale=true``) from a forged one.
+    *purpose* keeps nonces of one service from being accepted by another with the same key.
+    """
+
+    def __init__(self, secret: bytes, purpose: str) -> None:
+        self._key = hmac.new(secret, purpose.encode(), hashlib.sha256).digest()
+
+    def _mac(self, head: str) -> str:
+        return hmac.new(self._key, head.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def issue(self, now: float) -> str:
+        head = f"{int(now)}.{secrets.token_hex(8)}"
+        return f"{head}.{self._mac(head)}"
+
+    def age(self, nonce: str, now: float) -> float | None:
+        """Seconds since *nonce* was issued; ``None`` if it is not one of ours."""
+        head, _, mac = nonce.rpartition(".")
+        issued, _, _ = head.partition(".")
+        if not issued.isdigit() or not hmac.compare_digest(mac, self._mac(head)):
+            return None
+        return now - int(issued)
 
 
 # --- header parameter syntax (RFC 7235 §2.1 / RFC 3261 §25.1) -----------------------------
