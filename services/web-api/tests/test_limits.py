@@ -77,13 +77,16 @@ async def test_too_large_by_header_or_while_reading() -> None:
     assert app.calls == 0  # the route never saw any of them
 
 
-async def test_slow_body_times_out_and_streamed_routes_are_left_alone() -> None:
+async def test_slow_body_times_out_and_a_route_can_take_larger_bodies() -> None:
     app = Echo()
     limit = BodyLimit(app, max_bytes=100, read_timeout=0.2)
     status, body = await run(limit, [b"x", 0.5, b"y"])
     assert status == 408 and b"did not arrive in time" in body
-    streamed = BodyLimit(app, max_bytes=100, streamed=lambda method, path: path == "/x")
-    assert await run(streamed, [b"x" * 500]) == (200, b"500")
+    larger = BodyLimit(
+        app, max_bytes=100, limit_for=lambda method, path: 600 if path == "/x" else None
+    )
+    assert await run(larger, [b"x" * 500]) == (200, b"500")
+    assert (await run(larger, [b"x" * 601]))[0] == 413
     assert app.calls == 1
 
 

@@ -31,10 +31,14 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.state.deregister_wait = float(
         getattr(ctx.settings, "deregister_wait_seconds", DEFAULT_DEREGISTER_WAIT)
     )
-    # Greeting uploads stream and bound themselves (10 MiB); every other body is small JSON.
+    # Greeting uploads may be 10 MiB; every other body is small JSON. All are bounded in time.
     app.add_middleware(
         BodyLimit,
-        streamed=lambda method, path: method == "PUT" and path.startswith("/api/v1/greetings/"),
+        limit_for=lambda method, path: (
+            greetings.MAX_UPLOAD_BYTES
+            if method == "PUT" and path.startswith("/api/v1/greetings/")
+            else None
+        ),
     )
     app.include_router(account.router)
     app.include_router(messages.router)

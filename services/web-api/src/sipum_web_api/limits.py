@@ -3,8 +3,8 @@
 FastAPI reads a JSON body whole, however large, and waits for it as long as the client
 trickles it. This ASGI middleware answers ``413`` for a body over ``max_bytes`` (by its
 ``Content-Length`` at once, else while reading a chunked one) and ``408`` when the body has
-not arrived within ``read_timeout`` seconds. Routes that stream and bound an upload themselves
-(greeting audio, 10 MiB) are left to do so.
+not arrived within ``read_timeout`` seconds. A route that takes larger bodies (greeting audio,
+10 MiB) gets its own size from ``limit_for``, and the same time bound.
 """
 
 from __future__ import annotations
@@ -35,30 +35,31 @@ class BodyLimit:
         *,
         max_bytes: int = MAX_JSON_BYTES,
         read_timeout: float = READ_TIMEOUT,
-        streamed: Callable[[str, str], bool] = lambda method, path: False,
+        limit_for: Callable[[str, str], int | None] = lambda method, path: None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.read_timeout = read_timeout
-        self.streamed = streamed
-        """(method, path) → the route bounds its own body."""
+        self.limit_for = limit_for
+        """(method, path) → that route's own size limit (None: ``max_bytes``)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.streamed(scope["method"], scope["path"]):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.limit_for(scope["method"], scope["path"]) or self.max_bytes
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and not declared.isdigit():
             await self._refuse(send, 400, "malformed Content-Length")
             return
-        if declared is not None and int(declared) > self.max_bytes:
-            await self._refuse(send, 413, self._too_large_text())
+        if declared is not None and int(declared) > max_bytes:
+            await self._refuse(send, 413, self._too_large_text(max_bytes))
             return
         try:
             async with asyncio.timeout(self.read_timeout):
-                body, disconnected = await self._read(receive)
+                body, disconnected = await self._read(receive, max_bytes)
         except _TooLarge:
-            await self._refuse(send, 413, self._too_large_text())
+            await self._refuse(send, 413, self._too_large_text(max_bytes))
             return
         except TimeoutError:
             await self._refuse(send, 408, "the request body did not arrive in time")
@@ -76,20 +77,22 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _read(self, receive: Receive) -> tuple[bytes, bool]:
+    @staticmethod
+    async def _read(receive: Receive, max_bytes: int) -> tuple[bytes, bool]:
         body = bytearray()
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return bytes(body), True
             body += message.get("body", b"")
-            if len(body) > self.max_bytes:
+            if len(body) > max_bytes:
                 raise _TooLarge
             if not message.get("more_body", False):
                 return bytes(body), False
 
-    def _too_large_text(self) -> str:
-        return f"request body larger than {self.max_bytes // 1024} KiB"
+    @staticmethod
+    def _too_large_text(max_bytes: int) -> str:
+        return f"request body larger than {max_bytes // 1024} KiB"
 
     @staticmethod
     async def _refuse(send: Send, status: int, detail: str) -> None:

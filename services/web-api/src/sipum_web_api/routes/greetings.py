@@ -21,6 +21,7 @@ from sipum_web_api.schemas import ErrorOut
 
 router = APIRouter(prefix="/api/v1/greetings", tags=["greetings"])
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+"""Largest greeting upload (``limits.BodyLimit`` enforces it, with the time bound)."""
 ERRORS = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
 
 
@@ -42,18 +43,6 @@ def greeting_out(g: greetings.Greeting) -> GreetingOut:
         updated_at=g.updated_at,
         audio_url=f"/api/v1/greetings/{g.kind.value}/audio",
     )
-
-
-async def read_bounded(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
-        raise HTTPException(413, f"uploads are at most {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_UPLOAD_BYTES:
-            raise HTTPException(413, f"uploads are at most {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB")
-    return bytes(body)
 
 
 @router.get("", response_model=list[GreetingOut], responses=ERRORS)
@@ -80,7 +69,7 @@ async def upload_greeting(
 ) -> GreetingOut:
     """Upload a greeting as the request body (WAV, MP3, Ogg/Opus, … up to 10 MiB and 120 s).
     ``expires_at`` applies to the ``temporary`` greeting."""
-    data = await read_bounded(request)
+    data = await request.body()  # bounded in size and time by limits.BodyLimit
     try:
         wav, duration_ms = await asyncio.to_thread(to_greeting_wav, data)
     except BadAudio as exc:
