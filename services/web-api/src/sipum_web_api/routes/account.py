@@ -16,7 +16,7 @@ from sipum.db.errors import DomainNotFoundError, InvalidUsernameError, UserExist
 from sipum.events import UserCreated, UserUpdated
 from sipum.security.passwords import WeakSecretError, check_password_strength, check_pin
 
-from sipum_web_api.auth import COOKIE_NAME, SESSION_TTL, issue_session_token
+from sipum_web_api.auth import COOKIE_NAME, SESSION_TTL, LoginThrottle, issue_session_token
 from sipum_web_api.deps import CurrentUser, ctx_of, secret_of
 from sipum_web_api.removal import remove_mailbox
 from sipum_web_api.schemas import (
@@ -98,13 +98,7 @@ async def login(body: LoginRequest, request: Request, response: Response) -> Tok
     ctx = ctx_of(request)
     username, _, domain = body.username.strip().lower().partition("@")
     domain = domain or request.app.state.domain
-    client = request.client.host if request.client else "-"
-    key = f"{client}|{username}@{domain}"
-    throttle = request.app.state.login_throttle
-    if throttle.blocked(key):
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS, "too many failed logins; try again later"
-        )
+    throttle, key = password_throttle(request, username, domain, "too many failed logins")
     user = await users.authenticate(ctx.pool, username, domain, body.password)
     if user is None:
         throttle.failed(key)
@@ -112,6 +106,19 @@ async def login(body: LoginRequest, request: Request, response: Response) -> Tok
     throttle.succeeded(key)
     token = set_session(request, response, user)
     return TokenResponse(access_token=token, expires_in=SESSION_TTL)
+
+
+def password_throttle(
+    request: Request, username: str, domain: str, refusal: str
+) -> tuple[LoginThrottle, str]:
+    """The throttle that counts wrong passwords for this client and user (logins and
+    re-authentication alike), and its key; 429 with *refusal* while it blocks."""
+    client = request.client.host if request.client else "-"
+    key = f"{client}|{username}@{domain}"
+    throttle: LoginThrottle = request.app.state.login_throttle
+    if throttle.blocked(key):
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, f"{refusal}; try again later")
+    return throttle, key
 
 
 def set_session(request: Request, response: Response, user: users.User) -> str:
@@ -151,13 +158,9 @@ async def account_out(request: Request, user: users.User) -> AccountOut:
 async def reauthenticate(request: Request, user: users.User, password: str) -> None:
     """403 unless ``password`` is the user's; failures count like failed logins (429 after
     too many from this client)."""
-    client = request.client.host if request.client else "-"
-    key = f"{client}|{user.username}@{user.domain}"
-    throttle = request.app.state.login_throttle
-    if throttle.blocked(key):
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS, "too many wrong passwords; try again later"
-        )
+    throttle, key = password_throttle(
+        request, user.username, user.domain, "too many wrong passwords"
+    )
     if not await users.verify_password(ctx_of(request).pool, user.id, password):
         throttle.failed(key)
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the current password is wrong")
