@@ -1,8 +1,8 @@
-"""Root pytest configuration: shared fixtures live in ``sipum.testing``."""
+"""Root pytest configuration: shared fixtures live in ``sipum_testing``."""
 
 pytest_plugins = [
-    "sipum.testing.postgres",
-    "sipum.testing.nats",
-    "sipum.testing.s3",
-    "sipum.testing.kamailio",
+    "sipum_testing.postgres",
+    "sipum_testing.nats",
+    "sipum_testing.s3",
+    "sipum_testing.kamailio",
 ]

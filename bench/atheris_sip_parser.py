@@ -4,7 +4,7 @@
     uv run --with atheris python bench/atheris_sip_parser.py -max_total_time=120 CORPUS_DIR
 
 Complements bench/fuzz_sip_parser.py (deterministic, in CI): libFuzzer mutates toward new
-branches of sipum.sip (message, uri, headers, sdp, digest). The same contract is checked: only
+branches of sipum_protocol.sip (message, uri, headers, sdp, digest). The same contract is checked: only
 SipParseError (SdpParseError / DigestError for those parsers) may escape, answerable errors build
 a response, accepted messages serialise idempotently. libFuzzer's own flags apply; the seed
 messages of fuzz_sip_parser are added to the corpus.
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import atheris  # type: ignore[import-not-found]
 
-with atheris.instrument_imports(include=["sipum.sip"]):
-    from sipum.sip import digest, sdp
-    from sipum.sip.message import SipParseError, StreamFramer, make_response, parse_message
+with atheris.instrument_imports(include=["sipum_protocol.sip"]):
+    from sipum_protocol.sip import digest, sdp
+    from sipum_protocol.sip.message import SipParseError, StreamFramer, make_response, parse_message
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fuzz_sip_parser import SEEDS, exercise  # noqa: E402

@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
-from sipum.media.codecs import (
+from sipum_protocol.media.codecs import (
     G722Decoder,
     G722Encoder,
     OpusDecoder,

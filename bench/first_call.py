@@ -47,7 +47,7 @@ from firstcall.system import Backends, FirstCallSystem, start_system  # noqa: E4
 from firstcall.watch import EventWatch, set_ring_timeout  # noqa: E402
 from sipum.db.migrate import apply_migrations  # noqa: E402
 from sipum.events import EventBus  # noqa: E402
-from sipum.testing.postgres import dsn_for, temporary_database  # noqa: E402
+from sipum_testing.postgres import dsn_for, temporary_database  # noqa: E402
 
 ADMIN_DSN = os.environ.get(
     "SIPUM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

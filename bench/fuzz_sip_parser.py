@@ -23,7 +23,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable
 
-from sipum.sip.message import (
+from sipum_protocol.sip.message import (
     SipParseError,
     SipRequest,
     StreamFramer,

@@ -33,8 +33,8 @@ import time
 import tracemalloc
 from collections import Counter
 
-from sipum.sip import digest
-from sipum.sip.registration import (
+from sipum_protocol.sip import digest
+from sipum_protocol.sip.registration import (
     DigestCredentials,
     RegistrationBinding,
     RegistrationChanged,
@@ -42,9 +42,9 @@ from sipum.sip.registration import (
     RegistrationPool,
     RegistrationState,
 )
-from sipum.sip.transaction import Peer
-from sipum.sip.transport import EndpointConfig, SipEndpoint
-from sipum.testing.kamailio import KamailioServer, start_kamailio
+from sipum_protocol.sip.transaction import Peer
+from sipum_protocol.sip.transport import EndpointConfig, SipEndpoint
+from sipum_testing.kamailio import KamailioServer, start_kamailio
 
 DOMAIN = "bench.test"
 

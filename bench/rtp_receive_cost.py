@@ -43,7 +43,7 @@ PTIME = 0.02
 
 def stream_payloads(seconds: float) -> list[bytes]:
     """µ-law frames of a speech-like test signal (well above the silence threshold)."""
-    from sipum.media.codecs.g711 import ulaw_encode
+    from sipum_protocol.media.codecs.g711 import ulaw_encode
 
     n = round(seconds / PTIME) * 160
     t = np.arange(n) / 8000
@@ -156,7 +156,7 @@ def reader_sink(
 ) -> Callable[[], None]:
     """A reader callback that reads like ``RtpEndpoint`` and only counts: ``recvfrom`` until
     the first datagram, then connected to its source and ``recv``."""
-    from sipum.media.endpoint import MAX_DATAGRAM
+    from sipum_protocol.media.endpoint import MAX_DATAGRAM
 
     recv = sock.recv
 
@@ -182,9 +182,9 @@ def reader_sink(
 async def measure(
     kind: str, calls: int, seconds: float, cpu: int | None, host: str
 ) -> dict[str, float]:
-    from sipum.media.codecs import PCMU
-    from sipum.media.endpoint import PortPool, RtpEndpoint
-    from sipum.media.recording import RecordingSettings
+    from sipum_protocol.media.codecs import PCMU
+    from sipum_protocol.media.endpoint import PortPool, RtpEndpoint
+    from sipum_protocol.media.recording import RecordingSettings
 
     loop = asyncio.get_running_loop()
     packets_each = round(seconds / PTIME)

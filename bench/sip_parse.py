@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sipum.sip.message import parse_message
+from sipum_protocol.sip.message import parse_message
 
 SDP = (
     b"v=0\r\no=alice 2890844526 2890844526 IN IP4 192.0.2.10\r\ns=-\r\n"

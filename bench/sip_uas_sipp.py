@@ -1,6 +1,6 @@
 """UAS benchmark: our SIP core answering ``sipp -sn uac`` vs sippy 2.5.0, in the same run.
 
-For each UAS (ours: ``python -m sipum.sip.testuas``; the reference: a tiny UAS on sippy 2.5.0,
+For each UAS (ours: ``python -m sipum_testing.sip_uas``; the reference: a tiny UAS on sippy 2.5.0,
 written below and run in a throwaway environment with ``uv run --no-project --with
 sippy==2.5.0``) the call rate is stepped up; each step runs ``sipp -sn uac`` for a few seconds
 (``-m rate*seconds``). The result per UAS is the highest rate at which every call succeeded
@@ -11,7 +11,7 @@ also reported: the highest rate without any retransmission and the highest with 
 threads and they can arrive reordered, which sipp counts as a failed call) carrying a constant
 SDP answer, so both do the same application work and the SIP stacks are what is compared.
 ``--gc`` runs both with Python's default garbage collector and/or without automatic full
-collections (see ``python -m sipum.sip.testuas --help``).
+collections (see ``python -m sipum_testing.sip_uas --help``).
 
 The UAS is pinned to CPU 0 and sipp to CPU 1 when ``taskset`` exists ("one core" each).
 The machine is shared: compare the two UASs by the ratio measured in one run.
@@ -145,7 +145,7 @@ def start_uas(
         cmd = [sys.executable]
         if profile:
             cmd += ["-m", "cProfile", "-o", str(workdir / "sipum.prof")]
-        cmd += ["-m", "sipum.sip.testuas", "--udp-port", str(port), "--no-ringing", "--uvloop"]
+        cmd += ["-m", "sipum_testing.sip_uas", "--udp-port", str(port), "--no-ringing", "--uvloop"]
         cmd += ["--gc", gc_mode, "--static-answer"]
         if profile:
             cmd += ["--duration", "30"]
@@ -188,7 +188,7 @@ def start_uas(
 def stop(proc: subprocess.Popen[str]) -> str:
     if proc.poll() is None:
         proc.send_signal(
-            signal.SIGINT if "sipum.sip.testuas" in " ".join(proc.args) else signal.SIGTERM
+            signal.SIGINT if "sipum_testing.sip_uas" in " ".join(proc.args) else signal.SIGTERM
         )  # type: ignore[arg-type]
         try:
             out, _ = proc.communicate(timeout=40)

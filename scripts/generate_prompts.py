@@ -7,7 +7,7 @@ Needs Debian's espeak-ng and sox. Output is reproducible: the same texts, voice 
 give the same bytes; see docs/media.md, section Prompts.
 """
 
-from sipum.media.prompts import main
+from sipum_protocol.media.prompts import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

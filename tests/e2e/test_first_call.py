@@ -394,8 +394,8 @@ def pcap_alaw_audio(path: Path) -> np.ndarray:
     how sipp paces it): classic little-endian pcap, Ethernet or Linux-cooked, IPv4/UDP/RTP."""
     import struct
 
-    from sipum.media.codecs import alaw_decode
-    from sipum.media.rtp import RtpPacket
+    from sipum_protocol.media.codecs import alaw_decode
+    from sipum_protocol.media.rtp import RtpPacket
 
     data = path.read_bytes()
     magic, _, _, _, _, _, link = struct.unpack_from("<IHHiIII", data)

@@ -29,13 +29,13 @@ from sipum.blobstore import FileBlobStore, greeting_key
 from sipum.db import domains, greetings, messages, open_database, users
 from sipum.db.pool import connect
 from sipum.events import EventBus, MessageCreated, SessionEnded
-from sipum.media.codecs.g711 import ulaw_decode, ulaw_encode
-from sipum.media.prompts import PROMPT_TEXTS, Beep, PromptLibrary, Voice, tone_pcm
 from sipum.runtime import HealthRegistry, ServiceContext
 from sipum_media_recorder.audio import Prompts
-from sipum_media_recorder.caller import RtpCaller, correlation, speech_like
 from sipum_media_recorder.service import MediaRecorderService
 from sipum_media_recorder.settings import MediaRecorderSettings
+from sipum_protocol.media.codecs.g711 import ulaw_decode, ulaw_encode
+from sipum_protocol.media.prompts import PROMPT_TEXTS, Beep, PromptLibrary, Voice, tone_pcm
+from sipum_testing.rtp_caller import RtpCaller, correlation, speech_like
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 NATS = "nats://127.0.0.1:4222"

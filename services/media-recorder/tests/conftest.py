@@ -21,13 +21,13 @@ import pytest
 from sipum.blobstore import FileBlobStore, greeting_key
 from sipum.db import domains, greetings, users
 from sipum.events import EventBus, SessionEnded
-from sipum.media.prompts import PROMPT_TEXTS, Beep, PromptLibrary, Voice, tone_pcm
 from sipum.runtime import HealthRegistry, ServiceContext
-from sipum.testing.nats import EventNamespace
 from sipum_media_recorder.audio import Prompts
-from sipum_media_recorder.caller import RtpCaller
 from sipum_media_recorder.service import MediaRecorderService
 from sipum_media_recorder.settings import MediaRecorderSettings
+from sipum_protocol.media.prompts import PROMPT_TEXTS, Beep, PromptLibrary, Voice, tone_pcm
+from sipum_testing.nats import EventNamespace
+from sipum_testing.rtp_caller import RtpCaller
 
 PIN = "2468"
 

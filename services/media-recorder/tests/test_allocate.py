@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 from sipum.events import RemoteError
-from sipum.sip.sdp import SessionDescription
 from sipum_media_recorder.address import advertised_address, nats_host_port
-from sipum_media_recorder.caller import offer_sdp, speech_like
 from sipum_media_recorder.negotiation import answer_offer
 from sipum_media_recorder.retrieve import caller_is_owner, sip_user_host
 from sipum_media_recorder.service import session_id_for
+from sipum_protocol.sip.sdp import SessionDescription
+from sipum_testing.rtp_caller import offer_sdp, speech_like
 
 pytestmark = pytest.mark.timeout(40)
 

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from sipum.db import messages
 from sipum.events import NoResponders
-from sipum.media.codecs.g711 import ulaw_decode, ulaw_encode
-from sipum_media_recorder.caller import speech_like
+from sipum_protocol.media.codecs.g711 import ulaw_decode, ulaw_encode
+from sipum_testing.rtp_caller import speech_like
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 from sipum.db import domains, messages, users
 from sipum.db.messages import MailboxUsage
-from sipum.media.codecs.g711 import ulaw_decode, ulaw_encode
-from sipum_media_recorder.caller import best_correlation, speech_like
 from sipum_media_recorder.limits import (
     WAV_HEADER_BYTES,
     full_because,
     max_recording_length,
     seconds_that_fit,
 )
+from sipum_protocol.media.codecs.g711 import ulaw_decode, ulaw_encode
+from sipum_testing.rtp_caller import best_correlation, speech_like
 
 pytestmark = pytest.mark.timeout(60)
 

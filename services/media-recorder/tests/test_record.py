@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from sipum.db import messages
 from sipum.events import MessageCreated, RemoteError
-from sipum.media.codecs.g711 import ulaw_decode, ulaw_encode
-from sipum_media_recorder.caller import best_correlation, correlation, speech_like
+from sipum_protocol.media.codecs.g711 import ulaw_decode, ulaw_encode
+from sipum_testing.rtp_caller import best_correlation, correlation, speech_like
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -87,7 +87,7 @@ async def test_greeting_beep_then_message_stored_once(world: Any) -> None:
 
 
 async def test_a_g722_call_is_stored_at_16_khz(world: Any) -> None:
-    from sipum.media.codecs import create_decoder, create_encoder
+    from sipum_protocol.media.codecs import create_decoder, create_encoder
 
     await world.upload_greeting(0.1)
     await world.start_recorder()

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 from sipum.db import messages
-from sipum_media_recorder.caller import speech_like
 from sipum_media_recorder.spool import RecordingMeta, chunk_key, manifest_key
+from sipum_testing.rtp_caller import speech_like
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -11,9 +11,9 @@ import pytest
 from sipum.blobstore import message_key
 from sipum.db import messages
 from sipum.events import MessageUpdated
-from sipum.media.codecs.g711 import ulaw_decode, ulaw_encode
-from sipum.media.recording import wav_bytes
-from sipum_media_recorder.caller import best_correlation, speech_like
+from sipum_protocol.media.codecs.g711 import ulaw_decode, ulaw_encode
+from sipum_protocol.media.recording import wav_bytes
+from sipum_testing.rtp_caller import best_correlation, speech_like
 
 pytestmark = pytest.mark.timeout(40)
 

@@ -23,11 +23,11 @@ from sipum.events import (
     SessionHangup,
 )
 from sipum.runtime import HealthRegistry, ServiceContext
-from sipum.sip.sdp import NoCommonCodec, SdpParseError, negotiate, parse_sdp
-from sipum.testing import kamailio as kamailio_plugin
-from sipum.testing.kamailio import KamailioServer
+from sipum_protocol.sip.sdp import NoCommonCodec, SdpParseError, negotiate, parse_sdp
 from sipum_registrar_agent.service import RegistrarAgentService
 from sipum_registrar_agent.settings import RegistrarAgentSettings
+from sipum_testing import kamailio as kamailio_plugin
+from sipum_testing.kamailio import KamailioServer
 
 DOMAIN = "sipum.test"
 RECORDER_MARK = "sipum-fake-recorder"

@@ -18,19 +18,19 @@ import pytest
 from prometheus_client import REGISTRY
 from sipum.db import users
 from sipum.events import UserCreated, UserDeleted, UserUpdated
-from sipum.sip.message import SipRequest, make_response, parse_message
-from sipum.sip.registration import (
+from sipum_protocol.sip.message import SipRequest, make_response, parse_message
+from sipum_protocol.sip.registration import (
     DigestCredentials,
     RegistrationBinding,
     RegistrationClient,
     RegistrationPool,
 )
-from sipum.sip.transaction import Peer
-from sipum.sip.transport import EndpointConfig
-from sipum.sip.ua import IncomingCall
-from sipum.sip.ua.aio import UserAgentEndpoint
-from sipum.testing.kamailio import KamailioServer
+from sipum_protocol.sip.transaction import Peer
+from sipum_protocol.sip.transport import EndpointConfig
+from sipum_protocol.sip.ua import IncomingCall
+from sipum_protocol.sip.ua.aio import UserAgentEndpoint
 from sipum_registrar_agent.registrations import shard_of
+from sipum_testing.kamailio import KamailioServer
 
 DOMAIN = "sipum.test"  # the fixtures' domain (conftest.py)
 pytestmark = pytest.mark.timeout(60)

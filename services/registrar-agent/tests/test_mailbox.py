@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sipum.sip.message import parse_message
+from sipum_protocol.sip.message import parse_message
 from sipum_registrar_agent.mailbox import InviteAddressing, MailboxResolver
 
 DOMAIN = "example.com"

@@ -13,20 +13,20 @@ from typing import Any
 import pytest
 from sipum.db import messages
 from sipum.events import EventBus, MessageCreated, MessageUpdated, UserDeleted
-from sipum.sip.digest import authorization_from_ha1, compute_ha1, select_challenge
-from sipum.sip.message import Headers, SipRequest, SipResponse, new_tag
-from sipum.sip.mwi import parse_summary
-from sipum.sip.registration import (
+from sipum_protocol.sip.digest import authorization_from_ha1, compute_ha1, select_challenge
+from sipum_protocol.sip.message import Headers, SipRequest, SipResponse, new_tag
+from sipum_protocol.sip.mwi import parse_summary
+from sipum_protocol.sip.registration import (
     DigestCredentials,
     RegistrationBinding,
     RegistrationClient,
     RegistrationPool,
 )
-from sipum.sip.transaction import Peer
-from sipum.sip.transport import EndpointConfig
-from sipum.sip.ua import IncomingRequest
-from sipum.sip.ua.aio import UserAgentEndpoint
-from sipum.testing.kamailio import KamailioServer
+from sipum_protocol.sip.transaction import Peer
+from sipum_protocol.sip.transport import EndpointConfig
+from sipum_protocol.sip.ua import IncomingRequest
+from sipum_protocol.sip.ua.aio import UserAgentEndpoint
+from sipum_testing.kamailio import KamailioServer
 
 DOMAIN = "sipum.test"  # the fixtures' domain (conftest.py)
 SCENARIO = "mwi.xml"

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 from sipum.db.users import User
-from sipum.sip.digest import authorization_from_ha1, compute_ha1, parse_challenge
-from sipum.sip.message import SipRequest, parse_message
-from sipum.sip.mwi import MessageSummary, parse_summary
-from sipum.sip.transaction import Peer
+from sipum_protocol.sip.digest import authorization_from_ha1, compute_ha1, parse_challenge
+from sipum_protocol.sip.message import SipRequest, parse_message
+from sipum_protocol.sip.mwi import MessageSummary, parse_summary
+from sipum_protocol.sip.transaction import Peer
 from sipum_registrar_agent.mwi import DigestGuard
 from sipum_registrar_agent.subscriptions import (
     MailboxKey,

@@ -26,7 +26,7 @@ from sipum.events import (
 from sipum.runtime import HealthRegistry, ServiceContext
 from sipum.security.passwords import digest_credentials
 from sipum.security.tokens import sign
-from sipum.testing.s3 import ACCESS_KEY, REGION, SECRET_KEY, MotoServer
+from sipum_testing.s3 import ACCESS_KEY, REGION, SECRET_KEY, MotoServer
 from sipum_web_api.app import create_app
 
 pytestmark = pytest.mark.timeout(60)

@@ -23,9 +23,9 @@ from sipum.config import ServiceSettings
 from sipum.db import domains, users
 from sipum.events import EventBus, RegistrationChanged
 from sipum.runtime import HealthRegistry, ServiceContext
-from sipum.testing.kamailio import KamailioServer
 from sipum_registrar_agent.service import RegistrarAgentService
 from sipum_registrar_agent.settings import RegistrarAgentSettings
+from sipum_testing.kamailio import KamailioServer
 from sipum_web_api.app import create_app
 
 pytestmark = pytest.mark.timeout(90)

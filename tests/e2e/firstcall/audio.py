@@ -6,7 +6,7 @@ import io
 import wave
 
 import numpy as np
-from sipum.media.codecs.g711 import ulaw_decode, ulaw_encode
+from sipum_protocol.media.codecs.g711 import ulaw_decode, ulaw_encode
 
 RATE = 8000
 

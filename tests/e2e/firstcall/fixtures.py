@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 from sipum.events import EventBus
-from sipum.testing.postgres import dsn_for, temporary_database
-from sipum.testing.s3 import ACCESS_KEY, REGION, SECRET_KEY, MotoServer, unique_bucket
+from sipum_testing.postgres import dsn_for, temporary_database
+from sipum_testing.s3 import ACCESS_KEY, REGION, SECRET_KEY, MotoServer, unique_bucket
 
 from .system import Backends, FirstCallSystem, start_system
 

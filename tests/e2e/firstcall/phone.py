@@ -2,7 +2,7 @@
 
 * :class:`RtpPeer` — the caller's media: sends audio as PCMU paced at 20 ms on an absolute
   schedule, RFC 4733 digits from the same RTP source, and keeps every packet that comes back.
-* :class:`Caller` — a SIP user agent (``sipum.sip.ua``, an independent UAC instance of the
+* :class:`Caller` — a SIP user agent (``sipum_protocol.sip.ua``, an independent UAC instance of the
   shared SIP core) that places calls through Kamailio and reports their progress.
 * :func:`run_sipp` / :func:`start_sipp` — sipp phones from ``tests/e2e/scenarios``: register
   with digest authentication, ring without answering, or answer.
@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sipum.media.codecs.g711 import ulaw_decode, ulaw_encode
-from sipum.media.dtmf import TelephoneEventSender
-from sipum.media.rtp import RtpPacket, is_rtcp
-from sipum.sip.sdp import SessionDescription
-from sipum.sip.transaction import Peer
-from sipum.sip.transport import EndpointConfig
-from sipum.sip.ua import Call, CallAnswered, CallEnded, CallProgress, UserAgentEvent
-from sipum.sip.ua.aio import UserAgentEndpoint
+from sipum_protocol.media.codecs.g711 import ulaw_decode, ulaw_encode
+from sipum_protocol.media.dtmf import TelephoneEventSender
+from sipum_protocol.media.rtp import RtpPacket, is_rtcp
+from sipum_protocol.sip.sdp import SessionDescription
+from sipum_protocol.sip.transaction import Peer
+from sipum_protocol.sip.transport import EndpointConfig
+from sipum_protocol.sip.ua import Call, CallAnswered, CallEnded, CallProgress, UserAgentEvent
+from sipum_protocol.sip.ua.aio import UserAgentEndpoint
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 PTIME = 0.02
@@ -225,7 +225,7 @@ class CallRecord:
 
 
 class Caller:
-    """A SIP user agent placing calls (the UAC side of ``sipum.sip.ua``) on loopback UDP."""
+    """A SIP user agent placing calls (the UAC side of ``sipum_protocol.sip.ua``) on loopback UDP."""
 
     def __init__(self, *, user: str = "bob", domain: str) -> None:
         self.user = user

@@ -1,7 +1,7 @@
 """The whole system as processes, on free loopback ports.
 
 :func:`start_system` starts, given a migrated PostgreSQL database, a NATS namespace and an S3
-bucket (from the fixtures of ``sipum.testing`` or from the benchmark):
+bucket (from the fixtures of ``sipum_testing`` or from the benchmark):
 
 * Kamailio from ``deploy/kamailio/kamailio.cfg`` with ``WITH_PGSQL`` — digest credentials are
   read from the sipum database's ``kamailio_subscriber`` view, so a user created through the
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from sipum.testing.kamailio import KamailioServer, start_kamailio
+from sipum_testing.kamailio import KamailioServer, start_kamailio
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[3]

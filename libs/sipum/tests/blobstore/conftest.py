@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from sipum.blobstore import BlobStore, FileBlobStore, S3BlobStore
-from sipum.testing.s3 import ACCESS_KEY, REGION, SECRET_KEY, MotoServer
+from sipum_testing.s3 import ACCESS_KEY, REGION, SECRET_KEY, MotoServer
 
 # Small parts so the multipart path is exercised by a few MB.
 PART_SIZE = 5 * 1024 * 1024

@@ -12,7 +12,7 @@ from minio import Minio
 from pydantic import SecretStr
 from sipum.blobstore import FileBlobStore, S3BlobStore, open_blob_store
 from sipum.errors import ConfigError
-from sipum.testing.s3 import (
+from sipum_testing.s3 import (
     ACCESS_KEY,
     REGION,
     SECRET_KEY,
@@ -264,7 +264,7 @@ async def test_fs_key_that_is_also_a_prefix(tmp_path: Path) -> None:
 
 
 async def test_unique_bucket_is_removed_with_its_objects(moto_server: MotoServer) -> None:
-    from sipum.testing.s3 import unique_bucket
+    from sipum_testing.s3 import unique_bucket
 
     client = Minio(moto_server.endpoint, ACCESS_KEY, SECRET_KEY, secure=False, region=REGION)
     with unique_bucket(moto_server) as bucket:

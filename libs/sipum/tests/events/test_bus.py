@@ -29,8 +29,8 @@ from sipum.events import (
     current_delivery,
 )
 from sipum.events.examples import EVENT_EXAMPLES, MEDIA_ALLOCATE_REQUEST
-from sipum.testing.nats import EventNamespace
-from sipum.testing.s3 import free_port
+from sipum_testing.nats import EventNamespace
+from sipum_testing.s3 import free_port
 
 CREATED = EVENT_EXAMPLES[0]
 assert isinstance(CREATED, MessageCreated)
@@ -591,7 +591,7 @@ async def test_survives_a_server_restart(tmp_path: Path) -> None:
 
 
 async def test_isolated_namespace_cleans_up(nats_url: str) -> None:
-    from sipum.testing.nats import isolated_event_namespace
+    from sipum_testing.nats import isolated_event_namespace
 
     async with isolated_event_namespace(nats_url) as ns:
         bus = await ns.connect()

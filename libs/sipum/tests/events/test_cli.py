@@ -16,7 +16,7 @@ import pytest
 from sipum.events import EventBus, MessageCreated, UserCreated
 from sipum.events.examples import EVENT_EXAMPLES
 from sipum.events_cli import parse_since
-from sipum.testing.s3 import free_port
+from sipum_testing.s3 import free_port
 
 CREATED = EVENT_EXAMPLES[0]
 assert isinstance(CREATED, MessageCreated)

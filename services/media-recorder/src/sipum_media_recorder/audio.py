@@ -1,6 +1,6 @@
 """Audio the recorder plays: system prompts, uploaded greetings and stored messages.
 
-System prompts come from ``sipum.media.prompts`` (espeak-ng + sox, cached on disk). Rendering
+System prompts come from ``sipum_protocol.media.prompts`` (espeak-ng + sox, cached on disk). Rendering
 runs in one worker thread: it is blocking work, and one thread means two calls never render the
 same missing file at once. Uploaded greetings and messages are blobs; WAV is read directly,
 anything else (an MP3 or Opus upload kept as is) is decoded with PyAV.
@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sipum.media.codecs import CodecInfo
-from sipum.media.playback import PcmItem
-from sipum.media.prompts import PromptLibrary
+from sipum_protocol.media.codecs import CodecInfo
+from sipum_protocol.media.playback import PcmItem
+from sipum_protocol.media.prompts import PromptLibrary
 
 
 class Prompts:

@@ -23,7 +23,7 @@ from typing import Literal
 
 from sipum.db.messages import MailboxUsage
 
-#: Bytes of the canonical RIFF/WAVE header of a stored message (``sipum.media.recording``).
+#: Bytes of the canonical RIFF/WAVE header of a stored message (``sipum_protocol.media.recording``).
 WAV_HEADER_BYTES = 44
 #: Bytes per sample of the stored format (16-bit mono PCM).
 BYTES_PER_SAMPLE = 2

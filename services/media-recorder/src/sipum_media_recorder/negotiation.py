@@ -1,4 +1,4 @@
-"""The SDP answer of one media session (RFC 3264 offer/answer on ``sipum.sip.sdp``).
+"""The SDP answer of one media session (RFC 3264 offer/answer on ``sipum_protocol.sip.sdp``).
 
 Two steps, so that an offer we cannot serve is refused before a port is taken:
 :func:`answer_offer` negotiates (raising ``RemoteError("unsupported")`` → the agent's 488, or
@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sipum.events import RemoteError
-from sipum.media.codecs import CodecInfo, codec_info
-from sipum.sip.sdp import (
+from sipum_protocol.media.codecs import CodecInfo, codec_info
+from sipum_protocol.sip.sdp import (
     NoCommonCodec,
     SdpParseError,
     SessionDescription,

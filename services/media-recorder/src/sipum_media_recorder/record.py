@@ -7,7 +7,7 @@
    greeting, the busy one for a call diverted on busy, else the unavailable one) followed by
    the beep; without one, the default prompt — "The person at <recorded name | display name |
    number> is not available. Please leave a message after the tone." + beep.
-2. Recording (``sipum.media.recording``) until hang-up, ``#``, ``max_silence_seconds`` of
+2. Recording (``sipum_protocol.media.recording``) until hang-up, ``#``, ``max_silence_seconds`` of
    silence or the maximum length — the user's effective ``max_message_seconds``, lowered by the
    request's ``max_duration_s`` if given and to what the quota still holds. Chunks go to the blob store as they come
    (``spool.PartialRecording``).
@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from sipum.db import greetings, messages, users
-from sipum.media.playback import PlaybackItem
-from sipum.media.recording import RecordingSettings, StopReason
+from sipum_protocol.media.playback import PlaybackItem
+from sipum_protocol.media.recording import RecordingSettings, StopReason
 
 from sipum_media_recorder import metrics
 from sipum_media_recorder.audio import decode_audio

@@ -37,10 +37,10 @@ from sipum.events import (
     RemoteError,
     SessionEnded,
 )
-from sipum.media.endpoint import PortPool, PortPoolExhausted, RtpEndpoint
-from sipum.media.recording import RecordingSession, RecordingSettings
 from sipum.runtime import ServiceContext
 from sipum.runtime.work import InFlightWork
+from sipum_protocol.media.endpoint import PortPool, PortPoolExhausted, RtpEndpoint
+from sipum_protocol.media.recording import RecordingSession, RecordingSettings
 
 from sipum_media_recorder import metrics
 from sipum_media_recorder.address import advertised_address

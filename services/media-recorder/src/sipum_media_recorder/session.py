@@ -30,8 +30,8 @@ from sipum.events import (
     SessionDtmf,
     SessionHangup,
 )
-from sipum.media.endpoint import RtpEndpoint
-from sipum.media.playback import PlaybackItem, PlaybackSession
+from sipum_protocol.media.endpoint import RtpEndpoint
+from sipum_protocol.media.playback import PlaybackItem, PlaybackSession
 
 from sipum_media_recorder.audio import Prompts
 from sipum_media_recorder.negotiation import MediaPlan

@@ -9,7 +9,7 @@ replica that crashed may never come back; any replica can read the blob store. L
     partial/<session_id>-00001.pcm      ...
 
 The manifest is written when recording starts, each chunk the recording engine hands out
-(``sipum.media.recording``: at least every ``chunk_seconds``) is uploaded in order by one
+(``sipum_protocol.media.recording``: at least every ``chunk_seconds``) is uploaded in order by one
 background task per session. When the message is stored, the manifest is deleted first (it is
 what recovery looks for), then the chunks. :func:`find_interrupted` lists the recordings a
 crashed process left behind; :func:`load_interrupted` joins their chunks.
@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 from sipum.blobstore import BlobNotFoundError, BlobStore, partial_recording_key
-from sipum.media.recording import RecordingChunk
+from sipum_protocol.media.recording import RecordingChunk
 
 from sipum_media_recorder import metrics
 

@@ -24,7 +24,7 @@ from sipum.blobstore import BlobStore, message_key
 from sipum.db import messages
 from sipum.db.errors import IdempotencyConflictError
 from sipum.events import EventBus, MessageCreated, stable_event_id
-from sipum.media.recording import wav_bytes
+from sipum_protocol.media.recording import wav_bytes
 
 from sipum_media_recorder.spool import RecordingMeta
 

@@ -1,6 +1,6 @@
 """One incoming call from INVITE to its end: mailbox, ring timer, media session, events.
 
-The SIP side is the shared user agent (``sipum.sip.ua``): it answers retransmissions, CANCEL
+The SIP side is the shared user agent (``sipum_protocol.sip.ua``): it answers retransmissions, CANCEL
 (``200`` + ``487``, RFC 3261 §9.2), BYE and the 2xx/ACK handshake on its own. The service
 feeds its events into :class:`ActiveCall`; :class:`CallHandler` is the coroutine per call:
 
@@ -46,9 +46,9 @@ from sipum.events import (
     SessionHangup,
 )
 from sipum.events.models import CallEndReason, Event
-from sipum.sip.headers import SipParseError
-from sipum.sip.ua import Call
-from sipum.sip.uri import SipUri, parse_name_addr
+from sipum_protocol.sip.headers import SipParseError
+from sipum_protocol.sip.ua import Call
+from sipum_protocol.sip.uri import SipUri, parse_name_addr
 
 from sipum_registrar_agent import metrics
 from sipum_registrar_agent.mailbox import (

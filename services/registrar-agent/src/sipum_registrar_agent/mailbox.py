@@ -44,9 +44,9 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote
 
-from sipum.sip.headers import SipParseError
-from sipum.sip.message import SipRequest
-from sipum.sip.uri import SipUri, parse_name_addr, parse_params, parse_uri
+from sipum_protocol.sip.headers import SipParseError
+from sipum_protocol.sip.message import SipRequest
+from sipum_protocol.sip.uri import SipUri, parse_name_addr, parse_params, parse_uri
 
 Reason = Literal["direct", "forked", "diverted"]
 Mode = Literal["record", "retrieve"]

@@ -37,22 +37,22 @@ from typing import Any
 from sipum.db import messages, users
 from sipum.db.users import User
 from sipum.events import MessageCreated, MessageDeleted, MessageUpdated
-from sipum.sip.dialog import incoming_request_dialog_id
-from sipum.sip.digest import (
+from sipum_protocol.sip.dialog import incoming_request_dialog_id
+from sipum_protocol.sip.digest import (
     DigestError,
     SignedNonces,
     make_challenge,
     parse_authorization,
     verify_authorization,
 )
-from sipum.sip.message import SipRequest, new_tag
-from sipum.sip.mwi import MessageSummary
-from sipum.sip.transaction import Peer
-from sipum.sip.transaction.events import DEFAULT_PORTS
-from sipum.sip.transport.endpoint import SipTimeoutError, SipTransportError
-from sipum.sip.ua import IncomingRequest
-from sipum.sip.ua.aio import UserAgentEndpoint
-from sipum.sip.uri import SipUri
+from sipum_protocol.sip.message import SipRequest, new_tag
+from sipum_protocol.sip.mwi import MessageSummary
+from sipum_protocol.sip.transaction import Peer
+from sipum_protocol.sip.transaction.events import DEFAULT_PORTS
+from sipum_protocol.sip.transport.endpoint import SipTimeoutError, SipTransportError
+from sipum_protocol.sip.ua import IncomingRequest
+from sipum_protocol.sip.ua.aio import UserAgentEndpoint
+from sipum_protocol.sip.uri import SipUri
 
 from sipum_registrar_agent import metrics
 from sipum_registrar_agent.mailbox import InviteAddressing, MailboxResolver
@@ -79,7 +79,7 @@ FollowUp = tuple[Subscription, str | None]
 class DigestGuard:
     """Digest challenges and checks for SUBSCRIBE (RFC 3261 §22.2, RFC 7616 §3.3-3.4).
 
-    Nonces are stateless (``sipum.sip.digest.SignedNonces``, with a per-process key), so any
+    Nonces are stateless (``sipum_protocol.sip.digest.SignedNonces``, with a per-process key), so any
     number of challenges costs no memory. A replayed request is refused: ``qop=auth``
     is required, and the nonce count (``nc``) must grow per nonce (the counts of the latest
     ``MAX_TRACKED_NONCES`` nonces are kept; RFC 7616 §3.4). The wall clock is passed in.

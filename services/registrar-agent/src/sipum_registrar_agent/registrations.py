@@ -2,7 +2,7 @@
 bindings and digest credentials, and the REGISTER sender.
 
 The REGISTER state machines, the in-flight window and the rate limit are the shared library's
-(``sipum.sip.registration``); this module only maps users to bindings.
+(``sipum_protocol.sip.registration``); this module only maps users to bindings.
 """
 
 from __future__ import annotations
@@ -11,16 +11,16 @@ import logging
 import zlib
 
 from sipum.db.users import User
-from sipum.sip.message import SipRequest, new_branch
-from sipum.sip.registration import (
+from sipum_protocol.sip.message import SipRequest, new_branch
+from sipum_protocol.sip.registration import (
     DigestCredentials,
     PendingRequest,
     RegistrationBinding,
     RegistrationClient,
     RequestSender,
 )
-from sipum.sip.transaction import Peer
-from sipum.sip.uri import format_host, parse_via
+from sipum_protocol.sip.transaction import Peer
+from sipum_protocol.sip.uri import format_host, parse_via
 
 log = logging.getLogger("sipum.misc.registrations")
 

@@ -34,17 +34,23 @@ from sipum.events import (
 from sipum.events import RegistrationChanged as RegistrationChangedEvent
 from sipum.runtime import ServiceContext
 from sipum.runtime.work import InFlightWork
-from sipum.sip.registration import (
+from sipum_protocol.sip.registration import (
     RegistrationChanged,
     RegistrationClient,
     RegistrationPool,
     RegistrationState,
 )
-from sipum.sip.transaction import Peer
-from sipum.sip.transport import EndpointConfig
-from sipum.sip.ua import CallCancelled, CallEnded, IncomingCall, IncomingRequest, UserAgentEvent
-from sipum.sip.ua.aio import UserAgentEndpoint
-from sipum.sip.uri import parse_uri
+from sipum_protocol.sip.transaction import Peer
+from sipum_protocol.sip.transport import EndpointConfig
+from sipum_protocol.sip.ua import (
+    CallCancelled,
+    CallEnded,
+    IncomingCall,
+    IncomingRequest,
+    UserAgentEvent,
+)
+from sipum_protocol.sip.ua.aio import UserAgentEndpoint
+from sipum_protocol.sip.uri import parse_uri
 
 from sipum_registrar_agent import metrics
 from sipum_registrar_agent.calls import ActiveCall, CallHandler, CallSettings, TrustedProxies

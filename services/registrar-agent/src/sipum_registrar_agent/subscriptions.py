@@ -29,11 +29,11 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from sipum.sip.dialog import Dialog, DialogId, incoming_request_dialog_id
-from sipum.sip.headers import SipParseError, split_list
-from sipum.sip.message import SipRequest
-from sipum.sip.mwi import CONTENT_TYPE, EVENT_PACKAGE, MessageSummary, build_summary
-from sipum.sip.transaction import Peer
+from sipum_protocol.sip.dialog import Dialog, DialogId, incoming_request_dialog_id
+from sipum_protocol.sip.headers import SipParseError, split_list
+from sipum_protocol.sip.message import SipRequest
+from sipum_protocol.sip.mwi import CONTENT_TYPE, EVENT_PACKAGE, MessageSummary, build_summary
+from sipum_protocol.sip.transaction import Peer
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ whatever the URL names — a stranger cannot tell which mailboxes or messages ex
 authenticated owner asking for a message that is not in that folder gets 404; someone
 authenticated as another user gets 403.
 
-Digest nonces are stateless (``sipum.sip.digest.SignedNonces``), valid for five minutes, so
+Digest nonces are stateless (``sipum_protocol.sip.digest.SignedNonces``), valid for five minutes, so
 any gateway replica accepts a nonce another one issued.
 """
 
@@ -16,11 +16,11 @@ import time
 from dataclasses import dataclass
 
 from sipum.db import messages, users
-from sipum.rtsp.message import RtspRequest
-from sipum.rtsp.server import Denial
-from sipum.rtsp.urls import MessageUrl
 from sipum.security.tokens import InvalidToken, play_link_claims
-from sipum.sip import digest
+from sipum_protocol.rtsp.message import RtspRequest
+from sipum_protocol.rtsp.server import Denial
+from sipum_protocol.rtsp.urls import MessageUrl
+from sipum_protocol.sip import digest
 
 NONCE_LIFETIME = 300.0
 
@@ -56,14 +56,14 @@ class MessageAccess:
         self, target: MessageUrl, request: RtspRequest, *, granted: bool
     ) -> Granted | Denial:
         domain = target.domain or self.default_domain
-        user = await users.get_by_address(self.pool, target.username, domain)  # type: ignore[arg-type]
+        user = await users.get_by_address(self.pool, target.username, domain)
         realm = user.realm if user is not None else domain
         if not granted:
             verdict = self._authenticate(target, request, user, realm)
             if verdict is not None:
                 return verdict
         assert user is not None  # authentication implies the user exists
-        message = await messages.get_for_user(self.pool, user.id, target.message_id)  # type: ignore[arg-type]
+        message = await messages.get_for_user(self.pool, user.id, target.message_id)
         if message is None or message.folder != target.folder:
             return Denial(404)
         return Granted(user, message)

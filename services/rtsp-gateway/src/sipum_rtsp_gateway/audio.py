@@ -7,8 +7,8 @@ import io
 from collections import OrderedDict
 
 import numpy as np
-from sipum.media.codecs import resample
-from sipum.media.playback import read_wav
+from sipum_protocol.media.codecs import resample
+from sipum_protocol.media.playback import read_wav
 
 STREAM_RATE = 8000  # PCMU
 

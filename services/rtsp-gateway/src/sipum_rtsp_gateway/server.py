@@ -1,5 +1,5 @@
 """The asyncio side of the RTSP gateway: a TCP listener, one protocol object per connection
-driving :class:`sipum.rtsp.server.RtspServerConnection`, UDP port pairs for RTP/RTCP.
+driving :class:`sipum_protocol.rtsp.server.RtspServerConnection`, UDP port pairs for RTP/RTCP.
 
 Requests of one connection are handled in order by one worker task (look-ups are async);
 at most ``MAX_QUEUED`` may wait, more closes the connection. A connection with no request and
@@ -16,10 +16,10 @@ import socket
 from dataclasses import dataclass, field
 from typing import cast
 
-from sipum.media.endpoint import PortPair, PortPool
-from sipum.rtsp.describe import PCMU
-from sipum.rtsp.message import InterleavedFrame, RtspParseError, RtspRequest
-from sipum.rtsp.server import (
+from sipum_protocol.media.endpoint import PortPair, PortPool
+from sipum_protocol.rtsp.describe import PCMU
+from sipum_protocol.rtsp.message import InterleavedFrame, RtspParseError, RtspRequest
+from sipum_protocol.rtsp.server import (
     Denial,
     MediaInfo,
     Pause,
@@ -27,8 +27,8 @@ from sipum.rtsp.server import (
     RtspServerConnection,
     Teardown,
 )
-from sipum.rtsp.session import RtspSession
-from sipum.rtsp.urls import BadMessageUrl
+from sipum_protocol.rtsp.session import RtspSession
+from sipum_protocol.rtsp.urls import BadMessageUrl
 
 from sipum_rtsp_gateway.access import Granted, MessageAccess
 from sipum_rtsp_gateway.audio import STREAM_RATE, AudioCache
@@ -191,7 +191,7 @@ class RtspConnectionProtocol(asyncio.Protocol):
                 await self._handle(request)
             except Exception:
                 log.exception("RTSP request failed", extra={"method": request.method})
-                from sipum.rtsp.message import Headers, RtspResponse
+                from sipum_protocol.rtsp.message import Headers, RtspResponse
 
                 self._write(bytes(RtspResponse(500, Headers([("CSeq", request.cseq or "0")]))))
 
@@ -255,9 +255,9 @@ class RtspConnectionProtocol(asyncio.Protocol):
                 stream.streamer.pause()
                 action.session.position = stream.streamer.position
         elif isinstance(action, Teardown):
-            stream = self.streams.pop(action.session.id, None)
-            if stream is not None:
-                self._end_stream(stream)
+            ended = self.streams.pop(action.session.id, None)
+            if ended is not None:
+                self._end_stream(ended)
         if outcome.response is not None:
             self._write(bytes(outcome.response))
 
@@ -301,10 +301,10 @@ class RtspConnectionProtocol(asyncio.Protocol):
             rtcp_to = (self.peer_host, spec.client_ports[1])
 
             def send_rtp(packet: bytes) -> None:
-                rtp_transport.sendto(packet, rtp_to)  # type: ignore[attr-defined]
+                rtp_transport.sendto(packet, rtp_to)
 
             def send_rtcp(packet: bytes) -> None:
-                rtcp_transport.sendto(packet, rtcp_to)  # type: ignore[attr-defined]
+                rtcp_transport.sendto(packet, rtcp_to)
 
         if stream.streamer is not None:
             stream.streamer.stop()

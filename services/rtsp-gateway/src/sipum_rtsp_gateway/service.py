@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from sipum.media.endpoint import PortPool
 from sipum.runtime import ServiceContext
+from sipum_protocol.media.endpoint import PortPool
 
 from sipum_rtsp_gateway.access import MessageAccess
 from sipum_rtsp_gateway.audio import AudioCache

@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from sipum.media.codecs import create_encoder
-from sipum.media.playback import PcmItem, PlaybackSession, RtpSendStream
-from sipum.media.rtcp import RtcpBye, RtcpSdes, serialise_compound
+from sipum_protocol.media.codecs import create_encoder
+from sipum_protocol.media.playback import PcmItem, PlaybackSession, RtpSendStream
+from sipum_protocol.media.rtcp import RtcpBye, RtcpSdes, serialise_compound
 
 from sipum_rtsp_gateway.audio import STREAM_RATE
 

@@ -11,7 +11,7 @@ import io
 
 import av
 import numpy as np
-from sipum.media.recording import wav_bytes
+from sipum_protocol.media.recording import wav_bytes
 
 GREETING_RATE = 16000
 MAX_GREETING_SECONDS = 120.0

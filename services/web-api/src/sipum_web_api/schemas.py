@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -109,6 +109,10 @@ class MessagePage(BaseModel):
 class MessagePatch(BaseModel):
     heard: bool | None = None
     folder: FolderName | None = None
+
+
+#: FastAPI's ``responses=`` table: status code → OpenAPI response (``{"model": ErrorOut}``).
+Responses = dict[int | str, dict[str, Any]]
 
 
 class ErrorOut(BaseModel):

@@ -298,4 +298,4 @@ async def delete_account(body: AccountDelete, request: Request, user: CurrentUse
 
 async def ensure_default_domain(pool: object, name: str) -> None:
     """The configured domain exists from the first start on (signup needs it)."""
-    await domains.ensure(pool, name)  # type: ignore[arg-type]
+    await domains.ensure(pool, name)

@@ -17,12 +17,12 @@ from sipum.db import greetings
 
 from sipum_web_api.audio import BadAudio, to_greeting_wav
 from sipum_web_api.deps import CurrentUser, ctx_of
-from sipum_web_api.schemas import ErrorOut
+from sipum_web_api.schemas import ErrorOut, Responses
 
 router = APIRouter(prefix="/api/v1/greetings", tags=["greetings"])
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 """Largest greeting upload (``limits.BodyLimit`` enforces it, with the time bound)."""
-ERRORS = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+ERRORS: Responses = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
 
 
 class GreetingOut(BaseModel):

@@ -16,17 +16,24 @@ from sipum.events import MessageDeleted, MessageUpdated
 from sipum.security.tokens import InvalidToken, play_link_claims
 
 from sipum_web_api.deps import CurrentUser, ctx_of, current_user, secret_of
-from sipum_web_api.schemas import ErrorOut, FolderName, MessageOut, MessagePage, MessagePatch
+from sipum_web_api.schemas import (
+    ErrorOut,
+    FolderName,
+    MessageOut,
+    MessagePage,
+    MessagePatch,
+    Responses,
+)
 
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
-NOT_FOUND = {404: {"model": ErrorOut}, 401: {"model": ErrorOut}}
+NOT_FOUND: Responses = {404: {"model": ErrorOut}, 401: {"model": ErrorOut}}
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 def message_out(user: users.User, m: messages.Message) -> MessageOut:
     return MessageOut(
         id=m.id,
-        folder=m.folder.value,  # type: ignore[arg-type]
+        folder=m.folder.value,
         caller_uri=m.caller_uri,
         caller_display_name=m.caller_display_name,
         called_uri=m.called_uri,

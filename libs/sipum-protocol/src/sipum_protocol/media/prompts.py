@@ -1,0 +1,485 @@
+"""The default system prompts: generated reproducibly with espeak-ng, cached on disk.
+
+Theory of operation
+-------------------
+Every prompt is a short WAV file (16-bit PCM, mono) at each audio rate a codec needs: 8000 Hz for
+G.711 and 16000 Hz for G.722. Nothing is committed: the texts below are the source, and
+:func:`ensure_prompts` renders them into a cache directory at install / image build time (the
+``scripts/generate_prompts.py`` command) or lazily at service start.
+
+A file's name carries a hash of everything that shapes its bytes (text, voice, speed, pitch,
+amplitude, the espeak-ng and sox versions, the sample rate and this module's render version), so
+changing a text or upgrading espeak-ng produces a new file instead of serving a stale one, and
+two runs with the same inputs produce the same bytes (espeak-ng is deterministic; sox runs with
+dither off and in repeatable mode).
+
+Rendering: ``espeak-ng --stdin -w`` writes 22050 Hz speech; ``sox`` normalises it to a -3 dBFS peak
+and resamples it (``rate -v``). The beep is pure code (a 1 kHz sine, 400 ms, raised-cosine ramps),
+no espeak.
+
+Sequences: a greeting is a list of prompt paths played back to back by
+:class:`sipum_protocol.media.playback.PlaybackSession` — e.g. ``unavailable_greeting(number="1234")`` is
+"The person at" · "one" · "two" · "three" · "four" · "is not available" · "Please leave a message
+after the tone" · beep. A user's *name* is free text, rendered on demand with the same voice by
+:meth:`PromptLibrary.spoken` and cached the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import wave
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: Bumped whenever the rendering pipeline changes in a way that changes the bytes.
+RENDER_VERSION = 1
+
+#: Audio rates rendered by default: G.711 (8 kHz) and G.722 (16 kHz).
+DEFAULT_RATES: tuple[int, ...] = (8000, 16000)
+
+_ONES = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
+_TENS = {
+    20: "twenty",
+    30: "thirty",
+    40: "forty",
+    50: "fifty",
+    60: "sixty",
+    70: "seventy",
+    80: "eighty",
+    90: "ninety",
+}
+
+#: name → text of every spoken system prompt.
+PROMPT_TEXTS: dict[str, str] = {
+    # Digits, spoken one by one for phone numbers and extensions.
+    **{f"digit-{d}": _ONES[d] for d in range(10)},
+    "digit-star": "star",
+    "digit-hash": "pound",
+    # Numbers for message counts ("you have twenty one new messages").
+    **{f"number-{n}": _ONES[n] for n in range(20)},
+    **{f"number-{n}": word for n, word in _TENS.items()},
+    "number-hundred": "hundred",
+    # Caller side.
+    "person-at": "The person at",
+    "is-not-available": "is not available.",
+    "leave-message": "Please leave a message after the tone.",
+    "recording-too-short": "Your message was too short and was not recorded.",
+    "mailbox-full": "The mailbox is full and cannot take any new messages.",
+    # Mailbox side.
+    "you-have": "You have",
+    "new-message": "new message.",
+    "new-messages": "new messages.",
+    "no-new-messages": "You have no new messages.",
+    "message": "Message",
+    "no-more-messages": "There are no more messages.",
+    "enter-pin": "Please enter your PIN, followed by the pound key.",
+    "wrong-pin": "Wrong PIN. Please try again.",
+    "menu-replay": "To replay the message, press 1.",
+    "menu-delete": "To delete it, press 7.",
+    "menu-save": "To save it, press 9.",
+    "menu-end": "To end, press the pound key.",
+    "message-deleted": "Message deleted.",
+    "message-saved": "Message saved.",
+    "goodbye": "Goodbye.",
+}
+
+#: Prompt names that are generated tones, not speech.
+TONE_NAMES: tuple[str, ...] = ("beep",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Voice:
+    """espeak-ng parameters; part of every prompt's cache key."""
+
+    name: str = "en-us"
+    #: words per minute (espeak-ng ``-s``)
+    speed: int = 150
+    #: 0–99 (espeak-ng ``-p``)
+    pitch: int = 50
+    #: 0–200 (espeak-ng ``-a``)
+    amplitude: int = 100
+    #: peak level after normalisation, dBFS (sox ``gain -n``)
+    peak_dbfs: float = -3.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Beep:
+    """The tone before recording starts (pure code, no espeak)."""
+
+    frequency: float = 1000.0
+    duration: float = 0.4
+    level_dbfs: float = -6.0
+    #: raised-cosine fade in/out, so the tone starts and stops without a click
+    ramp: float = 0.005
+
+
+class PromptError(RuntimeError):
+    """A prompt could not be rendered (espeak-ng or sox missing or failing, bad text)."""
+
+
+def tool_versions() -> str:
+    """The espeak-ng and sox version lines; part of the cache key."""
+    lines = []
+    for cmd in (["espeak-ng", "--version"], ["sox", "--version"]):
+        if shutil.which(cmd[0]) is None:
+            raise PromptError(f"{cmd[0]} is not installed (Debian packages espeak-ng and sox)")
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=10)
+        # Drop espeak-ng's "Data at: <path>": the path is not part of the voice.
+        lines.append(out.stdout.split("Data at:")[0].strip())
+    return "\n".join(lines)
+
+
+def _cache_key(*parts: object) -> str:
+    digest = hashlib.sha256(repr((RENDER_VERSION, *parts)).encode()).hexdigest()
+    return digest[:16]
+
+
+def number_words(n: int) -> list[str]:
+    """Prompt names speaking the count *n* ("number-20", "number-1" for 21).
+
+    0–999 are spoken as words; larger numbers digit by digit (a voicemail count never gets there).
+    """
+    if n < 0:
+        raise ValueError("counts are not negative")
+    if n >= 1000:
+        return digit_prompts(str(n))
+    names: list[str] = []
+    hundreds, rest = divmod(n, 100)
+    if hundreds:
+        names += [f"number-{hundreds}", "number-hundred"]
+        if rest == 0:
+            return names
+    if rest < 20:
+        if rest or not names:
+            names.append(f"number-{rest}")
+    else:
+        tens, ones = divmod(rest, 10)
+        names.append(f"number-{tens * 10}")
+        if ones:
+            names.append(f"number-{ones}")
+    return names
+
+
+def digit_prompts(digits: str) -> list[str]:
+    """Prompt names speaking *digits* one by one; characters other than 0-9, * and # are skipped
+    (so "+1 (212) 555" reads as its digits)."""
+    names = []
+    for ch in digits:
+        if ch.isdigit() and ch.isascii():
+            names.append(f"digit-{ch}")
+        elif ch == "*":
+            names.append("digit-star")
+        elif ch == "#":
+            names.append("digit-hash")
+    return names
+
+
+def tone_pcm(beep: Beep, rate: int) -> np.ndarray:
+    """The beep as int16 samples at *rate* (deterministic: no randomness, fixed rounding)."""
+    n = round(beep.duration * rate)
+    t = np.arange(n, dtype=np.float64) / rate
+    amplitude = 32767.0 * 10 ** (beep.level_dbfs / 20)
+    signal = amplitude * np.sin(2 * math.pi * beep.frequency * t)
+    ramp_n = min(round(beep.ramp * rate), n // 2)
+    if ramp_n:
+        ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(ramp_n) / ramp_n)
+        signal[:ramp_n] *= ramp
+        signal[n - ramp_n :] *= ramp[::-1]
+    return np.round(signal).astype(np.int16)
+
+
+def write_wav(path: Path, pcm: np.ndarray, rate: int) -> None:
+    """Write int16 mono *pcm* as a canonical 44-byte-header WAV file."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.astype("<i2").tobytes())
+
+
+def _atomic_target(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _render_speech(text: str, voice: Voice, rates: Sequence[int], targets: Sequence[Path]) -> None:
+    if not text.strip():
+        raise PromptError("empty prompt text")
+    with tempfile.TemporaryDirectory(prefix="sipum-prompt-") as tmp:
+        raw = Path(tmp) / "speech.wav"
+        cmd = [
+            "espeak-ng",
+            "-v",
+            voice.name,
+            "-s",
+            str(voice.speed),
+            "-p",
+            str(voice.pitch),
+            "-a",
+            str(voice.amplitude),
+            "--stdin",
+            "-w",
+            str(raw),
+        ]
+        # Text goes through stdin, never argv: a name like "-v xx" must not become an option.
+        proc = subprocess.run(cmd, input=text.encode(), capture_output=True, timeout=30)
+        if proc.returncode != 0 or not raw.exists():
+            raise PromptError(f"espeak-ng failed: {proc.stderr.decode(errors='replace')}")
+        for rate, target in zip(rates, targets, strict=True):
+            tmp_target = _atomic_target(target)
+            # -D: no dither (it is random); -R: repeatable mode. gain -n normalises the peak.
+            sox = [
+                "sox",
+                "-D",
+                "-R",
+                str(raw),
+                "-b",
+                "16",
+                "-c",
+                "1",
+                "-t",
+                "wav",
+                str(tmp_target),
+                "gain",
+                "-n",
+                str(voice.peak_dbfs),
+                "rate",
+                "-v",
+                str(rate),
+            ]
+            proc = subprocess.run(sox, capture_output=True, timeout=30)
+            if proc.returncode != 0:
+                tmp_target.unlink(missing_ok=True)
+                raise PromptError(f"sox failed: {proc.stderr.decode(errors='replace')}")
+            os.replace(tmp_target, target)
+
+
+class PromptLibrary:
+    """The rendered prompts in one cache directory.
+
+    ``path(name, rate)`` gives a prompt's WAV file; sequences (greetings, counts, menus) are lists
+    of such paths.
+    """
+
+    def __init__(
+        self,
+        directory: Path | str,
+        *,
+        rates: Sequence[int] = DEFAULT_RATES,
+        voice: Voice | None = None,
+        beep: Beep | None = None,
+        texts: dict[str, str] | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.rates = tuple(rates)
+        self.voice = voice or Voice()
+        self.beep = beep or Beep()
+        self.texts = dict(PROMPT_TEXTS if texts is None else texts)
+        self._tools = tool_versions()
+
+    # -- file names -------------------------------------------------------------------------------
+
+    def _speech_path(self, name: str, text: str, rate: int) -> Path:
+        key = _cache_key(text, self.voice, self._tools, rate)
+        return self.directory / str(rate) / f"{name}-{key}.wav"
+
+    def _tone_path(self, name: str, rate: int) -> Path:
+        key = _cache_key(name, self.beep, rate)
+        return self.directory / str(rate) / f"{name}-{key}.wav"
+
+    def path(self, name: str, rate: int) -> Path:
+        """The WAV file of prompt *name* at *rate* (rendered if missing)."""
+        if rate not in self.rates:
+            raise KeyError(f"prompts are not rendered at {rate} Hz (have {self.rates})")
+        if name in TONE_NAMES:
+            target = self._tone_path(name, rate)
+            if not target.exists():
+                self._render_tone(name, rate)
+            return target
+        try:
+            text = self.texts[name]
+        except KeyError:
+            raise KeyError(f"no prompt named {name!r}") from None
+        target = self._speech_path(name, text, rate)
+        if not target.exists():
+            self._render(name, text)
+        return target
+
+    def paths(self, names: Iterable[str], rate: int) -> list[Path]:
+        return [self.path(name, rate) for name in names]
+
+    # -- rendering --------------------------------------------------------------------------------
+
+    def _render(self, name: str, text: str) -> None:
+        targets = [self._speech_path(name, text, rate) for rate in self.rates]
+        for target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        _render_speech(text, self.voice, self.rates, targets)
+
+    def _render_tone(self, name: str, rate: int) -> None:
+        target = self._tone_path(name, rate)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _atomic_target(target)
+        write_wav(tmp, tone_pcm(self.beep, rate), rate)
+        os.replace(tmp, target)
+
+    def ensure_all(self, *, workers: int = 2) -> list[Path]:
+        """Render every missing prompt; returns all prompt files (every name, every rate)."""
+        missing = [
+            (name, text)
+            for name, text in self.texts.items()
+            if not all(self._speech_path(name, text, r).exists() for r in self.rates)
+        ]
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            list(pool.map(lambda item: self._render(*item), missing))
+        files = []
+        for rate in self.rates:
+            files += [self.path(name, rate) for name in self.texts]
+            files += [self.path(name, rate) for name in TONE_NAMES]
+        return files
+
+    def spoken(self, text: str, rate: int) -> Path:
+        """Free text (a user's display name) rendered with the prompt voice, cached by hash."""
+        clean = " ".join("".join(ch for ch in text if ch.isprintable()).split())[:100]
+        if not clean:
+            raise PromptError("nothing to speak")
+        name = "text-" + hashlib.sha256(clean.encode()).hexdigest()[:12]
+        target = self._speech_path(name, clean, rate)
+        if not target.exists():
+            for r in self.rates:
+                self._speech_path(name, clean, r).parent.mkdir(parents=True, exist_ok=True)
+            _render_speech(
+                clean,
+                self.voice,
+                self.rates,
+                [self._speech_path(name, clean, r) for r in self.rates],
+            )
+        return target
+
+    def remove_stale(self) -> int:
+        """Delete cached files that no current prompt maps to (old texts, old espeak-ng).
+
+        Spoken names (``text-*``) are kept. Returns how many files were removed.
+        """
+        keep = {p.resolve() for p in self.ensure_all()}
+        removed = 0
+        for rate in self.rates:
+            for file in (self.directory / str(rate)).glob("*.wav"):
+                if file.name.startswith("text-") or file.resolve() in keep:
+                    continue
+                file.unlink()
+                removed += 1
+        return removed
+
+    # -- sequences --------------------------------------------------------------------------------
+
+    def unavailable_greeting(
+        self, *, rate: int, name: str | None = None, number: str | None = None
+    ) -> list[Path]:
+        """ "The person at <name | digits> is not available. Please leave a message after the tone."
+        + beep. With neither name nor number: "Please leave a message after the tone" + beep."""
+        return self.prompt_sequence_for("unavailable", rate=rate, name=name, number=number)
+
+    def prompt_sequence_for(
+        self,
+        what: str,
+        *,
+        rate: int,
+        name: str | None = None,
+        number: str | None = None,
+        count: int | None = None,
+    ) -> list[Path]:
+        """The prompt files for a situation.
+
+        *what*: ``unavailable`` (greeting + beep, with *name* or *number*), ``new_messages``
+        ("You have <count> new messages" / "You have no new messages"), ``menu`` (replay / delete
+        / save / end), or any single prompt name.
+        """
+        if what == "unavailable":
+            out: list[Path] = []
+            who: list[Path] = []
+            if name and name.strip():
+                who = [self.spoken(name, rate)]
+            elif number and digit_prompts(number):
+                who = self.paths(digit_prompts(number), rate)
+            if who:
+                out = [self.path("person-at", rate), *who, self.path("is-not-available", rate)]
+            return [*out, self.path("leave-message", rate), self.path("beep", rate)]
+        if what == "new_messages":
+            if count is None:
+                raise ValueError("new_messages needs count")
+            if count == 0:
+                return [self.path("no-new-messages", rate)]
+            noun = "new-message" if count == 1 else "new-messages"
+            return self.paths(["you-have", *number_words(count), noun], rate)
+        if what == "menu":
+            return self.paths(["menu-replay", "menu-delete", "menu-save", "menu-end"], rate)
+        return [self.path(what, rate)]
+
+
+def ensure_prompts(
+    directory: Path | str, *, rates: Sequence[int] = DEFAULT_RATES, voice: Voice | None = None
+) -> PromptLibrary:
+    """Render every missing default prompt into *directory*; returns the library."""
+    library = PromptLibrary(directory, rates=rates, voice=voice)
+    library.ensure_all()
+    return library
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Render sipum's default system prompts (espeak-ng + sox) into a cache directory."
+    )
+    parser.add_argument("directory", help="cache directory (created if missing)")
+    parser.add_argument(
+        "--rate",
+        type=int,
+        action="append",
+        help="sample rate to render (repeatable; default 8000 and 16000)",
+    )
+    parser.add_argument("--prune", action="store_true", help="delete files of outdated prompts")
+    args = parser.parse_args(argv)
+    try:
+        library = PromptLibrary(args.directory, rates=tuple(args.rate or DEFAULT_RATES))
+        files = library.ensure_all()
+        removed = library.remove_stale() if args.prune else 0
+    except PromptError as exc:
+        print(f"generate prompts: {exc}", file=sys.stderr)
+        return 1
+    print(f"{len(files)} prompt files in {args.directory} ({removed} stale removed)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""What the user agent tells its application: small frozen dataclasses, drained with
+``UserAgent.next_event()`` / ``events()``.
+
+Every call ends with exactly one ``CallEnded``; ``CallCancelled`` precedes it when the caller
+cancelled an unanswered INVITE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sipum_protocol.sip.message import SipRequest
+    from sipum_protocol.sip.transaction import Peer, ServerTransaction
+    from sipum_protocol.sip.ua.call import Call
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingCall:
+    """A new INVITE (outside any dialog) passed the checks; answer it with ``call.ring()``,
+    ``call.answer(sdp)`` or ``call.reject(status)``. ``call.remote_sdp`` is the offer, or
+    ``None`` for an INVITE without SDP (then the SDP given to ``answer`` is our offer and the
+    answer arrives in the ACK, RFC 3261 §13.2.1)."""
+
+    call: Call
+
+
+@dataclass(frozen=True, slots=True)
+class CallConfirmed:
+    """The ACK for our 2xx arrived (RFC 3261 §13.3.1.4); for an INVITE without SDP
+    ``call.remote_sdp`` now holds the answer from the ACK."""
+
+    call: Call
+
+
+@dataclass(frozen=True, slots=True)
+class CallProgress:
+    """Outgoing call: a provisional response (180, 183, ...) arrived."""
+
+    call: Call
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnswered:
+    """Outgoing call: the 2xx arrived and we sent the ACK; ``call.remote_sdp`` is set."""
+
+    call: Call
+
+
+@dataclass(frozen=True, slots=True)
+class CallCancelled:
+    """The caller sent CANCEL before we answered; the transaction layer already answered the
+    CANCEL with 200 and the INVITE with 487 (RFC 3261 §9.2). ``CallEnded`` follows."""
+
+    call: Call
+    reason: str | None = None
+    """The CANCEL's ``Reason`` header (RFC 3326), e.g. ``SIP;cause=200;text="Call completed
+    elsewhere"`` when a forking proxy cancels our branch because another one answered."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionModified:
+    """A re-INVITE or UPDATE changed the session (RFC 3261 §14, RFC 3311): ``offer`` is the
+    peer's new SDP, ``answer`` ours; ``on_hold`` is true when the peer stopped sending to us
+    (``a=sendonly`` or ``a=inactive``, RFC 3264 §8.4). A refresh without SDP has ``offer``
+    ``None``."""
+
+    call: Call
+    method: str
+    offer: bytes | None
+    answer: bytes | None
+    on_hold: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """The call is over. ``reason`` is one of: ``remote-bye``, ``local-bye``, ``cancelled``,
+    ``rejected`` (we answered 3xx-6xx), ``failed`` (outgoing call got 3xx-6xx, ``status`` set),
+    ``no-ack`` (our 2xx was never acknowledged; we sent BYE, §13.3.1.4), ``timeout`` (no
+    response to our INVITE), ``transport-error``."""
+
+    call: Call
+    reason: str
+    status: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingRequest:
+    """A request of a method the application handles itself (``request_methods``, e.g.
+    SUBSCRIBE): outside a dialog, or in a dialog that is not a call. The §8.2 checks passed;
+    answer it with ``UserAgent.respond(transaction, request, status, ...)``."""
+
+    request: SipRequest
+    peer: Peer
+    transaction: ServerTransaction
+
+
+UserAgentEvent = (
+    IncomingCall
+    | IncomingRequest
+    | CallConfirmed
+    | CallProgress
+    | CallAnswered
+    | CallCancelled
+    | SessionModified
+    | CallEnded
+)
