@@ -623,7 +623,8 @@ class RtpEndpoint:
         self.playback = PlaybackSession(
             self._encoder, items, now=now, stream=self.stream, barge_in=barge_in, ptime=ptime
         )
-        done = self._playback_done = self.loop.create_future()
+        done: asyncio.Future[PlaybackSession] = self.loop.create_future()
+        self._playback_done = done
         self._arm(now)
         return await done
 
@@ -659,7 +660,8 @@ class RtpEndpoint:
         # never queue more than the recording decodes at once (its batch follows the flush
         # interval, which bounds what a crash can lose)
         self._inbox_limit = min(self._inbox_base, self.recording.batch)
-        done = self._recording_done = self.loop.create_future()
+        done: asyncio.Future[RecordingResult] = self.loop.create_future()
+        self._recording_done = done
         self._arm(min(self._timer_at, now + 0.05))
         return await done
 

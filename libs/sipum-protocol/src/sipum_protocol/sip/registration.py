@@ -202,7 +202,7 @@ def refresh_delay(expires: float, policy: RegistrationPolicy, rng: random.Random
 def backoff_delay(failures: int, policy: RegistrationPolicy, rng: random.Random) -> float:
     """RFC 5626 §4.5 style: ``min(max, base·2^(failures-1))`` times a factor in [0.5, 1]."""
     ceiling = min(policy.backoff_max, policy.backoff_base * (2 ** max(0, failures - 1)))
-    return ceiling * rng.uniform(0.5, 1.0)
+    return float(ceiling * rng.uniform(0.5, 1.0))
 
 
 def _same_uri(a: SipUri, b: SipUri) -> bool:

@@ -66,11 +66,9 @@ async def release(db: Executor, message_id: int, channel: str) -> None:
 
 
 async def already_sent(db: Executor, message_id: int, channel: str) -> bool:
-    return (
-        await db.fetchval(
-            "SELECT state FROM notifications WHERE message_id = $1 AND channel = $2",
-            message_id,
-            channel,
-        )
-        == "sent"
+    state = await db.fetchval(
+        "SELECT state FROM notifications WHERE message_id = $1 AND channel = $2",
+        message_id,
+        channel,
     )
+    return bool(state == "sent")

@@ -63,7 +63,7 @@ class ComfortNoiseGenerator:
 
     @property
     def rms(self) -> float:
-        return 32767.0 * 10.0 ** (-self.level_dbov / 20.0)
+        return float(32767.0 * 10.0 ** (-self.level_dbov / 20.0))
 
     def generate(self, samples: int) -> Pcm:
         """``samples`` of noise at the current level (silence when the level is 127)."""
