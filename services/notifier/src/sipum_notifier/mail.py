@@ -18,6 +18,8 @@ from pathlib import Path
 import jinja2
 from sipum.errors import ConfigError
 
+from sipum_notifier.audio import Attachment
+
 
 def _clean(text: str) -> str:
     return "".join(ch for ch in text if ch.isprintable()).strip()
@@ -69,9 +71,13 @@ def compose(
     *,
     sender: str,
     recipient: str,
-    attachment: bytes | None = None,
+    attachment: Attachment | None = None,
+    attachment_too_large: bool = False,
 ) -> EmailMessage:
-    attachment_name = f"voicemail-{content.message_id}.wav"
+    """The mail for one message; ``attachment_too_large`` says the audio was left out because
+    it exceeded the size cap (the template tells the user to use the links)."""
+    extension = attachment.extension if attachment is not None else "wav"
+    attachment_name = f"voicemail-{content.message_id}.{extension}"
     rendered = template.render(
         username=content.username,
         domain=content.domain,
@@ -85,6 +91,7 @@ def compose(
         links_expire=content.links_expire.strftime("%Y-%m-%d %H:%M %Z").strip(),
         attached=attachment is not None,
         attachment_name=attachment_name,
+        attachment_too_large=attachment_too_large,
     )
     first, _, body = rendered.partition("\n")
     mail = EmailMessage()
@@ -97,5 +104,7 @@ def compose(
     mail["X-Sipum-Message-Id"] = str(content.message_id)
     mail.set_content(body.lstrip("\n"))
     if attachment is not None:
-        mail.add_attachment(attachment, maintype="audio", subtype="wav", filename=attachment_name)
+        mail.add_attachment(
+            attachment.data, maintype="audio", subtype=attachment.subtype, filename=attachment_name
+        )
     return mail

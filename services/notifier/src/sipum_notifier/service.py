@@ -1,4 +1,4 @@
-"""The notifier: e-mails a user when a message arrives.
+"""The notifier: e-mails a user when a message arrives, and runs the notify command.
 
 A JetStream durable consumer (``notifier``, shared by every replica) receives
 ``sipum.evt.message.created``. For each event: claim the notification (table
@@ -8,25 +8,36 @@ template with signed playback links, attach the WAV when the user's effective se
 hand it to the SMTP server, record it, publish ``sipum.evt.notification.sent``, and only then
 ack. When the SMTP server fails, ``sipum.evt.notification.failed`` is published and the handler
 raises, so the event is redelivered with backoff (1 s, 5 s, 15 s, 60 s, … up to 10 attempts).
-``-e`` turns e-mail off: events are still consumed and acked.
+``-e`` turns e-mail off: events are still consumed and acked. The mail leaves by SMTP or by
+a local sendmail (``-m``, ``sipum_notifier.transport``).
+
+With a notify command (``-k``), a second durable consumer (``notifier-command``) runs it for
+every new message, claimed under the channel ``command`` in the same table: a failing or slow
+command is retried on its own schedule and never delays or repeats the e-mail, and vice versa.
+That consumer starts with the events that arrive after it is first created: turning ``-k`` on
+does not run the command for every message already in the stream.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 
-import aiosmtplib
 from sipum.db import messages, notifications, users
 from sipum.events import MessageCreated, NotificationFailed, NotificationSent, current_delivery
 from sipum.runtime import ServiceContext
 from sipum.security.tokens import sign_play_link
 
+from sipum_notifier.audio import Attachment, AudioFormatError, attachment
+from sipum_notifier.command import NotifyCommandFailed, run_notify_command
 from sipum_notifier.mail import MailContent, compose, load_template
 from sipum_notifier.settings import NotifierSettings
+from sipum_notifier.transport import MailTransport, MailTransportError, mail_transport
 
 log = logging.getLogger("sipum.misc.notifier")
 CONSUMER = "notifier"
+COMMAND_CONSUMER = "notifier-command"
 MAX_DELIVER = 10
 
 
@@ -35,7 +46,8 @@ class NotificationInProgress(Exception):
 
 
 class SmtpFailure(Exception):
-    """The SMTP server did not accept the mail (the event will be redelivered)."""
+    """The mail transport (SMTP server or sendmail) did not take the mail (the event will be
+    redelivered)."""
 
 
 class NotifierService:
@@ -44,8 +56,10 @@ class NotifierService:
     def __init__(self, settings: NotifierSettings) -> None:
         self.settings = settings
         self.template = load_template(settings.email_template)
+        self.transport: MailTransport = mail_transport(settings)
         self.ctx: ServiceContext | None = None
         self.subscription: object = None
+        self.command_subscription: object = None
 
     async def start(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -54,10 +68,20 @@ class NotifierService:
         )
         if not self.settings.send_email:
             log.info("e-mail is off (-e): events are consumed without mail")
+        if self.settings.notify_command:
+            self.command_subscription = await ctx.bus.subscribe(
+                MessageCreated,
+                self.handle_command,
+                durable=COMMAND_CONSUMER,
+                start="new",
+                max_deliver=MAX_DELIVER,
+                ack_wait=max(30.0, 2 * self.settings.notify_timeout),
+            )
 
     async def stop_accepting(self) -> None:
-        if self.subscription is not None:
-            await self.subscription.stop()  # type: ignore[attr-defined]
+        for subscription in (self.subscription, self.command_subscription):
+            if subscription is not None:
+                await subscription.stop()  # type: ignore[attr-defined]
 
     async def drain(self) -> None:
         """The event bus lets handlers in flight finish when it closes."""
@@ -120,9 +144,17 @@ class NotifierService:
         assert self.ctx is not None and user.email is not None
         pool, bus = self.ctx.pool, self.ctx.bus
         effective = await users.effective_settings(pool, user.id)
-        attachment = None
+        audio: Attachment | None = None
+        too_large = False
         if effective is not None and effective.email_attaches_audio:
-            attachment = await self.ctx.blobs.get(message.blob_key)
+            stored = await self.ctx.blobs.get(message.blob_key)
+            try:
+                audio = attachment(stored, effective.email_audio_format)
+            except AudioFormatError as exc:
+                log.warning("attaching the WAV as it is: %s", exc, extra={"message_id": message.id})
+                audio = attachment(stored, "wav")
+            if len(audio.data) > self.settings.attachment_max_bytes:
+                audio, too_large = None, True
         web, rtsp, sip, expires = self.links(user, message.id)
         caller = event.caller_display or message.caller_display_name
         caller = f"{caller} <{message.caller_uri}>" if caller else message.caller_uri
@@ -143,11 +175,12 @@ class NotifierService:
             ),
             sender=self.settings.mail_from,
             recipient=user.email,
-            attachment=attachment,
+            attachment=audio,
+            attachment_too_large=too_large,
         )
         try:
             await self.send(mail)
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        except MailTransportError as exc:
             delivery = current_delivery()
             attempt = delivery.num_delivered if delivery else 1
             await bus.publish(
@@ -163,19 +196,69 @@ class NotifierService:
                 )
             )
             log.warning(
-                "SMTP failed; the event will be redelivered",
+                "mail transport failed; the event will be redelivered",
                 extra={"message_id": message.id, "attempt": attempt, "error": str(exc)[:200]},
             )
             raise SmtpFailure(str(exc)) from exc
 
-    async def send(self, mail: object) -> None:
-        s = self.settings
-        await aiosmtplib.send(
-            mail,  # type: ignore[arg-type]
-            hostname=s.smtp_host,
-            port=s.smtp_port,
-            username=s.smtp_username,
-            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-            start_tls=s.smtp_starttls,
-            timeout=s.smtp_timeout,
+    async def send(self, mail: EmailMessage) -> None:
+        await self.transport.send(mail)
+
+    # -- the notify command ---------------------------------------------------------------
+
+    async def handle_command(self, event: MessageCreated) -> None:
+        """Run the notify command once for ``event`` (claimed like the e-mail)."""
+        assert self.ctx is not None and self.settings.notify_command is not None
+        pool, bus, path = self.ctx.pool, self.ctx.bus, self.settings.notify_command
+        message = await messages.get(pool, event.message_id)
+        if message is None:
+            return  # deleted before we got to it
+        claim = await notifications.claim(
+            pool, message.id, "command", path, stale_after=2 * self.settings.notify_timeout
         )
+        if claim is notifications.Claim.SENT:
+            return
+        if claim is notifications.Claim.BUSY:
+            raise NotificationInProgress(f"message {message.id}: notify command running elsewhere")
+        try:
+            said = await run_notify_command(
+                path,
+                event,
+                time_limit=self.settings.notify_timeout,
+                output_limit=self.settings.notify_output_limit,
+            )
+        except NotifyCommandFailed as exc:
+            await notifications.release(pool, message.id, "command")
+            delivery = current_delivery()
+            attempt = delivery.num_delivered if delivery else 1
+            await bus.publish(
+                NotificationFailed(
+                    username=event.username,
+                    domain=event.domain,
+                    message_id=message.id,
+                    channel="command",
+                    recipient=path,
+                    error=str(exc)[:300],
+                    attempt=attempt,
+                    will_retry=attempt < MAX_DELIVER,
+                )
+            )
+            log.warning(
+                "notify command failed; the event will be redelivered",
+                extra={"message_id": message.id, "attempt": attempt, "error": str(exc)[:200]},
+            )
+            raise
+        except BaseException:
+            await notifications.release(pool, message.id, "command")
+            raise
+        await notifications.mark_sent(pool, message.id, "command")
+        await bus.publish(
+            NotificationSent(
+                username=event.username,
+                domain=event.domain,
+                message_id=message.id,
+                channel="command",
+                recipient=path,
+            )
+        )
+        log.info("notify command ran", extra={"message_id": message.id, "output": said[-100:]})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from sipum.config import ServiceSettings
@@ -30,12 +30,43 @@ class NotifierSettings(ServiceSettings):
     link_ttl_seconds: int = Field(default=14 * 86400, ge=60)
     """How long the password-less playback links in an e-mail work."""
     smtp_timeout: float = Field(default=30.0, gt=0)
+    """Bound of one SMTP conversation, or of one sendmail run."""
+    mail_transport: Literal["smtp", "sendmail"] = "smtp"
+    """``smtp`` (``smtp_host``…) or ``sendmail`` (pipe to ``sendmail_path -t -i``; ``-m`` sets it)."""
+    sendmail_path: str = "/usr/sbin/sendmail"
+    attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
+    """An attachment larger than this (after MP3 encoding, if chosen) is left out; the mail says
+    so and its links still play the message."""
+    notify_command: str | None = None
+    """``-k PATH``: a program run for every new message (event JSON on stdin, ``SIPUM_*``
+    variables; see docs/notifier.md). Unset: none."""
+    notify_timeout: float = Field(default=30.0, gt=0)
+    """A notify command still running after this long is killed (and retried)."""
+    notify_output_limit: int = Field(default=65536, ge=0)
+    """Bytes of the command's stdout/stderr kept (the rest is read and dropped)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-e", dest="no_email", action="store_true", help="do not send e-mail")
+    parser.add_argument(
+        "-k",
+        dest="notify_command",
+        metavar="PATH",
+        help="run PATH for every new message (event JSON on stdin)",
+    )
+    parser.add_argument(
+        "-m",
+        dest="sendmail_path",
+        metavar="PATH",
+        help="send mail by piping it to PATH -t -i (a sendmail) instead of SMTP",
+    )
 
 
 def apply_arguments(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
     if args.no_email:
         overrides["send_email"] = False
+    if args.notify_command:
+        overrides["notify_command"] = args.notify_command
+    if args.sendmail_path:
+        overrides["mail_transport"] = "sendmail"
+        overrides["sendmail_path"] = args.sendmail_path

@@ -21,6 +21,7 @@ DEFAULT_SETTINGS = (
     "max_message_seconds",
     "ring_timeout_seconds",
     "email_attaches_audio",
+    "email_audio_format",
 )
 
 
@@ -35,6 +36,8 @@ class Domain:
     max_message_seconds: int
     ring_timeout_seconds: int
     email_attaches_audio: bool
+    email_audio_format: str
+    """``wav`` or ``mp3``: what a notification e-mail attaches."""
     created_at: datetime
 
     @classmethod

@@ -297,7 +297,7 @@ class RegistrationChanged(MailboxEvent):
 # --- notifications --------------------------------------------------------------------------
 
 
-Channel = Literal["email", "webhook"]
+Channel = Literal["email", "webhook", "command"]
 
 
 class NotificationSent(MailboxEvent):
