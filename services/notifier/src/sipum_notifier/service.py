@@ -34,6 +34,7 @@ from sipum_notifier.command import NotifyCommandFailed, run_notify_command
 from sipum_notifier.mail import MailContent, compose, load_template
 from sipum_notifier.settings import NotifierSettings
 from sipum_notifier.transport import MailTransport, MailTransportError, mail_transport
+from sipum_notifier.webhooks.dispatcher import WebhookDispatcher
 
 log = logging.getLogger("sipum.misc.notifier")
 CONSUMER = "notifier"
@@ -60,6 +61,7 @@ class NotifierService:
         self.ctx: ServiceContext | None = None
         self.subscription: object = None
         self.command_subscription: object = None
+        self.webhooks: WebhookDispatcher | None = None
 
     async def start(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -77,14 +79,22 @@ class NotifierService:
                 max_deliver=MAX_DELIVER,
                 ack_wait=max(30.0, 2 * self.settings.notify_timeout),
             )
+        if self.settings.webhooks:
+            self.webhooks = WebhookDispatcher(self.settings, ctx)
+            await self.webhooks.start()
 
     async def stop_accepting(self) -> None:
         for subscription in (self.subscription, self.command_subscription):
             if subscription is not None:
                 await subscription.stop()  # type: ignore[attr-defined]
+        if self.webhooks is not None:
+            await self.webhooks.stop_accepting()
 
     async def drain(self) -> None:
-        """The event bus lets handlers in flight finish when it closes."""
+        """The event bus lets handlers in flight finish when it closes; webhook requests in
+        flight finish within their time limit."""
+        if self.webhooks is not None:
+            await self.webhooks.drain()
 
     # -- one event ------------------------------------------------------------------------
 

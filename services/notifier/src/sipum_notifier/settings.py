@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from sipum.config import ServiceSettings
 
 
@@ -44,6 +45,30 @@ class NotifierSettings(ServiceSettings):
     """A notify command still running after this long is killed (and retried)."""
     notify_output_limit: int = Field(default=65536, ge=0)
     """Bytes of the command's stdout/stderr kept (the rest is read and dropped)."""
+    webhooks: bool = True
+    """Deliver webhooks (the endpoints live in the database; none configured = no requests)."""
+    webhook_timeout: float = Field(default=10.0, gt=0)
+    """Bound of one webhook request (connect, send, response status)."""
+    webhook_retry_base: float = Field(default=10.0, gt=0)
+    """First retry after this many seconds, doubling each time…"""
+    webhook_retry_max: float = Field(default=3600.0, gt=0)
+    """…up to this interval…"""
+    webhook_retry_window: float = Field(default=86400.0, gt=0)
+    """…until this long after the event; then the delivery is dead-lettered."""
+    webhook_concurrency: int = Field(default=64, ge=1, le=1024)
+    """Webhook requests in flight at once per replica (at most 4 per endpoint)."""
+    webhook_poll_interval: float = Field(default=1.0, gt=0)
+    """How often the outbox is looked at for retries that fell due (new events wake it)."""
+    webhook_allowed_networks: list[str] = Field(default_factory=list)
+    """Networks (CIDR) webhooks may reach although not public, e.g. ``["10.1.0.0/16"]``; by
+    default only globally routable addresses (the SSRF guard, docs/notifier.md)."""
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, specs: list[str]) -> list[str]:
+        for spec in specs:
+            ipaddress.ip_network(spec, strict=False)  # ValueError names the bad one
+        return specs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
