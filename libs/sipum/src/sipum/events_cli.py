@@ -32,7 +32,7 @@ from pydantic import ValidationError
 
 from sipum.errors import ConfigError
 from sipum.events import DEFAULT_PREFIX, DEFAULT_STREAM, EVENT_MODELS, EventBus
-from sipum.events.bus import DEFAULT_NATS_URL, redact_url
+from sipum.events.connection import DEFAULT_NATS_URL, redact_url
 
 _RELATIVE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 

@@ -1,20 +1,13 @@
 """Event contracts: every NATS subject, the versioned payload models, and ``EventBus``.
 
+The bus itself is split by job; ``sipum.events.bus`` lists the modules.
+
 See ``docs/events.md`` for the subjects with example payloads.
 """
 
-from sipum.events.bus import (
-    ERROR_HEADER,
-    MSG_ID_HEADER,
-    Delivery,
-    EventBus,
-    EventBusError,
-    EventSubscription,
-    NoResponders,
-    RemoteError,
-    RequestTimeout,
-    current_delivery,
-)
+from sipum.events.bus import EventBus
+from sipum.events.consumer import Delivery, EventSubscription, current_delivery
+from sipum.events.errors import EventBusError, NoResponders, RemoteError, RequestTimeout
 from sipum.events.models import (
     EVENT_MODELS,
     SESSION_COMMAND_MODELS,
@@ -42,6 +35,8 @@ from sipum.events.models import (
     parse_event,
     stable_event_id,
 )
+from sipum.events.rpc import ERROR_HEADER
+from sipum.events.stream import MSG_ID_HEADER
 from sipum.events.subjects import (
     DEFAULT_PREFIX,
     DEFAULT_STREAM,
