@@ -12,6 +12,7 @@ from sipum.db.errors import IdempotencyConflictError
 from sipum.db.greetings import GreetingKind
 from sipum.db.messages import Arrival, Folder
 from sipum.db.users import User
+from sipum.events import MessageUpdated
 
 
 async def _two_users(pool: asyncpg.Pool) -> tuple[User, User]:
@@ -40,6 +41,20 @@ async def _store(
         idempotency_key=key,
         **fields,  # type: ignore[arg-type]
     )
+
+
+async def test_updated_event_describes_the_message_as_it_is_now(pg_pool: asyncpg.Pool) -> None:
+    alice, _ = await _two_users(pg_pool)
+    stored, _ = await _store(pg_pool, alice, "session-u")
+    moved = await messages.move(pg_pool, alice.id, stored.id, Folder.SAVED)
+    assert moved is not None
+    changed = ["folder"]
+    event = messages.updated_event(alice, moved, changed)
+    changed.append("heard")  # the event keeps its own list
+    assert isinstance(event, MessageUpdated)
+    assert (event.username, event.domain, event.message_id) == ("alice", "example.com", stored.id)
+    assert (event.folder, event.heard, event.changed) == ("saved", False, ["folder"])
+    assert MessageUpdated.model_validate_json(event.to_json()) == event
 
 
 async def test_insert_is_idempotent_even_concurrently(pg_pool: asyncpg.Pool) -> None:

@@ -18,7 +18,6 @@ import logging
 from typing import Literal
 
 from sipum.db import messages, users
-from sipum.events import MessageUpdated
 
 from sipum_media_recorder.audio import decode_audio
 from sipum_media_recorder.session import ALL_DIGITS, MediaSession
@@ -101,16 +100,7 @@ async def run_retrieve(session: MediaSession) -> tuple[EndReason, int | None]:
     owner = session.user
 
     async def publish_update(updated: messages.Message, changed: list[str]) -> None:
-        await svc.bus.publish(
-            MessageUpdated(
-                username=owner.username,
-                domain=owner.domain,
-                message_id=updated.id,
-                folder=updated.folder.value,
-                heard=updated.heard,
-                changed=changed,
-            )
-        )
+        await svc.bus.publish(messages.updated_event(owner, updated, changed))
 
     await session.play([item], barge_in=MENU_DIGITS)
     if not message.heard:

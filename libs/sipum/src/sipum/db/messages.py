@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from sipum.db.errors import IdempotencyConflictError
 from sipum.db.pool import Executor
+from sipum.events.models import MessageUpdated
+
+if TYPE_CHECKING:
+    from sipum.db.users import User
 
 log = logging.getLogger("sipum.sql.messages")
 
@@ -68,6 +74,23 @@ class Message:
         values["folder"] = Folder(values["folder"])
         values["arrival"] = Arrival(values["arrival"])
         return cls(**values)
+
+
+def updated_event(owner: User, message: Message, changed: Sequence[str]) -> MessageUpdated:
+    """The ``message.updated`` event of ``owner``'s ``message`` as it is now, naming the
+    fields that changed (``"heard"``, ``"folder"``).
+
+    The web API and the phone's retrieval menu both change messages; building the event here
+    keeps what the registrar-agent's MWI reads the same whichever of them made the change.
+    """
+    return MessageUpdated(
+        username=owner.username,
+        domain=owner.domain,
+        message_id=message.id,
+        folder=message.folder.value,
+        heard=message.heard,
+        changed=list(changed),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from sipum.blobstore import BlobNotFoundError
 from sipum.db import messages, users
-from sipum.events import MessageDeleted, MessageUpdated
+from sipum.events import MessageDeleted
 from sipum.security.tokens import InvalidToken, play_link_claims
 
 from sipum_web_api.deps import CurrentUser, ctx_of, current_user, secret_of
@@ -160,16 +160,7 @@ async def update_message(
         message = await messages.move(ctx.pool, user.id, message_id, body.folder) or message
         changed.append("folder")
     if changed:
-        await ctx.bus.publish(
-            MessageUpdated(
-                username=user.username,
-                domain=user.domain,
-                message_id=message.id,
-                folder=message.folder.value,
-                heard=message.heard,
-                changed=changed,
-            )
-        )
+        await ctx.bus.publish(messages.updated_event(user, message, changed))
     return message_out(user, message)
 
 
