@@ -89,7 +89,7 @@ async def api(pg_pool, event_bus, moto_server: MotoServer, s3_bucket: str) -> As
         blobs=blobs,
     )
     app = create_app(ctx)
-    app.state.deregister_wait = 0.3  # no registrar-agent here unless a test plays one
+    app.state.web.deregister_wait = 0.3  # no registrar-agent here unless a test plays one
     transport = httpx.ASGITransport(app=app, client=("192.0.2.20", 41000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield Api(client, ctx, app)
@@ -373,7 +373,7 @@ async def test_delete_account_event_first_then_rows_then_blobs(api: Api) -> None
         return sample or 0.0
 
     confirmed_before = confirmed()
-    api.app.state.deregister_wait = 10.0
+    api.app.state.web.deregister_wait = 10.0
     api.client.cookies.set("sipum_session", auth["Authorization"][7:])
     started = time.monotonic()
     r = await api.client.request(
@@ -414,7 +414,7 @@ async def test_delete_account_event_first_then_rows_then_blobs(api: Api) -> None
 
 async def test_delete_without_agent_waits_bounded_then_deletes(api: Api) -> None:
     alice, auth = await api.signup("alice")
-    api.app.state.deregister_wait = 0.5
+    api.app.state.web.deregister_wait = 0.5
     started = time.monotonic()
     r = await api.client.request(
         "DELETE", "/api/v1/account", headers=auth, json={"password": "alice-password-1"}
@@ -481,14 +481,15 @@ async def test_blob_store_failure_still_deletes_the_whole_account_in_the_db(
     good = api.ctx.blobs
     left_before = REGISTRY.get_sample_value("sipum_web_account_blobs_left_total") or 0.0
     # The web-api's blob store refuses now (its bucket is not there): real S3 errors.
-    api.ctx.blobs = s3_store(moto_server, "no-such-bucket-here")
+    web = api.app.state.web
+    web.blobs = broken = s3_store(moto_server, "no-such-bucket-here")
     try:
         r = await api.client.request(
             "DELETE", "/api/v1/account", headers=auth, json={"password": "alice-password-1"}
         )
     finally:
-        await api.ctx.blobs.close()
-        api.ctx.blobs = good
+        await broken.close()
+        web.blobs = good
     assert r.status_code == 204
     assert await users.get(api.ctx.pool, alice.id) is None
     assert await messages.get(api.ctx.pool, message.id) is None

@@ -52,7 +52,7 @@ async def stack(
         blobs=FileBlobStore(tmp_path / "blobs"),
     )
     app = create_app(ctx)
-    app.state.deregister_wait = 10.0
+    app.state.web.deregister_wait = 10.0
     transport = httpx.ASGITransport(app=app, client=("192.0.2.30", 42000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         r = await client.post(

@@ -294,3 +294,17 @@ async def test_inbox_page_and_openapi(api) -> None:
         "/api/v1/messages/{message_id}/audio",
     ):
         assert path in spec["paths"]
+    # The typed dependencies (pool, bus, secret, current user, …) are no request parameters.
+    audio = spec["paths"]["/api/v1/messages/{message_id}/audio"]["get"]
+    assert [p["name"] for p in audio["parameters"]] == ["message_id", "token"]
+    patch = spec["paths"]["/api/v1/messages/{message_id}"]["patch"]
+    assert [p["name"] for p in patch["parameters"]] == ["message_id"]
+
+
+def test_app_needs_every_connection_it_serves_with(tmp_path: Path) -> None:
+    settings = ServiceSettings(domain="example.com", secret_key=SecretStr(SECRET))
+    ctx = ServiceContext(
+        settings=settings, health=HealthRegistry("web-api"), blobs=FileBlobStore(tmp_path)
+    )
+    with pytest.raises(RuntimeError, match="PostgreSQL"):
+        create_app(ctx)

@@ -76,7 +76,7 @@ async def served_inbox(pg_pool, event_bus, tmp_path: Path):
         codec="PCMU", size_bytes=len(data), blob_key=key, message_id=message_id,
     )  # fmt: skip
     app = create_app(ctx)
-    app.state.deregister_wait = 0.2  # no registrar-agent to confirm a de-registration here
+    app.state.web.deregister_wait = 0.2  # no registrar-agent to confirm a de-registration here
     server, task, port = await start_http(app, "127.0.0.1", 0)
     yield {
         "url": f"http://127.0.0.1:{port}/",

@@ -10,11 +10,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sipum.runtime import ServiceContext
 from sipum.runtime.http import metrics_payload
 
-from sipum_web_api.auth import LoginThrottle
+from sipum_web_api.deps import WebApiState
 from sipum_web_api.limits import BodyLimit
 from sipum_web_api.routes import account, greetings, messages
 
-DEFAULT_DEREGISTER_WAIT = 3.0
 INBOX_PAGE = resources.files("sipum_web_api").joinpath("static/inbox.html").read_text("utf-8")
 
 
@@ -24,13 +23,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         summary="SIP/RTSP unified messaging: web inbox and REST API",
         version="0.1.0",
     )
-    app.state.ctx = ctx
-    app.state.secret = ctx.settings.secret_key.get_secret_value()
-    app.state.domain = ctx.settings.domain
-    app.state.login_throttle = LoginThrottle()
-    app.state.deregister_wait = float(
-        getattr(ctx.settings, "deregister_wait_seconds", DEFAULT_DEREGISTER_WAIT)
-    )
+    app.state.web = WebApiState.from_context(ctx)  # what sipum_web_api.deps hands the routes
     # Greeting uploads may be 10 MiB; every other body is small JSON. All are bounded in time.
     app.add_middleware(
         BodyLimit,

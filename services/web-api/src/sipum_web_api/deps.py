@@ -1,33 +1,122 @@
-"""FastAPI dependencies: the runtime's connections and the authenticated user."""
+"""FastAPI dependencies as ``Annotated`` aliases, so a route names what it uses in its
+signature and mypy checks how it uses it:
+
+* ``PoolDep`` — the asyncpg pool; ``BlobsDep`` — the blob store; ``BusDep`` — the event bus;
+* ``SecretDep`` — the key that signs session tokens and playback links;
+* ``DomainDep`` — the domain of a user name given without one;
+* ``LoginThrottleDep`` — counts wrong passwords per client and user;
+* ``DeregisterWaitDep`` — how long deleting an account waits for the registrar-agent;
+* ``CurrentUser`` — the user of the bearer token or session cookie (401 otherwise).
+
+All of them read the one :class:`WebApiState` that ``create_app()`` keeps on ``app.state``;
+none of them adds a parameter to the OpenAPI description.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
-from sipum.db import users
+from sipum.blobstore import BlobStore
+from sipum.db import Pool, users
+from sipum.events import EventBus
+from sipum.runtime import ServiceContext
 
-from sipum_web_api.auth import COOKIE_NAME, session_claims
+from sipum_web_api.auth import COOKIE_NAME, LoginThrottle, session_claims
 
-
-def ctx_of(request: Request) -> Any:
-    return request.app.state.ctx
-
-
-def secret_of(request: Request) -> str:
-    return str(request.app.state.secret)
+DEFAULT_DEREGISTER_WAIT = 3.0
 
 
-async def current_user(request: Request) -> users.User:
+@dataclass
+class WebApiState:
+    """What the routes use, with its types: taken once from the runtime's context (whose
+    connections are untyped because every service asks for different ones)."""
+
+    pool: Pool
+    blobs: BlobStore
+    bus: EventBus
+    secret: str
+    domain: str
+    login_throttle: LoginThrottle
+    deregister_wait: float
+    """Mutable: tests without a registrar-agent shorten it."""
+
+    @classmethod
+    def from_context(cls, ctx: ServiceContext) -> WebApiState:
+        if ctx.pool is None or ctx.blobs is None or ctx.bus is None:
+            raise RuntimeError("the web-api needs PostgreSQL, the blob store and NATS")
+        settings = ctx.settings
+        return cls(
+            pool=ctx.pool,
+            blobs=ctx.blobs,
+            bus=ctx.bus,
+            secret=settings.secret_key.get_secret_value(),
+            domain=settings.domain,
+            login_throttle=LoginThrottle(),
+            # Plain ServiceSettings (as in tests) do not have it.
+            deregister_wait=float(
+                getattr(settings, "deregister_wait_seconds", DEFAULT_DEREGISTER_WAIT)
+            ),
+        )
+
+
+def web_state(request: Request) -> WebApiState:
+    state = request.app.state.web
+    if not isinstance(state, WebApiState):
+        raise TypeError("app.state.web is not set: build the app with create_app()")
+    return state
+
+
+StateDep = Annotated[WebApiState, Depends(web_state)]
+
+
+def pool_of(state: StateDep) -> Pool:
+    return state.pool
+
+
+def blobs_of(state: StateDep) -> BlobStore:
+    return state.blobs
+
+
+def bus_of(state: StateDep) -> EventBus:
+    return state.bus
+
+
+def secret_of(state: StateDep) -> str:
+    return state.secret
+
+
+def domain_of(state: StateDep) -> str:
+    return state.domain
+
+
+def login_throttle_of(state: StateDep) -> LoginThrottle:
+    return state.login_throttle
+
+
+def deregister_wait_of(state: StateDep) -> float:
+    return state.deregister_wait
+
+
+PoolDep = Annotated[Pool, Depends(pool_of)]
+BlobsDep = Annotated[BlobStore, Depends(blobs_of)]
+BusDep = Annotated[EventBus, Depends(bus_of)]
+SecretDep = Annotated[str, Depends(secret_of)]
+DomainDep = Annotated[str, Depends(domain_of)]
+LoginThrottleDep = Annotated[LoginThrottle, Depends(login_throttle_of)]
+DeregisterWaitDep = Annotated[float, Depends(deregister_wait_of)]
+
+
+async def current_user(request: Request, pool: PoolDep, secret: SecretDep) -> users.User:
     """The user of the bearer token or session cookie; 401 otherwise (also for a session
     issued before the user's last password change)."""
     header = request.headers.get("authorization", "")
     token = (
         header[7:].strip() if header[:7].lower() == "bearer " else request.cookies.get(COOKIE_NAME)
     )
-    secret = secret_of(request)
     claims = session_claims(secret, token) if token else None
-    user = await users.get(ctx_of(request).pool, claims.user_id) if claims else None
+    user = await users.get(pool, claims.user_id) if claims else None
     # A session issued before the last password change no longer counts.
     if user is None or claims is None or not claims.valid_for(secret, user.ha1):
         raise HTTPException(

@@ -35,13 +35,18 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
+from sipum.blobstore import BlobStore
 from sipum.blobstore.keys import greeting_key, mailbox_prefix
-from sipum.db import users
-from sipum.events import RegistrationChanged, UserDeleted, stable_event_id
+from sipum.db import Pool, users
+from sipum.events import EventBus, RegistrationChanged, UserDeleted, stable_event_id
 
 from sipum_web_api import metrics
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription
 
 log = logging.getLogger("sipum.misc.web")
 
@@ -66,11 +71,13 @@ def _user_prefixes(user: users.User) -> list[str]:
         return []
 
 
-async def _watch_deregistration(bus: Any, user: users.User) -> tuple[Any, asyncio.Event]:
+async def _watch_deregistration(
+    bus: EventBus, user: users.User
+) -> tuple[Subscription, asyncio.Event]:
     """Subscribe (core NATS, before publishing) to this user's registration changes."""
     done = asyncio.Event()
 
-    async def on_msg(msg: Any) -> None:
+    async def on_msg(msg: Msg) -> None:
         try:
             event = RegistrationChanged.model_validate_json(msg.data)
         except ValueError:
@@ -86,14 +93,21 @@ async def _watch_deregistration(bus: Any, user: users.User) -> tuple[Any, asynci
     return subscription, done
 
 
-async def remove_mailbox(ctx: Any, user: users.User, *, deregister_wait: float) -> Removal:
+async def remove_mailbox(
+    user: users.User,
+    *,
+    pool: Pool,
+    bus: EventBus,
+    blobs: BlobStore,
+    deregister_wait: float,
+) -> Removal:
     """Delete ``user`` with their messages and greetings (see the module docstring).
 
     Raises if ``user.deleted`` cannot be published or the rows cannot be deleted — in both
     cases nothing was deleted yet."""
-    subscription, deregistered = await _watch_deregistration(ctx.bus, user)
+    subscription, deregistered = await _watch_deregistration(bus, user)
     try:
-        await ctx.bus.publish(
+        await bus.publish(
             UserDeleted(
                 id=stable_event_id("user.deleted", user.id),
                 username=user.username,
@@ -107,7 +121,7 @@ async def remove_mailbox(ctx: Any, user: users.User, *, deregister_wait: float) 
         with contextlib.suppress(Exception):
             await subscription.unsubscribe()
 
-    async with ctx.pool.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         keys = await users.delete(conn, user.id)
     if keys is None:  # deleted meanwhile by a concurrent request: its blobs are its job
         keys = []
@@ -115,12 +129,12 @@ async def remove_mailbox(ctx: Any, user: users.User, *, deregister_wait: float) 
     deleted, left = 0, []
     for prefix in _user_prefixes(user):
         try:
-            keys.extend(await ctx.blobs.list_keys(prefix))
+            keys.extend(await blobs.list_keys(prefix))
         except Exception as exc:  # the listing only sweeps leftovers; the named keys follow
             log.warning("could not list blobs", extra={"prefix": prefix, "error": str(exc)})
     for key in dict.fromkeys(keys):
         try:
-            await ctx.blobs.delete(key)
+            await blobs.delete(key)
             deleted += 1
         except Exception as exc:
             left.append(key)

@@ -11,13 +11,22 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
-from sipum.db import domains, users
+from sipum.db import Pool, domains, users
 from sipum.db.errors import DomainNotFoundError, InvalidUsernameError, UserExistsError
 from sipum.events import UserCreated, UserUpdated
 from sipum.security.passwords import WeakSecretError, check_password_strength, check_pin
 
 from sipum_web_api.auth import COOKIE_NAME, SESSION_TTL, LoginThrottle, issue_session_token
-from sipum_web_api.deps import CurrentUser, ctx_of, secret_of
+from sipum_web_api.deps import (
+    BlobsDep,
+    BusDep,
+    CurrentUser,
+    DeregisterWaitDep,
+    DomainDep,
+    LoginThrottleDep,
+    PoolDep,
+    SecretDep,
+)
 from sipum_web_api.removal import remove_mailbox
 from sipum_web_api.schemas import (
     AccountDelete,
@@ -52,13 +61,14 @@ def user_out(user: users.User) -> UserOut:
     response_model=UserOut,
     responses={409: {"model": ErrorOut}, 422: {"model": ErrorOut}, 404: {"model": ErrorOut}},
 )
-async def signup(body: SignupRequest, request: Request) -> UserOut:
+async def signup(
+    body: SignupRequest, pool: PoolDep, bus: BusDep, default_domain: DomainDep
+) -> UserOut:
     """Create a mailbox; the registrar-agent registers it with the SIP proxy on the event."""
-    ctx = ctx_of(request)
-    domain = (body.domain or request.app.state.domain).lower()
+    domain = (body.domain or default_domain).lower()
     try:
         user = await users.create(
-            ctx.pool,
+            pool,
             body.username,
             domain,
             body.password,
@@ -76,7 +86,7 @@ async def signup(body: SignupRequest, request: Request) -> UserOut:
         ) from None
     except (InvalidUsernameError, WeakSecretError) as exc:
         raise HTTPException(422, str(exc)) from None
-    await ctx.bus.publish(
+    await bus.publish(
         UserCreated(
             username=user.username,
             domain=user.domain,
@@ -93,37 +103,43 @@ async def signup(body: SignupRequest, request: Request) -> UserOut:
     response_model=TokenResponse,
     responses={401: {"model": ErrorOut}, 429: {"model": ErrorOut}},
 )
-async def login(body: LoginRequest, request: Request, response: Response) -> TokenResponse:
+async def login(
+    body: LoginRequest,
+    request: Request,
+    response: Response,
+    pool: PoolDep,
+    secret: SecretDep,
+    throttle: LoginThrottleDep,
+    default_domain: DomainDep,
+) -> TokenResponse:
     """Check the password; set the session cookie and return the same token for API use."""
-    ctx = ctx_of(request)
     username, _, domain = body.username.strip().lower().partition("@")
-    domain = domain or request.app.state.domain
-    throttle, key = password_throttle(request, username, domain, "too many failed logins")
-    user = await users.authenticate(ctx.pool, username, domain, body.password)
+    domain = domain or default_domain
+    key = password_throttle_key(request, throttle, username, domain, "too many failed logins")
+    user = await users.authenticate(pool, username, domain, body.password)
     if user is None:
         throttle.failed(key)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
     throttle.succeeded(key)
-    token = set_session(request, response, user)
+    token = set_session(request, response, secret, user)
     return TokenResponse(access_token=token, expires_in=SESSION_TTL)
 
 
-def password_throttle(
-    request: Request, username: str, domain: str, refusal: str
-) -> tuple[LoginThrottle, str]:
-    """The throttle that counts wrong passwords for this client and user (logins and
-    re-authentication alike), and its key; 429 with *refusal* while it blocks."""
+def password_throttle_key(
+    request: Request, throttle: LoginThrottle, username: str, domain: str, refusal: str
+) -> str:
+    """The key under which ``throttle`` counts wrong passwords for this client and user
+    (logins and re-authentication alike); 429 with *refusal* while it blocks."""
     client = request.client.host if request.client else "-"
     key = f"{client}|{username}@{domain}"
-    throttle: LoginThrottle = request.app.state.login_throttle
     if throttle.blocked(key):
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, f"{refusal}; try again later")
-    return throttle, key
+    return key
 
 
-def set_session(request: Request, response: Response, user: users.User) -> str:
+def set_session(request: Request, response: Response, secret: str, user: users.User) -> str:
     """A new session token for ``user`` (its current credentials), also as the cookie."""
-    token = issue_session_token(secret_of(request), user.id, user.ha1)
+    token = issue_session_token(secret, user.id, user.ha1)
     response.set_cookie(
         COOKIE_NAME,
         token,
@@ -147,30 +163,36 @@ async def me(user: CurrentUser) -> UserOut:
     return user_out(user)
 
 
-async def account_out(request: Request, user: users.User) -> AccountOut:
-    effective = await users.effective_settings(ctx_of(request).pool, user.id)
+async def account_out(pool: Pool, user: users.User) -> AccountOut:
+    effective = await users.effective_settings(pool, user.id)
     return AccountOut(
         **user_out(user).model_dump(),
         email_attaches_audio=bool(effective and effective.email_attaches_audio),
     )
 
 
-async def reauthenticate(request: Request, user: users.User, password: str) -> None:
+async def reauthenticate(
+    request: Request,
+    pool: Pool,
+    throttle: LoginThrottle,
+    user: users.User,
+    password: str,
+) -> None:
     """403 unless ``password`` is the user's; failures count like failed logins (429 after
     too many from this client)."""
-    throttle, key = password_throttle(
-        request, user.username, user.domain, "too many wrong passwords"
+    key = password_throttle_key(
+        request, throttle, user.username, user.domain, "too many wrong passwords"
     )
-    if not await users.verify_password(ctx_of(request).pool, user.id, password):
+    if not await users.verify_password(pool, user.id, password):
         throttle.failed(key)
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the current password is wrong")
     throttle.succeeded(key)
 
 
 @router.get("/account", response_model=AccountOut, responses={401: {"model": ErrorOut}})
-async def get_account(request: Request, user: CurrentUser) -> AccountOut:
+async def get_account(pool: PoolDep, user: CurrentUser) -> AccountOut:
     """The signed-in user with their notification settings."""
-    return await account_out(request, user)
+    return await account_out(pool, user)
 
 
 @router.patch(
@@ -185,7 +207,14 @@ async def get_account(request: Request, user: CurrentUser) -> AccountOut:
     },
 )
 async def update_account(
-    body: AccountPatch, request: Request, response: Response, user: CurrentUser
+    body: AccountPatch,
+    request: Request,
+    response: Response,
+    pool: PoolDep,
+    bus: BusDep,
+    secret: SecretDep,
+    throttle: LoginThrottleDep,
+    user: CurrentUser,
 ) -> AccountOut:
     """Change display name, notification e-mail and attachment choice, phone PIN, password.
 
@@ -217,7 +246,7 @@ async def update_account(
         raise HTTPException(422, "display_name cannot be null (use an empty string)")
     if body.new_password is not None:
         assert body.current_password is not None
-        await reauthenticate(request, user, body.current_password)
+        await reauthenticate(request, pool, throttle, user, body.current_password)
 
     profile = {
         name: getattr(body, name)
@@ -225,8 +254,7 @@ async def update_account(
         if name in given
     }
     changed: list[str] = [n for n, value in profile.items() if value != getattr(user, n)]
-    ctx = ctx_of(request)
-    async with ctx.pool.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         if profile:
             await users.update(conn, user.id, **profile)
         if body.pin is not None:
@@ -247,7 +275,7 @@ async def update_account(
             changed=changed,
         )
         try:
-            await ctx.bus.publish(event)
+            await bus.publish(event)
         except Exception as exc:
             # Committed already: answering an error would make the client retry with a
             # current password that is no longer current. Kamailio reads the new HA1 from
@@ -258,8 +286,8 @@ async def update_account(
             )
         log.info("account changed", extra={"user": updated.address, "changed": changed})
     if "password" in changed:
-        set_session(request, response, updated)
-    return await account_out(request, updated)
+        set_session(request, response, secret, updated)
+    return await account_out(pool, updated)
 
 
 @router.delete(
@@ -273,18 +301,25 @@ async def update_account(
         503: {"model": ErrorOut},
     },
 )
-async def delete_account(body: AccountDelete, request: Request, user: CurrentUser) -> Response:
+async def delete_account(
+    body: AccountDelete,
+    request: Request,
+    pool: PoolDep,
+    blobs: BlobsDep,
+    bus: BusDep,
+    throttle: LoginThrottleDep,
+    deregister_wait: DeregisterWaitDep,
+    user: CurrentUser,
+) -> Response:
     """Delete the mailbox for good: messages, greetings, credentials. Needs the password.
 
     ``user.deleted`` goes out first (the registrar-agent de-registers the user while the
     credentials still exist), then the rows in one transaction, then the audio; the session
     and bearer tokens stop working. See docs/web-api.md for what a failure in between
     leaves."""
-    await reauthenticate(request, user, body.password)
+    await reauthenticate(request, pool, throttle, user, body.password)
     try:
-        await remove_mailbox(
-            ctx_of(request), user, deregister_wait=request.app.state.deregister_wait
-        )
+        await remove_mailbox(user, pool=pool, bus=bus, blobs=blobs, deregister_wait=deregister_wait)
     except Exception as exc:
         log.error("account deletion failed", extra={"user": user.address, "error": str(exc)})
         raise HTTPException(
@@ -296,6 +331,6 @@ async def delete_account(body: AccountDelete, request: Request, user: CurrentUse
     return response
 
 
-async def ensure_default_domain(pool: object, name: str) -> None:
+async def ensure_default_domain(pool: Pool, name: str) -> None:
     """The configured domain exists from the first start on (signup needs it)."""
     await domains.ensure(pool, name)

@@ -16,7 +16,7 @@ from sipum.blobstore.keys import greeting_key
 from sipum.db import greetings
 
 from sipum_web_api.audio import BadAudio, to_greeting_wav
-from sipum_web_api.deps import CurrentUser, ctx_of
+from sipum_web_api.deps import BlobsDep, CurrentUser, PoolDep
 from sipum_web_api.schemas import ErrorOut, Responses
 
 router = APIRouter(prefix="/api/v1/greetings", tags=["greetings"])
@@ -46,8 +46,8 @@ def greeting_out(g: greetings.Greeting) -> GreetingOut:
 
 
 @router.get("", response_model=list[GreetingOut], responses=ERRORS)
-async def list_greetings(request: Request, user: CurrentUser) -> list[GreetingOut]:
-    return [greeting_out(g) for g in await greetings.list_for_user(ctx_of(request).pool, user.id)]
+async def list_greetings(pool: PoolDep, user: CurrentUser) -> list[GreetingOut]:
+    return [greeting_out(g) for g in await greetings.list_for_user(pool, user.id)]
 
 
 @router.put(
@@ -64,6 +64,8 @@ async def list_greetings(request: Request, user: CurrentUser) -> list[GreetingOu
 async def upload_greeting(
     kind: greetings.GreetingKind,
     request: Request,
+    pool: PoolDep,
+    blobs: BlobsDep,
     user: CurrentUser,
     expires_at: datetime | None = None,
 ) -> GreetingOut:
@@ -74,11 +76,10 @@ async def upload_greeting(
         wav, duration_ms = await asyncio.to_thread(to_greeting_wav, data)
     except BadAudio as exc:
         raise HTTPException(422, str(exc)) from None
-    ctx = ctx_of(request)
     key = greeting_key(user.domain, user.username, kind.value)
-    await ctx.blobs.put(key, wav, content_type="audio/wav")
+    await blobs.put(key, wav, content_type="audio/wav")
     greeting, replaced = await greetings.put(
-        ctx.pool,
+        pool,
         user.id,
         kind,
         key,
@@ -87,7 +88,7 @@ async def upload_greeting(
         expires_at=expires_at if kind is greetings.GreetingKind.TEMPORARY else None,
     )
     if replaced is not None and replaced != key:
-        await ctx.blobs.delete(replaced)
+        await blobs.delete(replaced)
     return greeting_out(greeting)
 
 
@@ -97,14 +98,13 @@ async def upload_greeting(
     responses={200: {"content": {"audio/wav": {}}}, **ERRORS},
 )
 async def greeting_audio(
-    kind: greetings.GreetingKind, request: Request, user: CurrentUser
+    kind: greetings.GreetingKind, pool: PoolDep, blobs: BlobsDep, user: CurrentUser
 ) -> Response:
-    ctx = ctx_of(request)
-    greeting = await greetings.get(ctx.pool, user.id, kind)
+    greeting = await greetings.get(pool, user.id, kind)
     if greeting is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such greeting")
     try:
-        data = await ctx.blobs.get(greeting.blob_key)
+        data = await blobs.get(greeting.blob_key)
     except BlobNotFoundError:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, "audio of this greeting is missing"
@@ -114,12 +114,11 @@ async def greeting_audio(
 
 @router.delete("/{kind}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)
 async def delete_greeting(
-    kind: greetings.GreetingKind, request: Request, user: CurrentUser
+    kind: greetings.GreetingKind, pool: PoolDep, blobs: BlobsDep, user: CurrentUser
 ) -> Response:
     """Back to the default prompt."""
-    ctx = ctx_of(request)
-    greeting = await greetings.delete(ctx.pool, user.id, kind)
+    greeting = await greetings.delete(pool, user.id, kind)
     if greeting is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such greeting")
-    await ctx.blobs.delete(greeting.blob_key)
+    await blobs.delete(greeting.blob_key)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -11,11 +11,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from sipum.blobstore import BlobNotFoundError
-from sipum.db import messages, users
+from sipum.db import Pool, messages, users
 from sipum.events import MessageDeleted
 from sipum.security.tokens import InvalidToken, play_link_claims
 
-from sipum_web_api.deps import CurrentUser, ctx_of, current_user, secret_of
+from sipum_web_api.deps import BlobsDep, BusDep, CurrentUser, PoolDep, SecretDep, current_user
 from sipum_web_api.schemas import (
     ErrorOut,
     FolderName,
@@ -49,8 +49,8 @@ def message_out(user: users.User, m: messages.Message) -> MessageOut:
     )
 
 
-async def owned(request: Request, user: users.User, message_id: int) -> messages.Message:
-    found = await messages.get_for_user(ctx_of(request).pool, user.id, message_id)
+async def owned(pool: Pool, user: users.User, message_id: int) -> messages.Message:
+    found = await messages.get_for_user(pool, user.id, message_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such message")
     return found
@@ -58,14 +58,13 @@ async def owned(request: Request, user: users.User, message_id: int) -> messages
 
 @router.get("", response_model=MessagePage, responses=NOT_FOUND)
 async def list_messages(
-    request: Request,
+    pool: PoolDep,
     user: CurrentUser,
     folder: FolderName = "inbox",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> MessagePage:
     """Newest first; ``total``/``unheard`` count the whole folder for paging."""
-    pool = ctx_of(request).pool
     items = await messages.list_for_user(pool, user.id, folder, limit=limit, offset=offset)
     counts = getattr(await messages.counts(pool, user.id), folder)
     return MessagePage(
@@ -79,22 +78,24 @@ async def list_messages(
 
 
 @router.get("/{message_id}", response_model=MessageOut, responses=NOT_FOUND)
-async def get_message(message_id: int, request: Request, user: CurrentUser) -> MessageOut:
-    return message_out(user, await owned(request, user, message_id))
+async def get_message(message_id: int, pool: PoolDep, user: CurrentUser) -> MessageOut:
+    return message_out(user, await owned(pool, user, message_id))
 
 
-async def audio_owner(request: Request, message_id: int, token: str | None) -> users.User:
+async def audio_owner(
+    request: Request, pool: Pool, secret: str, message_id: int, token: str | None
+) -> users.User:
     """The session's user, or the user a playback token from the e-mail was issued for."""
     if token is not None:
         try:
-            uid, mid = play_link_claims(secret_of(request), token)
+            uid, mid = play_link_claims(secret, token)
         except InvalidToken:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or expired link") from None
-        user = await users.get(ctx_of(request).pool, uid)
+        user = await users.get(pool, uid)
         if user is None or mid != message_id:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such message")
         return user
-    return await current_user(request)
+    return await current_user(request, pool, secret)
 
 
 @router.get(
@@ -107,14 +108,20 @@ async def audio_owner(request: Request, message_id: int, token: str | None) -> u
     },
     response_class=Response,
 )
-async def get_audio(message_id: int, request: Request, token: str | None = None) -> Response:
+async def get_audio(
+    message_id: int,
+    request: Request,
+    pool: PoolDep,
+    blobs: BlobsDep,
+    secret: SecretDep,
+    token: str | None = None,
+) -> Response:
     """The WAV file; honours ``Range: bytes=…`` (RFC 9110 §14) for seeking players.
 
     ``?token=`` accepts the signed playback link from the notification e-mail instead of a
     session."""
-    user = await audio_owner(request, message_id, token)
-    message = await owned(request, user, message_id)
-    blobs = ctx_of(request).blobs
+    user = await audio_owner(request, pool, secret, message_id, token)
+    message = await owned(pool, user, message_id)
     try:
         size = (await blobs.stat(message.blob_key)).size
     except BlobNotFoundError:
@@ -147,32 +154,32 @@ async def get_audio(message_id: int, request: Request, token: str | None = None)
 
 @router.patch("/{message_id}", response_model=MessageOut, responses=NOT_FOUND)
 async def update_message(
-    message_id: int, body: MessagePatch, request: Request, user: CurrentUser
+    message_id: int, body: MessagePatch, pool: PoolDep, bus: BusDep, user: CurrentUser
 ) -> MessageOut:
     """Mark heard/unheard and/or move to another folder."""
-    ctx = ctx_of(request)
-    message = await owned(request, user, message_id)
+    message = await owned(pool, user, message_id)
     changed: list[str] = []
     if body.heard is not None and body.heard != message.heard:
-        message = await messages.mark_heard(ctx.pool, user.id, message_id, body.heard) or message
+        message = await messages.mark_heard(pool, user.id, message_id, body.heard) or message
         changed.append("heard")
     if body.folder is not None and body.folder != message.folder.value:
-        message = await messages.move(ctx.pool, user.id, message_id, body.folder) or message
+        message = await messages.move(pool, user.id, message_id, body.folder) or message
         changed.append("folder")
     if changed:
-        await ctx.bus.publish(messages.updated_event(user, message, changed))
+        await bus.publish(messages.updated_event(user, message, changed))
     return message_out(user, message)
 
 
 @router.delete("/{message_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
-async def delete_message(message_id: int, request: Request, user: CurrentUser) -> Response:
+async def delete_message(
+    message_id: int, pool: PoolDep, blobs: BlobsDep, bus: BusDep, user: CurrentUser
+) -> Response:
     """Delete for good: the row, then the audio."""
-    ctx = ctx_of(request)
-    message = await messages.delete(ctx.pool, user.id, message_id)
+    message = await messages.delete(pool, user.id, message_id)
     if message is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such message")
-    await ctx.blobs.delete(message.blob_key)
-    await ctx.bus.publish(
+    await blobs.delete(message.blob_key)
+    await bus.publish(
         MessageDeleted(
             username=user.username,
             domain=user.domain,
