@@ -1,7 +1,7 @@
 """The connection state machine driven through the sequence ffmpeg and GStreamer send."""
 
 from sipum_protocol.rtsp.describe import PCMU
-from sipum_protocol.rtsp.message import RtspFramer, RtspRequest, RtspResponse
+from sipum_protocol.rtsp.message import InterleavedFrame, RtspFramer, RtspRequest, RtspResponse
 from sipum_protocol.rtsp.server import (
     Denial,
     MediaInfo,
@@ -32,7 +32,7 @@ def parsed(response: RtspResponse | None) -> tuple[int, dict[str, str], bytes]:
 
 
 def test_ffmpeg_udp_sequence() -> None:
-    conn = RtspServerConnection()
+    conn = RtspServerConnection(last_activity=0)
     status, headers, _ = parsed(conn.handle(req("OPTIONS", BASE + "?token=t", 1), 0).response)
     assert status == 200 and "GET_PARAMETER" in headers["Public"]
 
@@ -75,7 +75,7 @@ def test_ffmpeg_udp_sequence() -> None:
 
 
 def test_tcp_interleaved_setup() -> None:
-    conn = RtspServerConnection()
+    conn = RtspServerConnection(last_activity=0)
     setup = req("SETUP", BASE + "/trackID=0", 3, Transport="RTP/AVP/TCP;unicast;interleaved=0-1")
     status, headers, _ = parsed(conn.handle(setup, 0, media=MEDIA).response)
     assert status == 200 and headers["Transport"].startswith(
@@ -84,7 +84,7 @@ def test_tcp_interleaved_setup() -> None:
 
 
 def test_error_statuses() -> None:
-    conn = RtspServerConnection()
+    conn = RtspServerConnection(last_activity=0)
     # 454: no such session; 455: PLAY before SETUP is impossible without a session, PAUSE in INIT
     assert (
         parsed(conn.handle(req("PLAY", BASE, 1, Session="NOPE"), 0, media=MEDIA).response)[0] == 454
@@ -98,7 +98,7 @@ def test_error_statuses() -> None:
     status, headers, _ = parsed(conn.handle(multicast, 0, media=MEDIA).response)
     assert status == 461
     # 401 with a challenge, 403, 404 from the access check / URL
-    conn = RtspServerConnection()
+    conn = RtspServerConnection(last_activity=0)
     challenge = 'Digest realm="example.com", nonce="n"'
     status, headers, _ = parsed(
         conn.handle(req("DESCRIBE", BASE, 5), 0, denial=Denial(401, challenge)).response
@@ -113,7 +113,7 @@ def test_error_statuses() -> None:
 
 
 def test_state_and_range_errors() -> None:
-    conn = RtspServerConnection()
+    conn = RtspServerConnection(last_activity=0)
     setup = req("SETUP", BASE + "/trackID=0", 1, Transport="RTP/AVP/TCP;interleaved=0-1")
     session_id = parsed(conn.handle(setup, 0, media=MEDIA).response)[1]["Session"].split(";")[0]
     bad_range = req("PLAY", BASE, 2, Session=session_id, Range="npt=9-")
@@ -129,9 +129,54 @@ def test_state_and_range_errors() -> None:
 
 
 def test_sessions_expire_without_keepalive() -> None:
-    conn = RtspServerConnection(session_timeout=60)
+    conn = RtspServerConnection(last_activity=0, session_timeout=60)
     setup = req("SETUP", BASE + "/trackID=0", 1, Transport="RTP/AVP/TCP;interleaved=0-1")
     conn.handle(setup, 0, media=MEDIA)
     assert conn.expire_sessions(59) == []
     [gone] = conn.expire_sessions(61)
     assert not conn.sessions and gone.transport.tcp
+
+
+class FakeClock:
+    """Monotonic seconds that only move when the test says so."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
+def test_keepalives_by_request_and_interleaved_rtcp_on_a_fake_clock() -> None:
+    clock = FakeClock()
+    conn = RtspServerConnection(last_activity=clock.now, session_timeout=60)
+    setup = req("SETUP", BASE + "/trackID=0", 1, Transport="RTP/AVP/TCP;interleaved=0-1")
+    session_id = parsed(conn.handle(setup, clock.now, media=MEDIA).response)[1]["Session"]
+    session_id = session_id.split(";")[0]
+    # GET_PARAMETER (ffmpeg's keep-alive, §10.8) at 50 s moves the deadline to 110 s.
+    keepalive = req("GET_PARAMETER", BASE, 2, Session=session_id)
+    assert parsed(conn.handle(keepalive, clock.advance(50)).response)[0] == 200
+    assert conn.expire_sessions(clock.advance(59)) == []
+    # A receiver report as a $ frame at 109 s moves it to 169 s.
+    frames = conn.receive_data(bytes(InterleavedFrame(1, b"\x81\xc9\x00\x01rtcp")), clock.now)
+    assert [type(f) for f in frames] == [InterleavedFrame]
+    assert conn.expire_sessions(clock.advance(59.5)) == []
+    [gone] = conn.expire_sessions(clock.advance(1))
+    assert gone.id == session_id and not conn.sessions
+
+
+def test_idle_connection_is_reported_unless_playing_on_a_fake_clock() -> None:
+    clock = FakeClock()
+    conn = RtspServerConnection(last_activity=clock.now, idle_timeout=120)
+    assert not conn.idle(clock.advance(120))
+    assert conn.idle(clock.advance(0.5))  # nothing received since it was accepted
+    options = b"OPTIONS " + BASE.encode() + b" RTSP/1.0\r\nCSeq: 1\r\n\r\n"
+    [request] = conn.receive_data(options, clock.now)
+    assert isinstance(request, RtspRequest) and not conn.idle(clock.advance(120))
+    # A playing session keeps the connection open however long nothing arrives (UDP RTP).
+    setup = req("SETUP", BASE + "/trackID=0", 2, Transport="RTP/AVP/TCP;interleaved=0-1")
+    session_id = parsed(conn.handle(setup, clock.now, media=MEDIA).response)[1]["Session"]
+    play = req("PLAY", BASE, 3, Session=session_id.split(";")[0])
+    assert isinstance(conn.handle(play, clock.now, media=MEDIA).action, Play)
+    assert not conn.idle(clock.advance(3600))

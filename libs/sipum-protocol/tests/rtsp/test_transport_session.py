@@ -55,7 +55,7 @@ def test_unsupported_transports(header: str | None) -> None:
 
 def test_state_machine_follows_rfc2326_table() -> None:
     session = RtspSession(
-        url="rtsp://h/a", transport=choose_transport("RTP/AVP/TCP;interleaved=0-1")
+        url="rtsp://h/a", transport=choose_transport("RTP/AVP/TCP;interleaved=0-1"), last_seen=0
     )
     with pytest.raises(InvalidState):
         session.apply("PLAY")
@@ -68,7 +68,10 @@ def test_state_machine_follows_rfc2326_table() -> None:
 
 
 def test_session_expiry() -> None:
-    session = RtspSession(url="u", transport=choose_transport("RTP/AVP/TCP"), timeout=60)
+    session = RtspSession(
+        url="u", transport=choose_transport("RTP/AVP/TCP"), timeout=60, last_seen=40.0
+    )
+    assert not session.expired(100.0) and session.expired(100.5)
     session.touch(100.0)
     assert not session.expired(159.0)
     assert session.expired(160.5)

@@ -2,9 +2,9 @@
 driving :class:`sipum_protocol.rtsp.server.RtspServerConnection`, UDP port pairs for RTP/RTCP.
 
 Requests of one connection are handled in order by one worker task (look-ups are async);
-at most ``MAX_QUEUED`` may wait, more closes the connection. A connection with no request and
-no playing session for ``IDLE_TIMEOUT`` seconds is closed; sessions not kept alive (request or
-RTCP) within their timeout are torn down.
+at most ``MAX_QUEUED`` may wait, more closes the connection. Once a second a watchdog asks the
+protocol core, with the loop's clock, which sessions timed out (torn down here) and whether the
+connection is idle (closed here); the timeouts themselves are the core's.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from sipum_rtsp_gateway.streamer import SessionStreamer
 log = logging.getLogger("sipum.net.rtsp")
 
 MAX_QUEUED = 16
-IDLE_TIMEOUT = 120.0
 MAX_WRITE_BUFFER = 2 * 1024 * 1024
 
 
@@ -104,14 +103,14 @@ class RtspGateway:
 class RtspConnectionProtocol(asyncio.Protocol):
     def __init__(self, gateway: RtspGateway) -> None:
         self.gateway = gateway
-        self.conn = RtspServerConnection()
+        # The protocol factory runs in the loop, as the connection is accepted.
+        self.conn = RtspServerConnection(last_activity=asyncio.get_running_loop().time())
         self.transport: asyncio.Transport | None = None
         self.peer_host = "127.0.0.1"
         self.queue: asyncio.Queue[RtspRequest] = asyncio.Queue()
         self.streams: dict[str, _Stream] = {}
         self.worker: asyncio.Task[None] | None = None
         self.watchdog: asyncio.Task[None] | None = None
-        self.last_activity = 0.0
         self.closing = False
 
     # -- connection -----------------------------------------------------------------------
@@ -132,24 +131,21 @@ class RtspConnectionProtocol(asyncio.Protocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         loop = asyncio.get_running_loop()
-        self.last_activity = loop.time()
         self.worker = loop.create_task(self._work())
         self.watchdog = loop.create_task(self._watch())
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        self.last_activity = asyncio.get_running_loop().time()
         try:
-            items = self.conn.receive_data(data)
+            items = self.conn.receive_data(data, asyncio.get_running_loop().time())
         except RtspParseError as exc:
             self._write(bytes(self.conn.error(exc)))
             self.close()
             return
         for item in items:
             if isinstance(item, InterleavedFrame):
-                self._keepalive_all()  # RTCP receiver reports over TCP
-                continue
+                continue  # an RTCP receiver report: the core counted it as a keep-alive
             if self.queue.qsize() >= MAX_QUEUED:
                 self.close()
                 return
@@ -340,11 +336,6 @@ class RtspConnectionProtocol(asyncio.Protocol):
             if not stream.transports:
                 self._release(stream.ports)
 
-    def _keepalive_all(self) -> None:
-        now = asyncio.get_running_loop().time()
-        for stream in self.streams.values():
-            stream.session.touch(now)
-
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()
         while not self.closing:
@@ -355,7 +346,6 @@ class RtspConnectionProtocol(asyncio.Protocol):
                 if stream is not None:
                     log.info("RTSP session timed out", extra={"session": session.id})
                     self._end_stream(stream)
-            playing = any(s.session.state.value == "playing" for s in self.streams.values())
-            if not playing and now - self.last_activity > IDLE_TIMEOUT:
+            if self.conn.idle(now):
                 self.close()
                 return

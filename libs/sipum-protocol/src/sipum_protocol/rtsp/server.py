@@ -13,6 +13,13 @@ PLAY's response carries the RTP sequence number and timestamp the stream will st
 (``RTP-Info``), which only the streamer knows, so ``handle`` returns the action first and
 :meth:`~RtspServerConnection.play_response` builds the response from them.
 
+Time is an argument: every method that depends on it takes ``now`` (seconds on any monotonic
+clock, the same one throughout). A session is kept alive by any request naming it and by RTCP
+receiver reports (interleaved frames on this connection count for all its sessions; the I/O
+layer calls ``RtspSession.touch`` for reports arriving over UDP); :meth:`expire_sessions` tears
+down those silent for longer than their timeout (§12.37). :meth:`idle` tells the I/O layer to
+close a connection that has received nothing for ``idle_timeout`` and plays nothing.
+
 Access is granted per connection: once DESCRIBE (or SETUP/PLAY) on this connection was allowed
 for a message — by token or Digest — requests for the same message on the same connection
 (e.g. SETUP on ``Content-Base``/``trackID=0``, which carries no token) are allowed too.
@@ -103,17 +110,29 @@ class Outcome:
 class RtspServerConnection:
     """Protocol state of one RTSP control connection."""
 
+    last_activity: float = field(kw_only=True)
+    """When bytes last arrived; pass the time the connection was accepted."""
     session_timeout: int = 60
     max_sessions: int = 4
+    idle_timeout: float = 120.0
+    """A connection that received nothing for this long and plays nothing is closed."""
     framer: RtspFramer = field(default_factory=RtspFramer)
     sessions: dict[str, RtspSession] = field(default_factory=dict)
     granted: set[str] = field(default_factory=set)
 
     # -- input ---------------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> list[RtspRequest | InterleavedFrame]:
-        """Complete requests and frames; raises :class:`RtspParseError` (see :meth:`error`)."""
-        return self.framer.feed(data)
+    def receive_data(self, data: bytes, now: float) -> list[RtspRequest | InterleavedFrame]:
+        """Complete requests and frames; raises :class:`RtspParseError` (see :meth:`error`).
+
+        Interleaved frames from the client are its RTCP receiver reports: they keep every
+        session of the connection alive (§12.37)."""
+        self.last_activity = now
+        items = self.framer.feed(data)
+        if any(isinstance(item, InterleavedFrame) for item in items):
+            for session in self.sessions.values():
+                session.touch(now)
+        return items
 
     @staticmethod
     def error(exc: RtspParseError) -> RtspResponse:
@@ -248,9 +267,11 @@ class RtspServerConnection:
             if len(self.sessions) >= self.max_sessions:
                 return self._response(request, 453, Reason="too many sessions")
             session = RtspSession(
-                url=content_base(request.url), transport=spec, timeout=self.session_timeout
+                url=content_base(request.url),
+                transport=spec,
+                timeout=self.session_timeout,
+                last_seen=now,
             )
-            session.touch(now)
         server_ports: tuple[int, int] | None = None
         if not spec.tcp:
             if allocate_ports is None:
@@ -302,3 +323,9 @@ class RtspServerConnection:
         for session in gone:
             del self.sessions[session.id]
         return gone
+
+    def idle(self, now: float) -> bool:
+        """Nothing received for ``idle_timeout`` and no session playing: close the connection."""
+        if any(session.state is State.PLAYING for session in self.sessions.values()):
+            return False
+        return now - self.last_activity > self.idle_timeout

@@ -94,7 +94,8 @@ class RtspSession:
     ssrc: int = field(default_factory=lambda: secrets.randbits(32))
     state: State = State.INIT
     position: float = 0.0
-    last_seen: float = 0.0
+    last_seen: float = field(kw_only=True)
+    """When the client last kept the session alive (a request or an RTCP report)."""
 
     def apply(self, method: str) -> State:
         """Move the state machine; raises :class:`InvalidState` for a method out of place."""
