@@ -19,7 +19,7 @@ from sipum.blobstore.keys import message_key
 from sipum.config import ServiceSettings
 from sipum.db import domains, messages, users
 from sipum.runtime import HealthRegistry, ServiceContext
-from sipum.runtime.service import start_http, stop_http
+from sipum.runtime.http import start_http, stop_http
 from sipum_web_api.app import create_app
 
 CHROMIUM = shutil.which("chromium")

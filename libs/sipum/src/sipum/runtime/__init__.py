@@ -2,7 +2,8 @@
 
 - :mod:`sipum.runtime.logging` — structured log lines (human or JSON), ``-d`` categories;
 - :mod:`sipum.runtime.health` — named health checks (PostgreSQL, NATS, blob store) and a report;
-- :mod:`sipum.runtime.http` — a tiny ASGI app serving ``/health`` and ``/metrics`` (Prometheus);
+- :mod:`sipum.runtime.http` — a tiny ASGI app serving ``/health`` and ``/metrics`` (Prometheus),
+  and uvicorn serving it (or a service's own ASGI app) in the service's event loop;
 - :mod:`sipum.runtime.service` — the life cycle: connect, start, SIGTERM → stop taking work,
   finish in-flight work within a deadline, exit 0.
 """

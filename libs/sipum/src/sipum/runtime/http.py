@@ -1,4 +1,5 @@
-"""A minimal ASGI app with ``/health`` and ``/metrics``, served by uvicorn.
+"""The service's HTTP endpoint: a minimal ASGI app with ``/health`` and ``/metrics``, and
+uvicorn serving it (or the web-api's FastAPI app) inside the service's own event loop.
 
 Services without a web API of their own serve it on ``http_host:http_port``; the web-api mounts
 the same routes in FastAPI instead.
@@ -6,17 +7,22 @@ the same routes in FastAPI instead.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from sipum.errors import ConfigError
 from sipum.runtime.health import HealthRegistry
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def metrics_payload() -> bytes:
@@ -65,3 +71,30 @@ class HealthMetricsApp:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+async def start_http(
+    app: AsgiApp, host: str, port: int
+) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
+    """Serve an ASGI app in this loop without uvicorn's own signal handling."""
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="off")
+    config.load()
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)
+    try:
+        await server.startup()
+    except SystemExit:  # uvicorn exits when it cannot bind (port in use...)
+        server.should_exit = True
+    if server.should_exit:
+        raise ConfigError("http_port", f"cannot listen on {host}:{port}")
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    task = asyncio.create_task(server.main_loop(), name="http-main-loop")
+    return server, task, bound
+
+
+async def stop_http(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    server.should_exit = True
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(task, 5)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(server.shutdown(), 5)

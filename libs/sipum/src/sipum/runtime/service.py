@@ -23,12 +23,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import uvicorn
-
 from sipum.config import ServiceSettings, load_settings, run_cli
-from sipum.errors import ConfigError
 from sipum.runtime.health import HealthRegistry
-from sipum.runtime.http import HealthMetricsApp
+from sipum.runtime.http import AsgiApp, HealthMetricsApp, start_http, stop_http
 from sipum.runtime.logging import setup_logging
 
 log = logging.getLogger("sipum.misc.runtime")
@@ -39,7 +36,12 @@ POSTGRES, NATS, BLOBS = "postgres", "nats", "blobs"
 
 @dataclass
 class ServiceContext:
-    """What the runtime hands a service: settings, connections, health registry, stop flag."""
+    """What the runtime hands a service: settings, connections, health registry, stop flag.
+
+    The connections are untyped because each service asks for a different set (``uses``) and
+    typing them ``X | None`` would make every use check for None; a service narrows the ones
+    it uses once (the web-api in ``sipum_web_api.deps.WebApiState``).
+    """
 
     settings: Any
     health: HealthRegistry
@@ -123,33 +125,6 @@ async def close_dependencies(ctx: ServiceContext) -> None:
             await asyncio.wait_for(ctx.pool.close(), 5)
 
 
-async def start_http(
-    app: Any, host: str, port: int
-) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
-    """Serve an ASGI app in this loop without uvicorn's own signal handling."""
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="off")
-    config.load()
-    server = uvicorn.Server(config)
-    server.lifespan = config.lifespan_class(config)
-    try:
-        await server.startup()
-    except SystemExit:  # uvicorn exits when it cannot bind (port in use...)
-        server.should_exit = True
-    if server.should_exit:
-        raise ConfigError("http_port", f"cannot listen on {host}:{port}")
-    bound = server.servers[0].sockets[0].getsockname()[1]
-    task = asyncio.create_task(server.main_loop(), name="http-main-loop")
-    return server, task, bound
-
-
-async def stop_http(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
-    server.should_exit = True
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(task, 5)
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(server.shutdown(), 5)
-
-
 def tune_garbage_collector() -> None:
     """Keep the collector's full passes out of the hot paths.
 
@@ -176,7 +151,7 @@ async def serve(
     settings: ServiceSettings,
     *,
     uses: Sequence[str] = (POSTGRES, NATS, BLOBS),
-    http_app_factory: Callable[[ServiceContext], Any] | None = None,
+    http_app_factory: Callable[[ServiceContext], AsgiApp] | None = None,
     drain_timeout: float = 20.0,
 ) -> int:
     """Run ``service`` until SIGTERM/SIGINT; see the module docstring for the sequence."""
@@ -187,7 +162,7 @@ async def serve(
     server = task = None
     try:
         await connect_dependencies(ctx, uses)
-        app = http_app_factory(ctx) if http_app_factory else HealthMetricsApp(ctx.health)
+        app: AsgiApp = http_app_factory(ctx) if http_app_factory else HealthMetricsApp(ctx.health)
         server, task, ctx.http_port = await start_http(app, settings.http_host, settings.http_port)
         await service.start(ctx)
         gc_task: asyncio.Task[None] | None = None
@@ -236,7 +211,7 @@ def run_service_main(
     uses: Sequence[str] = (POSTGRES, NATS, BLOBS),
     add_arguments: Callable[..., None] | None = None,
     apply_arguments: Callable[..., None] | None = None,
-    http_app_factory: Callable[[ServiceContext], Any] | None = None,
+    http_app_factory: Callable[[ServiceContext], AsgiApp] | None = None,
 ) -> None:
     """The ``main()`` of a service's console script and ``python -m``."""
     prog = f"sipum-{name}"
