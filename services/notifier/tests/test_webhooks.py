@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sipum.db import domains, users, webhooks
-from sipum_notifier.webhooks.destination import (
+from sipum.security.destinations import (
     DestinationRefused,
     check_address,
     resolve_destination,
@@ -346,3 +346,24 @@ def test_signature_verifies_and_rejects_old_or_forged() -> None:
     assert not verify("x" * 20, header, b"{}", now=1_700_000_100)
     assert not verify("k" * 20, header, b"{}", now=1_700_001_000)
     assert not verify("k" * 20, "garbage", b"{}", now=1_700_000_000)
+
+
+async def test_a_queued_test_event_is_delivered(world, receivers) -> None:
+    receiver = receivers("t" * 20).start()
+    hook = await webhooks.create(
+        world["pool"],
+        url=receiver.url,
+        events=["message.created"],
+        user_id=world["alice"].id,
+        secret=receiver.secret,
+    )
+    service = await start_notifier(world, 9, **FAST)
+    event_id = uuid.uuid4()
+    body = json.dumps({"id": str(event_id), "type": "webhook.test", "data": {}})
+    await webhooks.enqueue_test(world["pool"], hook.id, body, event_id)
+    await wait_for(lambda: receiver.got)  # picked up by the poll, within a second
+    [got] = receiver.got
+    assert got["event"] == "webhook.test" and got["key"] == str(event_id)
+    assert receiver.bad_signatures == 0
+    await service.stop_accepting()
+    await service.drain()

@@ -135,6 +135,7 @@ async def test_get_and_patch_profile_fields_publish_user_updated(api: Api) -> No
         "email": "alice@mail.test",
         "has_pin": True,
         "email_attaches_audio": True,  # the domain's default
+        "email_audio_format": "wav",
     }
     assert (await api.client.get("/api/v1/account")).status_code == 401
     spec = (await api.client.get("/openapi.json")).json()
@@ -536,3 +537,15 @@ async def test_session_tokens_name_the_credentials(api: Api) -> None:
         token = sign(SECRET, "session", claims, ttl=60)
         r = await api.client.get("/api/v1/account", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 401
+
+
+async def test_the_attachment_format_is_a_setting_of_ones_own(api) -> None:
+    alice, auth = await api.signup("alice")
+    r = await api.client.patch("/api/v1/account", headers=auth, json={"email_audio_format": "mp3"})
+    assert r.status_code == 200 and r.json()["email_audio_format"] == "mp3"
+    effective = await users.effective_settings(api.ctx.pool, alice.id)
+    assert effective is not None and effective.email_audio_format == "mp3"
+    r = await api.client.patch("/api/v1/account", headers=auth, json={"email_audio_format": "ogg"})
+    assert r.status_code == 422
+    r = await api.client.patch("/api/v1/account", headers=auth, json={"email_audio_format": None})
+    assert r.json()["email_audio_format"] == "wav"  # back to the domain's default

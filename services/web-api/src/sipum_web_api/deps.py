@@ -14,7 +14,7 @@ none of them adds a parameter to the OpenAPI description.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -22,6 +22,7 @@ from sipum.blobstore import BlobStore
 from sipum.db import Pool, users
 from sipum.events import EventBus
 from sipum.runtime import ServiceContext
+from sipum.security.destinations import IpNetwork, parse_networks
 
 from sipum_web_api.auth import COOKIE_NAME, LoginThrottle, session_claims
 
@@ -41,6 +42,9 @@ class WebApiState:
     login_throttle: LoginThrottle
     deregister_wait: float
     """Mutable: tests without a registrar-agent shorten it."""
+    webhook_networks: list[IpNetwork] = field(default_factory=list)
+    """Non-public networks webhook URLs may point into (``webhook_allowed_networks``)."""
+    max_webhooks: int = 10
 
     @classmethod
     def from_context(cls, ctx: ServiceContext) -> WebApiState:
@@ -58,6 +62,8 @@ class WebApiState:
             deregister_wait=float(
                 getattr(settings, "deregister_wait_seconds", DEFAULT_DEREGISTER_WAIT)
             ),
+            webhook_networks=parse_networks(getattr(settings, "webhook_allowed_networks", [])),
+            max_webhooks=int(getattr(settings, "max_webhooks_per_user", 10)),
         )
 
 

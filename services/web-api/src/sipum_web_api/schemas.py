@@ -47,6 +47,9 @@ class AccountOut(UserOut):
         description="notification e-mails carry the message as a WAV attachment (your choice, "
         "else the domain's default)"
     )
+    email_audio_format: Literal["wav", "mp3"] = Field(
+        description="format of that attachment (your choice, else the domain's default)"
+    )
 
 
 class AccountPatch(BaseModel):
@@ -64,6 +67,9 @@ class AccountPatch(BaseModel):
     )
     email_attaches_audio: bool | None = Field(
         default=None, description="attach the WAV to notifications; null: the domain's default"
+    )
+    email_audio_format: Literal["wav", "mp3"] | None = Field(
+        default=None, description="attach as WAV or MP3; null: the domain's default"
     )
     pin: str | None = Field(
         default=None, min_length=1, max_length=16, description="4 to 12 digits, for phone access"

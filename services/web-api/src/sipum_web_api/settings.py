@@ -14,3 +14,7 @@ class WebApiSettings(ServiceSettings):
     deregister_wait_seconds: float = Field(default=3.0, ge=0, le=30)
     """Deleting an account waits at most this long for the registrar-agent to confirm the
     de-registration before the user's row goes (docs/web-api.md)."""
+    webhook_allowed_networks: list[str] = Field(default_factory=list)
+    """Non-public networks (CIDR) a webhook URL may point into — the same setting as the
+    notifier's, which enforces it on delivery (docs/notifier.md)."""
+    max_webhooks_per_user: int = Field(default=10, ge=0, le=100)

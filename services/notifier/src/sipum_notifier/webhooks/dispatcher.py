@@ -36,13 +36,13 @@ from prometheus_client import Counter, Histogram
 from sipum.db import webhooks
 from sipum.events.models import MailboxEvent
 from sipum.runtime import ServiceContext
-
-from sipum_notifier.settings import NotifierSettings
-from sipum_notifier.webhooks.destination import (
+from sipum.security.destinations import (
     DestinationRefused,
     parse_networks,
     resolve_destination,
 )
+
+from sipum_notifier.settings import NotifierSettings
 from sipum_notifier.webhooks.signature import SIGNATURE_HEADER, sign
 
 log = logging.getLogger("sipum.misc.webhooks")

@@ -168,6 +168,7 @@ async def account_out(pool: Pool, user: users.User) -> AccountOut:
     return AccountOut(
         **user_out(user).model_dump(),
         email_attaches_audio=bool(effective and effective.email_attaches_audio),
+        email_audio_format="mp3" if effective and effective.email_audio_format == "mp3" else "wav",
     )
 
 
@@ -250,7 +251,7 @@ async def update_account(
 
     profile = {
         name: getattr(body, name)
-        for name in ("display_name", "email", "email_attaches_audio")
+        for name in ("display_name", "email", "email_attaches_audio", "email_audio_format")
         if name in given
     }
     changed: list[str] = [n for n, value in profile.items() if value != getattr(user, n)]

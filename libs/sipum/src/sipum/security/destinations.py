@@ -1,4 +1,7 @@
-"""Where a webhook request may go — the SSRF guard.
+"""Where an outbound request (a webhook) may go — the SSRF guard.
+
+The web-api checks a URL when a user saves it (a clear 422 at once); the notifier checks it
+again before every attempt (DNS answers change).
 
 A webhook URL is chosen by a user, and the notifier runs inside the deployment's network: left
 unchecked, ``http://169.254.169.254/`` (cloud metadata), ``http://127.0.0.1:8222/`` (NATS
