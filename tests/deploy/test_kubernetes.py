@@ -149,3 +149,8 @@ def test_the_validator_catches_a_wrong_manifest() -> None:
     wrong["spec"]["replicas"] = "two"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(wrong, KUBERNETES, strict=True)
+
+
+def test_the_stream_is_replicated_across_the_nats_nodes() -> None:
+    config = by_kind("ConfigMap")[0]["data"]
+    assert int(config["SIPUM_STREAM_REPLICAS"]) == by_kind("StatefulSet")[0]["spec"]["replicas"]

@@ -37,6 +37,9 @@ class ServiceSettings(BaseSettings):
     """First token of every NATS subject (``<prefix>.evt.>``); tests use a unique one."""
     events_stream: str = "SIPUM"
     """Name of the JetStream stream that keeps the events."""
+    stream_replicas: int = Field(default=1, ge=1, le=5)
+    """Copies JetStream keeps of the stream: 1 on one server, 3 on a NATS cluster (survives the
+    loss of one node). Every service that starts brings the stream to this setting."""
 
     s3_endpoint: str | None = None
     """``host:port`` of an S3 service (MinIO); unset → the filesystem blob store under ``blob_root``."""

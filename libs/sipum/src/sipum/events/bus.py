@@ -139,6 +139,7 @@ class EventBus:
         max_age: timedelta = DEFAULT_MAX_AGE,
         max_bytes: int = -1,
         duplicate_window: timedelta = DEFAULT_DUPLICATE_WINDOW,
+        replicas: int = 1,
     ) -> api.StreamConfig:
         return event_stream.stream_config(
             self.stream,
@@ -146,6 +147,7 @@ class EventBus:
             max_age=max_age,
             max_bytes=max_bytes,
             duplicate_window=duplicate_window,
+            replicas=replicas,
         )
 
     async def ensure_stream(
@@ -154,11 +156,15 @@ class EventBus:
         max_age: timedelta = DEFAULT_MAX_AGE,
         max_bytes: int = -1,
         duplicate_window: timedelta = DEFAULT_DUPLICATE_WINDOW,
+        replicas: int = 1,
     ) -> api.StreamInfo:
         """Create the stream or bring its settings up to date; safe to call from every replica
         at every start, also concurrently."""
         config = self.stream_config(
-            max_age=max_age, max_bytes=max_bytes, duplicate_window=duplicate_window
+            max_age=max_age,
+            max_bytes=max_bytes,
+            duplicate_window=duplicate_window,
+            replicas=replicas,
         )
         return await event_stream.ensure_stream(self.js, config)
 

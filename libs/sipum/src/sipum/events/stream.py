@@ -35,10 +35,12 @@ def stream_config(
     max_age: timedelta = DEFAULT_MAX_AGE,
     max_bytes: int = -1,
     duplicate_window: timedelta = DEFAULT_DUPLICATE_WINDOW,
+    replicas: int = 1,
 ) -> api.StreamConfig:
     """The stream that keeps every event: file storage, limits retention (events stay for
     ``max_age`` whether or not anyone consumed them, so the events command can replay them),
-    old events discarded first, duplicates by ``Nats-Msg-Id`` dropped within the window."""
+    old events discarded first, duplicates by ``Nats-Msg-Id`` dropped within the window.
+    ``replicas`` > 1 keeps that many copies on a NATS cluster (3 survives one node's loss)."""
     return api.StreamConfig(
         name=validate_stream_name(stream),
         description="sipum domain events",
@@ -49,6 +51,7 @@ def stream_config(
         max_age=max_age.total_seconds(),
         max_bytes=max_bytes,
         duplicate_window=duplicate_window.total_seconds(),
+        num_replicas=replicas,
     )
 
 
@@ -72,6 +75,7 @@ async def ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> api.S
         and current.max_age == config.max_age
         and current.max_bytes == config.max_bytes
         and current.duplicate_window == config.duplicate_window
+        and (current.num_replicas or 1) == (config.num_replicas or 1)
     ):
         return info
     log.info("updating stream %s settings", name)

@@ -101,7 +101,7 @@ async def connect_dependencies(
             prefix=settings.events_prefix,
             stream=settings.events_stream,
         )
-        await ctx.bus.ensure_stream()
+        await ctx.bus.ensure_stream(replicas=settings.stream_replicas)
         bus = ctx.bus
 
         async def check_nats() -> None:
