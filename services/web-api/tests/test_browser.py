@@ -8,6 +8,7 @@ import io
 import math
 import shutil
 import struct
+import time
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from sipum.blobstore import FileBlobStore
 from sipum.blobstore.keys import message_key
 from sipum.config import ServiceSettings
 from sipum.db import domains, messages, users
+from sipum.events import MessageCreated
 from sipum.runtime import HealthRegistry, ServiceContext
 from sipum.runtime.http import start_http, stop_http
 from sipum_web_api.app import create_app
@@ -85,6 +87,7 @@ async def served_inbox(pg_pool, event_bus, tmp_path: Path):
         "pool": pg_pool,
         "alice": alice,
         "blobs": ctx.blobs,
+        "bus": event_bus,
     }
     await stop_http(server, task)
 
@@ -251,3 +254,81 @@ async def test_account_section_in_chromium(served_inbox) -> None:
     assert await users.get(pool, alice.id) is None
     assert await messages.get(pool, served_inbox["message_id"]) is None
     assert not await served_inbox["blobs"].exists(served_inbox["message_key"])
+
+
+def drive_live_inbox(url: str, arrive: Callable[[], None], screenshot: Path) -> dict[str, object]:
+    """Log in, keep the inbox open, let a message arrive (``arrive()``), and time how long the
+    page takes to show it without a reload."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser()
+    try:
+        wait = WebDriverWait(driver, 20, poll_frequency=0.05)
+        driver.get(url)
+        form = wait.until(ec.visibility_of_element_located((By.ID, "login")))
+        form.find_element(By.NAME, "username").send_keys("alice")
+        form.find_element(By.NAME, "password").send_keys("alice-password-1")
+        form.find_element(By.TAG_NAME, "button").click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "summary"), "1 message(s), 1 new"))
+        wait.until(ec.text_to_be_present_in_element((By.ID, "live"), "live"))
+        driver.execute_script("window.__sameDocument = true")  # gone if the page reloads
+        started = time.monotonic()
+        arrive()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "summary"), "2 message(s), 2 new"))
+        seconds = time.monotonic() - started
+        driver.save_screenshot(str(screenshot))
+        return {
+            "seconds": seconds,
+            "rows": [r.text for r in driver.find_elements(By.CSS_SELECTOR, "#rows tr")],
+            "same_document": driver.execute_script("return window.__sameDocument === true"),
+        }
+    finally:
+        driver.quit()
+
+
+async def test_a_new_message_appears_in_the_open_inbox(served_inbox, tmp_path: Path) -> None:
+    assert CHROMIUM and CHROMEDRIVER, "deploy/local/install installs chromium and chromium-driver"
+    pool, alice, bus = served_inbox["pool"], served_inbox["alice"], served_inbox["bus"]
+    loop = asyncio.get_running_loop()
+
+    async def store_and_announce() -> None:
+        # What the media-recorder does when a call ends: the row, then message.created.
+        message_id = await messages.allocate_id(pool)
+        key = message_key("example.com", "alice", message_id)
+        data = tone_wav(1.0)
+        await served_inbox["blobs"].put(key, data)
+        message, _ = await messages.insert_idempotent(
+            pool, owner_id=alice.id, idempotency_key=f"live-{message_id}",
+            caller_uri="sip:carol@example.com", caller_display_name="Carol Live",
+            called_uri="sip:alice@example.com", duration_ms=1000, codec="PCMU",
+            size_bytes=len(data), blob_key=key, message_id=message_id,
+        )  # fmt: skip
+        await bus.publish(
+            MessageCreated(
+                username="alice",
+                domain="example.com",
+                message_id=message.id,
+                caller_uri=message.caller_uri,
+                caller_display="Carol Live",
+                called_uri=message.called_uri,
+                received_at=message.received_at,
+                duration_s=1.0,
+                codec="PCMU",
+                size=len(data),
+                blob_key=key,
+            )  # fmt: skip
+        )
+
+    def arrive() -> None:
+        asyncio.run_coroutine_threadsafe(store_and_announce(), loop).result(10)
+
+    shot = tmp_path / "live-inbox.png"
+    result = await asyncio.wait_for(
+        asyncio.to_thread(drive_live_inbox, served_inbox["url"], arrive, shot), 90
+    )
+    assert result["same_document"] is True  # no reload
+    assert float(result["seconds"]) < 2.0
+    assert "Carol Live" in str(result["rows"][0])  # newest first
+    assert shot.stat().st_size > 10_000

@@ -25,6 +25,7 @@ from sipum.runtime import ServiceContext
 from sipum.security.destinations import IpNetwork, parse_networks
 
 from sipum_web_api.auth import COOKIE_NAME, LoginThrottle, session_claims
+from sipum_web_api.live import LiveEvents
 
 DEFAULT_DEREGISTER_WAIT = 3.0
 
@@ -45,6 +46,11 @@ class WebApiState:
     webhook_networks: list[IpNetwork] = field(default_factory=list)
     """Non-public networks webhook URLs may point into (``webhook_allowed_networks``)."""
     max_webhooks: int = 10
+    live: LiveEvents = field(init=False)
+    """The live-events hub (``GET /api/v1/events``)."""
+
+    def __post_init__(self) -> None:
+        self.live = LiveEvents(self.bus)
 
     @classmethod
     def from_context(cls, ctx: ServiceContext) -> WebApiState:
