@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from sipum_testing.browser import chromium
 
 from .firstcall.audio import RATE, known_audio, match, through_ulaw, wav_pcm
 from .firstcall.fixtures import first_call_system  # noqa: F401 - the fixture
@@ -463,3 +465,72 @@ async def test_readme_sipp_caller_leaves_a_message(
             assert abs(item["duration_s"] - spoken) < 0.3, (item, spoken)
             assert abs(len(pcm) / RATE - spoken) < 0.3
             assert match(reference, pcm) > 0.95
+
+
+def watch_inbox_in_chromium(url: str, ready: threading.Event, shot: Path) -> dict[str, object]:
+    """Sign in as erin, keep the inbox open (``ready`` once it is live), and note when the
+    first message appears — without a reload."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = chromium()
+    try:
+        wait = WebDriverWait(driver, 20, poll_frequency=0.05)
+        driver.get(url)
+        form = wait.until(ec.visibility_of_element_located((By.ID, "login")))
+        form.find_element(By.NAME, "username").send_keys("erin")
+        form.find_element(By.NAME, "password").send_keys("erin-password-1")
+        form.find_element(By.TAG_NAME, "button").click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "summary"), "0 message(s)"))
+        wait.until(ec.text_to_be_present_in_element((By.ID, "live"), "live"))
+        driver.execute_script("window.__sameDocument = true")
+        ready.set()
+        WebDriverWait(driver, 90, poll_frequency=0.05).until(
+            ec.text_to_be_present_in_element((By.ID, "summary"), "1 message(s), 1 new")
+        )
+        appeared = time.time()
+        driver.save_screenshot(str(shot))
+        return {
+            "appeared": appeared,
+            "row": driver.find_element(By.CSS_SELECTOR, "#rows tr").text,
+            "same_document": driver.execute_script("return window.__sameDocument === true"),
+        }
+    finally:
+        driver.quit()
+
+
+async def test_a_sipp_call_shows_up_in_the_open_web_inbox(
+    first_call_system: FirstCallSystem,  # noqa: F811 - the fixture imported above
+    watch: EventWatch,
+    tmp_path: Path,
+) -> None:
+    """The live inbox with a real call: Chromium has erin's inbox open; a sipp caller leaves a
+    message through Kamailio; the row appears without a reload within 2 s of message.created."""
+    system = first_call_system
+    with explained(system):
+        async with httpx.AsyncClient(base_url=system.web_url, timeout=15) as http:
+            await sign_up(http, "erin", "erin-password-1")
+            await wait_registered(system, "erin")
+        ready = threading.Event()
+        shot = tmp_path / "live-inbox.png"
+        browser = asyncio.create_task(
+            asyncio.to_thread(watch_inbox_in_chromium, system.web_url, ready, shot)
+        )
+        assert await asyncio.to_thread(ready.wait, 60), "the inbox did not go live"
+        argv = sipp_argv(
+            "leave_message",
+            system.proxy,
+            port=free_udp_port(),
+            keys={"domain": system.domain},
+            timeout=40,
+            extra=["-s", "erin"],
+        )
+        code, out = await asyncio.to_thread(run_sipp, argv, cwd=tmp_path, limit=60)
+        assert code == 0, f"the sipp caller failed: {out}"
+        created = await watch.wait_for("message.created", limit=20, username="erin")
+        result = await asyncio.wait_for(browser, 90)
+        assert result["same_document"] is True
+        assert float(result["appeared"]) - created.at < 2.0, (result, created.at)
+        assert "sipp" in str(result["row"]).lower() or "sip:" in str(result["row"])
+        assert shot.stat().st_size > 10_000

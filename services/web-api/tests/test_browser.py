@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import math
-import shutil
 import struct
 import time
 import wave
@@ -22,10 +21,8 @@ from sipum.db import domains, messages, users
 from sipum.events import MessageCreated
 from sipum.runtime import HealthRegistry, ServiceContext
 from sipum.runtime.http import start_http, stop_http
+from sipum_testing.browser import CHROMEDRIVER, CHROMIUM, chromium
 from sipum_web_api.app import create_app
-
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
 
 
 def tone_wav(seconds: float) -> bytes:
@@ -43,18 +40,7 @@ def tone_wav(seconds: float) -> bytes:
 
 
 def browser():  # type: ignore[no-untyped-def]
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--autoplay-policy=no-user-gesture-required", "--window-size=1100,800",
-    ):  # fmt: skip
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    return chromium()
 
 
 @pytest.fixture
