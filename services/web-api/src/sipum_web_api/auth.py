@@ -93,3 +93,27 @@ class LoginThrottle:
 
     def succeeded(self, key: str) -> None:
         self._failures.pop(key, None)
+
+
+# -- administrators --------------------------------------------------------------------------
+# Their own token purpose: a user's session token never verifies as an administrator's, and an
+# administrator's is not a user session. The stamp ties it to the password hash, so a new
+# password ends every administrator session issued before it.
+ADMIN_PURPOSE = "admin-session"
+ADMIN_TTL = 3600
+
+
+def issue_admin_token(secret: str, admin_id: int, password_hash: str) -> str:
+    claims = {"aid": admin_id, "pw": credentials_stamp(secret, password_hash)}
+    return sign(secret, ADMIN_PURPOSE, claims, ttl=ADMIN_TTL)
+
+
+def admin_claims(secret: str, token: str) -> SessionClaims | None:
+    try:
+        claims = verify(secret, ADMIN_PURPOSE, token)
+    except InvalidToken:
+        return None
+    aid, stamp = claims.get("aid"), claims.get("pw")
+    if not isinstance(aid, int) or not isinstance(stamp, str):
+        return None
+    return SessionClaims(aid, stamp)

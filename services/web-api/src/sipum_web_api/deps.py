@@ -19,12 +19,12 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from sipum.blobstore import BlobStore
-from sipum.db import Pool, users
+from sipum.db import Pool, admins, users
 from sipum.events import EventBus
 from sipum.runtime import ServiceContext
 from sipum.security.destinations import IpNetwork, parse_networks
 
-from sipum_web_api.auth import COOKIE_NAME, LoginThrottle, session_claims
+from sipum_web_api.auth import COOKIE_NAME, LoginThrottle, admin_claims, session_claims
 from sipum_web_api.live import LiveEvents
 
 DEFAULT_DEREGISTER_WAIT = 3.0
@@ -140,3 +140,28 @@ async def current_user(request: Request, pool: PoolDep, secret: SecretDep) -> us
 
 
 CurrentUser = Annotated[users.User, Depends(current_user)]
+
+
+def _bearer_or_cookie(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    return (
+        header[7:].strip() if header[:7].lower() == "bearer " else request.cookies.get(COOKIE_NAME)
+    )
+
+
+async def current_admin(request: Request, pool: PoolDep, secret: SecretDep) -> admins.Admin:
+    """The administrator of the bearer token; 403 for a user's token (signed in, but not an
+    administrator), 401 without a valid token."""
+    token = _bearer_or_cookie(request)
+    claims = admin_claims(secret, token) if token else None
+    admin = await admins.get(pool, claims.user_id) if claims else None
+    if admin is not None and claims is not None and claims.valid_for(secret, admin.password_hash):
+        return admin
+    if token and session_claims(secret, token) is not None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "administrators only")
+    raise HTTPException(
+        status.HTTP_401_UNAUTHORIZED, "not authenticated", headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+CurrentAdmin = Annotated[admins.Admin, Depends(current_admin)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from sipum.config import ServiceSettings
 
 
@@ -18,3 +18,6 @@ class WebApiSettings(ServiceSettings):
     """Non-public networks (CIDR) a webhook URL may point into — the same setting as the
     notifier's, which enforces it on delivery (docs/notifier.md)."""
     max_webhooks_per_user: int = Field(default=10, ge=0, le=100)
+    bootstrap_admin: SecretStr | None = None
+    """``name:password`` of the first administrator, created at start-up only while there is
+    none (then unset it); ``sipum-admin create-admin`` does the same from a shell."""

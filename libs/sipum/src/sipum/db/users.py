@@ -217,6 +217,21 @@ async def list_users(
     return [User.from_row(row) for row in rows]
 
 
+async def search(
+    db: Executor, where: str, *args: object, limit: int = 50, offset: int = 0
+) -> list[User]:
+    """Users matching ``where`` (a fixed SQL condition over ``u``/``d`` with ``$1…`` bound to
+    ``args``; callers pass constants, never input), by domain and name."""
+    n = len(args)
+    rows = await db.fetch(
+        _SELECT + where + f" ORDER BY d.name, u.username LIMIT ${n + 1} OFFSET ${n + 2}",
+        *args,
+        limit,
+        offset,
+    )
+    return [User.from_row(row) for row in rows]
+
+
 async def verify_password(db: Executor, user_id: int, password: str) -> bool:
     stored = await db.fetchval("SELECT password_hash FROM users WHERE id = $1", user_id)
     if stored is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
+from sipum.accounts.removal import remove_mailbox
 from sipum.db import Pool, domains, users
 from sipum.db.errors import DomainNotFoundError, InvalidUsernameError, UserExistsError
 from sipum.events import UserCreated, UserUpdated
@@ -27,7 +28,6 @@ from sipum_web_api.deps import (
     PoolDep,
     SecretDep,
 )
-from sipum_web_api.removal import remove_mailbox
 from sipum_web_api.schemas import (
     AccountDelete,
     AccountOut,

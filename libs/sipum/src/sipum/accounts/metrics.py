@@ -1,4 +1,5 @@
-"""Prometheus metrics of the web-api (served on its own port at ``/metrics``)."""
+"""Prometheus metrics of account removal (served by whichever service removes accounts: the
+web-api, for users and administrators)."""
 
 from __future__ import annotations
 

@@ -37,12 +37,11 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sipum.accounts import metrics
 from sipum.blobstore import BlobStore
 from sipum.blobstore.keys import greeting_key, mailbox_prefix
 from sipum.db import Pool, users
 from sipum.events import EventBus, RegistrationChanged, UserDeleted, stable_event_id
-
-from sipum_web_api import metrics
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
