@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -534,3 +536,63 @@ async def test_a_sipp_call_shows_up_in_the_open_web_inbox(
         assert float(result["appeared"]) - created.at < 2.0, (result, created.at)
         assert "sipp" in str(result["row"]).lower() or "sip:" in str(result["row"])
         assert shot.stat().st_size > 10_000
+
+
+async def test_ring_timeout_follows_the_domain_default_and_the_users_override(
+    first_call_system: FirstCallSystem,  # noqa: F811 - the fixture imported above
+    watch: EventWatch,
+    tmp_path: Path,
+) -> None:
+    """The administrator sets the domain's ring timeout to 2 s, the user overrides it to 5 s:
+    sipum answers a call after about 5 s; the override removed, after about 2 s — no restart."""
+    system = first_call_system
+    env = system.env()
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [str(Path(sys.executable).parent / "sipum-admin"), "create-admin", "ops", "--password-stdin"],
+        input="ops-password-123\n", env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+    async def answered_after(http: httpx.AsyncClient) -> float:
+        argv = sipp_argv(
+            "answer_and_hang_up", system.proxy, port=free_udp_port(),
+            keys={"domain": system.domain}, timeout=30, extra=["-s", "fred"],
+        )  # fmt: skip
+        before = len(watch.of("call.answered", username="fred"))
+        code, out = await asyncio.to_thread(run_sipp, argv, cwd=tmp_path, limit=40)
+        assert code == 0, f"the sipp caller failed: {out}"
+        for _ in range(400):  # the answer's event, at most 20 s
+            if len(watch.of("call.answered", username="fred")) > before:
+                break
+            await asyncio.sleep(0.05)
+        answered = watch.of("call.answered", username="fred")[-1]
+        started = watch.of("call.started", username="fred")[-1]
+        return answered.at - started.at
+
+    with explained(system):
+        async with httpx.AsyncClient(base_url=system.web_url, timeout=15) as http:
+            await sign_up(http, "fred", "fred-password-1")
+            await wait_registered(system, "fred")
+            r = await http.post(
+                "/api/v1/admin/login", json={"username": "ops", "password": "ops-password-123"}
+            )
+            admin = {"Authorization": f"Bearer {r.json()['access_token']}"}
+            domain = f"/api/v1/admin/domains/{system.domain}"
+            user = f"/api/v1/admin/users/fred@{system.domain}"
+            before = (await http.get("/api/v1/admin/domains", headers=admin)).json()
+            default = next(d for d in before if d["name"] == system.domain)["ring_timeout_seconds"]
+            try:
+                r = await http.patch(domain, headers=admin, json={"ring_timeout_seconds": 2})
+                assert r.status_code == 200, r.text
+                r = await http.patch(user, headers=admin, json={"ring_timeout_seconds": 5})
+                assert r.status_code == 200, r.text
+                with_override = await answered_after(http)
+                r = await http.patch(user, headers=admin, json={"ring_timeout_seconds": None})
+                assert r.status_code == 200, r.text
+                domain_default = await answered_after(http)
+            finally:
+                await http.patch(domain, headers=admin, json={"ring_timeout_seconds": default})
+    print(f"answered after {with_override:.2f} s (override 5 s), {domain_default:.2f} s (default 2 s)")
+    assert 4.5 < with_override < 6.5, with_override
+    assert 1.5 < domain_default < 3.5, domain_default
