@@ -593,6 +593,8 @@ async def test_ring_timeout_follows_the_domain_default_and_the_users_override(
                 domain_default = await answered_after(http)
             finally:
                 await http.patch(domain, headers=admin, json={"ring_timeout_seconds": default})
-    print(f"answered after {with_override:.2f} s (override 5 s), {domain_default:.2f} s (default 2 s)")
+    print(
+        f"answered after {with_override:.2f} s (override 5 s), {domain_default:.2f} s (default 2 s)"
+    )
     assert 4.5 < with_override < 6.5, with_override
     assert 1.5 < domain_default < 3.5, domain_default
