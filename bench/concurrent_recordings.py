@@ -26,7 +26,8 @@ from rtp_receive_cost import find_port_range, start_sender, udp_snmp
 
 # imported before any memory is measured, so the first run is not charged for them
 from sipum_protocol.media.codecs import PCMU
-from sipum_protocol.media.endpoint import PortPool, RtpEndpoint
+from sipum_protocol.media.endpoint import RtpEndpoint
+from sipum_protocol.media.ports import PortPool
 from sipum_protocol.media.recording import RecordingChunk, RecordingSettings
 
 PTIME = 0.02

@@ -183,7 +183,8 @@ async def measure(
     kind: str, calls: int, seconds: float, cpu: int | None, host: str
 ) -> dict[str, float]:
     from sipum_protocol.media.codecs import PCMU
-    from sipum_protocol.media.endpoint import PortPool, RtpEndpoint
+    from sipum_protocol.media.endpoint import RtpEndpoint
+    from sipum_protocol.media.ports import PortPool
     from sipum_protocol.media.recording import RecordingSettings
 
     loop = asyncio.get_running_loop()

@@ -17,7 +17,7 @@ from sipum.blobstore.keys import message_key
 from sipum.db import domains, messages, users
 from sipum.security.tokens import sign_play_link
 from sipum_protocol.media.codecs import ulaw_decode, ulaw_encode
-from sipum_protocol.media.endpoint import PortPool
+from sipum_protocol.media.ports import PortPool
 from sipum_rtsp_gateway.access import MessageAccess
 from sipum_rtsp_gateway.audio import AudioCache
 from sipum_rtsp_gateway.server import RtspGateway

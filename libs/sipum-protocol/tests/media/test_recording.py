@@ -418,7 +418,7 @@ def test_recover_a_file_cut_inside_its_header(tmp_path: Path) -> None:
 
 
 CRASHING_RECORDER = """
-import sys, time
+import sys
 import numpy as np
 from sipum_protocol.media.recording import RecordingSession, RecordingSettings, WavChunkFile
 rate = 8000
@@ -426,15 +426,12 @@ t = np.arange(rate * 10) / rate
 audio = np.round(8000 * np.sin(2 * np.pi * 300 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)))
 audio = audio.astype(np.int16)
 sink = WavChunkFile(sys.argv[1], rate)
-session = RecordingSession(RecordingSettings(flush_interval=0.25), now=time.monotonic(),
-                           on_chunk=sink.write)
-start = time.monotonic()
-print("started", flush=True)
-for k in range(0, len(audio), 160):
-    while time.monotonic() < start + k / rate:
-        time.sleep(0.002)
-    session.feed(audio[k : k + 160], now=time.monotonic())
-    print(k + 160, flush=True)  # samples fed so far
+session = RecordingSession(RecordingSettings(flush_interval=0.25), now=0.0, on_chunk=sink.write)
+# 1.5 s of a call, on the audio's own clock (a packet every 20 ms), then it hangs mid-call
+for k in range(0, 12000, 160):
+    session.feed(audio[k : k + 160], now=(k + 160) / rate)
+print(k + 160, flush=True)  # samples fed
+sys.stdin.read()  # until killed: no chance to close the file or fix its header
 """
 
 
@@ -442,27 +439,29 @@ def test_a_killed_recorder_leaves_a_recoverable_wav(tmp_path: Path) -> None:
     import signal
     import subprocess
     import sys
-    import time
 
     path = tmp_path / "killed.wav"
     proc = subprocess.Popen(
-        [sys.executable, "-c", CRASHING_RECORDER, str(path)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", CRASHING_RECORDER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
-        time.sleep(1.5)
-        proc.send_signal(signal.SIGKILL)  # no chance to close the file or fix its header
+        assert proc.stdout is not None
+        fed = int(proc.stdout.readline())  # it has fed this much and waits
+        proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=10)
-    assert proc.stdout is not None
-    fed = int(proc.stdout.read().split()[-1]) + 160  # it may have fed one more packet
+    assert proc.returncode == -signal.SIGKILL
     recovered = recover_wav(path)
     rate, pcm = read_wav(path)
     t = np.arange(rate * 10) / rate
     audio = np.round(8000 * np.sin(2 * np.pi * 300 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)))
     assert np.array_equal(pcm, audio.astype(np.int16)[: len(pcm)])  # an exact prefix
     # lost: at most one flush interval + analysis batch + hold back of what had been fed
-    assert recovered.samples >= fed - round((0.25 + 0.1 + 0.3) * rate) - 160
+    assert fed == 12000
+    assert recovered.samples >= fed - round((0.25 + 0.1 + 0.3) * rate)
     assert recovered.samples > 0
 
 

@@ -39,7 +39,8 @@ from sipum.events import (
 )
 from sipum.runtime import ServiceContext
 from sipum.runtime.work import InFlightWork
-from sipum_protocol.media.endpoint import PortPool, PortPoolExhausted, RtpEndpoint
+from sipum_protocol.media.endpoint import RtpEndpoint
+from sipum_protocol.media.ports import PortPool, PortPoolExhausted
 from sipum_protocol.media.recording import RecordingSession, RecordingSettings
 
 from sipum_media_recorder import metrics

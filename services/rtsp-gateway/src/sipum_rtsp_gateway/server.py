@@ -16,7 +16,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import cast
 
-from sipum_protocol.media.endpoint import PortPair, PortPool
+from sipum_protocol.media.ports import PortPair, PortPool
 from sipum_protocol.rtsp.describe import PCMU
 from sipum_protocol.rtsp.message import InterleavedFrame, RtspParseError, RtspRequest
 from sipum_protocol.rtsp.server import (

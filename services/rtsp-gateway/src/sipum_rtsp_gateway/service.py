@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from sipum.runtime import ServiceContext
-from sipum_protocol.media.endpoint import PortPool
+from sipum_protocol.media.ports import PortPool
 
 from sipum_rtsp_gateway.access import MessageAccess
 from sipum_rtsp_gateway.audio import AudioCache
