@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sipum_protocol.sip import digest
-from sipum_protocol.sip.message import SipRequest, SipResponse, make_response, parse_message
+from sipum_protocol.sip.message import (
+    SipRequest,
+    SipResponse,
+    make_response,
+    parse_message,
+    via_for_request,
+)
 from sipum_protocol.sip.registration import (
     DigestCredentials,
     Registration,
@@ -71,7 +77,12 @@ class FakeRegistrar:
         return make_response(request, status, to_tag="reg1", headers=values)
 
     def handle(self, request: SipRequest) -> SipResponse:
-        request = parse_message(bytes(request))  # type: ignore[assignment]
+        # The REGISTER leaves through a sender that writes its Via (one branch per
+        # transaction), as the user agent and the transaction endpoint do.
+        assert request.headers.get("Via") is None
+        sent = SipRequest(request.method, request.uri, request.headers.copy(), request.body)
+        sent.headers.prepend("Via", via_for_request("UDP", "127.0.0.1", 5070))
+        request = parse_message(bytes(sent))  # type: ignore[assignment]
         assert isinstance(request, SipRequest)
         self.received.append(request)
         user = request.to.uri.user

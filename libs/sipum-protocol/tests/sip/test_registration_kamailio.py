@@ -28,7 +28,7 @@ from sipum_protocol.sip.registration import (
     RegistrationState,
 )
 from sipum_protocol.sip.transaction import AckReceived, Peer, RequestReceived, TimerConfig
-from sipum_protocol.sip.transport import EndpointConfig, SipEndpoint
+from sipum_protocol.sip.transport import EndpointConfig, TransactionEndpoint
 from sipum_testing.kamailio import KamailioServer
 
 DOMAIN = "sipum.test"
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.timeout(60)
 
 
 class Agent:
-    """A registration client on its own SipEndpoint, recording every state change and every
+    """A registration client on its own TransactionEndpoint, recording every state change and every
     request it receives. Requests go to ``on_request`` if set, else are answered 405 (no user
     agent here)."""
 
@@ -49,7 +49,7 @@ class Agent:
     ):
         self.server = server
         self.transport = transport
-        self.endpoint = SipEndpoint(
+        self.endpoint = TransactionEndpoint(
             EndpointConfig(
                 host="127.0.0.1",
                 udp_port=0,
@@ -65,7 +65,7 @@ class Agent:
         self.changed = asyncio.Event()
         self.invites: list[SipRequest] = []
         self.events: list[object] = []
-        self.on_request: Callable[[SipEndpoint, RequestReceived], None] | None = None
+        self.on_request: Callable[[TransactionEndpoint, RequestReceived], None] | None = None
         self.client: RegistrationClient | None = None
 
     async def open(self) -> Agent:
@@ -83,7 +83,7 @@ class Agent:
     def address(self) -> tuple[str, int]:
         return self.endpoint.addresses[self.transport]
 
-    def _on_event(self, endpoint: SipEndpoint, event: object) -> None:
+    def _on_event(self, endpoint: TransactionEndpoint, event: object) -> None:
         self.events.append(event)
         if isinstance(event, RequestReceived):
             if event.request.method == "INVITE":
@@ -370,7 +370,7 @@ async def test_phone_answers_first_sipum_branch_is_cancelled_dialog_via_record_r
     sipum = await new_agent(agents, server)
     loop = asyncio.get_running_loop()
 
-    def phone_answers(endpoint: SipEndpoint, event: RequestReceived) -> None:
+    def phone_answers(endpoint: TransactionEndpoint, event: RequestReceived) -> None:
         request = event.request
         if request.method == "INVITE":
             tag = new_tag()
@@ -384,7 +384,7 @@ async def test_phone_answers_first_sipum_branch_is_cancelled_dialog_via_record_r
         else:
             endpoint.send_response(event.transaction, make_response(request, 200))
 
-    def sipum_rings(endpoint: SipEndpoint, event: RequestReceived) -> None:
+    def sipum_rings(endpoint: TransactionEndpoint, event: RequestReceived) -> None:
         request = event.request
         status = 180 if request.method == "INVITE" else 200
         endpoint.send_response(event.transaction, make_response(request, status, to_tag="sipum"))

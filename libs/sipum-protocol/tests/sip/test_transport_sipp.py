@@ -17,7 +17,7 @@ from sipum_protocol.sip.transaction import (
     TransactionState,
     TransactionTimeout,
 )
-from sipum_protocol.sip.transport import EndpointConfig, SipEndpoint
+from sipum_protocol.sip.transport import EndpointConfig, TransactionEndpoint
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -86,7 +86,7 @@ def free_udp_port() -> int:
 async def test_sipp_lossy_reject_completes_every_call(tmp_path: Path) -> None:
     events: list[Event] = []
 
-    def reject(endpoint: SipEndpoint, event: Event) -> None:
+    def reject(endpoint: TransactionEndpoint, event: Event) -> None:
         events.append(event)
         if isinstance(event, RequestReceived):
             endpoint.send_response(
@@ -97,7 +97,9 @@ async def test_sipp_lossy_reject_completes_every_call(tmp_path: Path) -> None:
     scenario.write_text(SCENARIO)
     timers = TimerConfig(t1=0.05, t2=0.2, t4=0.2)
     calls = 20
-    async with SipEndpoint(EndpointConfig(udp_port=0, timers=timers), on_event=reject) as ep:
+    async with TransactionEndpoint(
+        EndpointConfig(udp_port=0, timers=timers), on_event=reject
+    ) as ep:
         host, port = ep.addresses["UDP"]
         process = await asyncio.create_subprocess_exec(
             "sipp", f"{host}:{port}", "-sf", str(scenario), "-m", str(calls), "-r", "10",
@@ -137,7 +139,7 @@ async def test_invite_client_against_sipp_uas() -> None:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        async with SipEndpoint(EndpointConfig(udp_port=0)) as ep:
+        async with TransactionEndpoint(EndpointConfig(udp_port=0)) as ep:
             peer = Peer("UDP", "127.0.0.1", port)
             uri = f"sip:service@127.0.0.1:{port}"
             invite = new_request("INVITE", uri)

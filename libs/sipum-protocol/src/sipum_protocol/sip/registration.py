@@ -36,8 +36,9 @@ jitter (RFC 5626 §4.5: ``min(max, base·2^(n-1))`` times a random factor in [0.
 ``max_rate`` new ones per second (a token bucket), so 10,000 users never become a 10,000-packet
 burst, neither at start nor when refreshes happen to line up.
 
-The asyncio side is :class:`RegistrationClient`: it runs the pool on the service's
-``SipEndpoint`` (the same socket its user agent answers INVITEs on).
+The asyncio side is :class:`RegistrationClient`: it runs the pool on the service's SIP endpoint
+(a ``UserAgentEndpoint``: the same socket its user agent answers INVITEs on), which writes each
+REGISTER's Via.
 
 The pool publishes :class:`RegistrationChanged` events on transitions between ``registered``,
 ``failed`` and ``unregistered``; the registrar-agent turns them into
@@ -65,7 +66,6 @@ from sipum_protocol.sip.message import (
     SipRequest,
     SipResponse,
     SipUri,
-    new_branch,
     new_call_id,
     new_tag,
     parse_name_addr,
@@ -325,11 +325,9 @@ class Registration:
         expires = 0 if self.state is RegistrationState.UNREGISTERING else self.requested_expires
         request_uri = b.registrar_uri or f"sip:{b.domain}"
         headers = Headers()
-        host = f"[{b.contact_host}]" if ":" in b.contact_host else b.contact_host
-        headers.add(
-            "Via",
-            f"SIP/2.0/{b.transport.upper()} {host}:{b.contact_port};branch={new_branch()};rport",
-        )
+        # No Via: its sent-by is the address of the socket the REGISTER leaves from (§18.1.1),
+        # which the sender knows and we do not (our Contact may be a name, the socket a
+        # number, `-n`); the sender adds it with a new branch, one per transaction (§17.1.3).
         headers.add("Max-Forwards", "70")
         headers.add("From", f"<{b.aor}>;tag={self.from_tag}")
         headers.add("To", f"<{b.aor}>")

@@ -224,7 +224,7 @@ async def test_builtin_uas_answers_our_uac(tmp_path: Path) -> None:
     def on_event(event: UserAgentEvent) -> None:
         if isinstance(event, CallAnswered):
             answered.append(event.call)
-            event.call.hangup()
+            event.call.hangup(ep.now())
         elif isinstance(event, CallEnded):
             ended.append(event)
 

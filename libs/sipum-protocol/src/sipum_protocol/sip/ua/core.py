@@ -63,9 +63,9 @@ from sipum_protocol.sip.message import (
     SipRequest,
     SipResponse,
     make_response,
-    new_branch,
     new_call_id,
     new_tag,
+    via_for_request,
 )
 from sipum_protocol.sip.transaction import (
     AckReceived,
@@ -179,6 +179,12 @@ class UserAgent:
             self.layer.receive(message, peer, now)
         except SipParseError:
             log.debug("unusable message from %s dropped", peer)
+        self._drain_layer(now)
+
+    def transport_error(self, peer: Peer, now: float) -> None:
+        """The transport could not reach ``peer`` (§8.1.3.1, §17.1.4): its transactions fail."""
+        self.now = now
+        self.layer.transport_error(peer, now)
         self._drain_layer(now)
 
     def handle_timer(self, now: float) -> None:
@@ -332,8 +338,7 @@ class UserAgent:
     def _via_for(self, transport: str) -> str:
         transport = transport.upper()
         host, port = self.local.get(transport) or next(iter(self.local.values()))
-        host_text = f"[{host}]" if ":" in host else host
-        return f"SIP/2.0/{transport} {host_text}:{port};branch={new_branch()};rport"
+        return via_for_request(transport, host, port)
 
     def _on_request(
         self, request: SipRequest, peer: Peer, tx: ServerTransaction, now: float
