@@ -392,7 +392,7 @@ def test_new_credentials_reregister_at_once():
     new = binding(password="new password").credentials
     assert pool.update_credentials("sip:alice@sipum.test", new, 5.0)
     assert not pool.update_credentials("sip:nobody@sipum.test", new, 5.0)
-    assert pool.get_timer(5.0) == 5.0  # due now, not at the next refresh
+    assert pool.get_timer() == 5.0  # due now, not at the next refresh
     events = []
     for _ in range(3):
         for _r, request in pool.requests_to_send(5.0):
@@ -456,7 +456,7 @@ def drive_pool(pool: RegistrationPool, registrar: FakeRegistrar, now: float, lat
             last_activity = t
         max_seen = max(max_seen, pool.in_flight)
         assert pool.in_flight <= pool.max_in_flight
-        timer = pool.get_timer(t)
+        timer = pool.get_timer()
         next_response = min((d for d, _ in pending), default=None)
         candidates = [x for x in (timer, next_response) if x is not None]
         if not candidates:
@@ -639,6 +639,6 @@ def test_pool_never_exceeds_window_and_never_strands_a_binding(ops):
         for registration in pool:
             assert not registration.finished
             assert (registration.in_flight is None) != (registration.due_at is None), registration
-        timer = pool.get_timer(now)
+        timer = pool.get_timer()
         if pool.in_flight < pool.max_in_flight and any(r.due_at is not None for r in pool):
             assert timer is not None
