@@ -24,6 +24,7 @@ from sipum_protocol.sip.transaction import (
     Peer,
     RequestReceived,
     TimerConfig,
+    TransactionTerminated,
 )
 from sipum_protocol.sip.transport import (
     EndpointConfig,
@@ -182,10 +183,13 @@ async def test_udp_malformed_request_gets_400_and_garbage_is_counted(
         assert isinstance(response, SipResponse) and response.status == 400
         assert response.reason == "Bad Max-Forwards"
         transport.sendto(b"\x16\x03\x01 definitely not SIP\r\n\r\n", (host, port))
-        for _ in range(100):
-            if server.layer.counters.malformed_dropped:
-                break
-            await asyncio.sleep(0.01)
+        # Loopback UDP from one socket is read in order: once the OPTIONS sent after the
+        # garbage is answered, the garbage has been seen (and got no answer).
+        transport.sendto(
+            raw("OPTIONS", f"SIP/2.0/UDP 127.0.0.1;branch={new_branch()};rport"), (host, port)
+        )
+        after = await next_message(q)
+        assert isinstance(after, SipResponse) and after.status == 200
         assert server.layer.counters.malformed_dropped == 1
         assert q.queue.empty()
     finally:
@@ -195,11 +199,16 @@ async def test_udp_malformed_request_gets_400_and_garbage_is_counted(
 async def test_udp_invite_100_trying_and_487_retransmitted_until_ack() -> None:
     """INVITE: 100 within trying_delay, the TU's 486 re-sent by timer G until the ACK."""
     seen: list[Event] = []
+    trying_arrived = asyncio.Event()
+    terminated = asyncio.Event()
 
     async def slow_reject(endpoint: TransactionEndpoint, event: Event) -> None:
         seen.append(event)
+        if isinstance(event, TransactionTerminated):
+            terminated.set()
         if isinstance(event, RequestReceived):
-            await asyncio.sleep(0.15)
+            # A TU slower than trying_delay: it answers only once the 100 has reached the UAC.
+            await trying_arrived.wait()
             endpoint.send_response(
                 event.transaction, make_response(event.request, 486, to_tag="s1")
             )
@@ -219,6 +228,7 @@ async def test_udp_invite_100_trying_and_487_retransmitted_until_ack() -> None:
             trying = await next_message(q)
             assert isinstance(trying, SipResponse) and trying.status == 100
             assert loop.time() - start < 0.2
+            trying_arrived.set()
             arrivals = []
             for _ in range(4):
                 msg = await next_message(q)
@@ -231,11 +241,14 @@ async def test_udp_invite_100_trying_and_487_retransmitted_until_ack() -> None:
                 b"To: <sip:vm@127.0.0.1>", b"To: <sip:vm@127.0.0.1>;tag=s1"
             )
             transport.sendto(ack, (host, port))
-            await asyncio.sleep(0.3)
-            while not q.queue.empty():  # at most one crossing the ACK in flight
+            # Timer I (T4 after the ACK) ends the transaction; had the ACK not stopped timer
+            # G, the 486 would go on until timer H, which would show as a TransactionTimeout.
+            await asyncio.wait_for(terminated.wait(), 5)
+            late = 0
+            while not q.queue.empty():
                 q.queue.get_nowait()
-            await asyncio.sleep(0.3)
-            assert q.queue.empty()
+                late += 1
+            assert late <= 1  # at most one crossed the ACK in flight
             # The ACK was absorbed by the transaction (not passed up), no timer H fired, and
             # timer I ended the transaction.
             assert [type(e).__name__ for e in seen] == ["RequestReceived", "TransactionTerminated"]
@@ -292,9 +305,12 @@ async def test_cancel_between_two_endpoints_gives_200_and_487() -> None:
 
 async def test_ack_for_2xx_reaches_the_handler() -> None:
     events: list[Event] = []
+    acked = asyncio.Event()
 
     def accept(endpoint: TransactionEndpoint, event: Event) -> None:
         events.append(event)
+        if isinstance(event, AckReceived):
+            acked.set()
         answer_200(endpoint, event)
 
     async with (
@@ -310,10 +326,7 @@ async def test_ack_for_2xx_reaches_the_handler() -> None:
         ack.headers.set("To", ok.headers.get("To") or "")
         ack.headers.prepend("Via", uac.via("UDP"))
         uac.send_stateless(ack, peer)
-        for _ in range(100):
-            if any(isinstance(e, AckReceived) for e in events):
-                break
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(acked.wait(), 5)
         assert any(isinstance(e, AckReceived) for e in events)
 
 
@@ -597,7 +610,7 @@ async def test_udp_oversized_datagram_is_dropped_and_counted() -> None:
             response = await next_message(q)  # only the small one is answered
             assert isinstance(response, SipResponse) and response.status == 200
             assert ep.counters.oversize_dropped == 1
-            await asyncio.sleep(0.1)
+            # Read in order: an answer to the oversized one would have come before this one.
             assert q.queue.empty()
         finally:
             transport.close()
