@@ -100,7 +100,7 @@ async def one_call(system: FirstCallSystem, caller: Caller, user: str, audio: ob
         await rtp.wait_quiet(quiet=0.3, after=25, limit=30)  # greeting + beep
         await rtp.send_audio(audio)  # type: ignore[arg-type]
         bye_at = time.time()
-        record.call.hangup()
+        record.call.hangup(caller.endpoint.now())
         await wait_event(record.ended, 10, "end of call", caller)
         return Call(record.call.call_id, user, bye_at)
     finally:

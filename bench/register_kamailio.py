@@ -5,7 +5,7 @@
 
 Starts Kamailio (deploy/kamailio/kamailio.cfg, WITH_HTABLE: an htable of N users' HA1 values)
 on a free loopback port, then one process registers all N users through ``RegistrationPool`` +
-``RegistrationClient`` on a ``SipEndpoint`` (UDP) (REGISTER → 401 → REGISTER with digest
+``RegistrationClient`` on a ``TransactionEndpoint`` (UDP) (REGISTER → 401 → REGISTER with digest
 credentials computed from the stored HA1 → 200). Reports:
 
 * time until every user is registered (first REGISTER to last 200), and REGISTERs per second;
@@ -43,7 +43,7 @@ from sipum_protocol.sip.registration import (
     RegistrationState,
 )
 from sipum_protocol.sip.transaction import Peer
-from sipum_protocol.sip.transport import EndpointConfig, SipEndpoint
+from sipum_protocol.sip.transport import EndpointConfig, TransactionEndpoint
 from sipum_testing.kamailio import KamailioServer, start_kamailio
 
 DOMAIN = "bench.test"
@@ -65,7 +65,7 @@ async def register_all(
     rate: float | None,
     trace_memory: bool,
 ) -> dict[str, object]:
-    endpoint = SipEndpoint(EndpointConfig(host="127.0.0.1", udp_port=0))
+    endpoint = TransactionEndpoint(EndpointConfig(host="127.0.0.1", udp_port=0))
     await endpoint.start()
     host, port = endpoint.addresses["UDP"]
     pool = RegistrationPool(max_in_flight=window, max_rate=rate, rng=random.Random(1))

@@ -235,7 +235,7 @@ async def test_unanswered_call_is_recorded_mailed_and_played_by_web_rtsp_gstream
                     tail = rtp.audio(max(0, heard - 15))  # the last 300 ms
                     assert contains_tone(tail, BEEP_HZ), "the greeting did not end with the beep"
                     await rtp.send_audio(reference)
-                    call.call.hangup()  # BYE through Kamailio (Record-Route)
+                    call.call.hangup(caller.endpoint.now())  # BYE through Kamailio (Record-Route)
                     bye_at = time.time()
                     await wait_event(call.ended, 10, "the end of the call", caller)
                     assert call.end_reason == "local-bye"
@@ -371,7 +371,7 @@ async def test_phone_answers_first_sipum_is_cancelled_and_records_nothing(
                     await asyncio.sleep(0.3)
                     # The phone echoes what Bob says: Bob talks to the phone.
                     assert match(through_ulaw(spoken), rtp.audio()) > 0.95
-                    call.call.hangup()
+                    call.call.hangup(caller.endpoint.now())
                     await wait_event(call.ended, 10, "the end of the call", caller)
             finally:
                 rtp.close()

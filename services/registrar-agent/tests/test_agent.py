@@ -515,8 +515,8 @@ async def test_phone_answers_first_our_branch_is_cancelled_nothing_recorded(
 
     def on_phone_event(event: object) -> None:
         if isinstance(event, IncomingCall):
-            event.call.ring()
-            loop.call_later(0.2, event.call.answer, phone_sdp)
+            event.call.ring(loop.time())
+            loop.call_later(0.2, lambda: event.call.answer(phone_sdp, loop.time()))
 
     async with UserAgentEndpoint(EndpointConfig(udp_port=0), on_event=on_phone_event) as phone:
         registrar = Peer("UDP", kamailio.host, kamailio.port)

@@ -240,7 +240,7 @@ class Caller:
 
     def _tap(self, endpoint: UserAgentEndpoint) -> None:
         # The adapter binds these at start(); wrapping them first records the wire traffic.
-        receive, transmit = endpoint._receive, endpoint._transmit
+        receive, send = endpoint._receive, endpoint._send
         clock = time.monotonic
 
         def on_receive(data: bytes, peer: Peer) -> None:
@@ -253,12 +253,12 @@ class Caller:
                 )
                 raise
 
-        def on_transmit(data: bytes, peer: Peer) -> None:
+        def on_send(data: bytes, peer: Peer) -> None:
             self.trace.append(f"{clock():.3f} -> {peer.host}:{peer.port} {_first_line(data)}")
-            transmit(data, peer)
+            send(data, peer)
 
         endpoint._receive = on_receive  # type: ignore[method-assign]
-        endpoint._transmit = on_transmit  # type: ignore[method-assign]
+        endpoint._send = on_send  # type: ignore[method-assign]
 
     def describe(self) -> str:
         return "\n".join(self.trace[-40:])
@@ -277,10 +277,9 @@ class Caller:
             peer=Peer("UDP", proxy[0], proxy[1]),
             sdp=sdp,
             from_uri=f"sip:{self.user}@{self.domain}",
-            # The adapter's clock; without it the transaction would start at the user
-            # agent's last known time and its timers would all be overdue at once.
-            now=asyncio.get_running_loop().time(),
+            now=self.endpoint.now(),
         )
+        self.endpoint.transmit()
         record = CallRecord(call)
         self.calls[call.call_id] = record
         return record

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -28,15 +27,33 @@ from sipum_protocol.sip.registration import (
     RegistrationState,
 )
 from sipum_protocol.sip.transaction import AckReceived, Peer, RequestReceived, TimerConfig
-from sipum_protocol.sip.transport import EndpointConfig, SipEndpoint
+from sipum_protocol.sip.transport import ClientRequest, EndpointConfig, TransactionEndpoint
 from sipum_testing.kamailio import KamailioServer
 
 DOMAIN = "sipum.test"
 pytestmark = pytest.mark.timeout(60)
 
 
+class _OutcomeSignal:
+    """Sends the client's REGISTERs through ``endpoint`` and sets ``changed`` once the pool
+    has taken each outcome in, so a test waits for "the refresh was answered" rather than
+    for a time."""
+
+    def __init__(self, endpoint: TransactionEndpoint, changed: asyncio.Event) -> None:
+        self.endpoint = endpoint
+        self.changed = changed
+
+    def send_request(self, request: SipRequest, peer: Peer) -> ClientRequest:
+        pending = self.endpoint.send_request(request, peer)
+        loop = asyncio.get_running_loop()
+        # The client's own done-callback is added after this returns; call_soon from ours
+        # runs after it.
+        pending.final.add_done_callback(lambda _f: loop.call_soon(self.changed.set))
+        return pending
+
+
 class Agent:
-    """A registration client on its own SipEndpoint, recording every state change and every
+    """A registration client on its own TransactionEndpoint, recording every state change and every
     request it receives. Requests go to ``on_request`` if set, else are answered 405 (no user
     agent here)."""
 
@@ -46,10 +63,11 @@ class Agent:
         policy: RegistrationPolicy,
         window: int = 50,
         transport: str = "UDP",
+        changed: asyncio.Event | None = None,
     ):
         self.server = server
         self.transport = transport
-        self.endpoint = SipEndpoint(
+        self.endpoint = TransactionEndpoint(
             EndpointConfig(
                 host="127.0.0.1",
                 udp_port=0,
@@ -62,10 +80,11 @@ class Agent:
             max_in_flight=window, max_rate=None, policy=policy, rng=random.Random(1)
         )
         self.changes: list[RegistrationChanged] = []
-        self.changed = asyncio.Event()
+        self.changed = changed or asyncio.Event()
+        """Set on every state change, REGISTER outcome and endpoint event (may be shared)."""
         self.invites: list[SipRequest] = []
         self.events: list[object] = []
-        self.on_request: Callable[[SipEndpoint, RequestReceived], None] | None = None
+        self.on_request: Callable[[TransactionEndpoint, RequestReceived], None] | None = None
         self.client: RegistrationClient | None = None
 
     async def open(self) -> Agent:
@@ -73,7 +92,7 @@ class Agent:
         self.client = RegistrationClient(
             self.pool,
             Peer(self.transport, self.server.host, self.server.port),
-            self.endpoint,
+            _OutcomeSignal(self.endpoint, self.changed),
             on_change=self._record,
         )
         self.client.start()
@@ -83,8 +102,9 @@ class Agent:
     def address(self) -> tuple[str, int]:
         return self.endpoint.addresses[self.transport]
 
-    def _on_event(self, endpoint: SipEndpoint, event: object) -> None:
+    def _on_event(self, endpoint: TransactionEndpoint, event: object) -> None:
         self.events.append(event)
+        self.changed.set()
         if isinstance(event, RequestReceived):
             if event.request.method == "INVITE":
                 self.invites.append(event.request)
@@ -161,14 +181,9 @@ async def test_md5_register_refresh_and_deregister(kamailio_factory, agents):
     assert registration is not None
     assert first[0].call_id == registration.call_id
     assert first[0].cseq == 2  # REGISTER → 401 → REGISTER with credentials
-    # Wait for the refresh: same Call-ID, higher CSeq, the contact stays bound.
-    deadline = time.monotonic() + 5
-    refreshed = first
-    while time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
-        refreshed = server.lookup("alice")
-        if refreshed and refreshed[0].cseq > first[0].cseq:
-            break
+    # Wait for the refresh (a third final response): same Call-ID, higher CSeq, still bound.
+    await agent.wait_for(lambda: agent.pool.stats.responses >= 3, limit=5)
+    refreshed = server.lookup("alice")
     assert len(refreshed) == 1
     assert refreshed[0].call_id == first[0].call_id
     # Pre-emptive credentials with nc=2: the refresh needs one REGISTER, not two.
@@ -190,7 +205,8 @@ async def test_expired_nonce_is_answered_stale_and_refresh_retries(kamailio_fact
     agent.add("alice", expires=4)  # refresh after ~1.8-2 s: the 1 s nonce has expired
     aor = f"sip:alice@{DOMAIN}"
     await agent.wait_for(lambda: bool(agent.states(aor)))
-    await asyncio.sleep(2.5)  # the refresh is due at most 2 s after the registration
+    # The refresh is due at most 2 s after the registration: wait for its 200.
+    await agent.wait_for(lambda: agent.pool.stats.by_status.get(200) == 2, limit=5)
     assert agent.pool.stats.by_status.get(401) == 2  # first challenge + the stale one
     assert agent.pool.stats.by_status.get(200) == 2
     (contact,) = server.lookup("alice")
@@ -243,9 +259,9 @@ async def test_wrong_ha1_fails_and_backs_off(kamailio_factory, agents):
     assert failed.status == 401 and failed.reason == "credentials rejected"
     assert failed.retry_at is not None and 0.5 <= failed.retry_at - failed.at <= 1.0
     assert agent.pool.stats.requests_sent == 2  # no loop of answers to the challenge
-    await asyncio.sleep(1.3)  # the backed-off second attempt has happened, and failed too
+    # The backed-off second attempt (0.5-1 s later) happens, and fails too.
+    await agent.wait_for(lambda: agent.pool.get(aor).failures == 2, limit=5)  # type: ignore[union-attr]
     assert agent.pool.stats.requests_sent == 4
-    assert agent.pool.get(aor).failures == 2  # type: ignore[union-attr]
     assert agent.states(aor) == [RegistrationState.FAILED]  # published once
     assert server.lookup("alice") == []
 
@@ -315,7 +331,8 @@ async def test_invite_is_forked_to_every_contact_with_record_route(kamailio_fact
 
     caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     caller.bind(("127.0.0.1", 0))
-    caller.settimeout(0.2)
+    caller.setblocking(False)
+    loop = asyncio.get_running_loop()
     cport = caller.getsockname()[1]
     invite = (
         f"INVITE sip:alice@{DOMAIN} SIP/2.0\r\n"
@@ -330,12 +347,7 @@ async def test_invite_is_forked_to_every_contact_with_record_route(kamailio_fact
         final = None
         async with asyncio.timeout(10):
             while final is None:
-                await asyncio.sleep(0.05)
-                try:
-                    data = caller.recv(65535)
-                except TimeoutError:
-                    continue
-                message = parse_message(data)
+                message = parse_message(await loop.sock_recv(caller, 65535))
                 if getattr(message, "status", 0) >= 200:
                     final = message
     finally:
@@ -367,10 +379,10 @@ async def test_phone_answers_first_sipum_branch_is_cancelled_dialog_via_record_r
     sipum's branch (200 + 487 there), and ACK and BYE reach the phone through Record-Route."""
     server = kamailio_factory(users={"alice": "secret"})
     phone = await new_agent(agents, server)
-    sipum = await new_agent(agents, server)
+    sipum = await new_agent(agents, server, changed=phone.changed)  # one wake-up for both
     loop = asyncio.get_running_loop()
 
-    def phone_answers(endpoint: SipEndpoint, event: RequestReceived) -> None:
+    def phone_answers(endpoint: TransactionEndpoint, event: RequestReceived) -> None:
         request = event.request
         if request.method == "INVITE":
             tag = new_tag()
@@ -384,7 +396,7 @@ async def test_phone_answers_first_sipum_branch_is_cancelled_dialog_via_record_r
         else:
             endpoint.send_response(event.transaction, make_response(request, 200))
 
-    def sipum_rings(endpoint: SipEndpoint, event: RequestReceived) -> None:
+    def sipum_rings(endpoint: TransactionEndpoint, event: RequestReceived) -> None:
         request = event.request
         status = 180 if request.method == "INVITE" else 200
         endpoint.send_response(event.transaction, make_response(request, status, to_tag="sipum"))
@@ -406,12 +418,7 @@ async def test_phone_answers_first_sipum_branch_is_cancelled_dialog_via_record_r
     async def final_response(method: str) -> SipResponse:
         async with asyncio.timeout(10):
             while True:
-                try:
-                    data = caller.recv(65535)
-                except BlockingIOError:
-                    await asyncio.sleep(0.02)
-                    continue
-                message = parse_message(data)
+                message = parse_message(await loop.sock_recv(caller, 65535))
                 if (
                     isinstance(message, SipResponse)
                     and message.status >= 200
@@ -448,13 +455,12 @@ async def test_phone_answers_first_sipum_branch_is_cancelled_dialog_via_record_r
 
     # The ACK and the BYE may pass through different Kamailio processes and arrive in either
     # order; wait (bounded) for everything rather than for a fixed time.
-    for _ in range(100):
-        if (
+    await sipum.wait_for(
+        lambda: (
             "CancelReceived" in [type(e).__name__ for e in sipum.events]
             and len(phone_methods()) >= 3
-        ):
-            break
-        await asyncio.sleep(0.05)
+        )
+    )
     kinds = [type(e).__name__ for e in sipum.events]
     assert "CancelReceived" in kinds  # Kamailio cancelled sipum's ringing branch
     methods = phone_methods()

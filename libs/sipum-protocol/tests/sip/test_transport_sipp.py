@@ -4,7 +4,6 @@ up for it, and sipp's ACK (same branch) must stop it."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,11 @@ from sipum_protocol.sip.transaction import (
     RequestReceived,
     TimerConfig,
     TransactionState,
+    TransactionTerminated,
     TransactionTimeout,
 )
-from sipum_protocol.sip.transport import EndpointConfig, SipEndpoint
+from sipum_protocol.sip.transport import EndpointConfig, TransactionEndpoint
+from sipum_testing.ports import free_udp_port, wait_until_udp_bound
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -65,29 +66,18 @@ def new_request(method: str, uri: str, *, cseq: int = 1) -> SipRequest:
     return SipRequest(method, uri, headers)
 
 
-async def wait_until_bound(port: int) -> None:
-    """Until sipp holds its UDP port (our own bind then fails)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"sipp did not bind port {port}")
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_sipp_lossy_reject_completes_every_call(tmp_path: Path) -> None:
     events: list[Event] = []
+    terminated = 0
+    all_terminated = asyncio.Event()
 
-    def reject(endpoint: SipEndpoint, event: Event) -> None:
+    def reject(endpoint: TransactionEndpoint, event: Event) -> None:
+        nonlocal terminated
         events.append(event)
+        if isinstance(event, TransactionTerminated):
+            terminated += 1
+            if terminated == calls:
+                all_terminated.set()
         if isinstance(event, RequestReceived):
             endpoint.send_response(
                 event.transaction, make_response(event.request, 486, to_tag="busy")
@@ -97,7 +87,9 @@ async def test_sipp_lossy_reject_completes_every_call(tmp_path: Path) -> None:
     scenario.write_text(SCENARIO)
     timers = TimerConfig(t1=0.05, t2=0.2, t4=0.2)
     calls = 20
-    async with SipEndpoint(EndpointConfig(udp_port=0, timers=timers), on_event=reject) as ep:
+    async with TransactionEndpoint(
+        EndpointConfig(udp_port=0, timers=timers), on_event=reject
+    ) as ep:
         host, port = ep.addresses["UDP"]
         process = await asyncio.create_subprocess_exec(
             "sipp", f"{host}:{port}", "-sf", str(scenario), "-m", str(calls), "-r", "10",
@@ -116,10 +108,7 @@ async def test_sipp_lossy_reject_completes_every_call(tmp_path: Path) -> None:
         assert sum(isinstance(e, RequestReceived) for e in events) == calls
         assert ep.layer.counters.requests_received >= 2 * calls  # INVITE + ACK each
         # Let timer I run out: every transaction confirmed by sipp's ACK, none timed out (H).
-        for _ in range(100):
-            if ep.layer.server_transactions == 0:
-                break
-            await asyncio.sleep(0.05)
+        await asyncio.wait_for(all_terminated.wait(), 5)
         assert ep.layer.server_transactions == 0
         assert not [e for e in events if isinstance(e, TransactionTimeout)]
         # sipp dropped about half of the 486s; each loss cost at least one re-send.
@@ -137,13 +126,13 @@ async def test_invite_client_against_sipp_uas() -> None:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        async with SipEndpoint(EndpointConfig(udp_port=0)) as ep:
+        async with TransactionEndpoint(EndpointConfig(udp_port=0)) as ep:
             peer = Peer("UDP", "127.0.0.1", port)
             uri = f"sip:service@127.0.0.1:{port}"
             invite = new_request("INVITE", uri)
             invite.headers.add("Contact", f"<sip:alice@{ep.sent_by()}>")
             statuses: list[int] = []
-            await wait_until_bound(port)
+            await wait_until_udp_bound(port)
             pending = ep.send_request(invite, peer, on_response=lambda r: statuses.append(r.status))
             response = await asyncio.wait_for(pending, 5)
             assert response.status == 200

@@ -143,6 +143,36 @@ def ack(phone: Phone, now: float, body: str = "", cseq: int = 1) -> None:
 # ---------------------------------------------------------------------- INVITE, 2xx, ACK
 
 
+def test_late_answer_schedules_2xx_retransmissions_from_the_time_passed(ua: UserAgent) -> None:
+    """§13.3.1.4: the 2xx is retransmitted T1, 2·T1, … after it was *sent*. An application
+    answers after an ``await`` (a database, the media side): the UA last heard of the clock at
+    the INVITE (t=0) and a ring at t=1, but the answer comes at t=30. Its timers must start at
+    30 — from a remembered clock they would all be overdue, fire at once as a burst, and the
+    64·T1 give-up (and the BYE) would come 30 s early."""
+    phone = Phone(ua)
+    call = incoming(ua, phone, now=0.0)
+    call.ring(1.0)
+    phone.drain()
+    late = 30.0
+    call.answer(ANSWER.encode(), late)
+    (ok,) = phone.drain()
+    assert isinstance(ok, SipResponse) and ok.status == 200
+    t1 = ua.timers.t1
+    assert ua.get_timer() == pytest.approx(late + t1)
+    sent = run_until(phone, late + 4 * t1 + 0.001)
+    retransmits = [when for when, msg in sent if isinstance(msg, SipResponse) and msg.status == 200]
+    # T1, then 2·T1 later, then 4·T1 later (T2 = 8·T1 here does not cap yet).
+    assert retransmits == pytest.approx([late + t1, late + 3 * t1])
+    assert not [when for when, _ in sent if when < late + t1]
+    # No ACK: the give-up (BYE) is 64·T1 after the answer, not after the INVITE.
+    byes = [
+        when
+        for when, msg in run_until(phone, late + 64 * t1 + 1)
+        if isinstance(msg, SipRequest) and msg.method == "BYE"
+    ]
+    assert byes[0] == pytest.approx(late + 64 * t1)  # then its own retransmissions
+
+
 def test_ring_then_answer_then_ack(ua: UserAgent) -> None:
     phone = Phone(ua)
     call = incoming(ua, phone)

@@ -54,8 +54,8 @@ async def test_call_answered_then_callee_hangs_up(transport: str) -> None:
     def callee(event: UserAgentEvent) -> None:
         callee_events(event)
         if isinstance(event, IncomingCall):
-            event.call.ring()
-            event.call.answer(SDP)
+            event.call.ring(b.now())
+            event.call.answer(SDP, b.now())
 
     async with (
         UserAgentEndpoint(config, on_event=callee, user="callee") as b,
@@ -71,7 +71,7 @@ async def test_call_answered_then_callee_hangs_up(transport: str) -> None:
         assert answered.call is call and call.remote_sdp == SDP
         (confirmed,) = await callee_events.wait_for(CallConfirmed)
         # The callee ends the call: its BYE reaches the caller (over the same TCP connection).
-        confirmed.call.hangup()
+        confirmed.call.hangup(b.now())
         (ended,) = await caller_events.wait_for(CallEnded)
         assert ended.reason == "remote-bye"
         (ended_b,) = await callee_events.wait_for(CallEnded)

@@ -108,7 +108,7 @@ class TestUas:
             stats.incoming += 1
             call = event.call
             if self.send_ringing:
-                call.ring()
+                call.ring(self.endpoint.now())
             if self.ring_delay > 0:
                 loop = asyncio.get_running_loop()
                 self._timers[id(call)] = loop.call_later(self.ring_delay, self._answer, call)
@@ -132,7 +132,7 @@ class TestUas:
             return
         if self.static_answer is not None and call.remote_sdp is not None:
             self.stats.answered += 1
-            call.answer(self.static_answer)
+            call.answer(self.static_answer, self.endpoint.now())
             return
         address = self.endpoint.addresses.get(call.peer.transport, ("127.0.0.1", 0))[0]
         try:
@@ -144,10 +144,10 @@ class TestUas:
                 )
         except (NoCommonCodec, SdpParseError):
             self.stats.rejected_488 += 1
-            call.reject(488)
+            call.reject(488, self.endpoint.now())
             return
         self.stats.answered += 1
-        call.answer(bytes(sdp))
+        call.answer(bytes(sdp), self.endpoint.now())
 
 
 async def _serve(args: argparse.Namespace) -> TestUas:

@@ -206,7 +206,7 @@ class CallHandler:
     def reject(self, call: Call, status: int, *, retry_after: bool = False) -> None:
         metrics.CALLS_REJECTED.labels(str(status)).inc()
         headers = [("Retry-After", str(self.settings.retry_after_seconds))] if retry_after else []
-        call.reject(status, headers=headers)
+        call.reject(status, self.loop_time(), headers=headers)
 
     # ------------------------------------------------------------------ the call
 
@@ -242,7 +242,7 @@ class CallHandler:
         if ringing:
             # Let the user's own phones ring first (the proxy forked the call to them and us):
             # 180 at once, the timer below.
-            call.ring()
+            call.ring(self.loop_time())
         effective = await users.effective_settings(self.pool, user.id)
         ring_until = self.loop_time() + (effective.ring_timeout_seconds if effective else 10)
         await self.publish(
@@ -326,7 +326,9 @@ class CallHandler:
             if isinstance(command, SessionEnded):
                 active.session_end = command
                 active.session_over.set()
-                call.hangup()  # BYE (after the ACK, RFC 3261 §15); no-op if already over
+                call.hangup(
+                    self.loop_time()
+                )  # BYE (after the ACK, RFC 3261 §15); no-op if already over
 
         subscriptions = await self.bus.subscribe_session(
             reply.session_id, on_session_ended, commands=["ended"]
@@ -335,7 +337,7 @@ class CallHandler:
             if not active.ended.is_set():
                 # A CANCEL that arrived during the allocation has already ended the call
                 # (200 + 487 went out); answer() is then a no-op.
-                call.answer(reply.answer_sdp.encode())
+                call.answer(reply.answer_sdp.encode(), self.loop_time())
             if active.ended.is_set() and active.ua_end_reason in ("cancelled", "rejected"):
                 await self._hangup_session(reply.session_id, "cancel")
                 return

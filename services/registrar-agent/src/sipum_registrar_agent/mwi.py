@@ -199,7 +199,8 @@ class MwiNotifier:
             log.error("MWI task %s failed", task.get_name(), exc_info=task.exception())
 
     def now(self) -> float:
-        return self._loop.time()
+        """The SIP core's clock (the endpoint's ``loop.time()``): every table call takes it."""
+        return self.endpoint.now()
 
     # ------------------------------------------------------------------ SUBSCRIBE
 

@@ -1,8 +1,10 @@
 """Every user's voicemail contact at the domain's registrar: which users this agent owns, their
-bindings and digest credentials, and the REGISTER sender.
+bindings and digest credentials.
 
 The REGISTER state machines, the in-flight window and the rate limit are the shared library's
-(``sipum_protocol.sip.registration``); this module only maps users to bindings.
+(``sipum_protocol.sip.registration``); this module only maps users to bindings. The REGISTERs
+go out through the agent's user agent, which writes their Via (sent-by: the socket's advertised
+address, numeric under ``-n``) like for any request it sends.
 """
 
 from __future__ import annotations
@@ -11,16 +13,11 @@ import logging
 import zlib
 
 from sipum.db.users import User
-from sipum_protocol.sip.message import SipRequest, new_branch
 from sipum_protocol.sip.registration import (
     DigestCredentials,
-    PendingRequest,
     RegistrationBinding,
     RegistrationClient,
-    RequestSender,
 )
-from sipum_protocol.sip.transaction import Peer
-from sipum_protocol.sip.uri import format_host, parse_via
 
 log = logging.getLogger("sipum.misc.registrations")
 
@@ -44,30 +41,6 @@ def credentials_for(user: User) -> DigestCredentials:
         name: value for name, value in (("MD5", user.ha1), ("SHA-256", user.ha1_sha256)) if value
     }
     return DigestCredentials(username=user.username, ha1=ha1, realm=user.realm)
-
-
-class RegisterSender:
-    """Sends the pool's REGISTERs through the user agent's socket with our Via.
-
-    ``Registration`` writes its Via sent-by from the contact (``sip_advertise``, maybe a name);
-    under ``-n`` the Via must carry the numeric address instead, so the sent-by is rewritten
-    to ``via_host:port`` (branch and ``rport`` kept). The Contact keeps the name.
-    """
-
-    def __init__(self, sender: RequestSender, via_host: str, port: int) -> None:
-        self.sender = sender
-        self.via_host = via_host
-        self.port = port
-
-    def send_request(self, request: SipRequest, peer: Peer) -> PendingRequest:
-        top = request.headers.get("Via")
-        branch = (parse_via(top).branch if top else None) or new_branch()
-        request.headers.set(
-            "Via",
-            f"SIP/2.0/{peer.transport} {format_host(self.via_host)}:{self.port}"
-            f";branch={branch};rport",
-        )
-        return self.sender.send_request(request, peer)
 
 
 class UserRegistrations:

@@ -56,7 +56,7 @@ from sipum_registrar_agent import metrics
 from sipum_registrar_agent.calls import ActiveCall, CallHandler, CallSettings, TrustedProxies
 from sipum_registrar_agent.mailbox import MailboxResolver
 from sipum_registrar_agent.mwi import MwiNotifier
-from sipum_registrar_agent.registrations import RegisterSender, UserRegistrations
+from sipum_registrar_agent.registrations import UserRegistrations
 from sipum_registrar_agent.settings import RegistrarAgentSettings
 from sipum_registrar_agent.subscriptions import MailboxKey, MwiLimits
 
@@ -146,7 +146,7 @@ class RegistrarAgentService:
         self.client = RegistrationClient(
             pool,
             registrar,
-            RegisterSender(self.ua_endpoint, self.via_host, ua_port),
+            self.ua_endpoint,  # its Via carries via_host (numeric under -n)
             on_change=self._on_registration_change,
         )
         self.registrations = UserRegistrations(
@@ -252,7 +252,7 @@ class RegistrarAgentService:
             log.warning("hanging up calls still going", extra={"calls": len(self.active)})
             for active in list(self.active):
                 active.shutdown = True
-                active.call.hangup()
+                active.call.hangup(self.now())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(HANGUP_GRACE):
                     await self.work.wait()
@@ -261,6 +261,11 @@ class RegistrarAgentService:
         # Let the BYE / final responses leave before the sockets close.
         await asyncio.sleep(0.05)
         await self.close()
+
+    def now(self) -> float:
+        """The clock of the SIP core (the endpoint's ``loop.time()``), for call actions."""
+        assert self.ua_endpoint is not None
+        return self.ua_endpoint.now()
 
     async def close(self) -> None:
         if self.ua_endpoint is not None:
@@ -281,7 +286,11 @@ class RegistrarAgentService:
             call = event.call
             if not self.work.accepting or self.calls is None:
                 # RFC 3261 §21.5.4: 503 with Retry-After while we stop.
-                call.reject(503, headers=[("Retry-After", str(self.settings.retry_after_seconds))])
+                call.reject(
+                    503,
+                    self.now(),
+                    headers=[("Retry-After", str(self.settings.retry_after_seconds))],
+                )
                 return
             active = ActiveCall(call)
             call.user_data = active
@@ -308,7 +317,7 @@ class RegistrarAgentService:
             log.error("call %s failed", active.call.call_id, exc_info=error)
             if not active.call.ended:
                 with contextlib.suppress(Exception):
-                    active.call.hangup()
+                    active.call.hangup(self.now())
 
     # ------------------------------------------------------------------ registrations
 

@@ -63,6 +63,7 @@ __all__ = [
     "parse_uri",
     "parse_via",
     "split_list",
+    "via_for_request",
 ]
 
 BRANCH_MAGIC = "z9hG4bK"  # RFC 3261 §8.1.1.7
@@ -151,6 +152,21 @@ REASON_PHRASES: dict[int, str] = {
 def new_branch() -> str:
     """A fresh RFC 3261 branch (magic cookie + 64 random bits)."""
     return BRANCH_MAGIC + secrets.token_hex(8)
+
+
+def via_for_request(transport: str, host: str, port: int, branch: str | None = None) -> str:
+    """The Via value of a request we originate — the one place it is written.
+
+    §8.1.1.7 / §18.1.1: the sent-by is the address our transport listens on (where a response
+    comes back, §18.2.2), not the Contact, which may be a name; ``host`` an IPv6 address gets
+    brackets (RFC 5118 §4.5). A fresh ``z9hG4bK`` branch names one transaction (§17.1.3),
+    so every new request needs a new one. ``rport`` without a value asks the server to answer
+    to the source address it saw (RFC 3581 §3), which is what gets through a NAT.
+    """
+    return (
+        f"SIP/2.0/{transport.upper()} {format_host(host)}:{port}"
+        f";branch={branch or new_branch()};rport"
+    )
 
 
 def new_tag() -> str:

@@ -20,6 +20,7 @@ from sipum_protocol.sip.transaction import Peer, TimerConfig
 from sipum_protocol.sip.transport.config import EndpointConfig
 from sipum_protocol.sip.ua import CallAnswered, CallEnded, UserAgentEvent
 from sipum_protocol.sip.ua.aio import UserAgentEndpoint
+from sipum_testing.ports import wait_until_udp_bound
 from sipum_testing.sip_uas import TestUas
 
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -224,7 +225,7 @@ async def test_builtin_uas_answers_our_uac(tmp_path: Path) -> None:
     def on_event(event: UserAgentEvent) -> None:
         if isinstance(event, CallAnswered):
             answered.append(event.call)
-            event.call.hangup()
+            event.call.hangup(ep.now())
         elif isinstance(event, CallEnded):
             ended.append(event)
 
@@ -233,12 +234,11 @@ async def test_builtin_uas_answers_our_uac(tmp_path: Path) -> None:
         b"m=audio 41000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
     )
     try:
-        await asyncio.sleep(0.3)  # let sipp bind
+        await wait_until_udp_bound(sipp_port)
         async with UserAgentEndpoint(uas_config(), on_event=on_event, user="uac") as ep:
             peer = Peer("UDP", "127.0.0.1", sipp_port)
             for _ in range(calls):
                 ep.invite(f"sip:service@127.0.0.1:{sipp_port}", peer, sdp=sdp)
-                await asyncio.sleep(0.02)
             out, _ = await asyncio.wait_for(proc.communicate(), 30)
     finally:
         if proc.returncode is None:

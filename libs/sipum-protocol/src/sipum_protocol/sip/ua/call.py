@@ -1,8 +1,9 @@
 """A call as the application sees it: one INVITE dialog plus the state of its offer/answer.
 
 The methods (``ring``, ``answer``, ``reject``, ``hangup``) only queue work in the owning
-``UserAgent``; its owner then drains ``datagrams_to_send()`` as after any other input. ``now``
-defaults to the user agent's last known time (the time of the last input it was given).
+``UserAgent``; its owner then drains ``datagrams_to_send()`` as after any other input. Each
+takes the caller's ``now`` (for an asyncio adapter: ``loop.time()`` at the moment of the call),
+from which the retransmission timers of what it sends are started.
 """
 
 from __future__ import annotations
@@ -107,18 +108,18 @@ class Call:
 
     # -- application actions (forwarded to the user agent) ----------------------------------
 
-    def ring(self, now: float | None = None, *, status: int = 180) -> None:
+    def ring(self, now: float, *, status: int = 180) -> None:
         """Send a provisional response with our To tag (180 Ringing unless ``status``)."""
         self.ua.ring(self, now, status=status)
 
-    def answer(self, sdp: bytes, now: float | None = None) -> None:
+    def answer(self, sdp: bytes, now: float) -> None:
         """Accept with 200 carrying ``sdp`` (the answer, or our offer for an INVITE without SDP)."""
         self.ua.answer(self, sdp, now)
 
     def reject(
         self,
-        status: int = 486,
-        now: float | None = None,
+        status: int,
+        now: float,
         *,
         reason: str | None = None,
         headers: Iterable[tuple[str, str]] = (),
@@ -127,7 +128,7 @@ class Call:
         added to it (e.g. ``Retry-After`` on a 503)."""
         self.ua.reject(self, status, now, reason=reason, headers=headers)
 
-    def hangup(self, now: float | None = None) -> None:
+    def hangup(self, now: float) -> None:
         """End the call: BYE when confirmed (after the ACK, §15), CANCEL for an unanswered
         outgoing call, 480 for an unanswered incoming one."""
         self.ua.hangup(self, now)

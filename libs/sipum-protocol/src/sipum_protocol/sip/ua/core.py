@@ -63,9 +63,9 @@ from sipum_protocol.sip.message import (
     SipRequest,
     SipResponse,
     make_response,
-    new_branch,
     new_call_id,
     new_tag,
+    via_for_request,
 )
 from sipum_protocol.sip.transaction import (
     AckReceived,
@@ -147,8 +147,6 @@ class UserAgent:
         self.allowed_methods = ALLOWED_METHODS + tuple(
             m for m in self.request_methods if m not in ALLOWED_METHODS
         )
-        self.now = 0.0
-        """The latest time we were given (used when the application omits ``now``)."""
         self.wakeup: Callable[[], None] | None = None
         """Called when an application action queued output outside of ``receive_data`` /
         ``handle_timer``, so an I/O adapter knows to flush."""
@@ -169,20 +167,22 @@ class UserAgent:
 
     def receive_data(self, data: bytes, peer: Peer, now: float) -> None:
         """One datagram or framed stream message from ``peer``."""
-        self.now = now
         self.layer.receive_data(data, peer, now)
         self._drain_layer(now)
 
     def receive(self, message: SipRequest | SipResponse, peer: Peer, now: float) -> None:
-        self.now = now
         try:
             self.layer.receive(message, peer, now)
         except SipParseError:
             log.debug("unusable message from %s dropped", peer)
         self._drain_layer(now)
 
+    def transport_error(self, peer: Peer, now: float) -> None:
+        """The transport could not reach ``peer`` (§8.1.3.1, §17.1.4): its transactions fail."""
+        self.layer.transport_error(peer, now)
+        self._drain_layer(now)
+
     def handle_timer(self, now: float) -> None:
-        self.now = now
         self.layer.handle_timer(now)
         self._drain_layer(now)
         heap = self._timer_heap
@@ -285,7 +285,7 @@ class UserAgent:
         tx: ServerTransaction,
         request: SipRequest,
         status: int,
-        now: float | None = None,
+        now: float,
         *,
         to_tag: str | None = None,
         headers: Iterable[tuple[str, str]] = (),
@@ -297,7 +297,7 @@ class UserAgent:
             tx,
             request,
             status,
-            self._time(now),
+            now,
             to_tag=to_tag,
             headers=headers,
             body=body,
@@ -332,8 +332,7 @@ class UserAgent:
     def _via_for(self, transport: str) -> str:
         transport = transport.upper()
         host, port = self.local.get(transport) or next(iter(self.local.values()))
-        host_text = f"[{host}]" if ":" in host else host
-        return f"SIP/2.0/{transport} {host_text}:{port};branch={new_branch()};rport"
+        return via_for_request(transport, host, port)
 
     def _on_request(
         self, request: SipRequest, peer: Peer, tx: ServerTransaction, now: float
@@ -578,13 +577,11 @@ class UserAgent:
 
     # ------------------------------------------------------------------ application actions
 
-    def _time(self, now: float | None) -> float:
-        if now is not None:
-            self.now = now
-        return self.now
+    # Every action takes the caller's ``now``: there is no remembered "last time" to fall back
+    # on, because an action taken after an ``await`` would then start its retransmission
+    # timers (§13.3.1.4, §17) from a clock that is already in the past.
 
-    def ring(self, call: Call, now: float | None = None, *, status: int = 180) -> None:
-        t = self._time(now)
+    def ring(self, call: Call, now: float, *, status: int = 180) -> None:
         if call.ended:
             return  # e.g. a CANCEL got there first
         if not call.incoming or call.state not in (CallState.OFFERED, CallState.RINGING):
@@ -599,7 +596,7 @@ class UserAgent:
             tx,
             call.invite,
             status,
-            t,
+            now,
             to_tag=call.local_tag,
             headers=self._dialog_headers(call),
         )
@@ -612,8 +609,7 @@ class UserAgent:
         headers.append(("Contact", call.dialog.local_contact))
         return headers
 
-    def answer(self, call: Call, sdp: bytes, now: float | None = None) -> None:
-        t = self._time(now)
+    def answer(self, call: Call, sdp: bytes, now: float) -> None:
         if call.ended:
             return  # e.g. a CANCEL got there first
         if not call.incoming or call.state not in (CallState.OFFERED, CallState.RINGING):
@@ -626,7 +622,7 @@ class UserAgent:
             headers.append(("Content-Type", "application/sdp"))
         response = make_response(call.invite, 200, to_tag=call.local_tag, headers=headers, body=sdp)
         try:
-            self.layer.send_response(tx, response, t)
+            self.layer.send_response(tx, response, now)
         except TransactionStateError:
             # A CANCEL won the race (its 487 is out): the call is over already.
             self._poke()
@@ -636,19 +632,18 @@ class UserAgent:
         call.state = CallState.ANSWERED
         call.dialog.confirm()
         self._forget_invite(call)
-        self._start_2xx_retransmission(call, response, tx, call.invite.cseq[0], t)
+        self._start_2xx_retransmission(call, response, tx, call.invite.cseq[0], now)
         self._poke()
 
     def reject(
         self,
         call: Call,
-        status: int = 486,
-        now: float | None = None,
+        status: int,
+        now: float,
         *,
         reason: str | None = None,
         headers: Iterable[tuple[str, str]] = (),
     ) -> None:
-        t = self._time(now)
         if call.ended:
             return
         if not call.incoming or call.state not in (CallState.OFFERED, CallState.RINGING):
@@ -661,33 +656,32 @@ class UserAgent:
         if status == 405:
             extra.append(("Allow", ", ".join(self.allowed_methods)))
         self._respond(
-            tx, call.invite, status, t, to_tag=call.local_tag, headers=extra, reason=reason
+            tx, call.invite, status, now, to_tag=call.local_tag, headers=extra, reason=reason
         )
         self._end(call, "rejected", status)
         self._poke()
 
-    def hangup(self, call: Call, now: float | None = None) -> None:
-        t = self._time(now)
+    def hangup(self, call: Call, now: float) -> None:
         if call.ended:
             return
         if call.incoming:
             if call.state in (CallState.OFFERED, CallState.RINGING):
-                self.reject(call, 480, t)
+                self.reject(call, 480, now)
                 return
             if call.state is CallState.ANSWERED:
                 # §15: no BYE before the ACK (or before the 2xx retransmissions give up).
                 call._hangup_after_ack = True
                 return
-            self._send_bye(call, t)
+            self._send_bye(call, now)
             self._end(call, "local-bye")
         else:
             if call.state in (CallState.CALLING, CallState.EARLY):
                 tx = call.client_transaction
                 assert tx is not None
-                self.layer.cancel(tx, t)  # the 487 ends the call
+                self.layer.cancel(tx, now)  # the 487 ends the call
                 call._hangup_after_ack = True  # a 2xx racing the CANCEL gets ACK + BYE
             else:
-                self._send_bye(call, t)
+                self._send_bye(call, now)
                 self._end(call, "local-bye")
         self._poke()
 
@@ -697,12 +691,11 @@ class UserAgent:
         *,
         peer: Peer,
         sdp: bytes | None = None,
+        now: float,
         from_uri: str | None = None,
-        now: float | None = None,
         headers: Iterable[tuple[str, str]] = (),
     ) -> Call:
         """Place an outgoing call to ``target`` (a SIP URI), sending the INVITE to ``peer``."""
-        t = self._time(now)
         host, _port = self.local.get(peer.transport) or next(iter(self.local.values()))
         local_uri = from_uri or f"sip:{self.user}@{host}"
         tag = new_tag()
@@ -723,7 +716,7 @@ class UserAgent:
         request = SipRequest("INVITE", target, h, sdp or b"")
         call = Call(self, incoming=False, invite=request, peer=peer, local_tag=tag)
         call.local_sdp = sdp
-        call.client_transaction = self.layer.send_request(request, peer, t)
+        call.client_transaction = self.layer.send_request(request, peer, now)
         self._by_client_tx[id(call.client_transaction)] = call
         self.calls_created += 1
         self._poke()
@@ -733,7 +726,7 @@ class UserAgent:
         self,
         request: SipRequest,
         peer: Peer,
-        now: float | None = None,
+        now: float,
         *,
         on_response: ResponseHandler | None = None,
         on_failure: FailureHandler | None = None,
@@ -742,12 +735,11 @@ class UserAgent:
         user agent, so it shares our socket and Contact. Our Via (and Max-Forwards) is added
         when missing. ``on_response`` sees every response (provisional too); ``on_failure``
         gets ``"timeout"`` (timer B/F), ``"transport-error"`` or ``"terminated"``."""
-        t = self._time(now)
         if not request.headers.get("Via"):
             request.headers.prepend("Via", self._via_for(peer.transport))
         if not request.headers.get("Max-Forwards"):
             request.headers.add("Max-Forwards", "70")
-        tx = self.layer.send_request(request, peer, t)
+        tx = self.layer.send_request(request, peer, now)
         self._plain[id(tx)] = (on_response, on_failure)
         self._poke()
         return tx

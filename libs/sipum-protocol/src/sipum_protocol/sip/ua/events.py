@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class IncomingCall:
-    """A new INVITE (outside any dialog) passed the checks; answer it with ``call.ring()``,
-    ``call.answer(sdp)`` or ``call.reject(status)``. ``call.remote_sdp`` is the offer, or
+    """A new INVITE (outside any dialog) passed the checks; answer it with ``call.ring(now)``,
+    ``call.answer(sdp, now)`` or ``call.reject(status, now)``. ``call.remote_sdp`` is the offer, or
     ``None`` for an INVITE without SDP (then the SDP given to ``answer`` is our offer and the
     answer arrives in the ACK, RFC 3261 §13.2.1)."""
 
