@@ -1,4 +1,6 @@
-"""A replica SIGKILLed in the middle of a transcription: another replica redoes the job."""
+"""The transcriber as a process: a bad engine configuration is one line and exit 2; a replica
+SIGKILLed in the middle of a transcription leaves no decoder behind and another replica
+redoes the job."""
 
 from __future__ import annotations
 
@@ -18,6 +20,45 @@ from sipum_transcriber.audio import decode_wav
 from .conftest import Mailbox, Start, wait_for
 
 ACK_WAIT = 2.0
+
+
+def _service_env(mailbox: Mailbox, pg_dsn: str, event_namespace: Any) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SIPUM_DATABASE_URL": pg_dsn,
+        "SIPUM_NATS_URL": event_namespace.url,
+        "SIPUM_EVENTS_PREFIX": event_namespace.prefix,
+        "SIPUM_EVENTS_STREAM": event_namespace.stream,
+        "SIPUM_BLOB_ROOT": str(mailbox.blobs.root),
+        "SIPUM_HTTP_PORT": "0",
+        "SIPUM_LOG_JSON": "true",
+    }
+
+
+async def test_faster_whisper_without_a_model_directory_is_a_config_error(
+    mailbox: Mailbox, pg_dsn: str, event_namespace: Any, tmp_path: Path
+) -> None:
+    env = {
+        **_service_env(mailbox, pg_dsn, event_namespace),
+        "SIPUM_TRANSCRIBER_ENGINE": "faster-whisper",
+        "SIPUM_TRANSCRIBER_MODEL_DIR": str(tmp_path / "no-such-model"),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sipum_transcriber",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2
+    errors = [line for line in err.decode().splitlines() if "error:" in line]
+    assert errors == [
+        f"sipum-transcriber: error: transcriber_model_dir: {tmp_path / 'no-such-model'} "
+        "is not a directory"
+    ]
+    assert "Traceback" not in err.decode()
 
 
 def _alive(pid: int) -> bool:
@@ -42,14 +83,7 @@ async def test_killed_mid_job_is_redone_by_another_replica(
     pcm = b"".join(decode_wav(spoken(sentence))[0] for sentence in SENTENCES)
     event = await mailbox.leave(wav(pcm, 8000))
     env = {
-        **os.environ,
-        "SIPUM_DATABASE_URL": pg_dsn,
-        "SIPUM_NATS_URL": event_namespace.url,
-        "SIPUM_EVENTS_PREFIX": event_namespace.prefix,
-        "SIPUM_EVENTS_STREAM": event_namespace.stream,
-        "SIPUM_BLOB_ROOT": str(mailbox.blobs.root),
-        "SIPUM_HTTP_PORT": "0",
-        "SIPUM_LOG_JSON": "true",
+        **_service_env(mailbox, pg_dsn, event_namespace),
         "SIPUM_TRANSCRIBER_ACK_WAIT": str(ACK_WAIT),
     }
     replica = await asyncio.create_subprocess_exec(
