@@ -9,7 +9,6 @@ import pytest
 from sipum.db import messages, transcripts, users
 from sipum.events import stable_event_id
 from sipum_testing.speech import SENTENCES
-from sipum_transcriber.service import TranscriberService
 from sipum_transcriber.worker import TranscriptionTimeout
 
 from .conftest import Mailbox, Start, wait_for
@@ -62,13 +61,13 @@ async def test_transcription_turned_off_stores_nothing(
     service = await start_transcriber()
     await users.update(mailbox.pool, mailbox.user.id, transcription_enabled=False)
     event = await mailbox.leave(spoken(SENTENCES[1]))
-    await _handle(service, event)  # returns (acks) without a transcript
+    await service.handle(event)  # returns (acks) without a transcript
     assert await transcripts.get(mailbox.pool, event.message_id) is None
     # back on, with a language the default engine has no model for: nothing stored either
     await users.update(
         mailbox.pool, mailbox.user.id, transcription_enabled=None, transcription_language="de-DE"
     )
-    await _handle(service, event)
+    await service.handle(event)
     assert await transcripts.get(mailbox.pool, event.message_id) is None
     effective = await users.effective_settings(mailbox.pool, mailbox.user.id)
     assert effective is not None and effective.transcription_enabled
@@ -83,22 +82,11 @@ async def test_too_slow_is_stopped_and_retried(
     [worker] = service.workers
     first_pid = worker.pid
     with pytest.raises(TranscriptionTimeout):
-        await _handle(service, event)
+        await service.handle(event)
     assert worker.pid is None  # the engine process was killed
     assert await transcripts.get(mailbox.pool, event.message_id) is None
     # the next attempt (a redelivery) with time enough starts a fresh engine process
     service.settings.transcriber_time_limit = 60
-    await _handle(service, event)
+    await service.handle(event)
     assert worker.pid not in (None, first_pid)
     assert await transcripts.get(mailbox.pool, event.message_id) is not None
-
-
-async def _handle(service: TranscriberService, event: Any) -> None:
-    """``handle`` as the bus calls it (inside a delivery)."""
-    from sipum.events.bus import Delivery, _current_delivery
-
-    token = _current_delivery.set(Delivery("s", 1, 1, "transcriber"))
-    try:
-        await service.handle(event)
-    finally:
-        _current_delivery.reset(token)

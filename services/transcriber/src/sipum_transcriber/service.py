@@ -54,6 +54,14 @@ LATENCY = Histogram(
 )
 
 
+def _attempt() -> int:
+    """Which delivery of the event this is (1 outside the bus: a direct call, a tool)."""
+    try:
+        return current_delivery().num_delivered
+    except RuntimeError:
+        return 1
+
+
 class TranscriberService:
     name = "transcriber"
 
@@ -141,11 +149,10 @@ class TranscriberService:
         worker = await self.idle.get()
         started = time.monotonic()
         try:
-            attempt = current_delivery().num_delivered
             log.info(
                 "transcribing",
                 extra={**ids, "audio_s": round(audio_s, 2), "language": language,
-                       "attempt": attempt, "engine_pid": worker.pid},
+                       "attempt": _attempt(), "engine_pid": worker.pid},
             )  # fmt: skip
             result = await worker.transcribe(
                 pcm, rate, language, time_limit=self.settings.transcriber_time_limit
