@@ -4,6 +4,7 @@ transcription settings of domains and users."""
 from __future__ import annotations
 
 import asyncpg
+from sipum.accounts import admin
 from sipum.db import domains, messages, transcripts, users
 from sipum.db.transcripts import Word
 
@@ -97,3 +98,10 @@ async def test_transcription_settings_domain_default_user_override(pg_pool: asyn
     assert effective.transcription_enabled and effective.transcription_language == "en-GB"
     user = await users.get(pg_pool, alice.id)
     assert user is not None and user.transcription_enabled is True
+    # the administrator's command line takes them like the other settings
+    assert admin.parse_setting("transcription_enabled=no") == ("transcription_enabled", False)
+    assert admin.parse_setting("transcription_language=fr-FR") == (
+        "transcription_language",
+        "fr-FR",
+    )
+    assert admin.parse_setting("transcription_language=default") == ("transcription_language", None)
