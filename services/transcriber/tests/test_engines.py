@@ -3,6 +3,7 @@ errors and its adapter over a fake model."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -131,3 +132,38 @@ def test_faster_whisper_adapter_over_a_fake_model() -> None:
     assert result.confidence == pytest.approx(0.8)
     detected = engine.transcribe(pcm, 16000, "auto")
     assert model.calls[1]["language"] is None and detected.language == "de"
+
+
+async def test_engine_process_survives_ctrl_c_while_it_starts() -> None:
+    """Ctrl-C reaches the whole process group; the service stops gracefully, so its engine
+    process must not die of it, not even before its own code runs (up's Ctrl-C test found
+    that window)."""
+    import asyncio
+    import os
+    import signal
+
+    from sipum_transcriber.worker import EngineWorker
+
+    worker = EngineWorker(EngineSpec())
+    interrupts = 0
+
+    async def interrupt() -> None:
+        nonlocal interrupts
+        while True:
+            if worker.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGINT)
+                    interrupts += 1
+            await asyncio.sleep(0.002)
+
+    pester = asyncio.create_task(interrupt())
+    try:
+        await worker.start()
+    finally:
+        pester.cancel()
+    try:
+        assert interrupts > 10
+        result = await worker.transcribe(bytes(8000), 8000, "en-US", time_limit=30)
+        assert result.text == ""
+    finally:
+        await worker.close()

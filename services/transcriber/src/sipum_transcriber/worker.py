@@ -22,6 +22,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -78,6 +79,23 @@ def _serve(spec: EngineSpec, conn: Connection, parent_pid: int) -> None:
             conn.send(("error", f"{type(exc).__name__}: {exc}"[:300]))
 
 
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """SIGINT/SIGTERM ignored while a child starts: an ignored signal stays ignored across
+    exec, and Python keeps it so, so a Ctrl-C to the process group during the child's
+    interpreter start-up (before ``_serve`` runs) cannot kill it. Only the main thread may
+    change handlers; elsewhere the child is started as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 class EngineWorker:
     def __init__(self, spec: EngineSpec, *, load_timeout: float = 120.0) -> None:
         self.spec = spec
@@ -103,7 +121,8 @@ class EngineWorker:
             name=f"sipum-transcriber-{self.spec.name}",
             daemon=True,
         )
-        process.start()
+        with _signals_ignored():
+            process.start()
         theirs.close()
         self._process, self._conn = process, ours
         try:
