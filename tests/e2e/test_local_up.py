@@ -1,5 +1,5 @@
 """The README's run command for machines without Docker: `deploy/local/up` starts Kamailio and
-the five services; the web-api health endpoint reports PostgreSQL, NATS and blob store ok;
+the six services; the web-api health endpoint reports PostgreSQL, NATS and blob store ok;
 Ctrl-C (SIGINT) stops everything cleanly."""
 
 from __future__ import annotations
@@ -84,7 +84,9 @@ def test_local_up_runs_all_services_and_stops_on_ctrl_c(pg_admin_dsn: str, tmp_p
             "nats": "ok",
             "blobstore": "ok",
         }
-        for offset in range(4):  # registrar-agent, media-recorder, rtsp-gateway, notifier
+        for offset in range(
+            5
+        ):  # registrar-agent, media-recorder, rtsp-gateway, notifier, transcriber
             port = health_base + offset
             for _ in range(60):
                 try:
@@ -99,7 +101,14 @@ def test_local_up_runs_all_services_and_stops_on_ctrl_c(pg_admin_dsn: str, tmp_p
         out, _ = proc.communicate(timeout=40)
         output.append(out)
         assert proc.returncode == 0, out[-4000:]
-        for name in ("registrar-agent", "media-recorder", "rtsp-gateway", "notifier", "web-api"):
+        for name in (
+            "registrar-agent",
+            "media-recorder",
+            "rtsp-gateway",
+            "notifier",
+            "transcriber",
+            "web-api",
+        ):
             assert f"[{name}]" in out
             assert any(
                 line.startswith(f"[{name}]") and "stopped" in line for line in out.splitlines()

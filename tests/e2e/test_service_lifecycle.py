@@ -10,12 +10,20 @@ import httpx
 import pytest
 
 BIN = Path(sys.executable).parent
-SERVICES = ["registrar-agent", "media-recorder", "rtsp-gateway", "notifier", "web-api"]
+SERVICES = [
+    "registrar-agent",
+    "media-recorder",
+    "rtsp-gateway",
+    "notifier",
+    "transcriber",
+    "web-api",
+]
 EXPECTED_CHECKS = {
     "registrar-agent": {"postgres", "nats"},
     "media-recorder": {"postgres", "nats", "blobstore"},
     "rtsp-gateway": {"postgres", "nats", "blobstore"},
     "notifier": {"postgres", "nats", "blobstore"},
+    "transcriber": {"postgres", "nats", "blobstore"},
     "web-api": {"postgres", "nats", "blobstore"},
 }
 

@@ -358,6 +358,8 @@ SETTINGS: dict[str, SettingSpec] = {
         SettingSpec("ring_timeout_seconds", int, 0, 300),
         SettingSpec("email_attaches_audio", bool),
         SettingSpec("email_audio_format", str, choices=("wav", "mp3")),
+        SettingSpec("transcription_enabled", bool),
+        SettingSpec("transcription_language", str),
     )
 }
 

@@ -22,6 +22,8 @@ DEFAULT_SETTINGS = (
     "ring_timeout_seconds",
     "email_attaches_audio",
     "email_audio_format",
+    "transcription_enabled",
+    "transcription_language",
 )
 
 
@@ -39,6 +41,10 @@ class Domain:
     email_audio_format: str
     """``wav`` or ``mp3``: what a notification e-mail attaches."""
     created_at: datetime
+    transcription_enabled: bool = True
+    """Whether the transcriber turns its users' messages into text (migration 0007)."""
+    transcription_language: str | None = None
+    """Language tag of its users' messages (``en-US``); None = the transcriber's setting."""
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Domain:

@@ -70,6 +70,8 @@ class User:
     updated_at: datetime
     email_audio_format: str | None = None
     """Override of the domain's attachment format (``wav``/``mp3``); None = the domain's."""
+    transcription_enabled: bool | None = None
+    transcription_language: str | None = None
 
     @property
     def address(self) -> str:
@@ -93,13 +95,17 @@ class EffectiveSettings:
     email_attaches_audio: bool
     email_audio_format: str
     """``wav`` or ``mp3``."""
+    transcription_enabled: bool = True
+    transcription_language: str | None = None
+    """None: the transcriber's ``transcription_language`` setting applies."""
 
 
 _SELECT = """
 SELECT u.id, u.domain_id, d.name AS domain, u.username, u.display_name, u.email, d.realm,
        u.ha1, u.ha1b, u.ha1_sha256, u.pin_hash IS NOT NULL AS has_pin,
        u.quota_bytes, u.max_messages, u.max_message_seconds, u.ring_timeout_seconds,
-       u.email_attaches_audio, u.email_audio_format, u.created_at, u.updated_at
+       u.email_attaches_audio, u.email_audio_format, u.created_at, u.updated_at,
+       u.transcription_enabled, u.transcription_language
 FROM users u JOIN domains d ON d.id = u.domain_id
 """
 
@@ -317,7 +323,8 @@ async def update(db: Executor, user_id: int, **changes: Any) -> User | None:
 async def effective_settings(db: Executor, user_id: int) -> EffectiveSettings | None:
     row = await db.fetchrow(
         """SELECT user_id, quota_bytes, max_messages, max_message_seconds,
-                  ring_timeout_seconds, email_attaches_audio, email_audio_format
+                  ring_timeout_seconds, email_attaches_audio, email_audio_format,
+                  transcription_enabled, transcription_language
            FROM user_effective_settings WHERE user_id = $1""",
         user_id,
     )

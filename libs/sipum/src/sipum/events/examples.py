@@ -19,6 +19,7 @@ from sipum.events.models import (
     MediaAllocateRequest,
     MessageCreated,
     MessageDeleted,
+    MessageTranscribed,
     MessageUpdated,
     NotificationFailed,
     NotificationSent,
@@ -176,6 +177,20 @@ EVENT_EXAMPLES: list[Event] = [
         error="451 4.3.0 mailbox temporarily unavailable",
         attempt=2,
         will_retry=True,
+    ),
+    MessageTranscribed(
+        id=stable_event_id("message.transcribed", 67212),
+        ts=T0,
+        username="alice",
+        domain="example.com",
+        message_id=67212,
+        language="en-US",
+        engine="pocketsphinx",
+        engine_version="5.1.1",
+        chars=38,
+        words=7,
+        confidence=0.62,
+        elapsed_s=1.4,
     ),
 ]
 

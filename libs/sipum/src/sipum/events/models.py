@@ -156,6 +156,31 @@ class MessageDeleted(MailboxEvent):
         return f"{self.mailbox} id={self.message_id}"
 
 
+class MessageTranscribed(MailboxEvent):
+    """The transcript of a message was stored (table ``transcripts``); the text itself is not
+    in the event (the stream keeps events for days and ``sipum-events`` prints them): read it
+    from PostgreSQL."""
+
+    kind: ClassVar[str] = s.MESSAGE_TRANSCRIBED
+
+    message_id: int
+    language: str
+    engine: str
+    engine_version: str
+    chars: int
+    words: int
+    confidence: float | None = None
+    elapsed_s: float
+
+    def summary(self) -> str:
+        confidence = "-" if self.confidence is None else f"{self.confidence:.2f}"
+        return (
+            f"{self.mailbox} id={self.message_id} lang={self.language} "
+            f"engine={self.engine} chars={self.chars} words={self.words} "
+            f"conf={confidence} took={self.elapsed_s:.1f}s"
+        )
+
+
 # --- users ----------------------------------------------------------------------------------
 
 
@@ -338,6 +363,7 @@ EVENT_MODELS: dict[str, type[Event]] = {
         MessageCreated,
         MessageUpdated,
         MessageDeleted,
+        MessageTranscribed,
         UserCreated,
         UserUpdated,
         UserDeleted,

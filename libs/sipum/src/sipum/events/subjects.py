@@ -29,6 +29,7 @@ MEDIA_RECORDER_QUEUE = "media-recorder"
 MESSAGE_CREATED = "message.created"
 MESSAGE_UPDATED = "message.updated"
 MESSAGE_DELETED = "message.deleted"
+MESSAGE_TRANSCRIBED = "message.transcribed"
 USER_CREATED = "user.created"
 USER_UPDATED = "user.updated"
 USER_DELETED = "user.deleted"
@@ -52,6 +53,7 @@ EVENT_KINDS: tuple[str, ...] = (
     REGISTRATION_CHANGED,
     NOTIFICATION_SENT,
     NOTIFICATION_FAILED,
+    MESSAGE_TRANSCRIBED,
 )
 
 # Commands on ``<prefix>.media.session.<id>.<command>``.
