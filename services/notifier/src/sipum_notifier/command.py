@@ -19,10 +19,11 @@ import os
 
 from sipum.events import MessageCreated
 
+from sipum_notifier.errors import ChannelFailure
 from sipum_notifier.process import ProgramTimeout, run_program
 
 
-class NotifyCommandFailed(Exception):
+class NotifyCommandFailed(ChannelFailure):
     """The command failed (the message says how; the event will be redelivered)."""
 
 

@@ -21,16 +21,19 @@ does not run the command for every message already in the stream.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
 from sipum.db import messages, notifications, users
 from sipum.events import MessageCreated, NotificationFailed, NotificationSent, current_delivery
+from sipum.events.models import Channel
 from sipum.runtime import ServiceContext
 from sipum.security.tokens import sign_play_link
 
 from sipum_notifier.audio import Attachment, AudioFormatError, attachment
-from sipum_notifier.command import NotifyCommandFailed, run_notify_command
+from sipum_notifier.command import run_notify_command
+from sipum_notifier.errors import ChannelFailure
 from sipum_notifier.mail import MailContent, compose, load_template
 from sipum_notifier.settings import NotifierSettings
 from sipum_notifier.transport import MailTransport, MailTransportError, mail_transport
@@ -46,7 +49,7 @@ class NotificationInProgress(Exception):
     """Another delivery of the same event holds the claim (the event will be redelivered)."""
 
 
-class SmtpFailure(Exception):
+class SmtpFailure(ChannelFailure):
     """The mail transport (SMTP server or sendmail) did not take the mail (the event will be
     redelivered)."""
 
@@ -113,7 +116,7 @@ class NotifierService:
         assert self.ctx is not None
         if not self.settings.send_email:
             return
-        pool, bus = self.ctx.pool, self.ctx.bus
+        pool = self.ctx.pool
         user = await users.get_by_address(pool, event.username, event.domain)
         if user is None or not user.email:
             log.info("no e-mail address; nothing to send", extra={"message_id": event.message_id})
@@ -121,38 +124,94 @@ class NotifierService:
         message = await messages.get(pool, event.message_id)
         if message is None or message.owner_id != user.id:
             return  # deleted before we got to it
+        await self._deliver_claimed(
+            event,
+            message.id,
+            channel="email",
+            recipient=user.email,
+            stale_after=2 * self.settings.smtp_timeout,
+            act=lambda: self._send_claimed(event, user, message),
+        )
+
+    async def _deliver_claimed(
+        self,
+        event: MessageCreated,
+        message_id: int,
+        *,
+        channel: Channel,
+        recipient: str,
+        stale_after: float,
+        act: Callable[[], Awaitable[object]],
+    ) -> None:
+        """Deliver one notification at most once per channel: claim it, act, record it as sent,
+        publish ``notification.sent``; a failure of the channel publishes ``notification.failed``
+        and raises, releasing the claim, so the event is redelivered with backoff."""
+        assert self.ctx is not None
+        pool, bus = self.ctx.pool, self.ctx.bus
         claim = await notifications.claim(
-            pool, message.id, "email", user.email, stale_after=2 * self.settings.smtp_timeout
+            pool, message_id, channel, recipient, stale_after=stale_after
         )
         if claim is notifications.Claim.SENT:
-            log.info("mail already sent; acking the redelivery", extra={"message_id": message.id})
+            log.info(
+                "already delivered; acking the redelivery",
+                extra={"message_id": message_id, "channel": channel},
+            )
             return
         if claim is notifications.Claim.BUSY:
-            # Another delivery of this event is sending it now: come back later (redelivery
-            # with backoff) rather than ack — if that sender dies, its claim goes stale.
-            raise NotificationInProgress(f"message {message.id} is being mailed elsewhere")
+            # Another delivery of this event is doing it now: come back later (redelivery
+            # with backoff) rather than ack — if that one dies, its claim goes stale.
+            raise NotificationInProgress(f"message {message_id}: {channel} in progress elsewhere")
         try:
-            await self._send_claimed(event, user, message)
-        except BaseException:
-            await notifications.release(pool, message.id, "email")
+            outcome = await act()
+        except ChannelFailure as exc:
+            await notifications.release(pool, message_id, channel)
+            delivery = current_delivery()
+            attempt = delivery.num_delivered if delivery else 1
+            await bus.publish(
+                NotificationFailed(
+                    username=event.username,
+                    domain=event.domain,
+                    message_id=message_id,
+                    channel=channel,
+                    recipient=recipient,
+                    error=str(exc)[:300],
+                    attempt=attempt,
+                    will_retry=attempt < MAX_DELIVER,
+                )
+            )
+            log.warning(
+                "delivery failed; the event will be redelivered",
+                extra={
+                    "message_id": message_id,
+                    "channel": channel,
+                    "attempt": attempt,
+                    "error": str(exc)[:200],
+                },
+            )
             raise
-        await notifications.mark_sent(pool, message.id, "email")
+        except BaseException:
+            await notifications.release(pool, message_id, channel)
+            raise
+        await notifications.mark_sent(pool, message_id, channel)
         await bus.publish(
             NotificationSent(
-                username=user.username,
-                domain=user.domain,
-                message_id=message.id,
-                channel="email",
-                recipient=user.email,
+                username=event.username,
+                domain=event.domain,
+                message_id=message_id,
+                channel=channel,
+                recipient=recipient,
             )
         )
-        log.info("mail sent", extra={"message_id": message.id})
+        log.info(
+            "delivered",
+            extra={"message_id": message_id, "channel": channel, "output": str(outcome)[-100:]},
+        )
 
     async def _send_claimed(
         self, event: MessageCreated, user: users.User, message: messages.Message
     ) -> None:
         assert self.ctx is not None and user.email is not None
-        pool, bus = self.ctx.pool, self.ctx.bus
+        pool = self.ctx.pool
         effective = await users.effective_settings(pool, user.id)
         audio: Attachment | None = None
         too_large = False
@@ -191,24 +250,6 @@ class NotifierService:
         try:
             await self.send(mail)
         except MailTransportError as exc:
-            delivery = current_delivery()
-            attempt = delivery.num_delivered if delivery else 1
-            await bus.publish(
-                NotificationFailed(
-                    username=user.username,
-                    domain=user.domain,
-                    message_id=message.id,
-                    channel="email",
-                    recipient=user.email,
-                    error=str(exc)[:300],
-                    attempt=attempt,
-                    will_retry=attempt < MAX_DELIVER,
-                )
-            )
-            log.warning(
-                "mail transport failed; the event will be redelivered",
-                extra={"message_id": message.id, "attempt": attempt, "error": str(exc)[:200]},
-            )
             raise SmtpFailure(str(exc)) from exc
 
     async def send(self, mail: EmailMessage) -> None:
@@ -219,56 +260,20 @@ class NotifierService:
     async def handle_command(self, event: MessageCreated) -> None:
         """Run the notify command once for ``event`` (claimed like the e-mail)."""
         assert self.ctx is not None and self.settings.notify_command is not None
-        pool, bus, path = self.ctx.pool, self.ctx.bus, self.settings.notify_command
-        message = await messages.get(pool, event.message_id)
+        path = self.settings.notify_command
+        message = await messages.get(self.ctx.pool, event.message_id)
         if message is None:
             return  # deleted before we got to it
-        claim = await notifications.claim(
-            pool, message.id, "command", path, stale_after=2 * self.settings.notify_timeout
-        )
-        if claim is notifications.Claim.SENT:
-            return
-        if claim is notifications.Claim.BUSY:
-            raise NotificationInProgress(f"message {message.id}: notify command running elsewhere")
-        try:
-            said = await run_notify_command(
+        await self._deliver_claimed(
+            event,
+            message.id,
+            channel="command",
+            recipient=path,
+            stale_after=2 * self.settings.notify_timeout,
+            act=lambda: run_notify_command(
                 path,
                 event,
                 time_limit=self.settings.notify_timeout,
                 output_limit=self.settings.notify_output_limit,
-            )
-        except NotifyCommandFailed as exc:
-            await notifications.release(pool, message.id, "command")
-            delivery = current_delivery()
-            attempt = delivery.num_delivered if delivery else 1
-            await bus.publish(
-                NotificationFailed(
-                    username=event.username,
-                    domain=event.domain,
-                    message_id=message.id,
-                    channel="command",
-                    recipient=path,
-                    error=str(exc)[:300],
-                    attempt=attempt,
-                    will_retry=attempt < MAX_DELIVER,
-                )
-            )
-            log.warning(
-                "notify command failed; the event will be redelivered",
-                extra={"message_id": message.id, "attempt": attempt, "error": str(exc)[:200]},
-            )
-            raise
-        except BaseException:
-            await notifications.release(pool, message.id, "command")
-            raise
-        await notifications.mark_sent(pool, message.id, "command")
-        await bus.publish(
-            NotificationSent(
-                username=event.username,
-                domain=event.domain,
-                message_id=message.id,
-                channel="command",
-                recipient=path,
-            )
+            ),
         )
-        log.info("notify command ran", extra={"message_id": message.id, "output": said[-100:]})
