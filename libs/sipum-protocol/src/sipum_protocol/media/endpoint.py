@@ -31,6 +31,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Unpack
 
 from .codecs.base import CodecInfo
 from .drain import drain_scheduler
@@ -50,7 +51,7 @@ from .ports import PortPair, PortPool
 from .receiver import RtpReceiver
 from .recording import RecordingChunk, RecordingResult, RecordingSettings, RtpRecording
 from .rtp import is_rtcp
-from .session import RTCP_INTERVAL, MediaSession
+from .session import MediaSession, SessionOptions
 
 log = logging.getLogger("sipum.net.rtp")
 
@@ -122,25 +123,15 @@ class RtpEndpoint:
         pool: PortPool,
         *,
         codec: CodecInfo,
-        payload_type: int | None = None,
-        telephone_event_pt: int | None = 101,
-        remote: Address | None = None,
-        remote_rtcp: Address | None = None,
-        cname: str = "sipum",
-        rtcp_interval: float = RTCP_INTERVAL,
+        **options: Unpack[SessionOptions],
     ) -> RtpEndpoint:
-        """Allocate a port pair and start receiving. *remote* is the address from the SDP offer
-        (``c=`` and ``m=`` port), used until symmetric latching finds the real one."""
+        """Allocate a port pair and start receiving. ``options["remote"]`` is the address from
+        the SDP offer (``c=`` and ``m=`` port), used until symmetric latching finds the real one."""
         loop = asyncio.get_running_loop()
         session = MediaSession(
             codec=codec,
             now=loop.time(),
-            payload_type=payload_type,
-            telephone_event_pt=telephone_event_pt,
-            remote=remote,
-            remote_rtcp=remote_rtcp,
-            cname=cname,
-            rtcp_interval=rtcp_interval,
+            **options,
             wallclock_offset=time.time() - loop.time(),
         )
         pair = pool.allocate()

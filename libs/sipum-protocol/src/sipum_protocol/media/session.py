@@ -59,6 +59,7 @@ import math
 import random
 from collections import deque
 from collections.abc import Sequence
+from typing import TypedDict
 
 from .codecs import create_decoder, create_encoder
 from .codecs.base import CodecInfo
@@ -99,6 +100,19 @@ CN_PAYLOAD_TYPE = CN_INFO.payload_type  # RFC 3389 comfort noise, static PT 13 (
 
 MAX_REPORT_BLOCKS = 31
 """Report blocks that fit in one SR/RR (RFC 3550 §6.4: a five-bit count)."""
+
+
+class SessionOptions(TypedDict, total=False):
+    """The negotiated options of a :class:`MediaSession` beyond its codec, as its drivers pass
+    them through (``RtpEndpoint.open(pool, codec=…, **options)``): the defaults live in one place,
+    ``MediaSession.__init__``."""
+
+    payload_type: int | None
+    telephone_event_pt: int | None
+    remote: Address | None
+    remote_rtcp: Address | None
+    cname: str
+    rtcp_interval: float
 
 
 class MediaSession:
