@@ -151,9 +151,13 @@ class MessageDeleted(MailboxEvent):
 
     message_id: int
     blob_key: str | None = None
+    reason: Literal["expired"] | None = None
+    """``expired``: deleted by the notifier's retention sweeper, its retention window after the
+    e-mail that carried it (delete after e-mail); absent: deleted by its owner."""
 
     def summary(self) -> str:
-        return f"{self.mailbox} id={self.message_id}"
+        why = f" reason={self.reason}" if self.reason else ""
+        return f"{self.mailbox} id={self.message_id}{why}"
 
 
 class MessageTranscribed(MailboxEvent):
