@@ -68,24 +68,32 @@ class RetentionSweeper:
         self.settings = settings
         self.ctx = ctx
         self.task: asyncio.Task[None] | None = None
+        self.stopping = asyncio.Event()
 
     async def start(self) -> None:
         self.task = asyncio.create_task(self.loop(), name="retention-sweeper")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Let a sweep in progress finish its batch (its rows are deleted: their blobs and
+        events must follow), at most ``grace`` seconds; then stop."""
+        self.stopping.set()
         if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+            try:
+                await asyncio.wait_for(asyncio.shield(self.task), grace)
+            except TimeoutError:
+                self.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self.task
             self.task = None
 
     async def loop(self) -> None:
-        while True:
+        while not self.stopping.is_set():
             try:
                 await self.sweep(datetime.now(UTC))
             except Exception:
                 log.exception("retention sweep failed; trying again")
-            await asyncio.sleep(self.settings.retention_sweep_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), self.settings.retention_sweep_interval)
 
     async def sweep(self, now: datetime) -> int:
         """Delete every message expired at ``now``; returns how many this replica deleted."""
@@ -99,7 +107,7 @@ class RetentionSweeper:
                 except Exception:  # the bus: the event is lost, the next message goes on
                     log.exception("could not announce expired message %d", message.id)
             total += len(gone)
-            if len(gone) < batch:
+            if len(gone) < batch or self.stopping.is_set():
                 return total
 
     async def _finish(self, message: messages.ExpiredMessage) -> None:
