@@ -145,7 +145,9 @@ class MessageUpdated(MailboxEvent):
 
 
 class MessageDeleted(MailboxEvent):
-    """A message was removed for good (its blob may already be gone)."""
+    """A message was removed for good (its blob may already be gone). `reason` is `expired`
+    when the notifier's retention sweeper removed it, its retention window after the e-mail
+    that carried it (delete after e-mail); absent (null) when its owner deleted it."""
 
     kind: ClassVar[str] = s.MESSAGE_DELETED
 
