@@ -194,3 +194,39 @@ async def test_concurrent_sweepers_delete_each_message_once(world) -> None:  # n
     await wait_for(lambda: len(events) >= 60)
     await asyncio.sleep(0.3)
     assert sorted(e.message_id for e in events) == sorted(ids)  # each announced once
+
+
+async def test_a_graceful_stop_finishes_the_batch_in_progress(world, tmp_path) -> None:  # noqa: F811
+    from sipum.blobstore import FileBlobStore
+
+    class SlowDeletes(FileBlobStore):
+        async def delete(self, key: str) -> None:
+            await asyncio.sleep(0.1)
+            await super().delete(key)
+
+    pool, alice = world["pool"], world["alice"]
+    blobs = SlowDeletes(tmp_path / "slow")
+    ids = []
+    for _ in range(5):
+        mid = await messages.allocate_id(pool)
+        key = message_key("example.com", "alice", mid)
+        await blobs.put(key, WAV)
+        await messages.insert_idempotent(
+            pool, owner_id=alice.id, idempotency_key=f"stop-{mid}", caller_uri="sip:x@y",
+            called_uri="sip:alice@example.com", duration_ms=1000, codec="PCMU",
+            size_bytes=len(WAV), blob_key=key, message_id=mid,
+        )  # fmt: skip
+        await messages.set_expiry(pool, mid, datetime.now(UTC) - timedelta(seconds=1))
+        ids.append(mid)
+    events = await deleted_events(world)
+    settings = NotifierSettings(domain="example.com", retention_sweep_interval=60)
+    ctx = ServiceContext(
+        settings=settings, health=HealthRegistry("n"), pool=pool, bus=world["bus"], blobs=blobs
+    )
+    sweeper = RetentionSweeper(settings, ctx)
+    await sweeper.start()
+    await asyncio.sleep(0.25)  # in the middle of the batch: rows gone, blobs going
+    await sweeper.stop()
+    assert await blobs.list_keys("messages/") == []  # every blob of the batch went
+    await wait_for(lambda: len(events) == 5)
+    assert sorted(e.message_id for e in events) == ids
