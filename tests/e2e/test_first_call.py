@@ -266,6 +266,11 @@ async def test_unanswered_call_is_recorded_mailed_and_played_by_web_rtsp_gstream
             assert abs(len(pcm) / RATE - MESSAGE_SECONDS) < 0.3
             expected = through_ulaw(reference)
             assert match(expected, pcm) > 0.98
+            # Its waveform peaks (stored next to it on S3 by the media-recorder) match the audio.
+            from sipum_protocol.media.recording import compute_peaks
+
+            peaks = (await http.get(item["peaks_url"], headers=auth)).json()
+            assert peaks["peaks"] == compute_peaks(pcm, RATE).peaks and item["expires_at"] is None
 
             # The e-mail, with links that work without a password.
             mails = await asyncio.to_thread(system.smtp.wait_for, 1, 20)

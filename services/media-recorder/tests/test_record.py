@@ -72,6 +72,13 @@ async def test_greeting_beep_then_message_stored_once(world: Any) -> None:
     expected = ulaw_decode(ulaw_encode(sent))
     assert correlation(pcm, expected) > 0.99
     assert abs(len(pcm) - len(expected)) <= 160 * 3
+    # the waveform peaks were stored next to the audio, computed from the stored samples
+    from sipum.blobstore import peaks_key
+    from sipum_protocol.media.recording import Peaks, compute_peaks
+
+    stored_peaks = Peaks.from_json(await world.blobs.get(peaks_key(message.blob_key)))
+    assert stored_peaks == compute_peaks(pcm, 8000) and stored_peaks.samples == len(pcm)
+    assert len(stored_peaks.peaks) == 400 and max(stored_peaks.peaks) > 0.05
 
     # a late retry of the allocation is refused, never a second call or message
     with pytest.raises(RemoteError) as err:

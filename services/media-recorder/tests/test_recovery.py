@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sipum.blobstore import peaks_key
 from sipum.db import messages
 from sipum_media_recorder.spool import RecordingMeta, chunk_key, manifest_key
 from sipum_testing.rtp_caller import speech_like
@@ -60,8 +61,10 @@ async def test_stale_recordings_of_other_replicas_are_stored_once(world: Any) ->
     assert message.caller_display_name == "Bob"
     assert len(await world.events("message.created")) == 1
     assert await world.blobs.list_keys("partial/") == []
-    # exactly one blob under the mailbox (a losing attempt removed its own)
-    assert await world.blobs.list_keys("messages/") == [message.blob_key]
+    # exactly one blob and its peaks under the mailbox (a losing attempt removed its own)
+    assert await world.blobs.list_keys("messages/") == sorted(
+        [message.blob_key, peaks_key(message.blob_key)]
+    )
 
 
 async def test_recent_recordings_of_other_replicas_wait_for_the_grace_period(world: Any) -> None:

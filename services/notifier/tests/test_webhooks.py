@@ -262,7 +262,9 @@ async def test_loopback_is_refused_unless_allowed(world, receivers) -> None:
     await service.drain()
 
 
-async def test_domain_endpoint_gets_its_users_events_only(world, receivers, pg_pool) -> None:
+async def test_domain_endpoint_gets_every_users_events_of_its_domain_only(
+    world, receivers, pg_pool
+) -> None:
     receiver = receivers("m" * 20).start()
     domain = await domains.ensure(pg_pool, "example.com")
     await webhooks.create(
@@ -274,13 +276,19 @@ async def test_domain_endpoint_gets_its_users_events_only(world, receivers, pg_p
     )
     await domains.ensure(pg_pool, "other.test")
     await users.create(pg_pool, "carol", "other.test", "carol-password-1")
+    await users.create(pg_pool, "bob", "example.com", "bob-password-12")
     service = await start_notifier(world, 9, **FAST)
     await world["bus"].publish(new_event(world, username="carol", domain="other.test"))
-    mine = new_event(world)
-    await world["bus"].publish(mine)
-    await wait_for(lambda: receiver.got)
+    alices = new_event(world)
+    await world["bus"].publish(alices)
+    bobs = new_event(world, username="bob")
+    await world["bus"].publish(bobs)
+    await wait_for(lambda: len(receiver.got) >= 2)
     await asyncio.sleep(0.5)
-    assert [g["key"] for g in receiver.got] == [str(mine.id)]
+    # every mailbox of the domain, nobody else's; signed with the domain endpoint's secret
+    assert sorted(g["key"] for g in receiver.got) == sorted([str(alices.id), str(bobs.id)])
+    assert {g["body"]["data"]["username"] for g in receiver.got} == {"alice", "bob"}
+    assert receiver.bad_signatures == 0
     await service.stop_accepting()
     await service.drain()
 

@@ -38,7 +38,11 @@ async def test_every_admin_route_refuses_user_tokens_and_no_token(api) -> None: 
     routes = admin_routes(spec)
     assert len(routes) >= 12, routes
     for method, path in routes:
-        concrete = path.replace("{name}", "example.com").replace("{address}", "alice@example.com")
+        concrete = (
+            path.replace("{name}", "example.com")
+            .replace("{address}", "alice@example.com")
+            .replace("{webhook_id}", "1")
+        )
         body = {} if method in ("POST", "PATCH") else None
         r = await client.request(method, concrete, headers=user_token, json=body)
         assert r.status_code == 403, (method, path, r.status_code)

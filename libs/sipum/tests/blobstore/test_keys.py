@@ -59,3 +59,14 @@ def test_valid_keys_never_escape(key: str) -> None:
     assert not key.startswith("/")
     assert all(p and not p.startswith(".") for p in parts)
     assert "\\" not in key and "\x00" not in key
+
+
+def test_peaks_key_sits_next_to_the_audio() -> None:
+    from sipum.blobstore import peaks_key
+
+    key = message_key("example.com", "alice", 10000)
+    assert peaks_key(key) == "messages/example.com/alice/10000.peaks.json"
+    assert peaks_key(key).startswith(mailbox_prefix("example.com", "alice"))
+    assert peaks_key("messages/d/u/7") == "messages/d/u/7.peaks.json"
+    with pytest.raises(ValueError):
+        peaks_key("../etc/passwd")

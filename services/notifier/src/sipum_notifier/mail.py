@@ -73,9 +73,12 @@ def compose(
     recipient: str,
     attachment: Attachment | None = None,
     attachment_too_large: bool = False,
+    deleted_at: datetime | None = None,
 ) -> EmailMessage:
     """The mail for one message; ``attachment_too_large`` says the audio was left out because
-    it exceeded the size cap (the template tells the user to use the links)."""
+    it exceeded the size cap (the template tells the user to use the links); ``deleted_at``
+    that the server deletes the message then (delete after e-mail: the attachment is the
+    user's copy)."""
     extension = attachment.extension if attachment is not None else "wav"
     attachment_name = f"voicemail-{content.message_id}.{extension}"
     rendered = template.render(
@@ -92,6 +95,9 @@ def compose(
         attached=attachment is not None,
         attachment_name=attachment_name,
         attachment_too_large=attachment_too_large,
+        deleted_after=(
+            None if deleted_at is None else deleted_at.strftime("%Y-%m-%d %H:%M %Z").strip()
+        ),
     )
     first, _, body = rendered.partition("\n")
     mail = EmailMessage()

@@ -35,6 +35,7 @@ from sipum_notifier.audio import Attachment, AudioFormatError, attachment
 from sipum_notifier.command import run_notify_command
 from sipum_notifier.errors import ChannelFailure
 from sipum_notifier.mail import MailContent, compose, load_template
+from sipum_notifier.retention import RetentionSweeper, expiry_for
 from sipum_notifier.settings import NotifierSettings
 from sipum_notifier.transport import MailTransport, MailTransportError, mail_transport
 from sipum_notifier.webhooks.dispatcher import WebhookDispatcher
@@ -65,6 +66,7 @@ class NotifierService:
         self.subscription: object = None
         self.command_subscription: object = None
         self.webhooks: WebhookDispatcher | None = None
+        self.sweeper: RetentionSweeper | None = None
 
     async def start(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -85,6 +87,8 @@ class NotifierService:
         if self.settings.webhooks:
             self.webhooks = WebhookDispatcher(self.settings, ctx)
             await self.webhooks.start()
+        self.sweeper = RetentionSweeper(self.settings, ctx)  # delete after e-mail
+        await self.sweeper.start()
 
     async def stop_accepting(self) -> None:
         for subscription in (self.subscription, self.command_subscription):
@@ -92,6 +96,8 @@ class NotifierService:
                 await subscription.stop()  # type: ignore[attr-defined]
         if self.webhooks is not None:
             await self.webhooks.stop_accepting()
+        if self.sweeper is not None:
+            await self.sweeper.stop()
 
     async def drain(self) -> None:
         """The event bus lets handlers in flight finish when it closes; webhook requests in
@@ -224,6 +230,13 @@ class NotifierService:
                 audio = attachment(stored, "wav")
             if len(audio.data) > self.settings.attachment_max_bytes:
                 audio, too_large = None, True
+        # Delete after e-mail: only when this mail carries the recording (else it would be lost).
+        deleted_at = expiry_for(
+            effective,
+            audio_attached=audio is not None,
+            mailed_at=datetime.now(UTC),
+            retention=self.settings.delete_after_email_retention,
+        )
         web, rtsp, sip, expires = self.links(user, message.id)
         caller = event.caller_display or message.caller_display_name
         caller = f"{caller} <{message.caller_uri}>" if caller else message.caller_uri
@@ -246,11 +259,14 @@ class NotifierService:
             recipient=user.email,
             attachment=audio,
             attachment_too_large=too_large,
+            deleted_at=deleted_at,
         )
         try:
             await self.send(mail)
         except MailTransportError as exc:
             raise SmtpFailure(str(exc)) from exc
+        if deleted_at is not None:  # the mail with the audio is out: keep it until then only
+            await messages.set_expiry(pool, message.id, deleted_at)
 
     async def send(self, mail: EmailMessage) -> None:
         await self.transport.send(mail)

@@ -63,6 +63,14 @@ class NotifierSettings(ServiceSettings):
     """Networks (CIDR) webhooks may reach although not public, e.g. ``["10.1.0.0/16"]``; by
     default only globally routable addresses (the SSRF guard, docs/notifier.md)."""
 
+    delete_after_email_retention: float = Field(default=86400.0, ge=0)
+    """Delete after e-mail: how long a message whose mail carried its audio stays on the server
+    (its links and the inbox still play it meanwhile), in seconds; 0 = until the next sweep."""
+    retention_sweep_interval: float = Field(default=60.0, gt=0)
+    """How often the retention sweeper deletes the messages whose time is up."""
+    retention_sweep_batch: int = Field(default=100, ge=1, le=10000)
+    """Messages deleted per statement (the sweeper repeats while it finds full batches)."""
+
     @field_validator("webhook_allowed_networks")
     @classmethod
     def _networks(cls, specs: list[str]) -> list[str]:

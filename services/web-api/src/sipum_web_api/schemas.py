@@ -100,7 +100,23 @@ class MessageOut(BaseModel):
     size_bytes: int
     heard: bool
     audio_url: str
+    peaks_url: str = Field(description="its waveform peaks (GET, JSON), for drawing")
     rtsp_path: str
+    expires_at: datetime | None = Field(
+        default=None,
+        description="delete after e-mail: the server deletes the message then (the e-mail "
+        "carried it); null: kept until you delete it",
+    )
+
+
+class PeaksOut(BaseModel):
+    """A message's waveform: ``peaks`` (up to 400) cut the recording into equal spans, each the
+    span's largest absolute sample over full scale, 0…1."""
+
+    sample_rate: int
+    samples: int
+    duration_s: float
+    peaks: list[float]
 
 
 class MessagePage(BaseModel):

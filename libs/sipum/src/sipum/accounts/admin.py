@@ -360,6 +360,7 @@ SETTINGS: dict[str, SettingSpec] = {
         SettingSpec("email_audio_format", str, choices=("wav", "mp3")),
         SettingSpec("transcription_enabled", bool),
         SettingSpec("transcription_language", str),
+        SettingSpec("delete_after_email", bool),
     )
 }
 

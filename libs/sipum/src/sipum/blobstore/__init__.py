@@ -21,7 +21,13 @@ from sipum.blobstore.base import (
     validate_key,
 )
 from sipum.blobstore.fs import FileBlobStore
-from sipum.blobstore.keys import greeting_key, mailbox_prefix, message_key, partial_recording_key
+from sipum.blobstore.keys import (
+    greeting_key,
+    mailbox_prefix,
+    message_key,
+    partial_recording_key,
+    peaks_key,
+)
 from sipum.blobstore.s3 import S3BlobStore
 from sipum.errors import ConfigError
 
@@ -36,6 +42,7 @@ __all__ = [
     "greeting_key",
     "mailbox_prefix",
     "message_key",
+    "peaks_key",
     "open_blob_store",
     "partial_recording_key",
     "validate_key",

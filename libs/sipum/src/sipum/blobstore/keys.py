@@ -68,3 +68,13 @@ def partial_recording_key(session_id: str, ext: str = "wav") -> str:
 def mailbox_prefix(domain: str, username: str) -> str:
     """Prefix of all of one user's messages (for listing or deleting a mailbox)."""
     return f"messages/{_domain(domain)}/{_username(username)}/"
+
+
+def peaks_key(blob_key: str) -> str:
+    """Where the waveform peaks (JSON) of a message's audio live: next to it, same name, suffix
+    ``.peaks.json`` (``messages/d/alice/10000.wav`` → ``messages/d/alice/10000.peaks.json``).
+    Under the mailbox's prefix, so deleting a mailbox by prefix takes them too."""
+    validate_key(blob_key)
+    head, _, last = blob_key.rpartition("/")
+    stem = last.rsplit(".", 1)[0] if "." in last else last
+    return validate_key(f"{head}/{stem}.peaks.json" if head else f"{stem}.peaks.json")

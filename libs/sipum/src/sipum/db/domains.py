@@ -24,6 +24,7 @@ DEFAULT_SETTINGS = (
     "email_audio_format",
     "transcription_enabled",
     "transcription_language",
+    "delete_after_email",
 )
 
 
@@ -45,6 +46,8 @@ class Domain:
     """Whether the transcriber turns its users' messages into text (migration 0007)."""
     transcription_language: str | None = None
     """Language tag of its users' messages (``en-US``); None = the transcriber's setting."""
+    delete_after_email: bool = False
+    """Messages are deleted a retention window after the mail that carried them (0009)."""
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Domain:

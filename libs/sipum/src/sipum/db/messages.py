@@ -63,6 +63,8 @@ class Message:
     idempotency_key: str
     created_at: datetime
     updated_at: datetime
+    expires_at: datetime | None = None
+    """Deleted by the notifier's retention sweeper after this (delete after e-mail, 0009)."""
 
     @property
     def duration_seconds(self) -> float:
@@ -135,7 +137,7 @@ class MailboxUsage:
 _COLUMNS = (
     "id, owner_id, folder, caller_uri, caller_display_name, called_uri, arrival, "
     "diversion_cause, diverted_from, received_at, duration_ms, codec, size_bytes, blob_key, "
-    "heard, idempotency_key, created_at, updated_at"
+    "heard, idempotency_key, created_at, updated_at, expires_at"
 )
 
 
@@ -322,3 +324,59 @@ async def usage(db: Executor, owner_id: int) -> MailboxUsage | None:
         max_messages=row["max_messages"],
         quota_bytes=row["quota_bytes"],
     )
+
+
+# -- delete after e-mail (migration 0009) --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredMessage:
+    """A message the retention sweeper deleted: its row is gone, its audio is the caller's to
+    remove, its ``message.deleted`` the caller's to publish."""
+
+    id: int
+    owner_id: int
+    username: str
+    domain: str
+    blob_key: str
+    expires_at: datetime
+
+
+async def set_expiry(db: Executor, message_id: int, expires_at: datetime) -> datetime | None:
+    """Keep the message only until ``expires_at``; a message that already has an expiry keeps
+    the earlier one (a re-sent mail does not extend it). Returns the expiry now in force, or
+    None if the message is gone."""
+    value: datetime | None = await db.fetchval(
+        """UPDATE messages SET expires_at = least(coalesce(expires_at, $2), $2)
+           WHERE id = $1 RETURNING expires_at""",
+        message_id,
+        expires_at,
+    )
+    return value
+
+
+async def delete_expired(db: Executor, now: datetime, *, limit: int = 100) -> list[ExpiredMessage]:
+    """Delete up to ``limit`` messages whose ``expires_at`` is at or before ``now`` (their
+    transcripts go with them by cascade), oldest expiry first.
+
+    One statement: concurrent callers (several notifier replicas) each take other rows
+    (``FOR UPDATE SKIP LOCKED``), so every expired message is deleted, and reported, once."""
+    rows = await db.fetch(
+        """WITH due AS (
+               SELECT id FROM messages
+               WHERE expires_at IS NOT NULL AND expires_at <= $1
+               ORDER BY expires_at LIMIT $2
+               FOR UPDATE SKIP LOCKED),
+           gone AS (
+               DELETE FROM messages m USING due WHERE m.id = due.id
+               RETURNING m.id, m.owner_id, m.blob_key, m.expires_at)
+           SELECT gone.id, gone.owner_id, u.username, d.name AS domain, gone.blob_key,
+                  gone.expires_at
+           FROM gone JOIN users u ON u.id = gone.owner_id JOIN domains d ON d.id = u.domain_id
+           ORDER BY gone.expires_at, gone.id""",
+        now,
+        limit,
+    )
+    if rows:
+        log.debug("deleted %d expired messages", len(rows))
+    return [ExpiredMessage(**dict(r)) for r in rows]

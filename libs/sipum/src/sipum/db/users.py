@@ -72,6 +72,7 @@ class User:
     """Override of the domain's attachment format (``wav``/``mp3``); None = the domain's."""
     transcription_enabled: bool | None = None
     transcription_language: str | None = None
+    delete_after_email: bool | None = None
 
     @property
     def address(self) -> str:
@@ -98,6 +99,8 @@ class EffectiveSettings:
     transcription_enabled: bool = True
     transcription_language: str | None = None
     """None: the transcriber's ``transcription_language`` setting applies."""
+    delete_after_email: bool = False
+    """Delete a message a retention window after the mail that carried its audio (0009)."""
 
 
 _SELECT = """
@@ -105,7 +108,7 @@ SELECT u.id, u.domain_id, d.name AS domain, u.username, u.display_name, u.email,
        u.ha1, u.ha1b, u.ha1_sha256, u.pin_hash IS NOT NULL AS has_pin,
        u.quota_bytes, u.max_messages, u.max_message_seconds, u.ring_timeout_seconds,
        u.email_attaches_audio, u.email_audio_format, u.created_at, u.updated_at,
-       u.transcription_enabled, u.transcription_language
+       u.transcription_enabled, u.transcription_language, u.delete_after_email
 FROM users u JOIN domains d ON d.id = u.domain_id
 """
 
@@ -324,7 +327,7 @@ async def effective_settings(db: Executor, user_id: int) -> EffectiveSettings | 
     row = await db.fetchrow(
         """SELECT user_id, quota_bytes, max_messages, max_message_seconds,
                   ring_timeout_seconds, email_attaches_audio, email_audio_format,
-                  transcription_enabled, transcription_language
+                  transcription_enabled, transcription_language, delete_after_email
            FROM user_effective_settings WHERE user_id = $1""",
         user_id,
     )

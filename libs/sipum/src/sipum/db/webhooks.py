@@ -248,3 +248,43 @@ async def deliveries_for_user(
         limit,
     )
     return [DeliveryLog(**dict(r)) for r in rows]
+
+
+# -- a domain's endpoints (managed by an administrator) --------------------------------------
+
+
+async def list_for_domain(db: Executor, domain_id: int) -> list[Webhook]:
+    rows = await db.fetch(
+        f"SELECT {_WEBHOOK} FROM webhooks WHERE domain_id = $1 ORDER BY id", domain_id
+    )
+    return [Webhook(**dict(r)) for r in rows]
+
+
+async def get_for_domain(db: Executor, domain_id: int, webhook_id: int) -> Webhook | None:
+    row = await db.fetchrow(
+        f"SELECT {_WEBHOOK} FROM webhooks WHERE id = $1 AND domain_id = $2", webhook_id, domain_id
+    )
+    return None if row is None else Webhook(**dict(row))
+
+
+async def delete_for_domain(db: Executor, domain_id: int, webhook_id: int) -> bool:
+    status = await db.execute(
+        "DELETE FROM webhooks WHERE id = $1 AND domain_id = $2", webhook_id, domain_id
+    )
+    return bool(status == "DELETE 1")
+
+
+async def deliveries_for_domain(
+    db: Executor, domain_id: int, webhook_id: int, *, limit: int = 50
+) -> list[DeliveryLog]:
+    rows = await db.fetch(
+        """SELECT d.id, d.event_id, d.event_kind, d.state, d.attempts, d.last_status,
+                  d.last_error, d.created_at, d.finished_at
+           FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+           WHERE w.id = $1 AND w.domain_id = $2
+           ORDER BY d.id DESC LIMIT $3""",
+        webhook_id,
+        domain_id,
+        limit,
+    )
+    return [DeliveryLog(**dict(r)) for r in rows]

@@ -26,7 +26,7 @@ END = "<!-- END GENERATED -->"
 ROLES: dict[str, tuple[str, str]] = {
     "message.created": ("media-recorder", "notifier (e-mail, webhooks, notify command); registrar-agent (MWI NOTIFY); transcriber; operators (`sipum-events`)"),
     "message.updated": ("web-api (heard, folder), media-recorder (retrieval menu: heard, save, trash)", "notifier (webhooks); registrar-agent (MWI NOTIFY); operators"),
-    "message.deleted": ("web-api", "notifier (webhooks); registrar-agent (MWI NOTIFY); operators"),
+    "message.deleted": ("web-api (DELETE), notifier (retention sweeper: delete after e-mail, `reason: expired`)", "notifier (webhooks); registrar-agent (MWI NOTIFY); web-api (live inbox); operators"),
     "message.transcribed": ("transcriber (after the transcript is stored)", "operators"),
     "user.created": ("web-api (signup)", "registrar-agent (starts REGISTERing the user)"),
     "user.updated": ("web-api (PATCH /api/v1/account, after the commit: display_name, email, email_attaches_audio, pin, password)", "registrar-agent (re-REGISTERs with the new HA1)"),

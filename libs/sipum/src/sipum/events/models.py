@@ -145,15 +145,21 @@ class MessageUpdated(MailboxEvent):
 
 
 class MessageDeleted(MailboxEvent):
-    """A message was removed for good (its blob may already be gone)."""
+    """A message was removed for good (its blob may already be gone). `reason` is `expired`
+    when the notifier's retention sweeper removed it, its retention window after the e-mail
+    that carried it (delete after e-mail); absent (null) when its owner deleted it."""
 
     kind: ClassVar[str] = s.MESSAGE_DELETED
 
     message_id: int
     blob_key: str | None = None
+    reason: Literal["expired"] | None = None
+    """``expired``: deleted by the notifier's retention sweeper, its retention window after the
+    e-mail that carried it (delete after e-mail); absent: deleted by its owner."""
 
     def summary(self) -> str:
-        return f"{self.mailbox} id={self.message_id}"
+        why = f" reason={self.reason}" if self.reason else ""
+        return f"{self.mailbox} id={self.message_id}{why}"
 
 
 class MessageTranscribed(MailboxEvent):

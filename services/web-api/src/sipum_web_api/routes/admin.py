@@ -59,6 +59,11 @@ class Settings(BaseModel):
     ring_timeout_seconds: int | None = Field(default=None, ge=0, le=300)
     email_attaches_audio: bool | None = None
     email_audio_format: Literal["wav", "mp3"] | None = None
+    delete_after_email: bool | None = Field(
+        default=None,
+        description="delete a message a retention window after the e-mail that carried its "
+        "audio (the notifier's delete_after_email_retention)",
+    )
 
     def given(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.model_fields_set}
@@ -90,6 +95,7 @@ class DomainOut(BaseModel):
     email_attaches_audio: bool
     email_audio_format: str
     created_at: datetime
+    delete_after_email: bool = False
 
 
 class UserIn(BaseModel):

@@ -6,14 +6,17 @@ that does not exist, so ids cannot be probed.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
-from sipum.blobstore import BlobNotFoundError
+from sipum.blobstore import BlobNotFoundError, peaks_key
 from sipum.db import Pool, messages, users
 from sipum.events import MessageDeleted
 from sipum.security.tokens import InvalidToken, play_link_claims
+from sipum_protocol.media.recording import Peaks, peaks_of_wav
 
 from sipum_web_api.deps import BlobsDep, BusDep, CurrentUser, PoolDep, SecretDep, current_user
 from sipum_web_api.schemas import (
@@ -22,9 +25,11 @@ from sipum_web_api.schemas import (
     MessageOut,
     MessagePage,
     MessagePatch,
+    PeaksOut,
     Responses,
 )
 
+log = logging.getLogger("sipum.misc.web.messages")
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
 NOT_FOUND: Responses = {404: {"model": ErrorOut}, 401: {"model": ErrorOut}}
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -45,7 +50,9 @@ def message_out(user: users.User, m: messages.Message) -> MessageOut:
         size_bytes=m.size_bytes,
         heard=m.heard,
         audio_url=f"/api/v1/messages/{m.id}/audio",
+        peaks_url=f"/api/v1/messages/{m.id}/peaks",
         rtsp_path=f"/{user.username}/{m.folder.value}/{m.id}.wav",
+        expires_at=m.expires_at,
     )
 
 
@@ -152,6 +159,38 @@ async def get_audio(
     )
 
 
+@router.get("/{message_id}/peaks", response_model=PeaksOut, responses=NOT_FOUND)
+async def get_peaks(
+    message_id: int, pool: PoolDep, blobs: BlobsDep, user: CurrentUser, response: Response
+) -> PeaksOut:
+    """The waveform peaks, stored next to the audio when the message was recorded; for an
+    older message computed from its WAV on first request and stored then."""
+    message = await owned(pool, user, message_id)
+    key = peaks_key(message.blob_key)
+    try:
+        peaks = Peaks.from_json(await blobs.get(key))
+    except (BlobNotFoundError, ValueError):
+        try:
+            wav = await blobs.get(message.blob_key)
+        except BlobNotFoundError:
+            raise HTTPException(404, "audio of this message is missing") from None
+        try:
+            peaks = await asyncio.to_thread(peaks_of_wav, wav)
+        except ValueError as exc:
+            raise HTTPException(404, f"no waveform for this audio: {exc}") from None
+        try:
+            await blobs.put(key, peaks.to_json(), content_type="application/json")
+        except Exception:  # served anyway; computed again next time
+            log.warning("could not store the waveform peaks %s", key, exc_info=True)
+    response.headers["Cache-Control"] = "private, max-age=86400"  # they never change
+    return PeaksOut(
+        sample_rate=peaks.sample_rate,
+        samples=peaks.samples,
+        duration_s=peaks.duration_s,
+        peaks=peaks.peaks,
+    )
+
+
 @router.patch("/{message_id}", response_model=MessageOut, responses=NOT_FOUND)
 async def update_message(
     message_id: int, body: MessagePatch, pool: PoolDep, bus: BusDep, user: CurrentUser
@@ -179,6 +218,7 @@ async def delete_message(
     if message is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such message")
     await blobs.delete(message.blob_key)
+    await blobs.delete(peaks_key(message.blob_key))
     await bus.publish(
         MessageDeleted(
             username=user.username,

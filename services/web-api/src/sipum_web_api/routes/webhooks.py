@@ -68,6 +68,20 @@ def webhook_out(w: webhooks.Webhook) -> WebhookOut:
     )
 
 
+def delivery_out(d: webhooks.DeliveryLog) -> DeliveryOut:
+    return DeliveryOut(
+        id=d.id,
+        event_id=d.event_id,
+        event=d.event_kind,
+        state=d.state,
+        attempts=d.attempts,
+        last_status=d.last_status,
+        last_error=d.last_error,
+        created_at=d.created_at,
+        finished_at=d.finished_at,
+    )
+
+
 async def owned(pool: PoolDep, user: CurrentUser, webhook_id: int) -> webhooks.Webhook:
     hook = await webhooks.get_for_user(pool, user.id, webhook_id)
     if hook is None:  # another user's endpoint looks exactly like a missing one
@@ -113,20 +127,7 @@ async def delete_webhook(webhook_id: int, pool: PoolDep, user: CurrentUser) -> R
 async def list_deliveries(webhook_id: int, pool: PoolDep, user: CurrentUser) -> list[DeliveryOut]:
     """The last 50 deliveries, newest first, with the state of each."""
     await owned(pool, user, webhook_id)
-    return [
-        DeliveryOut(
-            id=d.id,
-            event_id=d.event_id,
-            event=d.event_kind,
-            state=d.state,
-            attempts=d.attempts,
-            last_status=d.last_status,
-            last_error=d.last_error,
-            created_at=d.created_at,
-            finished_at=d.finished_at,
-        )
-        for d in await webhooks.deliveries_for_user(pool, user.id, webhook_id)
-    ]
+    return [delivery_out(d) for d in await webhooks.deliveries_for_user(pool, user.id, webhook_id)]
 
 
 @router.post("/{webhook_id}/test", status_code=202, response_model=TestQueued, responses=ERRORS)

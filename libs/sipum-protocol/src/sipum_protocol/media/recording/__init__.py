@@ -10,6 +10,7 @@ Module map
 - :mod:`.rtp_recording` — :class:`RtpRecording`: in-order RTP payloads or whole datagrams in
   front of the session, decoded in batches, comfort-noise fill (RFC 3389);
 - :mod:`.wav` — the canonical WAV header, :func:`wav_bytes`, :func:`wav_from_chunks`;
+- :mod:`.peaks` — :func:`compute_peaks`, :func:`peaks_of_wav`: the waveform an inbox draws;
 - :mod:`.chunk_file` — :class:`WavChunkFile` (append and ``fsync`` each chunk) and
   :func:`recover_wav` (repair the file a crashed process left).
 
@@ -17,6 +18,7 @@ Everything is importable from this package, as it was when it was one module.
 """
 
 from .chunk_file import RecoveredWav, WavChunkFile, recover_wav
+from .peaks import Peaks, compute_peaks, peaks_of_wav
 from .rtp_recording import FEED_GRACE, MAX_BATCH, RtpRecording
 from .session import (
     RecordingChunk,
@@ -32,6 +34,7 @@ __all__ = [
     "FEED_GRACE",
     "MAX_BATCH",
     "WAV_HEADER_SIZE",
+    "Peaks",
     "RecordingChunk",
     "RecordingResult",
     "RecordingSession",
@@ -41,6 +44,8 @@ __all__ = [
     "RtpTimeline",
     "StopReason",
     "WavChunkFile",
+    "compute_peaks",
+    "peaks_of_wav",
     "recover_wav",
     "wav_bytes",
     "wav_from_chunks",
