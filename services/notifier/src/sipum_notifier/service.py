@@ -36,6 +36,7 @@ from sipum_notifier.command import run_notify_command
 from sipum_notifier.errors import ChannelFailure
 from sipum_notifier.mail import MailContent, compose, load_template
 from sipum_notifier.settings import NotifierSettings
+from sipum_notifier.transcript_wait import TranscriptWaiter
 from sipum_notifier.transport import MailTransport, MailTransportError, mail_transport
 from sipum_notifier.webhooks.dispatcher import WebhookDispatcher
 
@@ -65,11 +66,19 @@ class NotifierService:
         self.subscription: object = None
         self.command_subscription: object = None
         self.webhooks: WebhookDispatcher | None = None
+        self.transcripts: TranscriptWaiter | None = None
 
     async def start(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
+        if self.settings.send_email:
+            self.transcripts = TranscriptWaiter(ctx.bus, ctx.pool)
+            await self.transcripts.start()
         self.subscription = await ctx.bus.subscribe(
-            MessageCreated, self.handle, durable=CONSUMER, max_deliver=MAX_DELIVER
+            MessageCreated,
+            self.handle,
+            durable=CONSUMER,
+            max_deliver=MAX_DELIVER,
+            concurrency=self.settings.email_concurrency,
         )
         if not self.settings.send_email:
             log.info("e-mail is off (-e): events are consumed without mail")
@@ -98,6 +107,8 @@ class NotifierService:
         flight finish within their time limit."""
         if self.webhooks is not None:
             await self.webhooks.drain()
+        if self.transcripts is not None:
+            await self.transcripts.close()
 
     # -- one event ------------------------------------------------------------------------
 
@@ -129,7 +140,7 @@ class NotifierService:
             message.id,
             channel="email",
             recipient=user.email,
-            stale_after=2 * self.settings.smtp_timeout,
+            stale_after=2 * self.settings.smtp_timeout + self.settings.transcript_wait,
             act=lambda: self._send_claimed(event, user, message),
         )
 
@@ -224,6 +235,7 @@ class NotifierService:
                 audio = attachment(stored, "wav")
             if len(audio.data) > self.settings.attachment_max_bytes:
                 audio, too_large = None, True
+        transcript = await self._transcript(message.id, effective)
         web, rtsp, sip, expires = self.links(user, message.id)
         caller = event.caller_display or message.caller_display_name
         caller = f"{caller} <{message.caller_uri}>" if caller else message.caller_uri
@@ -241,6 +253,7 @@ class NotifierService:
                 sip_uri=sip,
                 links_expire=expires,
                 message_id=message.id,
+                transcript=transcript,
             ),
             sender=self.settings.mail_from,
             recipient=user.email,
@@ -251,6 +264,20 @@ class NotifierService:
             await self.send(mail)
         except MailTransportError as exc:
             raise SmtpFailure(str(exc)) from exc
+
+    async def _transcript(
+        self, message_id: int, effective: users.EffectiveSettings | None
+    ) -> str | None:
+        """The transcript's text for the mail, waited for up to ``transcript_wait``; None when
+        transcription is off for the user, or nothing arrived in time."""
+        if self.transcripts is None or effective is None or not effective.transcription_enabled:
+            return None
+        found = await self.transcripts.wait(message_id, self.settings.transcript_wait)
+        log.info(
+            "transcript included" if found is not None else "no transcript in time",
+            extra={"message_id": message_id},
+        )
+        return None if found is None else found.text
 
     async def send(self, mail: EmailMessage) -> None:
         await self.transport.send(mail)
