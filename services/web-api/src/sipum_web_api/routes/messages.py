@@ -87,7 +87,7 @@ async def list_messages(
         Query(
             min_length=1,
             max_length=200,
-            description="search the transcripts (web-search syntax: words, \"a phrase\", "
+            description='search the transcripts (web-search syntax: words, "a phrase", '
             "or, -word); best match first",
         ),
     ] = None,
