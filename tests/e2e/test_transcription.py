@@ -118,6 +118,10 @@ async def test_a_spoken_message_is_transcribed_mailed_and_found(
             assert "machine transcript" in text
             assert " ".join(transcript["text"].split()) in text, text
             assert mail.accepted_at >= transcribed.at - 0.5
+            print(
+                f"message.created → transcript stored {transcribed.at - created.at:.1f} s, "
+                f"→ mail accepted {mail.accepted_at - created.at:.1f} s"
+            )
 
             # Search finds it by a word that was said (and recognised), not by another.
             said = set(normalize(SENTENCE)) & set(normalize(transcript["text"]))

@@ -224,6 +224,7 @@ class NotifierService:
         assert self.ctx is not None and user.email is not None
         pool = self.ctx.pool
         effective = await users.effective_settings(pool, user.id)
+        transcript = await self._transcript(message.id, effective)  # waits; before the audio
         audio: Attachment | None = None
         too_large = False
         if effective is not None and effective.email_attaches_audio:
@@ -235,7 +236,6 @@ class NotifierService:
                 audio = attachment(stored, "wav")
             if len(audio.data) > self.settings.attachment_max_bytes:
                 audio, too_large = None, True
-        transcript = await self._transcript(message.id, effective)
         web, rtsp, sip, expires = self.links(user, message.id)
         caller = event.caller_display or message.caller_display_name
         caller = f"{caller} <{message.caller_uri}>" if caller else message.caller_uri
