@@ -42,7 +42,7 @@ class NotifierSettings(ServiceSettings):
     """How long an e-mail waits for the message's transcript (``message.transcribed``) to put
     its text in the mail; then it goes without. 0: no waiting (a transcript already stored is
     still included). Never waited for when transcription is off for the user."""
-    email_concurrency: int = Field(default=16, ge=1, le=1024)
+    email_concurrency: int = Field(default=64, ge=1, le=1024)
     """E-mails composed at once per replica (each may wait ``transcript_wait``)."""
     notify_command: str | None = None
     """``-k PATH``: a program run for every new message (event JSON on stdin, ``SIPUM_*``
