@@ -1,8 +1,9 @@
 """Transcription end to end (issue 14): a sipp caller speaks a known sentence through
 Kamailio into a mailbox; the six services run as processes. The stored transcript is close
 enough to the sentence (word error rate under the threshold stated for the default engine in
-docs/transcriber.md), the e-mail (aiosmtpd) waited for it and carries it, and the REST API's
-search finds the message by a word that was said — and not by one that was not.
+docs/transcriber.md), the e-mail (aiosmtpd) waited for it and carries it, the REST API's
+search finds the message by a word that was said — and not by one that was not — and the web
+inbox (Chromium) shows it under the message.
 
 The speech is espeak-ng's (``sipum_testing.speech``), written as an A-law RTP capture that
 sipp's ``play_pcap_audio`` plays after the greeting and the beep, like the README's caller.
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sipum_testing.browser import chromium
 from sipum_testing.speech import SENTENCES, espeak_available, normalize, render, word_error_rate
 
 from .firstcall.audio import wav_pcm
@@ -41,6 +43,26 @@ async def watch(transcribing_system: FirstCallSystem) -> AsyncIterator[EventWatc
         yield watcher
     finally:
         await watcher.close()
+
+
+def inbox_transcript(url: str) -> list[str]:
+    """The words the web inbox shows under tina's message (Chromium)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = chromium()
+    try:
+        wait = WebDriverWait(driver, 20)
+        driver.get(url)
+        form = wait.until(ec.visibility_of_element_located((By.ID, "login")))
+        form.find_element(By.NAME, "username").send_keys("tina")
+        form.find_element(By.NAME, "password").send_keys("tina-password-1")
+        form.find_element(By.TAG_NAME, "button").click()
+        row = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#rows tr.transcript")))
+        return [w.text for w in row.find_elements(By.CSS_SELECTOR, ".word")]
+    finally:
+        driver.quit()
 
 
 def speech_scenario(tmp_path: Path) -> tuple[Path, float]:
@@ -131,3 +153,7 @@ async def test_a_spoken_message_is_transcribed_mailed_and_found(
             assert [m["id"] for m in r.json()["items"]] == [message_id], (word, r.json())
             r = await http.get("/api/v1/messages", params={"q": "zebra"}, headers=auth)
             assert r.json()["items"] == [] and r.json()["total"] == 0
+
+        # And the web inbox shows it under the message, word by word.
+        shown = await asyncio.wait_for(asyncio.to_thread(inbox_transcript, system.web_url), 60)
+        assert shown == [w["word"] for w in transcript["words"]]
