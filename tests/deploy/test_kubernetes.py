@@ -77,6 +77,7 @@ def test_every_sipum_service_is_a_stateless_deployment_ready_on_health() -> None
         "sipum-rtsp-gateway",
         "sipum-media-recorder",
         "sipum-registrar-agent",
+        "sipum-transcriber",
     }
     for d in sipum:
         pod = d["spec"]["template"]["spec"]

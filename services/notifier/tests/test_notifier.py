@@ -118,6 +118,9 @@ async def world(pg_pool, event_bus, tmp_path: Path):
 
 
 async def start_notifier(world, port: int, **overrides) -> NotifierService:
+    # No transcriber runs here: without this every mail would wait the full transcript_wait
+    # (test_transcript_wait.py sets it).
+    overrides.setdefault("transcript_wait", 0.0)
     settings = NotifierSettings(
         smtp_host="127.0.0.1",
         smtp_port=port,

@@ -44,6 +44,25 @@ def first_call_system(
     pg_admin_dsn: str, pg_template: str, nats_url: str, moto_server: MotoServer
 ) -> Iterator[FirstCallSystem]:
     """Kamailio, SMTP and the five services on a fresh database, NATS namespace and bucket."""
+    yield from _system(pg_admin_dsn, pg_template, nats_url, moto_server, transcriber=False)
+
+
+@pytest.fixture(scope="module")
+def transcribing_system(
+    pg_admin_dsn: str, pg_template: str, nats_url: str, moto_server: MotoServer
+) -> Iterator[FirstCallSystem]:
+    """The same with the sixth service, the transcriber (and e-mails that wait for it)."""
+    yield from _system(pg_admin_dsn, pg_template, nats_url, moto_server, transcriber=True)
+
+
+def _system(
+    pg_admin_dsn: str,
+    pg_template: str,
+    nats_url: str,
+    moto_server: MotoServer,
+    *,
+    transcriber: bool,
+) -> Iterator[FirstCallSystem]:
     token = uuid.uuid4().hex[:16]
     prefix, stream = f"t{token}", f"TEST_{token}"
     with (
@@ -61,7 +80,7 @@ def first_call_system(
             s3_secret_key=SECRET_KEY,
             s3_region=REGION,
         )
-        system = start_system(backends)
+        system = start_system(backends, transcriber=transcriber)
         try:
             yield system
         finally:

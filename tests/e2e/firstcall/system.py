@@ -8,7 +8,8 @@ bucket (from the fixtures of ``sipum_testing`` or from the benchmark):
   REST API can register a phone at once — and parallel forking;
 * an SMTP server (aiosmtpd, in a thread) that keeps every accepted mail with its time;
 * the five services as processes with JSON logs: registrar-agent, media-recorder,
-  rtsp-gateway, notifier, web-api.
+  rtsp-gateway, notifier, web-api — and, with ``transcriber=True``, the sixth, the transcriber
+  (without it the notifier's e-mail does not wait for a transcript: ``transcript_wait=0``).
 
 :meth:`FirstCallSystem.stop` ends every process it started, by PID.
 """
@@ -289,7 +290,11 @@ class FirstCallSystem:
 
 
 def start_system(
-    backends: Backends, *, domain: str = "sipum.test", secret_key: str = "e2e-signing-key"
+    backends: Backends,
+    *,
+    domain: str = "sipum.test",
+    secret_key: str = "e2e-signing-key",
+    transcriber: bool = False,
 ) -> FirstCallSystem:
     smtp = MailServer().start()
     kamailio_db = backends.database_url.replace("postgresql://", "postgres://", 1)
@@ -337,7 +342,10 @@ def start_system(
             SIPUM_RTSP_URL=rtsp,
             SIPUM_SIP_RETRIEVE_HOST=f"127.0.0.1:{system.agent_sip_port}",
             SIPUM_MAIL_FROM=f"sipum <voicemail@{domain}>",
+            SIPUM_TRANSCRIPT_WAIT="10" if transcriber else "0",
         )
+        if transcriber:
+            system.start_service("transcriber")
         system.start_service(
             "registrar-agent",
             SIPUM_REGISTRAR=f"{kamailio.host}:{kamailio.port}",

@@ -8,6 +8,7 @@ the Subject header.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -63,6 +64,16 @@ class MailContent:
     sip_uri: str
     links_expire: datetime
     message_id: int
+    transcript: str | None = None
+    """The transcript's text (machine-made, the caller's words), or None."""
+
+
+def _transcript_lines(text: str | None) -> str | None:
+    """The transcript as wrapped plain-text lines (no control characters), or None."""
+    if text is None:
+        return None
+    words = " ".join(_clean(part) for part in text.split())
+    return textwrap.fill(words, width=72) if words else None
 
 
 def compose(
@@ -98,6 +109,7 @@ def compose(
         deleted_after=(
             None if deleted_at is None else deleted_at.strftime("%Y-%m-%d %H:%M %Z").strip()
         ),
+        transcript=_transcript_lines(content.transcript),
     )
     first, _, body = rendered.partition("\n")
     mail = EmailMessage()

@@ -37,6 +37,7 @@ from sipum_notifier.errors import ChannelFailure
 from sipum_notifier.mail import MailContent, compose, load_template
 from sipum_notifier.retention import RetentionSweeper, expiry_for
 from sipum_notifier.settings import NotifierSettings
+from sipum_notifier.transcript_wait import TranscriptWaiter
 from sipum_notifier.transport import MailTransport, MailTransportError, mail_transport
 from sipum_notifier.webhooks.dispatcher import WebhookDispatcher
 
@@ -67,11 +68,19 @@ class NotifierService:
         self.command_subscription: object = None
         self.webhooks: WebhookDispatcher | None = None
         self.sweeper: RetentionSweeper | None = None
+        self.transcripts: TranscriptWaiter | None = None
 
     async def start(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
+        if self.settings.send_email:
+            self.transcripts = TranscriptWaiter(ctx.bus, ctx.pool)
+            await self.transcripts.start()
         self.subscription = await ctx.bus.subscribe(
-            MessageCreated, self.handle, durable=CONSUMER, max_deliver=MAX_DELIVER
+            MessageCreated,
+            self.handle,
+            durable=CONSUMER,
+            max_deliver=MAX_DELIVER,
+            concurrency=self.settings.email_concurrency,
         )
         if not self.settings.send_email:
             log.info("e-mail is off (-e): events are consumed without mail")
@@ -104,6 +113,8 @@ class NotifierService:
         flight finish within their time limit."""
         if self.webhooks is not None:
             await self.webhooks.drain()
+        if self.transcripts is not None:
+            await self.transcripts.close()
 
     # -- one event ------------------------------------------------------------------------
 
@@ -135,7 +146,7 @@ class NotifierService:
             message.id,
             channel="email",
             recipient=user.email,
-            stale_after=2 * self.settings.smtp_timeout,
+            stale_after=2 * self.settings.smtp_timeout + self.settings.transcript_wait,
             act=lambda: self._send_claimed(event, user, message),
         )
 
@@ -219,6 +230,7 @@ class NotifierService:
         assert self.ctx is not None and user.email is not None
         pool = self.ctx.pool
         effective = await users.effective_settings(pool, user.id)
+        transcript = await self._transcript(message.id, effective)  # waits; before the audio
         audio: Attachment | None = None
         too_large = False
         if effective is not None and effective.email_attaches_audio:
@@ -254,6 +266,7 @@ class NotifierService:
                 sip_uri=sip,
                 links_expire=expires,
                 message_id=message.id,
+                transcript=transcript,
             ),
             sender=self.settings.mail_from,
             recipient=user.email,
@@ -267,6 +280,20 @@ class NotifierService:
             raise SmtpFailure(str(exc)) from exc
         if deleted_at is not None:  # the mail with the audio is out: keep it until then only
             await messages.set_expiry(pool, message.id, deleted_at)
+
+    async def _transcript(
+        self, message_id: int, effective: users.EffectiveSettings | None
+    ) -> str | None:
+        """The transcript's text for the mail, waited for up to ``transcript_wait``; None when
+        transcription is off for the user, or nothing arrived in time."""
+        if self.transcripts is None or effective is None or not effective.transcription_enabled:
+            return None
+        found = await self.transcripts.wait(message_id, self.settings.transcript_wait)
+        log.info(
+            "transcript included" if found is not None else "no transcript in time",
+            extra={"message_id": message_id},
+        )
+        return None if found is None else found.text
 
     async def send(self, mail: EmailMessage) -> None:
         await self.transport.send(mail)

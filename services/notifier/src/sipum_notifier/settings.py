@@ -38,6 +38,12 @@ class NotifierSettings(ServiceSettings):
     attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
     """An attachment larger than this (after MP3 encoding, if chosen) is left out; the mail says
     so and its links still play the message."""
+    transcript_wait: float = Field(default=10.0, ge=0, le=300)
+    """How long an e-mail waits for the message's transcript (``message.transcribed``) to put
+    its text in the mail; then it goes without. 0: no waiting (a transcript already stored is
+    still included). Never waited for when transcription is off for the user."""
+    email_concurrency: int = Field(default=64, ge=1, le=1024)
+    """E-mails composed at once per replica (each may wait ``transcript_wait``)."""
     notify_command: str | None = None
     """``-k PATH``: a program run for every new message (event JSON on stdin, ``SIPUM_*``
     variables; see docs/notifier.md). Unset: none."""

@@ -86,6 +86,25 @@ class AccountDelete(BaseModel):
     password: str = Field(max_length=256, description="the current password, to confirm")
 
 
+class TranscriptWordOut(BaseModel):
+    word: str
+    start: float = Field(description="seconds from the start of the message")
+    end: float
+    confidence: float | None = Field(description="0..1; null when the engine gives none")
+
+
+class TranscriptOut(BaseModel):
+    """The machine transcript of a message (the transcriber's work; may be inaccurate)."""
+
+    text: str
+    language: str = Field(examples=["en-US"])
+    engine: str = Field(examples=["pocketsphinx"])
+    engine_version: str
+    confidence: float | None = Field(description="0..1 over the whole text; null: unknown")
+    words: list[TranscriptWordOut] = Field(description="each word with its time, in order")
+    created_at: datetime
+
+
 class MessageOut(BaseModel):
     id: int
     folder: FolderName
@@ -106,6 +125,10 @@ class MessageOut(BaseModel):
         default=None,
         description="delete after e-mail: the server deletes the message then (the e-mail "
         "carried it); null: kept until you delete it",
+    )
+    transcript: TranscriptOut | None = Field(
+        default=None,
+        description="null until the transcriber stored one (or when transcription is off)",
     )
 
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from sipum.db.messages import _COLUMNS as _MESSAGE_COLUMNS
+from sipum.db.messages import Folder, Message
 from sipum.db.pool import Executor
 
 log = logging.getLogger("sipum.sql.transcripts")
@@ -141,3 +144,69 @@ async def search(
         limit,
     )
     return [row["message_id"] for row in rows]
+
+
+async def get_many(db: Executor, message_ids: Sequence[int]) -> dict[int, Transcript]:
+    """The transcripts of those of ``message_ids`` that have one (for a page of a list)."""
+    if not message_ids:
+        return {}
+    rows = await db.fetch(
+        f"SELECT {_COLUMNS} FROM transcripts WHERE message_id = ANY($1::bigint[])",
+        list(message_ids),
+    )
+    return {row["message_id"]: Transcript.from_row(row) for row in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    messages: list[Message]
+    """Best match first (then newest)."""
+    total: int
+    """Matches in the whole folder, for paging."""
+
+
+async def search_messages(
+    db: Executor,
+    owner_id: int,
+    query: str,
+    *,
+    folder: Folder | str | None = Folder.INBOX,
+    language: str = "en-US",
+    limit: int = 50,
+    offset: int = 0,
+) -> SearchPage:
+    """A page of the owner's messages (of ``folder``; every folder when None) whose transcript
+    matches ``query`` in web-search syntax, like :func:`search`. The match is the indexed
+    expression ``transcripts.search @@ tsquery`` (GIN index ``transcripts_search``)."""
+    folder_value = None if folder is None else Folder(folder).value
+    rows = await db.fetch(
+        f"""WITH q AS (SELECT websearch_to_tsquery(transcript_search_config($3), $2) AS q),
+                 hits AS (
+                     SELECT t.message_id, ts_rank(t.search, q.q) AS rank
+                     FROM transcripts t JOIN messages m ON m.id = t.message_id, q
+                     WHERE t.search @@ q.q AND m.owner_id = $1
+                       AND ($4::text IS NULL OR m.folder = $4))
+            SELECT {_MESSAGE_COLUMNS}
+            FROM messages JOIN hits ON hits.message_id = messages.id
+            ORDER BY hits.rank DESC, messages.received_at DESC, messages.id DESC
+            LIMIT $5 OFFSET $6""",
+        owner_id,
+        query,
+        language,
+        folder_value,
+        limit,
+        offset,
+    )
+    total = len(rows) + offset
+    if len(rows) == limit or (not rows and offset > 0):
+        total = await db.fetchval(
+            """SELECT count(*) FROM transcripts t JOIN messages m ON m.id = t.message_id
+               WHERE t.search @@ websearch_to_tsquery(transcript_search_config($3), $2)
+                 AND m.owner_id = $1 AND ($4::text IS NULL OR m.folder = $4)""",
+            owner_id,
+            query,
+            language,
+            folder_value,
+        )
+    found = [Message.from_row(row) for row in rows]
+    return SearchPage(found, int(total))

@@ -27,7 +27,7 @@ ROLES: dict[str, tuple[str, str]] = {
     "message.created": ("media-recorder", "notifier (e-mail, webhooks, notify command); registrar-agent (MWI NOTIFY); transcriber; operators (`sipum-events`)"),
     "message.updated": ("web-api (heard, folder), media-recorder (retrieval menu: heard, save, trash)", "notifier (webhooks); registrar-agent (MWI NOTIFY); operators"),
     "message.deleted": ("web-api (DELETE), notifier (retention sweeper: delete after e-mail, `reason: expired`)", "notifier (webhooks); registrar-agent (MWI NOTIFY); web-api (live inbox); operators"),
-    "message.transcribed": ("transcriber (after the transcript is stored)", "operators"),
+    "message.transcribed": ("transcriber (after the transcript is stored)", "notifier (the e-mail waiting for it, core NATS); web-api (live events: the inbox shows it); operators"),
     "user.created": ("web-api (signup)", "registrar-agent (starts REGISTERing the user)"),
     "user.updated": ("web-api (PATCH /api/v1/account, after the commit: display_name, email, email_attaches_audio, pin, password)", "registrar-agent (re-REGISTERs with the new HA1)"),
     "user.deleted": ("web-api (DELETE /api/v1/account, before the rows go; it waits, bounded, for the agent's unregistered)", "registrar-agent (unREGISTERs, ends MWI subscriptions)"),

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from sipum.blobstore import BlobNotFoundError, peaks_key
-from sipum.db import Pool, messages, users
+from sipum.db import Pool, messages, transcripts, users
 from sipum.events import MessageDeleted
 from sipum.security.tokens import InvalidToken, play_link_claims
 from sipum_protocol.media.recording import Peaks, peaks_of_wav
@@ -27,6 +27,8 @@ from sipum_web_api.schemas import (
     MessagePatch,
     PeaksOut,
     Responses,
+    TranscriptOut,
+    TranscriptWordOut,
 )
 
 log = logging.getLogger("sipum.misc.web.messages")
@@ -35,7 +37,23 @@ NOT_FOUND: Responses = {404: {"model": ErrorOut}, 401: {"model": ErrorOut}}
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-def message_out(user: users.User, m: messages.Message) -> MessageOut:
+def transcript_out(t: transcripts.Transcript | None) -> TranscriptOut | None:
+    if t is None:
+        return None
+    return TranscriptOut(
+        text=t.text,
+        language=t.language,
+        engine=t.engine,
+        engine_version=t.engine_version,
+        confidence=None if t.confidence is None else round(t.confidence, 3),
+        words=[TranscriptWordOut(**w.as_json()) for w in t.words],
+        created_at=t.created_at,
+    )
+
+
+def message_out(
+    user: users.User, m: messages.Message, transcript: transcripts.Transcript | None = None
+) -> MessageOut:
     return MessageOut(
         id=m.id,
         folder=m.folder.value,
@@ -53,6 +71,7 @@ def message_out(user: users.User, m: messages.Message) -> MessageOut:
         peaks_url=f"/api/v1/messages/{m.id}/peaks",
         rtsp_path=f"/{user.username}/{m.folder.value}/{m.id}.wav",
         expires_at=m.expires_at,
+        transcript=transcript_out(transcript),
     )
 
 
@@ -70,12 +89,26 @@ async def list_messages(
     folder: FolderName = "inbox",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description='search the transcripts (web-search syntax: words, "a phrase", '
+            "or, -word); best match first",
+        ),
+    ] = None,
 ) -> MessagePage:
-    """Newest first; ``total``/``unheard`` count the whole folder for paging."""
+    """Newest first; ``total``/``unheard`` count the whole folder for paging. With ``q``:
+    the folder's messages whose transcript matches, best match first; ``total`` counts the
+    matches."""
+    if q is not None:
+        return await search_page(pool, user, q, folder, limit, offset)
     items = await messages.list_for_user(pool, user.id, folder, limit=limit, offset=offset)
     counts = getattr(await messages.counts(pool, user.id), folder)
+    texts = await transcripts.get_many(pool, [m.id for m in items])
     return MessagePage(
-        items=[message_out(user, m) for m in items],
+        items=[message_out(user, m, texts.get(m.id)) for m in items],
         folder=folder,
         total=counts.total,
         unheard=counts.unheard,
@@ -84,9 +117,34 @@ async def list_messages(
     )
 
 
+async def search_page(
+    pool: Pool, user: users.User, query: str, folder: FolderName, limit: int, offset: int
+) -> MessagePage:
+    """``GET /api/v1/messages?q=``: full-text search of the user's own transcripts (the
+    owner is part of the query, so another mailbox's words never match)."""
+    effective = await users.effective_settings(pool, user.id)
+    language = (effective.transcription_language if effective else None) or "en-US"
+    if language == "auto":
+        language = "en-US"
+    page = await transcripts.search_messages(
+        pool, user.id, query, folder=folder, language=language, limit=limit, offset=offset
+    )
+    counts = getattr(await messages.counts(pool, user.id), folder)
+    texts = await transcripts.get_many(pool, [m.id for m in page.messages])
+    return MessagePage(
+        items=[message_out(user, m, texts.get(m.id)) for m in page.messages],
+        folder=folder,
+        total=page.total,
+        unheard=counts.unheard,
+        limit=limit,
+        offset=offset,
+    )
+
+
 @router.get("/{message_id}", response_model=MessageOut, responses=NOT_FOUND)
 async def get_message(message_id: int, pool: PoolDep, user: CurrentUser) -> MessageOut:
-    return message_out(user, await owned(pool, user, message_id))
+    message = await owned(pool, user, message_id)
+    return message_out(user, message, await transcripts.get(pool, message.id))
 
 
 async def audio_owner(
