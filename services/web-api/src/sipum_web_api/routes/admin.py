@@ -59,6 +59,21 @@ class Settings(BaseModel):
     ring_timeout_seconds: int | None = Field(default=None, ge=0, le=300)
     email_attaches_audio: bool | None = None
     email_audio_format: Literal["wav", "mp3"] | None = None
+    # The rest of the settings model (sipum.db.settings checks the bounds: 422 otherwise).
+    transcription_enabled: bool | None = None
+    transcription_language: str | None = Field(default=None, max_length=35)
+    min_message_seconds: float | None = Field(default=None, ge=0, le=60)
+    max_silence_seconds: float | None = Field(default=None, ge=1, le=120)
+    delete_after_email: bool | None = None
+    greeting_mode: Literal["auto", "system"] | None = None
+    prompt_language: str | None = Field(default=None, max_length=35)
+    time_zone: str | None = Field(default=None, max_length=64)
+    pin_min_length: int | None = Field(default=None, ge=4, le=12, description="domains only")
+    operator_uri: str | None = Field(default=None, max_length=256)
+    message_order: Literal["newest", "oldest"] | None = None
+    email_notifications: bool | None = None
+    command_notifications: bool | None = None
+    mail_from: str | None = Field(default=None, max_length=320, description="domains only")
 
     def given(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.model_fields_set}
@@ -90,6 +105,20 @@ class DomainOut(BaseModel):
     email_attaches_audio: bool
     email_audio_format: str
     created_at: datetime
+    transcription_enabled: bool
+    transcription_language: str | None
+    min_message_seconds: float | None = Field(description="null: the built-in (recorder's)")
+    max_silence_seconds: float | None
+    delete_after_email: bool | None
+    greeting_mode: str | None
+    prompt_language: str | None
+    time_zone: str | None
+    pin_min_length: int | None
+    operator_uri: str | None
+    message_order: str | None
+    email_notifications: bool | None
+    command_notifications: bool | None
+    mail_from: str | None = Field(description="null: the notifier's mail_from")
 
 
 class UserIn(BaseModel):
@@ -204,10 +233,10 @@ async def create_domain(body: DomainIn, pool: PoolDep, _: CurrentAdmin) -> Domai
 @router.patch("/domains/{name}", response_model=DomainOut, responses=ERRORS)
 async def update_domain(name: str, body: Settings, pool: PoolDep, _: CurrentAdmin) -> DomainOut:
     """Change defaults; users without an override of their own get the new value on their next
-    call. ``null`` is not a default: omit a field to keep it."""
+    call. Omit a field to keep it; ``null`` returns one of the newer settings to its built-in
+    (the older ones — quota, lengths, ring timeout, e-mail audio, transcription — always have a
+    domain value: 422)."""
     given = body.given()
-    if any(v is None for v in given.values()):
-        raise HTTPException(422, "a domain default cannot be null")
     return domain_out(await run(admin.update_domain(pool, name, **given)))
 
 

@@ -7,7 +7,7 @@ that does not exist, so ids cannot be probed.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from sipum.blobstore import BlobNotFoundError
@@ -63,9 +63,19 @@ async def list_messages(
     folder: FolderName = "inbox",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    order: Annotated[
+        Literal["newest", "oldest"] | None,
+        Query(description="default: the user's setting message_order (newest)"),
+    ] = None,
 ) -> MessagePage:
-    """Newest first; ``total``/``unheard`` count the whole folder for paging."""
-    items = await messages.list_for_user(pool, user.id, folder, limit=limit, offset=offset)
+    """Newest first unless ``order`` or the setting ``message_order`` says oldest;
+    ``total``/``unheard`` count the whole folder for paging."""
+    if order is None:
+        effective = await users.effective_settings(pool, user.id)
+        order = "oldest" if effective and effective.message_order == "oldest" else "newest"
+    items = await messages.list_for_user(
+        pool, user.id, folder, limit=limit, offset=offset, oldest_first=order == "oldest"
+    )
     counts = getattr(await messages.counts(pool, user.id), folder)
     return MessagePage(
         items=[message_out(user, m) for m in items],
