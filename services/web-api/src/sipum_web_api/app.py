@@ -13,6 +13,7 @@ from sipum.runtime.http import metrics_payload
 from sipum_web_api.deps import WebApiState
 from sipum_web_api.limits import BodyLimit
 from sipum_web_api.routes import account, admin, events, greetings, messages, webhooks
+from sipum_web_api.routes import settings as user_settings
 
 INBOX_PAGE = resources.files("sipum_web_api").joinpath("static/inbox.html").read_text("utf-8")
 
@@ -39,6 +40,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(events.router)
     app.include_router(admin.router)
+    app.include_router(user_settings.router)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def inbox_page() -> HTMLResponse:

@@ -255,16 +255,20 @@ async def update_account(
         if name in given
     }
     changed: list[str] = [n for n, value in profile.items() if value != getattr(user, n)]
-    async with pool.acquire() as conn, conn.transaction():
-        if profile:
-            await users.update(conn, user.id, **profile)
-        if body.pin is not None:
-            await users.set_pin(conn, user.id, body.pin)
-            changed.append("pin")
-        if body.new_password is not None:
-            await users.set_password(conn, user.id, body.new_password)
-            changed.append("password")
-        updated = await users.get(conn, user.id)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            if profile:
+                await users.update(conn, user.id, **profile)
+            if body.pin is not None:
+                # the domain's pin_min_length: refused here rolls back the whole change
+                await users.set_pin(conn, user.id, body.pin)
+                changed.append("pin")
+            if body.new_password is not None:
+                await users.set_password(conn, user.id, body.new_password)
+                changed.append("password")
+            updated = await users.get(conn, user.id)
+    except WeakSecretError as exc:
+        raise HTTPException(422, str(exc)) from None
     if updated is None:  # deleted by a concurrent request
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "not authenticated")
     if changed:
