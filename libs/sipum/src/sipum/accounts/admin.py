@@ -18,7 +18,7 @@ from sipum.accounts.removal import Removal, remove_mailbox
 from sipum.blobstore import BlobStore
 from sipum.db import Pool, domains, settings, users
 from sipum.db.errors import DomainInUseError, DomainNotFoundError, UserExistsError
-from sipum.events import EventBus, UserCreated, UserUpdated
+from sipum.events import DomainUpdated, EventBus, UserCreated, UserUpdated
 from sipum.security.passwords import WeakSecretError
 
 
@@ -109,7 +109,12 @@ async def domain_by_name(pool: Pool, name: str) -> domains.Domain:
     return domain
 
 
-async def update_domain(pool: Pool, name: str, **defaults: Any) -> domains.Domain:
+async def update_domain(
+    pool: Pool, name: str, *, bus: EventBus | None = None, **defaults: Any
+) -> domains.Domain:
+    """Change a domain's defaults; with ``bus``, ``domain.updated`` names the settings that
+    changed (after the commit). Users without a value of their own get the new ones on their
+    next call: the services read the settings when they need them."""
     domain = await domain_by_name(pool, name)
     defaults = _checked(defaults, settings.DOMAIN_COLUMNS)
     for key, value in defaults.items():
@@ -120,6 +125,9 @@ async def update_domain(pool: Pool, name: str, **defaults: Any) -> domains.Domai
     except TypeError as exc:
         raise Invalid(str(exc)) from None
     assert updated is not None
+    changed = sorted(k for k in defaults if getattr(domain, k) != getattr(updated, k))
+    if bus is not None and changed:
+        await bus.publish(DomainUpdated(domain=updated.name, changed=changed))
     return updated
 
 
@@ -275,6 +283,18 @@ async def reset_pin(pool: Pool, bus: EventBus, address: str, pin: str | None) ->
     await _announce(bus, user, ["pin"])
 
 
+async def set_disabled(pool: Pool, bus: EventBus, address: str, disabled: bool) -> users.User:
+    """Disable or enable a mailbox (docs/administration.md): ``user.updated`` with ``disabled``
+    or ``enabled`` makes the registrar-agent de-register or register its voicemail contact.
+    Published every time (the agent is idempotent), so a repeat repairs a lost event."""
+    user = await user_by_address(pool, address)
+    updated = await users.set_disabled(pool, user.id, disabled)
+    if updated is None:
+        raise NotFound(f"no user {address}")
+    await _announce(bus, updated, ["disabled" if disabled else "enabled"])
+    return updated
+
+
 async def delete_user(
     pool: Pool, bus: EventBus, blobs: BlobStore, address: str, *, deregister_wait: float
 ) -> Removal:
@@ -342,7 +362,7 @@ async def system_status(pool: Pool, bus: EventBus) -> SystemStatus:
 __all__ = [
     "AdminError", "Conflict", "ConsumerStatus", "Invalid", "NotFound", "QuotaLine",
     "SystemStatus", "UserPage", "create_domain", "create_user", "delete_domain", "delete_user",
-    "domain_by_name", "list_users", "quota_report", "reset_password", "reset_pin",
+    "domain_by_name", "list_users", "quota_report", "reset_password", "reset_pin", "set_disabled",
     "system_status", "update_domain", "update_overrides", "user_by_address",
 ]  # fmt: skip
 

@@ -84,6 +84,12 @@ class User:
     message_order: str | None = None
     email_notifications: bool | None = None
     command_notifications: bool | None = None
+    disabled_at: datetime | None = None
+    """When an administrator disabled the mailbox (migration 0010); None = enabled."""
+
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_at is not None
 
     @property
     def address(self) -> str:
@@ -136,7 +142,7 @@ SELECT u.id, u.domain_id, d.name AS domain, u.username, u.display_name, u.email,
        u.transcription_enabled, u.transcription_language,
        u.min_message_seconds, u.max_silence_seconds, u.delete_after_email, u.greeting_mode,
        u.prompt_language, u.time_zone, u.operator_uri, u.message_order, u.email_notifications,
-       u.command_notifications
+       u.command_notifications, u.disabled_at
 FROM users u JOIN domains d ON d.id = u.domain_id
 """
 
@@ -366,6 +372,19 @@ _SETTINGS_SELECT = (
     + ", ".join(f"d.{c} AS d_{c}" for c in settings.DOMAIN_COLUMNS)
     + " FROM users u JOIN domains d ON d.id = u.domain_id WHERE u.id = $1"
 )
+
+
+async def set_disabled(db: Executor, user_id: int, disabled: bool) -> User | None:
+    """Disable (now) or enable the mailbox; None if no such user. Idempotent: disabling a
+    disabled user keeps the first time."""
+    await db.execute(
+        """UPDATE users SET disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, now()) END,
+                            updated_at = now()
+           WHERE id = $1""",
+        user_id,
+        disabled,
+    )
+    return await get(db, user_id)
 
 
 async def settings_report(db: Executor, user_id: int) -> dict[str, settings.Resolved] | None:

@@ -101,7 +101,7 @@ async def signup(
 @router.post(
     "/login",
     response_model=TokenResponse,
-    responses={401: {"model": ErrorOut}, 429: {"model": ErrorOut}},
+    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 429: {"model": ErrorOut}},
 )
 async def login(
     body: LoginRequest,
@@ -121,6 +121,8 @@ async def login(
         throttle.failed(key)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
     throttle.succeeded(key)
+    if user.disabled:  # said only to whoever knows the password
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this account is disabled")
     token = set_session(request, response, secret, user)
     return TokenResponse(access_token=token, expires_in=SESSION_TTL)
 

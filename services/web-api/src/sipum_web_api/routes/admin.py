@@ -140,6 +140,7 @@ class AdminUserOut(BaseModel):
     has_pin: bool
     overrides: dict[str, Any] = Field(description="the user's own values (others: the domain's)")
     created_at: datetime
+    disabled: bool = False
 
 
 class UserPageOut(BaseModel):
@@ -190,7 +191,7 @@ def admin_user_out(u: users.User) -> AdminUserOut:
     }
     return AdminUserOut(
         id=u.id, address=u.address, display_name=u.display_name, email=u.email,
-        has_pin=u.has_pin, overrides=overrides, created_at=u.created_at,
+        has_pin=u.has_pin, overrides=overrides, created_at=u.created_at, disabled=u.disabled,
     )  # fmt: skip
 
 
@@ -231,13 +232,15 @@ async def create_domain(body: DomainIn, pool: PoolDep, _: CurrentAdmin) -> Domai
 
 
 @router.patch("/domains/{name}", response_model=DomainOut, responses=ERRORS)
-async def update_domain(name: str, body: Settings, pool: PoolDep, _: CurrentAdmin) -> DomainOut:
+async def update_domain(
+    name: str, body: Settings, pool: PoolDep, bus: BusDep, _: CurrentAdmin
+) -> DomainOut:
     """Change defaults; users without an override of their own get the new value on their next
     call. Omit a field to keep it; ``null`` returns one of the newer settings to its built-in
     (the older ones — quota, lengths, ring timeout, e-mail audio, transcription — always have a
     domain value: 422)."""
     given = body.given()
-    return domain_out(await run(admin.update_domain(pool, name, **given)))
+    return domain_out(await run(admin.update_domain(pool, name, bus=bus, **given)))
 
 
 @router.delete("/domains/{name}", status_code=204, response_class=Response, responses=ERRORS)
@@ -312,6 +315,19 @@ async def reset_pin(
 ) -> Response:
     await run(admin.reset_pin(pool, bus, address, body.pin))
     return Response(status_code=204)
+
+
+@router.post("/users/{address}/disable", response_model=AdminUserOut, responses=ERRORS)
+async def disable_user(address: str, pool: PoolDep, bus: BusDep, _: CurrentAdmin) -> AdminUserOut:
+    """The user cannot sign in (403), their voicemail contact is de-registered and calls that
+    still reach sipum for them get 480; messages and settings stay (docs/administration.md)."""
+    return admin_user_out(await run(admin.set_disabled(pool, bus, address, True)))
+
+
+@router.post("/users/{address}/enable", response_model=AdminUserOut, responses=ERRORS)
+async def enable_user(address: str, pool: PoolDep, bus: BusDep, _: CurrentAdmin) -> AdminUserOut:
+    """Undo ``disable``: sign-in works again and the agent registers the mailbox again."""
+    return admin_user_out(await run(admin.set_disabled(pool, bus, address, False)))
 
 
 @router.delete("/users/{address}", status_code=204, response_class=Response, responses=ERRORS)

@@ -104,6 +104,8 @@ async def audio_owner(
         user = await users.get(pool, uid)
         if user is None or mid != message_id:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such message")
+        if user.disabled:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "this account is disabled")
         return user
     return await current_user(request, pool, secret)
 
