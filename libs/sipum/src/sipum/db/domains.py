@@ -41,7 +41,7 @@ class Domain:
     # Migration 0009: None = the built-in value (``sipum.db.settings``).
     min_message_seconds: float | None = None
     max_silence_seconds: float | None = None
-    delete_after_email: bool | None = None
+    delete_after_email: bool = False
     greeting_mode: str | None = None
     prompt_language: str | None = None
     time_zone: str | None = None

@@ -54,7 +54,8 @@ class Setting:
     builtin_from: str | None = None
     """When ``builtin`` is None: what applies instead (a service's setting)."""
     legacy_domain_not_null: bool = False
-    """An older attribute whose domain column always holds a value (source never "default")."""
+    """The domain column always holds a value (NOT NULL with the built-in as its DEFAULT): the
+    source is "domain" or "user", never "default", and a domain's value cannot be unset."""
 
     def check(self, value: object) -> Value:
         """``value`` as stored, or ``InvalidSetting``. None means "no value of its own"."""
@@ -218,8 +219,8 @@ SETTINGS: dict[str, Setting] = {
         Setting(
             "delete_after_email", bool, False,
             "delete a message once its e-mail (with the audio) went out",
-            "— (stored; the notifier's delete-after-e-mail is a separate change)",
-            user_may_set=True,
+            "notifier (the retention sweeper of the delete-after-e-mail change)",
+            user_may_set=True, legacy_domain_not_null=True,
         ),
         Setting(
             "greeting_mode", str, "auto",

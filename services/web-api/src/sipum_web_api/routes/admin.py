@@ -109,7 +109,7 @@ class DomainOut(BaseModel):
     transcription_language: str | None
     min_message_seconds: float | None = Field(description="null: the built-in (recorder's)")
     max_silence_seconds: float | None
-    delete_after_email: bool | None
+    delete_after_email: bool
     greeting_mode: str | None
     prompt_language: str | None
     time_zone: str | None

@@ -3,13 +3,15 @@
 -- of the same name. Unlike the older ones, the new domain columns are NULLable: NULL means "the
 -- built-in value" (a constant of sipum.db.settings, or the named service setting), so a domain
 -- that never chose shows its source as the default. A user's NULL is "the domain's value".
--- IF NOT EXISTS: delete_after_email may also come from the notifier's own migration.
+-- delete_after_email is defined exactly as the delete-after-e-mail migration defines it
+-- (domain NOT NULL DEFAULT false), with IF NOT EXISTS: whichever runs first adds it. That
+-- migration must run before this one (its ADD COLUMN has no IF NOT EXISTS).
 ALTER TABLE domains
     ADD COLUMN IF NOT EXISTS min_message_seconds double precision
         CHECK (min_message_seconds BETWEEN 0 AND 60),
     ADD COLUMN IF NOT EXISTS max_silence_seconds double precision
         CHECK (max_silence_seconds BETWEEN 1 AND 120),
-    ADD COLUMN IF NOT EXISTS delete_after_email boolean,
+    ADD COLUMN IF NOT EXISTS delete_after_email boolean NOT NULL DEFAULT false,
     ADD COLUMN IF NOT EXISTS greeting_mode text CHECK (greeting_mode IN ('auto', 'system')),
     ADD COLUMN IF NOT EXISTS prompt_language text
         CHECK (length(prompt_language) BETWEEN 2 AND 35),
