@@ -68,6 +68,14 @@ def test_values_within_bounds_are_normalised() -> None:
         settings.check_values({"pin_min_length": 6}, allowed=settings.USER_COLUMNS)
 
 
+def test_one_field_per_setting_in_the_records() -> None:
+    from dataclasses import fields
+
+    assert {f.name for f in fields(users.EffectiveSettings)} == {"user_id", *SETTINGS}
+    assert set(SETTINGS) <= {f.name for f in fields(domains.Domain)}
+    assert set(settings.USER_COLUMNS) <= {f.name for f in fields(users.User)}
+
+
 def test_the_documented_table_is_the_model() -> None:
     """docs/administration.md lists every setting once, with who may change it and its bounds."""
     text = (ROOT / "docs" / "administration.md").read_text()
