@@ -603,3 +603,163 @@ async def test_ring_timeout_follows_the_domain_default_and_the_users_override(
     )
     assert 4.5 < with_override < 6.5, with_override
     assert 1.5 < domain_default < 3.5, domain_default
+
+
+async def test_the_users_own_settings_and_disabling_take_effect_on_the_next_call(
+    first_call_system: FirstCallSystem,  # noqa: F811 - the fixture imported above
+    watch: EventWatch,
+    tmp_path: Path,
+) -> None:
+    """The user sets their ring timeout to 3 s through PATCH /api/v1/settings: the next call is
+    answered after about 3 s (the running agent reads it per call: no restart). The
+    administrator sets the domain's to 1 s and the user DELETEs their own value: the call after
+    is answered after about 1 s. Then the administrator disables the mailbox: the agent removes
+    its voicemail contact from Kamailio and a caller gets 404 from Kamailio (no contact left);
+    enabled again, the contact is back."""
+    system = first_call_system
+    env = system.env()
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [str(Path(sys.executable).parent / "sipum-admin"), "create-admin", "ops2", "--password-stdin"],
+        input="ops2-password-123\n", env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    agent = f"127.0.0.1:{system.agent_sip_port}"
+
+    async def answered_after() -> float:
+        argv = sipp_argv(
+            "answer_and_hang_up", system.proxy, port=free_udp_port(),
+            keys={"domain": system.domain}, timeout=30, extra=["-s", "gina"],
+        )  # fmt: skip
+        before = len(watch.of("call.answered", username="gina"))
+        code, out = await asyncio.to_thread(run_sipp, argv, cwd=tmp_path, limit=40)
+        assert code == 0, f"the sipp caller failed: {out}"
+        for _ in range(400):
+            if len(watch.of("call.answered", username="gina")) > before:
+                break
+            await asyncio.sleep(0.05)
+        answered = watch.of("call.answered", username="gina")[-1]
+        started = watch.of("call.started", username="gina")[-1]
+        return answered.at - started.at
+
+    async def contact_registered() -> bool:
+        found = await asyncio.to_thread(system.kamailio.lookup, "gina")
+        return any(agent in c.address for c in found)
+
+    with explained(system):
+        async with httpx.AsyncClient(base_url=system.web_url, timeout=15) as http:
+            token = await sign_up(http, "gina", "gina-password-1")
+            http.cookies.clear()
+            user = {"Authorization": f"Bearer {token}"}
+            await wait_registered(system, "gina")
+            r = await http.post(
+                "/api/v1/admin/login", json={"username": "ops2", "password": "ops2-password-123"}
+            )
+            admin = {"Authorization": f"Bearer {r.json()['access_token']}"}
+            domain = f"/api/v1/admin/domains/{system.domain}"
+            before = (await http.get("/api/v1/admin/domains", headers=admin)).json()
+            default = next(d for d in before if d["name"] == system.domain)["ring_timeout_seconds"]
+            try:
+                r = await http.patch("/api/v1/settings", headers=user,
+                                     json={"ring_timeout_seconds": 3})  # fmt: skip
+                assert r.status_code == 200, r.text
+                own = await answered_after()
+                r = await http.patch(domain, headers=admin, json={"ring_timeout_seconds": 1})
+                assert r.status_code == 200, r.text
+                r = await http.delete("/api/v1/settings/ring_timeout_seconds", headers=user)
+                assert r.status_code == 200 and r.json()["source"] == "domain", r.text
+                domains_value = await answered_after()
+            finally:
+                await http.patch(domain, headers=admin, json={"ring_timeout_seconds": default})
+
+            r = await http.post(f"/api/v1/admin/users/gina@{system.domain}/disable", headers=admin)
+            assert r.status_code == 200, r.text
+            for _ in range(100):
+                if not await contact_registered():
+                    break
+                await asyncio.sleep(0.1)
+            assert not await contact_registered(), "the voicemail contact is still registered"
+            assert (await http.get("/api/v1/messages", headers=user)).status_code == 403
+            rtp = await RtpPeer().open()
+            try:
+                async with Caller(domain=system.domain) as caller:
+                    call = caller.invite(f"sip:gina@{system.domain}", system.proxy, rtp.offer())
+                    await wait_event(call.ended, 10, "the refusal of the call", caller)
+                    refused = call.end_status
+            finally:
+                rtp.close()
+            r = await http.post(f"/api/v1/admin/users/gina@{system.domain}/enable", headers=admin)
+            assert r.status_code == 200, r.text
+            await wait_registered(system, "gina")
+    print(f"answered after {own:.2f} s (user's 3 s), {domains_value:.2f} s (domain's 1 s)")
+    assert 2.5 < own < 4.5, own
+    assert 0.5 < domains_value < 2.5, domains_value
+    assert refused == 404, refused
+
+
+async def test_a_full_mailbox_by_the_domain_default_and_room_by_the_users_override(
+    first_call_system: FirstCallSystem,  # noqa: F811 - the fixture imported above
+    watch: EventWatch,
+    tmp_path: Path,
+) -> None:
+    """Quota defaults vs overrides with real calls: the administrator sets the domain's
+    max_messages to 0 — a caller is answered, told the mailbox is full and hung up on, nothing
+    stored; the administrator gives the user an override of 5 — the next sipp caller's message
+    is stored. (The user's ring timeout is 0 through the settings API, to keep it short.)"""
+    system = first_call_system
+    env = system.env()
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [str(Path(sys.executable).parent / "sipum-admin"), "create-admin", "ops3", "--password-stdin"],
+        input="ops3-password-123\n", env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with explained(system):
+        async with httpx.AsyncClient(base_url=system.web_url, timeout=15) as http:
+            token = await sign_up(http, "hank", "hank-password-1")
+            http.cookies.clear()
+            user = {"Authorization": f"Bearer {token}"}
+            await wait_registered(system, "hank")
+            r = await http.patch("/api/v1/settings", headers=user, json={"ring_timeout_seconds": 0})
+            assert r.status_code == 200, r.text
+            r = await http.post(
+                "/api/v1/admin/login", json={"username": "ops3", "password": "ops3-password-123"}
+            )
+            admin = {"Authorization": f"Bearer {r.json()['access_token']}"}
+            domain = f"/api/v1/admin/domains/{system.domain}"
+            before = (await http.get("/api/v1/admin/domains", headers=admin)).json()
+            default = next(d for d in before if d["name"] == system.domain)["max_messages"]
+            try:
+                r = await http.patch(domain, headers=admin, json={"max_messages": 0})
+                assert r.status_code == 200, r.text
+                rtp = await RtpPeer().open()
+                try:
+                    async with Caller(domain=system.domain) as caller:
+                        call = caller.invite(f"sip:hank@{system.domain}", system.proxy, rtp.offer())
+                        await wait_event(call.answered, 15, "the answer", caller)
+                        assert call.call.remote_sdp is not None
+                        rtp.use_answer(call.call.remote_sdp)
+                        await wait_event(call.ended, 20, "sipum hanging up", caller)
+                finally:
+                    rtp.close()
+                ended = await watch.wait_for("call.ended", limit=10, username="hank")
+                assert ended.data["end_reason"] == "mailbox_full", ended.data
+                assert ended.data.get("message_id") is None
+                heard = len(rtp.received)
+                r = await http.patch(
+                    f"/api/v1/admin/users/hank@{system.domain}", headers=admin,
+                    json={"max_messages": 5},
+                )  # fmt: skip
+                assert r.status_code == 200, r.text
+                argv = sipp_argv(
+                    "leave_message", system.proxy, port=free_udp_port(),
+                    keys={"domain": system.domain}, timeout=40, extra=["-s", "hank"],
+                )  # fmt: skip
+                code, out = await asyncio.to_thread(run_sipp, argv, cwd=tmp_path, limit=60)
+                assert code == 0, f"the sipp caller failed: {out}"
+                created = await watch.wait_for("message.created", limit=20, username="hank")
+            finally:
+                await http.patch(domain, headers=admin, json={"max_messages": default})
+            listing = (await http.get("/api/v1/messages", headers=user)).json()
+    assert heard > 25, heard  # "the mailbox is full … goodbye" was played (20 ms packets)
+    assert [m["id"] for m in listing["items"]] == [created.data["message_id"]]

@@ -18,14 +18,20 @@ FLAGS = (
 )  # fmt: skip
 
 
-def chromium() -> Any:
-    """A new headless Chromium session (``driver.quit()`` it)."""
+#: A microphone for ``getUserMedia`` without a device or a permission prompt: Chromium's fake
+#: capture device (a beeping tone), for pages that record with MediaRecorder.
+FAKE_MICROPHONE = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
+
+
+def chromium(extra_flags: tuple[str, ...] = ()) -> Any:
+    """A new headless Chromium session (``driver.quit()`` it); ``extra_flags`` such as
+    ``FAKE_MICROPHONE`` are added to the usual ones."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     assert CHROMIUM and CHROMEDRIVER, "deploy/local/install installs chromium and chromium-driver"
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in FLAGS:
+    for flag in (*FLAGS, *extra_flags):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)

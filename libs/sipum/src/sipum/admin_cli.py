@@ -100,6 +100,15 @@ def run(work: Callable[[Backends], Awaitable[T]], *, need_bus: bool = True) -> T
         raise typer.Exit(1) from None
 
 
+def parse_settings(assignments: list[str] | None) -> dict[str, Any]:
+    """NAME=VALUE arguments; a bad one ends the command with one line on stderr (exit 1)."""
+    try:
+        return dict(admin.parse_setting(a) for a in assignments or [])
+    except admin.Invalid as exc:
+        typer.echo(f"sipum-admin: error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
 def plain(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         data = {
@@ -172,18 +181,17 @@ Assignments = Annotated[list[str] | None, typer.Argument(help="NAME=VALUE settin
 @domain_app.command("create")
 def domain_create(name: str, settings: Assignments = None) -> None:
     """Create a domain, with defaults such as ring_timeout_seconds=5."""
-    values = dict(admin.parse_setting(a) for a in settings or [])
+    values = parse_settings(settings)
     created = run(lambda b: admin.create_domain(b.pool, name, **values), need_bus=False)
     show(created, lambda: [f"domain {created.name} created"])
 
 
 @domain_app.command("set")
 def domain_set(name: str, settings: Assignments = None) -> None:
-    """Change a domain's defaults: NAME=VALUE ..."""
-    values = dict(admin.parse_setting(a) for a in settings or [])
-    if any(v is None for v in values.values()):
-        raise typer.BadParameter("a domain default cannot be 'default'")
-    updated = run(lambda b: admin.update_domain(b.pool, name, **values), need_bus=False)
+    """Change a domain's defaults: NAME=VALUE ... (NAME=default: back to the built-in, for the
+    settings that may be unset)."""
+    values = parse_settings(settings)
+    updated = run(lambda b: admin.update_domain(b.pool, name, bus=b.bus, **values))
     show(
         updated,
         lambda: [
@@ -251,7 +259,7 @@ def user_create(
 @user_app.command("set")
 def user_set(address: str, settings: Assignments = None) -> None:
     """Override settings for one user: NAME=VALUE, or NAME=default to return to the domain's."""
-    values = dict(admin.parse_setting(a) for a in settings or [])
+    values = parse_settings(settings)
     user = run(lambda b: admin.update_overrides(b.pool, b.bus, address, values))
     show(
         user,
@@ -280,6 +288,19 @@ def user_reset_pin(
     show(
         {"address": address}, lambda: [f"{address}: PIN {'removed' if pin is None else 'changed'}"]
     )
+
+
+@user_app.command("disable")
+def user_disable(address: str) -> None:
+    """No sign-in, voicemail contact de-registered, callers get 480; nothing is deleted."""
+    user = run(lambda b: admin.set_disabled(b.pool, b.bus, address, True))
+    show(user, lambda: [f"{user.address} disabled"])
+
+
+@user_app.command("enable")
+def user_enable(address: str) -> None:
+    user = run(lambda b: admin.set_disabled(b.pool, b.bus, address, False))
+    show(user, lambda: [f"{user.address} enabled"])
 
 
 @user_app.command("delete")

@@ -36,6 +36,7 @@ from sipum_media_recorder.limits import (
     max_recording_length,
 )
 from sipum_media_recorder.session import MediaSession
+from sipum_media_recorder.settings import MediaRecorderSettings
 from sipum_media_recorder.spool import PartialRecording, RecordingMeta
 
 log = logging.getLogger("sipum.misc.recorder.record")
@@ -48,21 +49,25 @@ BUSY_CAUSES = frozenset({"user-busy", "busy", "486", "600"})
 _STORE_ATTEMPTS = 3
 
 
-async def greeting_items(session: MediaSession) -> list[PlaybackItem]:
-    """What to play before the beep (the beep included)."""
+async def greeting_items(
+    session: MediaSession, effective: users.EffectiveSettings | None = None
+) -> list[PlaybackItem]:
+    """What to play before the beep (the beep included). The setting ``greeting_mode``
+    ``system`` skips the user's uploaded greetings and recorded name: the built-in prompt."""
     svc = session.services
     prompts = svc.prompts
     rate = prompts.rate_for(session.plan.codec)
     user = session.user
     busy = (session.request.diversion_cause or "").lower() in BUSY_CAUSES
     beep = await prompts.names(["beep"], rate)
-    greeting = await greetings.for_call(svc.pool, user.id, busy=busy)
+    uploaded = effective is None or effective.greeting_mode != "system"
+    greeting = await greetings.for_call(svc.pool, user.id, busy=busy) if uploaded else None
     if greeting is not None:
         try:
             return [decode_audio(await svc.blobs.get(greeting.blob_key)), *beep]
         except Exception:
             log.exception("cannot play greeting %s; using the default prompt", greeting.blob_key)
-    name_greeting = await greetings.get(svc.pool, user.id, "name")
+    name_greeting = await greetings.get(svc.pool, user.id, "name") if uploaded else None
     if name_greeting is not None:
         try:
             name = decode_audio(await svc.blobs.get(name_greeting.blob_key))
@@ -76,11 +81,12 @@ async def greeting_items(session: MediaSession) -> list[PlaybackItem]:
     return list(await prompts.sequence("unavailable", rate, number=user.username))
 
 
-async def mailbox_limits(session: MediaSession) -> tuple[FullBecause | None, LengthLimit]:
+async def mailbox_limits(
+    session: MediaSession, effective: users.EffectiveSettings | None
+) -> tuple[FullBecause | None, LengthLimit]:
     """Whether the mailbox is full, and the maximum length of a message recorded now."""
     svc = session.services
     user_id = session.user.id
-    effective = await users.effective_settings(svc.pool, user_id)
     usage = await messages.usage(svc.pool, user_id)
     limit = max_recording_length(
         max_message_seconds=(
@@ -110,6 +116,21 @@ async def mailbox_limits(session: MediaSession) -> tuple[FullBecause | None, Len
     return because, limit
 
 
+def silence_rules(
+    effective: users.EffectiveSettings | None, settings: MediaRecorderSettings
+) -> tuple[float, float]:
+    """``(max_silence, min_voice)``: the user's effective ``max_silence_seconds`` and
+    ``min_message_seconds``, else the recorder's own settings (their built-ins)."""
+    max_silence = settings.max_silence_seconds
+    min_voice = settings.min_voice_seconds
+    if effective is not None:
+        if effective.max_silence_seconds is not None:
+            max_silence = effective.max_silence_seconds
+        if effective.min_message_seconds is not None:
+            min_voice = effective.min_message_seconds
+    return max_silence, min_voice
+
+
 def end_reason(session: MediaSession, reason: StopReason) -> EndReason:
     if reason is StopReason.SILENCE:
         return "silence"
@@ -125,17 +146,20 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
     settings = svc.settings
     # Everything that needs the database or the disk happens before the greeting, so the
     # recording starts the instant the beep ends: callers start talking right away.
-    full, limit = await mailbox_limits(session)
+    # The user's settings as they are now (sipum.db.settings): a change counts from this call.
+    effective = await users.effective_settings(svc.pool, session.user.id)
+    full, limit = await mailbox_limits(session, effective)
     if full is not None:
         await session.prompt("mailbox-full", "goodbye")
         return "mailbox_full", None
-    items = await greeting_items(session)
+    items = await greeting_items(session, effective)
     codec = session.plan.codec
+    max_silence, min_voice = silence_rules(effective, settings)
     recording_settings = RecordingSettings(
         sample_rate=codec.sample_rate,
         silence_threshold_dbfs=settings.silence_threshold_dbfs,
-        max_silence=settings.max_silence_seconds,
-        min_voice=settings.min_voice_seconds,
+        max_silence=max_silence,
+        min_voice=min_voice,
         max_length=limit.seconds,
         flush_interval=settings.chunk_seconds,
     )

@@ -47,7 +47,7 @@ from sipum_media_recorder import metrics
 from sipum_media_recorder.address import advertised_address
 from sipum_media_recorder.audio import Prompts
 from sipum_media_recorder.negotiation import answer_offer
-from sipum_media_recorder.record import run_record
+from sipum_media_recorder.record import run_record, silence_rules
 from sipum_media_recorder.retrieve import run_retrieve
 from sipum_media_recorder.session import MediaSession, Services
 from sipum_media_recorder.settings import MediaRecorderSettings
@@ -361,12 +361,16 @@ class MediaRecorderService:
         # Run the audio through the recording engine again: the same silence rules decide
         # whether enough was said to keep it, and trailing silence is trimmed the same way.
         seconds = len(pcm) / 2 / meta.sample_rate
+        # The owner's min_message_seconds as it is now (the recorder's setting without one).
+        _, min_voice = silence_rules(
+            await users.effective_settings(svc.pool, meta.owner_id), self.settings
+        )
         engine = RecordingSession(
             RecordingSettings(
                 sample_rate=meta.sample_rate,
                 silence_threshold_dbfs=self.settings.silence_threshold_dbfs,
                 max_silence=max(self.settings.max_silence_seconds, seconds + 1.0),
-                min_voice=self.settings.min_voice_seconds,
+                min_voice=min_voice,
                 max_length=seconds + 1.0,
             ),
             now=0.0,

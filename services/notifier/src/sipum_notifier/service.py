@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from email.message import EmailMessage
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sipum.db import messages, notifications, users
 from sipum.events import MessageCreated, NotificationFailed, NotificationSent, current_delivery
@@ -141,6 +142,10 @@ class NotifierService:
         message = await messages.get(pool, event.message_id)
         if message is None or message.owner_id != user.id:
             return  # deleted before we got to it
+        effective = await users.effective_settings(pool, user.id)
+        if effective is not None and not effective.email_notifications:
+            log.info("e-mail notifications off", extra={"message_id": event.message_id})
+            return
         await self._deliver_claimed(
             event,
             message.id,
@@ -250,6 +255,7 @@ class NotifierService:
             retention=self.settings.delete_after_email_retention,
         )
         web, rtsp, sip, expires = self.links(user, message.id)
+        zone = local_zone(effective.time_zone if effective is not None else "UTC")
         caller = event.caller_display or message.caller_display_name
         caller = f"{caller} <{message.caller_uri}>" if caller else message.caller_uri
         mail = compose(
@@ -259,16 +265,17 @@ class NotifierService:
                 domain=user.domain,
                 display_name=user.display_name,
                 caller=caller,
-                received=message.received_at,
+                received=message.received_at.astimezone(zone),
                 duration_s=message.duration_ms / 1000,
                 web_url=web,
                 rtsp_url=rtsp,
                 sip_uri=sip,
-                links_expire=expires,
+                links_expire=expires.astimezone(zone),
                 message_id=message.id,
                 transcript=transcript,
             ),
-            sender=self.settings.mail_from,
+            # The domain's sender (setting mail_from), else the notifier's.
+            sender=(effective.mail_from if effective else None) or self.settings.mail_from,
             recipient=user.email,
             attachment=audio,
             attachment_too_large=too_large,
@@ -307,6 +314,10 @@ class NotifierService:
         message = await messages.get(self.ctx.pool, event.message_id)
         if message is None:
             return  # deleted before we got to it
+        effective = await users.effective_settings(self.ctx.pool, message.owner_id)
+        if effective is not None and not effective.command_notifications:
+            log.info("command notifications off", extra={"message_id": event.message_id})
+            return
         await self._deliver_claimed(
             event,
             message.id,
@@ -320,3 +331,13 @@ class NotifierService:
                 output_limit=self.settings.notify_output_limit,
             ),
         )
+
+
+def local_zone(name: str) -> tzinfo:
+    """The time zone of a user's notifications (setting ``time_zone``); UTC if it is unknown
+    here (a zone removed from this machine's tz database since it was chosen)."""
+    try:
+        return ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError):
+        log.warning("unknown time zone %r; using UTC", name)
+        return UTC

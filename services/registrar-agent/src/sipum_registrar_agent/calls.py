@@ -224,6 +224,13 @@ class CallHandler:
             self.reject(call, 404)
             return
         candidate, user = found
+        if user.disabled:
+            # An administrator disabled the mailbox: nothing is recorded or played. 480
+            # (RFC 3261 §21.4.18): the callee exists but is not reachable here now — a forked
+            # call goes on ringing the user's own phones.
+            log.info("mailbox %s is disabled (call %s)", user.address, call.call_id)
+            self.reject(call, 480)
+            return
         caller = caller_of(call, self.trusted)
         # RFC 3325: only an asserted identity from a trusted proxy can prove the caller is the
         # owner (then the recorder skips the PIN of a retrieval call).

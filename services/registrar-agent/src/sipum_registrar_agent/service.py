@@ -60,6 +60,10 @@ from sipum_registrar_agent.registrations import UserRegistrations
 from sipum_registrar_agent.settings import RegistrarAgentSettings
 from sipum_registrar_agent.subscriptions import MailboxKey, MwiLimits
 
+#: ``user.updated`` ``changed`` entries that alter what the agent's REGISTER for the user
+#: carries (its digest credentials, its address of record, its contact): re-register at once.
+IDENTITY_CHANGES = frozenset({"password", "username", "realm", "contact"})
+
 log = logging.getLogger("sipum.misc.registrar_agent")
 
 USER_EVENTS_DURABLE = "registrar-agent"
@@ -184,7 +188,8 @@ class RegistrarAgentService:
         )
         if s.mwi_enabled:
             await self._start_mwi(ctx, durable_suffix=durable[len(USER_EVENTS_DURABLE) :])
-        added = sum(self.registrations.add(user) for user in everyone)
+        # A disabled mailbox (docs/administration.md) has no voicemail contact.
+        added = sum(self.registrations.add(user) for user in everyone if not user.disabled)
         for state in RegistrationState:
             metrics.REGISTRATIONS.labels(state.value).set_function(
                 functools.partial(pool.count, state)
@@ -368,10 +373,19 @@ class RegistrarAgentService:
             return  # deleted since; its user.deleted follows
         if self.calls is not None and user.domain not in self.calls.resolver.domains:
             self.calls.resolver.domains.add(user.domain)
+        if user.disabled:
+            # Disabled by an administrator: de-register the voicemail contact (again, if a
+            # redelivery; remove is idempotent) and keep it off until "enabled".
+            if registrations.remove(user.username, user.domain):
+                log.info("user disabled: de-registering", extra={"user": user.address})
+            return
         if isinstance(event, UserCreated):
             if registrations.add(user):
                 log.info("user created: registering", extra={"user": user.address})
-        elif "password" in event.changed or not registrations.is_registering(
+        elif IDENTITY_CHANGES.intersection(event.changed) or not registrations.is_registering(
             user.username, user.domain
         ):
+            # The identity the REGISTER carries changed (new HA1, ...): re-register now.
+            # Settings (ring timeout, ...) need nothing: they are read per call. "enabled"
+            # lands here too: the user is not registering, so it is registered again.
             registrations.update(user)

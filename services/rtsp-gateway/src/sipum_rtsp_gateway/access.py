@@ -63,6 +63,8 @@ class MessageAccess:
             if verdict is not None:
                 return verdict
         assert user is not None  # authentication implies the user exists
+        if user.disabled:  # an administrator disabled the mailbox (its links too)
+            return Denial(403)
         message = await messages.get_for_user(self.pool, user.id, target.message_id)
         if message is None or message.folder != target.folder:
             return Denial(404)

@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sipum.runtime import ServiceContext
 from sipum.runtime.http import metrics_payload
 
+from sipum_web_api import pages
 from sipum_web_api.deps import WebApiState
 from sipum_web_api.limits import BodyLimit
 from sipum_web_api.routes import (
@@ -21,6 +22,7 @@ from sipum_web_api.routes import (
     messages,
     webhooks,
 )
+from sipum_web_api.routes import settings as user_settings
 
 INBOX_PAGE = resources.files("sipum_web_api").joinpath("static/inbox.html").read_text("utf-8")
 
@@ -48,6 +50,8 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.include_router(events.router)
     app.include_router(admin.router)
     app.include_router(admin_webhooks.router)
+    app.include_router(user_settings.router)
+    app.include_router(pages.router)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def inbox_page() -> HTMLResponse:

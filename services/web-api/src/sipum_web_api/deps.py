@@ -136,6 +136,8 @@ async def current_user(request: Request, pool: PoolDep, secret: SecretDep) -> us
             "not authenticated",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    if user.disabled:  # sessions issued before the administrator disabled the account
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this account is disabled")
     return user
 
 

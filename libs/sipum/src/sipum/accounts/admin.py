@@ -16,9 +16,9 @@ import nats.js.errors
 
 from sipum.accounts.removal import Removal, remove_mailbox
 from sipum.blobstore import BlobStore
-from sipum.db import Pool, domains, users
+from sipum.db import Pool, domains, settings, users
 from sipum.db.errors import DomainInUseError, DomainNotFoundError, UserExistsError
-from sipum.events import EventBus, UserCreated, UserUpdated
+from sipum.events import DomainUpdated, EventBus, UserCreated, UserUpdated
 from sipum.security.passwords import WeakSecretError
 
 
@@ -92,6 +92,10 @@ async def create_domain(pool: Pool, name: str, **defaults: Any) -> domains.Domai
         raise Invalid(str(exc)) from None
     if await domains.get_by_name(pool, name) is not None:
         raise Conflict(f"domain {name} exists")
+    realm = defaults.pop("realm", None)
+    defaults = _checked(defaults, settings.DOMAIN_COLUMNS)
+    if realm is not None:
+        defaults["realm"] = realm
     try:
         return await domains.create(pool, name, **defaults)
     except TypeError as exc:
@@ -105,13 +109,25 @@ async def domain_by_name(pool: Pool, name: str) -> domains.Domain:
     return domain
 
 
-async def update_domain(pool: Pool, name: str, **defaults: Any) -> domains.Domain:
+async def update_domain(
+    pool: Pool, name: str, *, bus: EventBus | None = None, **defaults: Any
+) -> domains.Domain:
+    """Change a domain's defaults; with ``bus``, ``domain.updated`` names the settings that
+    changed (after the commit). Users without a value of their own get the new ones on their
+    next call: the services read the settings when they need them."""
     domain = await domain_by_name(pool, name)
+    defaults = _checked(defaults, settings.DOMAIN_COLUMNS)
+    for key, value in defaults.items():
+        if value is None and settings.SETTINGS[key].legacy_domain_not_null:
+            raise Invalid(f"{key}: a domain always has a value for it")
     try:
         updated = await domains.update(pool, domain.id, **defaults)
     except TypeError as exc:
         raise Invalid(str(exc)) from None
     assert updated is not None
+    changed = sorted(k for k in defaults if getattr(domain, k) != getattr(updated, k))
+    if bus is not None and changed:
+        await bus.publish(DomainUpdated(domain=updated.name, changed=changed))
     return updated
 
 
@@ -193,6 +209,7 @@ async def create_user(
     pin: str | None = None,
     **overrides: Any,
 ) -> users.User:
+    overrides = _checked(overrides, users.OVERRIDABLE)
     try:
         username, domain = users.split_address(address)
         user = await users.create(
@@ -238,6 +255,7 @@ async def update_overrides(
         raise Invalid(f"not a user setting: {', '.join(sorted(unknown))}")
     if not changes:
         return user
+    changes = _checked(changes, users.OVERRIDABLE)
     try:
         updated = await users.update(pool, user.id, **changes)
     except (asyncpg.CheckViolationError, asyncpg.DataError) as exc:  # the column's bounds
@@ -263,6 +281,18 @@ async def reset_pin(pool: Pool, bus: EventBus, address: str, pin: str | None) ->
     except WeakSecretError as exc:
         raise Invalid(str(exc)) from None
     await _announce(bus, user, ["pin"])
+
+
+async def set_disabled(pool: Pool, bus: EventBus, address: str, disabled: bool) -> users.User:
+    """Disable or enable a mailbox (docs/administration.md): ``user.updated`` with ``disabled``
+    or ``enabled`` makes the registrar-agent de-register or register its voicemail contact.
+    Published every time (the agent is idempotent), so a repeat repairs a lost event."""
+    user = await user_by_address(pool, address)
+    updated = await users.set_disabled(pool, user.id, disabled)
+    if updated is None:
+        raise NotFound(f"no user {address}")
+    await _announce(bus, updated, ["disabled" if disabled else "enabled"])
+    return updated
 
 
 async def delete_user(
@@ -332,63 +362,35 @@ async def system_status(pool: Pool, bus: EventBus) -> SystemStatus:
 __all__ = [
     "AdminError", "Conflict", "ConsumerStatus", "Invalid", "NotFound", "QuotaLine",
     "SystemStatus", "UserPage", "create_domain", "create_user", "delete_domain", "delete_user",
-    "domain_by_name", "list_users", "quota_report", "reset_password", "reset_pin",
+    "domain_by_name", "list_users", "quota_report", "reset_password", "reset_pin", "set_disabled",
     "system_status", "update_domain", "update_overrides", "user_by_address",
 ]  # fmt: skip
 
 
 # -- the settings, as text (the command line) ---------------------------------------------
 
-
-@dataclass(frozen=True, slots=True)
-class SettingSpec:
-    name: str
-    kind: type
-    low: int | None = None
-    high: int | None = None
-    choices: tuple[str, ...] = ()
-
-
-SETTINGS: dict[str, SettingSpec] = {
-    s.name: s
-    for s in (
-        SettingSpec("quota_bytes", int, 0, 10**12),
-        SettingSpec("max_messages", int, 0, 100_000),
-        SettingSpec("max_message_seconds", int, 1, 3600),
-        SettingSpec("ring_timeout_seconds", int, 0, 300),
-        SettingSpec("email_attaches_audio", bool),
-        SettingSpec("email_audio_format", str, choices=("wav", "mp3")),
-        SettingSpec("transcription_enabled", bool),
-        SettingSpec("transcription_language", str),
-        SettingSpec("delete_after_email", bool),
-    )
-}
+#: The settings model (``sipum.db.settings``), re-exported for the command line.
+SETTINGS = settings.SETTINGS
 
 
 def parse_setting(assignment: str) -> tuple[str, Any]:
     """``ring_timeout_seconds=20`` → ("ring_timeout_seconds", 20); ``=default`` → None (clear
     the user's override)."""
     name, sep, text = assignment.partition("=")
-    spec = SETTINGS.get(name.strip())
-    if not sep or spec is None:
+    found = SETTINGS.get(name.strip())
+    if not sep or found is None:
         raise Invalid(f"expected NAME=VALUE with NAME one of {', '.join(SETTINGS)}")
     text = text.strip()
     if text == "default":
-        return spec.name, None
-    if spec.kind is bool:
-        if text.lower() not in ("true", "false", "yes", "no", "1", "0"):
-            raise Invalid(f"{spec.name}: true or false")
-        return spec.name, text.lower() in ("true", "yes", "1")
-    if spec.kind is int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise Invalid(f"{spec.name}: a whole number") from None
-        if (spec.low is not None and value < spec.low) or (
-            spec.high is not None and value > spec.high
-        ):
-            raise Invalid(f"{spec.name}: {spec.low} to {spec.high}")
-        return spec.name, value
-    if spec.choices and text not in spec.choices:
-        raise Invalid(f"{spec.name}: one of {', '.join(spec.choices)}")
-    return spec.name, text
+        return found.name, None
+    try:
+        return found.name, found.parse(text)
+    except settings.InvalidSetting as exc:
+        raise Invalid(str(exc)) from None
+
+
+def _checked(values: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
+    try:
+        return settings.check_values(values, allowed=allowed)
+    except settings.InvalidSetting as exc:
+        raise Invalid(str(exc)) from None

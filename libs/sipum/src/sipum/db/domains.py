@@ -9,23 +9,15 @@ from typing import Any
 
 import asyncpg
 
+from sipum.db import settings
 from sipum.db.errors import DomainInUseError
 from sipum.db.pool import Executor
 
 log = logging.getLogger("sipum.sql.domains")
 
 #: Columns an administrator may set; a user's column of the same name overrides each one.
-DEFAULT_SETTINGS = (
-    "quota_bytes",
-    "max_messages",
-    "max_message_seconds",
-    "ring_timeout_seconds",
-    "email_attaches_audio",
-    "email_audio_format",
-    "transcription_enabled",
-    "transcription_language",
-    "delete_after_email",
-)
+#: Every attribute of the settings model (``sipum.db.settings``).
+DEFAULT_SETTINGS = settings.DOMAIN_COLUMNS
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +38,20 @@ class Domain:
     """Whether the transcriber turns its users' messages into text (migration 0007)."""
     transcription_language: str | None = None
     """Language tag of its users' messages (``en-US``); None = the transcriber's setting."""
+    # Migration 0010: None = the built-in value (``sipum.db.settings``).
+    min_message_seconds: float | None = None
+    max_silence_seconds: float | None = None
     delete_after_email: bool = False
-    """Messages are deleted a retention window after the mail that carried them (0009)."""
+    greeting_mode: str | None = None
+    prompt_language: str | None = None
+    time_zone: str | None = None
+    pin_min_length: int | None = None
+    operator_uri: str | None = None
+    message_order: str | None = None
+    email_notifications: bool | None = None
+    command_notifications: bool | None = None
+    mail_from: str | None = None
+    """From: of the domain's notification e-mails; None = the notifier's ``mail_from``."""
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Domain:

@@ -232,13 +232,16 @@ async def list_for_user(
     *,
     limit: int = 50,
     offset: int = 0,
+    oldest_first: bool = False,
 ) -> list[Message]:
-    """Messages of one folder (every folder when ``folder`` is None), newest first."""
+    """Messages of one folder (every folder when ``folder`` is None), newest first (or oldest
+    first: the setting ``message_order``)."""
     folder_value = None if folder is None else Folder(folder).value
+    order = "ASC" if oldest_first else "DESC"  # one of two constants, never input
     rows = await db.fetch(
         f"""SELECT {_COLUMNS} FROM messages
             WHERE owner_id = $1 AND ($2::text IS NULL OR folder = $2)
-            ORDER BY received_at DESC, id DESC
+            ORDER BY received_at {order}, id {order}
             LIMIT $3 OFFSET $4""",
         owner_id,
         folder_value,

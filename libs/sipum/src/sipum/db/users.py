@@ -17,10 +17,11 @@ from typing import Any
 
 import asyncpg
 
-from sipum.db import domains
+from sipum.db import domains, settings
 from sipum.db.errors import DomainNotFoundError, InvalidUsernameError, UserExistsError
 from sipum.db.pool import Executor
 from sipum.security.passwords import (
+    WeakSecretError,
     check_password_strength,
     check_pin,
     digest_credentials,
@@ -31,8 +32,8 @@ from sipum.security.passwords import (
 
 log = logging.getLogger("sipum.sql.users")
 
-#: Settings a user may override (NULL = the domain's default).
-OVERRIDABLE = domains.DEFAULT_SETTINGS
+#: Settings a user row has a value of its own for (NULL = the domain's default).
+OVERRIDABLE = settings.USER_COLUMNS
 
 # Mirrors the CHECK on users.username: no URI delimiters, and "-<n>-retrieve" is reserved for
 # the one-message retrieval URI sip:alice-67212-retrieve@host.
@@ -72,7 +73,23 @@ class User:
     """Override of the domain's attachment format (``wav``/``mp3``); None = the domain's."""
     transcription_enabled: bool | None = None
     transcription_language: str | None = None
+    # Migration 0010 (sipum.db.settings); None = the domain's value.
+    min_message_seconds: float | None = None
+    max_silence_seconds: float | None = None
     delete_after_email: bool | None = None
+    greeting_mode: str | None = None
+    prompt_language: str | None = None
+    time_zone: str | None = None
+    operator_uri: str | None = None
+    message_order: str | None = None
+    email_notifications: bool | None = None
+    command_notifications: bool | None = None
+    disabled_at: datetime | None = None
+    """When an administrator disabled the mailbox (migration 0011); None = enabled."""
+
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_at is not None
 
     @property
     def address(self) -> str:
@@ -86,7 +103,8 @@ class User:
 
 @dataclass(frozen=True, slots=True)
 class EffectiveSettings:
-    """What applies to a user: each override, else the domain default."""
+    """What applies to a user: each override, else the domain default, else the built-in
+    (``sipum.db.settings.resolve``). A None below: the service's own setting applies."""
 
     user_id: int
     quota_bytes: int
@@ -99,8 +117,21 @@ class EffectiveSettings:
     transcription_enabled: bool = True
     transcription_language: str | None = None
     """None: the transcriber's ``transcription_language`` setting applies."""
+    min_message_seconds: float | None = None
+    """None: the recorder's ``min_voice_seconds``."""
+    max_silence_seconds: float | None = None
+    """None: the recorder's ``max_silence_seconds``."""
     delete_after_email: bool = False
-    """Delete a message a retention window after the mail that carried its audio (0009)."""
+    greeting_mode: str = "auto"
+    prompt_language: str | None = None
+    time_zone: str = "UTC"
+    pin_min_length: int = 4
+    operator_uri: str | None = None
+    message_order: str = "newest"
+    email_notifications: bool = True
+    command_notifications: bool = True
+    mail_from: str | None = None
+    """None: the notifier's ``mail_from``."""
 
 
 _SELECT = """
@@ -108,7 +139,10 @@ SELECT u.id, u.domain_id, d.name AS domain, u.username, u.display_name, u.email,
        u.ha1, u.ha1b, u.ha1_sha256, u.pin_hash IS NOT NULL AS has_pin,
        u.quota_bytes, u.max_messages, u.max_message_seconds, u.ring_timeout_seconds,
        u.email_attaches_audio, u.email_audio_format, u.created_at, u.updated_at,
-       u.transcription_enabled, u.transcription_language, u.delete_after_email
+       u.transcription_enabled, u.transcription_language,
+       u.min_message_seconds, u.max_silence_seconds, u.delete_after_email, u.greeting_mode,
+       u.prompt_language, u.time_zone, u.operator_uri, u.message_order, u.email_notifications,
+       u.command_notifications, u.disabled_at
 FROM users u JOIN domains d ON d.id = u.domain_id
 """
 
@@ -156,6 +190,8 @@ async def create(
     found = await domains.get_by_name(db, domain)
     if found is None:
         raise DomainNotFoundError(domain)
+    if pin is not None:
+        _check_pin_length(pin, found.pin_min_length)
     creds = digest_credentials(username, found.name, found.realm, password)
     password_hash = await hash_secret_async(password)
     pin_hash = None if pin is None else await hash_secret_async(pin)
@@ -292,6 +328,12 @@ async def set_pin(db: Executor, user_id: int, pin: str | None) -> bool:
     pin_hash = None
     if pin is not None:
         check_pin(pin)
+        domain_min = await db.fetchval(
+            "SELECT d.pin_min_length FROM users u JOIN domains d ON d.id = u.domain_id"
+            " WHERE u.id = $1",
+            user_id,
+        )
+        _check_pin_length(pin, domain_min)
         pin_hash = await hash_secret_async(pin)
     status = await db.execute(
         "UPDATE users SET pin_hash = $2, updated_at = now() WHERE id = $1", user_id, pin_hash
@@ -323,15 +365,50 @@ async def update(db: Executor, user_id: int, **changes: Any) -> User | None:
     return await get(db, user_id)
 
 
-async def effective_settings(db: Executor, user_id: int) -> EffectiveSettings | None:
-    row = await db.fetchrow(
-        """SELECT user_id, quota_bytes, max_messages, max_message_seconds,
-                  ring_timeout_seconds, email_attaches_audio, email_audio_format,
-                  transcription_enabled, transcription_language, delete_after_email
-           FROM user_effective_settings WHERE user_id = $1""",
+_SETTINGS_SELECT = (
+    "SELECT "
+    + ", ".join(f"u.{c} AS u_{c}" for c in settings.USER_COLUMNS)
+    + ", "
+    + ", ".join(f"d.{c} AS d_{c}" for c in settings.DOMAIN_COLUMNS)
+    + " FROM users u JOIN domains d ON d.id = u.domain_id WHERE u.id = $1"
+)
+
+
+async def set_disabled(db: Executor, user_id: int, disabled: bool) -> User | None:
+    """Disable (now) or enable the mailbox; None if no such user. Idempotent: disabling a
+    disabled user keeps the first time."""
+    await db.execute(
+        """UPDATE users SET disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, now()) END,
+                            updated_at = now()
+           WHERE id = $1""",
         user_id,
+        disabled,
     )
-    return None if row is None else EffectiveSettings(**dict(row))
+    return await get(db, user_id)
+
+
+async def settings_report(db: Executor, user_id: int) -> dict[str, settings.Resolved] | None:
+    """Every setting of the user: effective value, source, the default it overrides; None if
+    no such user. The one place that reads the override columns (``settings.resolve``)."""
+    row = await db.fetchrow(_SETTINGS_SELECT, user_id)
+    if row is None:
+        return None
+    return settings.resolve(
+        {c: row[f"u_{c}"] for c in settings.USER_COLUMNS},
+        {c: row[f"d_{c}"] for c in settings.DOMAIN_COLUMNS},
+    )
+
+
+async def effective_settings(db: Executor, user_id: int) -> EffectiveSettings | None:
+    """What applies to the user now (read at the moment a service needs it: a change counts
+    from the next call, no restart)."""
+    report = await settings_report(db, user_id)
+    if report is None:
+        return None
+    # One field per setting (a test checks the names); each value passed Setting.check, so its
+    # type is the setting's — which mypy cannot see through the table.
+    values = {name: r.value for name, r in report.items()}
+    return EffectiveSettings(user_id=user_id, **values)  # type: ignore[arg-type]
 
 
 async def delete(db: Executor, user_id: int) -> list[str] | None:
@@ -353,6 +430,14 @@ async def delete(db: Executor, user_id: int) -> list[str] | None:
         return None
     log.debug("deleted user %d", user_id)
     return list(row["keys"])
+
+
+def _check_pin_length(pin: str, domain_min: int | None) -> None:
+    """The domain's PIN policy (setting ``pin_min_length``) on top of ``check_pin``."""
+    least = settings.SETTINGS["pin_min_length"].builtin if domain_min is None else domain_min
+    assert isinstance(least, int)
+    if len(pin) < least:
+        raise WeakSecretError(f"PIN must have at least {least} digits")
 
 
 def _check_overrides(overrides: dict[str, Any]) -> None:

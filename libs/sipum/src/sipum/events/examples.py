@@ -13,6 +13,7 @@ from sipum.events.models import (
     CallAnswered,
     CallEnded,
     CallStarted,
+    DomainUpdated,
     Envelope,
     Event,
     MediaAllocateReply,
@@ -108,7 +109,7 @@ EVENT_EXAMPLES: list[Event] = [
         domain="example.com",
         display_name="Alice Liddell",
         email="alice@example.com",
-        changed=["ring_timeout_s", "pin"],
+        changed=["ring_timeout_seconds", "pin"],
     ),
     UserDeleted(id=_id(6), ts=T0, username="alice", domain="example.com"),
     CallStarted(
@@ -191,6 +192,12 @@ EVENT_EXAMPLES: list[Event] = [
         words=7,
         confidence=0.62,
         elapsed_s=1.4,
+    ),
+    DomainUpdated(
+        id=_id(20),
+        ts=T0,
+        domain="example.com",
+        changed=["ring_timeout_seconds", "time_zone"],
     ),
 ]
 

@@ -224,6 +224,20 @@ class UserDeleted(MailboxEvent):
         return self.mailbox
 
 
+class DomainUpdated(Event):
+    """An administrator changed a domain's defaults (``changed`` names the settings, no
+    values). Services read the settings per call, so nothing needs reloading; it is for
+    operators, caches and audit."""
+
+    kind: ClassVar[str] = s.DOMAIN_UPDATED
+
+    domain: str
+    changed: list[str] = Field(default_factory=list)
+
+    def summary(self) -> str:
+        return f"{self.domain} changed={','.join(self.changed) or '-'}"
+
+
 # --- calls ----------------------------------------------------------------------------------
 
 
@@ -373,6 +387,7 @@ EVENT_MODELS: dict[str, type[Event]] = {
         UserCreated,
         UserUpdated,
         UserDeleted,
+        DomainUpdated,
         CallStarted,
         CallAnswered,
         CallEnded,

@@ -33,6 +33,7 @@ MESSAGE_TRANSCRIBED = "message.transcribed"
 USER_CREATED = "user.created"
 USER_UPDATED = "user.updated"
 USER_DELETED = "user.deleted"
+DOMAIN_UPDATED = "domain.updated"
 CALL_STARTED = "call.started"
 CALL_ANSWERED = "call.answered"
 CALL_ENDED = "call.ended"
@@ -54,6 +55,7 @@ EVENT_KINDS: tuple[str, ...] = (
     NOTIFICATION_SENT,
     NOTIFICATION_FAILED,
     MESSAGE_TRANSCRIBED,
+    DOMAIN_UPDATED,
 )
 
 # Commands on ``<prefix>.media.session.<id>.<command>``.

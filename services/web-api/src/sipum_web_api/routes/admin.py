@@ -59,11 +59,21 @@ class Settings(BaseModel):
     ring_timeout_seconds: int | None = Field(default=None, ge=0, le=300)
     email_attaches_audio: bool | None = None
     email_audio_format: Literal["wav", "mp3"] | None = None
-    delete_after_email: bool | None = Field(
-        default=None,
-        description="delete a message a retention window after the e-mail that carried its "
-        "audio (the notifier's delete_after_email_retention)",
-    )
+    # The rest of the settings model (sipum.db.settings checks the bounds: 422 otherwise).
+    transcription_enabled: bool | None = None
+    transcription_language: str | None = Field(default=None, max_length=35)
+    min_message_seconds: float | None = Field(default=None, ge=0, le=60)
+    max_silence_seconds: float | None = Field(default=None, ge=1, le=120)
+    delete_after_email: bool | None = None
+    greeting_mode: Literal["auto", "system"] | None = None
+    prompt_language: str | None = Field(default=None, max_length=35)
+    time_zone: str | None = Field(default=None, max_length=64)
+    pin_min_length: int | None = Field(default=None, ge=4, le=12, description="domains only")
+    operator_uri: str | None = Field(default=None, max_length=256)
+    message_order: Literal["newest", "oldest"] | None = None
+    email_notifications: bool | None = None
+    command_notifications: bool | None = None
+    mail_from: str | None = Field(default=None, max_length=320, description="domains only")
 
     def given(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.model_fields_set}
@@ -95,7 +105,20 @@ class DomainOut(BaseModel):
     email_attaches_audio: bool
     email_audio_format: str
     created_at: datetime
-    delete_after_email: bool = False
+    transcription_enabled: bool
+    transcription_language: str | None
+    min_message_seconds: float | None = Field(description="null: the built-in (recorder's)")
+    max_silence_seconds: float | None
+    delete_after_email: bool
+    greeting_mode: str | None
+    prompt_language: str | None
+    time_zone: str | None
+    pin_min_length: int | None
+    operator_uri: str | None
+    message_order: str | None
+    email_notifications: bool | None
+    command_notifications: bool | None
+    mail_from: str | None = Field(description="null: the notifier's mail_from")
 
 
 class UserIn(BaseModel):
@@ -117,6 +140,7 @@ class AdminUserOut(BaseModel):
     has_pin: bool
     overrides: dict[str, Any] = Field(description="the user's own values (others: the domain's)")
     created_at: datetime
+    disabled: bool = False
 
 
 class UserPageOut(BaseModel):
@@ -167,7 +191,7 @@ def admin_user_out(u: users.User) -> AdminUserOut:
     }
     return AdminUserOut(
         id=u.id, address=u.address, display_name=u.display_name, email=u.email,
-        has_pin=u.has_pin, overrides=overrides, created_at=u.created_at,
+        has_pin=u.has_pin, overrides=overrides, created_at=u.created_at, disabled=u.disabled,
     )  # fmt: skip
 
 
@@ -208,13 +232,15 @@ async def create_domain(body: DomainIn, pool: PoolDep, _: CurrentAdmin) -> Domai
 
 
 @router.patch("/domains/{name}", response_model=DomainOut, responses=ERRORS)
-async def update_domain(name: str, body: Settings, pool: PoolDep, _: CurrentAdmin) -> DomainOut:
+async def update_domain(
+    name: str, body: Settings, pool: PoolDep, bus: BusDep, _: CurrentAdmin
+) -> DomainOut:
     """Change defaults; users without an override of their own get the new value on their next
-    call. ``null`` is not a default: omit a field to keep it."""
+    call. Omit a field to keep it; ``null`` returns one of the newer settings to its built-in
+    (the older ones — quota, lengths, ring timeout, e-mail audio, transcription — always have a
+    domain value: 422)."""
     given = body.given()
-    if any(v is None for v in given.values()):
-        raise HTTPException(422, "a domain default cannot be null")
-    return domain_out(await run(admin.update_domain(pool, name, **given)))
+    return domain_out(await run(admin.update_domain(pool, name, bus=bus, **given)))
 
 
 @router.delete("/domains/{name}", status_code=204, response_class=Response, responses=ERRORS)
@@ -289,6 +315,19 @@ async def reset_pin(
 ) -> Response:
     await run(admin.reset_pin(pool, bus, address, body.pin))
     return Response(status_code=204)
+
+
+@router.post("/users/{address}/disable", response_model=AdminUserOut, responses=ERRORS)
+async def disable_user(address: str, pool: PoolDep, bus: BusDep, _: CurrentAdmin) -> AdminUserOut:
+    """The user cannot sign in (403), their voicemail contact is de-registered and calls that
+    still reach sipum for them get 480; messages and settings stay (docs/administration.md)."""
+    return admin_user_out(await run(admin.set_disabled(pool, bus, address, True)))
+
+
+@router.post("/users/{address}/enable", response_model=AdminUserOut, responses=ERRORS)
+async def enable_user(address: str, pool: PoolDep, bus: BusDep, _: CurrentAdmin) -> AdminUserOut:
+    """Undo ``disable``: sign-in works again and the agent registers the mailbox again."""
+    return admin_user_out(await run(admin.set_disabled(pool, bus, address, False)))
 
 
 @router.delete("/users/{address}", status_code=204, response_class=Response, responses=ERRORS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from sipum.blobstore import BlobNotFoundError, peaks_key
@@ -98,13 +98,22 @@ async def list_messages(
             "or, -word); best match first",
         ),
     ] = None,
+    order: Annotated[
+        Literal["newest", "oldest"] | None,
+        Query(description="default: the user's setting message_order (newest)"),
+    ] = None,
 ) -> MessagePage:
-    """Newest first; ``total``/``unheard`` count the whole folder for paging. With ``q``:
-    the folder's messages whose transcript matches, best match first; ``total`` counts the
-    matches."""
+    """Newest first unless ``order`` or the setting ``message_order`` says oldest;
+    ``total``/``unheard`` count the whole folder for paging. With ``q``: the folder's messages
+    whose transcript matches, best match first; ``total`` counts the matches."""
     if q is not None:
         return await search_page(pool, user, q, folder, limit, offset)
-    items = await messages.list_for_user(pool, user.id, folder, limit=limit, offset=offset)
+    if order is None:
+        effective = await users.effective_settings(pool, user.id)
+        order = "oldest" if effective and effective.message_order == "oldest" else "newest"
+    items = await messages.list_for_user(
+        pool, user.id, folder, limit=limit, offset=offset, oldest_first=order == "oldest"
+    )
     counts = getattr(await messages.counts(pool, user.id), folder)
     texts = await transcripts.get_many(pool, [m.id for m in items])
     return MessagePage(
@@ -159,6 +168,8 @@ async def audio_owner(
         user = await users.get(pool, uid)
         if user is None or mid != message_id:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such message")
+        if user.disabled:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "this account is disabled")
         return user
     return await current_user(request, pool, secret)
 
