@@ -10,7 +10,8 @@ application events (``next_event()``/``events()``) and re-arms one timer at ``ge
 After each input the UA drains the layer's events and acts on them:
 
 * ``RequestReceived`` outside a dialog (no To tag): the §8.2 checks in order — 416 for a
-  non-SIP Request-URI scheme, 405 with ``Allow`` for a method we do not implement, 482 for a
+  non-SIP Request-URI scheme, 405 with ``Allow`` for a registered method we do not serve and
+  501 with ``Allow`` for a method we do not recognise (also inside a dialog), 482 for a
   merged request (§8.2.2.2), 420 with ``Unsupported`` for an unknown ``Require`` option tag
   (§8.2.2.3), 415 with ``Accept`` for a body that is not SDP (§8.2.3) — then OPTIONS is
   answered (§11.2) and an INVITE becomes a ``Call`` handed to the application
@@ -104,6 +105,22 @@ log = logging.getLogger(__name__)
 
 ALLOWED_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE")
 """What we implement (``Allow``, RFC 3261 §20.5)."""
+KNOWN_METHODS = frozenset(
+    (
+        *ALLOWED_METHODS,
+        "INFO",  # RFC 6086
+        "MESSAGE",  # RFC 3428
+        "NOTIFY",  # RFC 6665
+        "PRACK",  # RFC 3262
+        "PUBLISH",  # RFC 3903
+        "REFER",  # RFC 3515
+        "REGISTER",  # RFC 3261
+        "SUBSCRIBE",  # RFC 6665
+    )
+)
+"""The IANA SIP methods registry: methods we recognise. One of these that we do not serve gets
+``405 Method Not Allowed``; any other (well-formed) method ``501 Not Implemented`` (RFC 3261
+§8.2.1, §21.5.2). Method names are case-sensitive (§7.1): ``invite`` is not ``INVITE``."""
 ACCEPTED_BODIES = ("application/sdp",)
 
 ResponseHandler = Callable[[SipResponse], None]
@@ -314,6 +331,14 @@ class UserAgent:
         """Our Contact (name-addr) for ``transport``."""
         return self._contact_for(transport, secure)
 
+    def _refuse_method(self, tx: ServerTransaction, request: SipRequest, now: float) -> None:
+        """§8.2.1: 405 for a registered method we do not serve, 501 for one we do not know
+        (§21.5.2: "does not recognize the request method"); both with ``Allow``."""
+        status = 405 if request.method in KNOWN_METHODS else 501
+        # §8.2.6.2: a final response to a request without a To tag gets one of ours.
+        to_tag = None if header_tag(request.headers.get("To") or "") else new_tag()
+        self._respond(tx, request, status, now, to_tag=to_tag, headers=self._capabilities()[:1])
+
     def _capabilities(self) -> list[tuple[str, str]]:
         return [
             ("Allow", ", ".join(self.allowed_methods)),
@@ -338,6 +363,11 @@ class UserAgent:
         self, request: SipRequest, peer: Peer, tx: ServerTransaction, now: float
     ) -> None:
         method = request.method
+        # §8.2.1 comes before the header checks of §8.2.2 (To tag, Request-URI): a method we
+        # do not serve is refused the same way inside and outside a dialog.
+        if method not in self.allowed_methods:
+            self._refuse_method(tx, request, now)
+            return
         try:
             dialog_id = incoming_request_dialog_id(request)
         except SipParseError:
@@ -349,10 +379,6 @@ class UserAgent:
         # §8.2.2.1: we only serve SIP URIs.
         if not request.uri[:5].lower().startswith(("sip:", "sips:")):
             self._respond(tx, request, 416, now)
-            return
-        # §8.2.1: a method we do not implement.
-        if method not in self.allowed_methods:
-            self._respond(tx, request, 405, now, headers=self._capabilities()[:1])
             return
         if method == "INVITE" and self._is_merged(
             request, header_tag(request.headers.get("From") or "") or "", request.cseq[0]
