@@ -138,6 +138,7 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
         min_voice=settings.min_voice_seconds,
         max_length=limit.seconds,
         flush_interval=settings.chunk_seconds,
+        hold_back=settings.hold_back_seconds,
     )
     await session.play(items)
     if session.hung_up.is_set():
@@ -194,8 +195,14 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
         except Exception:
             log.exception("storing the message failed (attempt %d)", attempt)
             if attempt == _STORE_ATTEMPTS:
-                # leave the whole recording in the spool: recovery stores it later
+                # leave the whole recording in the spool: recovery stores it later (as a
+                # finished message, not an interrupted one)
                 await spool.finish(upload_rest=True)
+                meta.ended = reason
+                try:
+                    await spool.write_manifest()
+                except Exception:
+                    log.exception("cannot mark %s as ended in its manifest", meta.session_id)
                 return "error", None
             await asyncio.sleep(0.5 * attempt)
     await spool.remove()

@@ -63,6 +63,8 @@ class MailContent:
     sip_uri: str
     links_expire: datetime
     message_id: int
+    interrupted: bool = False
+    """The call was cut off by a failure on our side (recovered recording)."""
 
 
 def compose(
@@ -92,6 +94,7 @@ def compose(
         attached=attachment is not None,
         attachment_name=attachment_name,
         attachment_too_large=attachment_too_large,
+        interrupted=content.interrupted,
     )
     first, _, body = rendered.partition("\n")
     mail = EmailMessage()

@@ -241,6 +241,7 @@ class NotifierService:
                 sip_uri=sip,
                 links_expire=expires,
                 message_id=message.id,
+                interrupted=message.interrupted,
             ),
             sender=self.settings.mail_from,
             recipient=user.email,

@@ -99,6 +99,8 @@ class MessageOut(BaseModel):
     codec: str
     size_bytes: int
     heard: bool
+    interrupted: bool = False
+    """Recovered after the recorder died mid-call: the caller was cut off."""
     audio_url: str
     rtsp_path: str
 

@@ -12,6 +12,8 @@ hands each job to the module that does it:
   (``sipum.media.allocate``), error replies as ``RemoteError``;
 * ``sipum.events.session_control`` — ``send_command()``/``subscribe_session()``: live session
   commands, plain core NATS messages (no stream);
+* ``publish_heartbeat()``/``subscribe_heartbeats()`` — media-recorder liveness, core NATS
+  (``sipum.events.liveness`` interprets them);
 * ``sipum.events.errors`` — what all of them raise.
 """
 
@@ -26,16 +28,23 @@ from typing import Literal, TypeVar
 
 import nats.errors
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as CoreSubscription
 from nats.js import api
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from sipum.events import consumer, rpc, session_control
 from sipum.events import stream as event_stream
 from sipum.events.connection import DEFAULT_NATS_URL, connect_nats
 from sipum.events.consumer import DEFAULT_RETRY_DELAYS, EventHandler, EventSubscription
 from sipum.events.errors import EventBusError
-from sipum.events.models import Event, MediaAllocateReply, MediaAllocateRequest, SessionCommand
+from sipum.events.models import (
+    Event,
+    MediaAllocateReply,
+    MediaAllocateRequest,
+    RecorderHeartbeat,
+    SessionCommand,
+)
 from sipum.events.stream import DEFAULT_DUPLICATE_WINDOW, DEFAULT_MAX_AGE
 from sipum.events.subjects import (
     DEFAULT_PREFIX,
@@ -298,3 +307,28 @@ class EventBus:
         return await session_control.subscribe_session(
             self.nc, self.subjects, session_id, handler, commands=commands
         )
+
+    # -- liveness --------------------------------------------------------------------------------
+
+    async def publish_heartbeat(self, heartbeat: RecorderHeartbeat) -> None:
+        """One media-recorder heartbeat (core NATS, fire and forget)."""
+        await self.nc.publish(self.subjects.recorder_heartbeat, heartbeat.to_json())
+
+    async def subscribe_heartbeats(
+        self, handler: Callable[[RecorderHeartbeat], None]
+    ) -> CoreSubscription:
+        """Every replica's heartbeats; an undecodable one is logged and dropped. The handler
+        runs in the subscription's callback and must not block."""
+
+        async def on_msg(msg: Msg) -> None:
+            try:
+                heartbeat = RecorderHeartbeat.model_validate_json(msg.data)
+            except ValidationError as exc:
+                log.error("dropping undecodable heartbeat: %s", exc)
+                return
+            try:
+                handler(heartbeat)
+            except Exception:
+                log.exception("heartbeat handler failed")
+
+        return await self.nc.subscribe(self.subjects.recorder_heartbeat, cb=on_msg)

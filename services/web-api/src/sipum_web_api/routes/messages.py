@@ -44,6 +44,7 @@ def message_out(user: users.User, m: messages.Message) -> MessageOut:
         codec=m.codec,
         size_bytes=m.size_bytes,
         heard=m.heard,
+        interrupted=m.interrupted,
         audio_url=f"/api/v1/messages/{m.id}/audio",
         rtsp_path=f"/{user.username}/{m.folder.value}/{m.id}.wav",
     )
