@@ -12,7 +12,7 @@ import socket
 from typing import Any
 
 import pytest
-from sipum_protocol.sip.message import SipResponse, parse_message
+from sipum_protocol.sip.message import SipParseError, SipResponse, parse_message
 from sipum_testing.kamailio import KamailioServer
 
 DOMAIN = "sipum.test"
@@ -34,17 +34,22 @@ def request(
     version: str = "SIP/2.0",
     body: str = "",
     to_tag: str = "",
+    extra: tuple[str, ...] = (),
+    ruri: str = "",
+    cseq: int = 1,
+    call_id: str = "",
 ) -> bytes:
     host, agent_port = target
     lines = [
-        f"{method} sip:alice@{host}:{agent_port} {version}",
+        f"{method} {ruri or f'sip:alice@{host}:{agent_port}'} {version}",
         f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch={branch};rport",
         "Max-Forwards: 70",
         "From: <sip:caller@127.0.0.1>;tag=c1",
         f"To: <sip:alice@{DOMAIN}>" + (f";tag={to_tag}" if to_tag else ""),
-        f"Call-ID: {branch}@127.0.0.1",
-        f"CSeq: 1 {method}",
+        f"Call-ID: {call_id or branch + '@127.0.0.1'}",
+        f"CSeq: {cseq} {method}",
         f"Contact: <sip:caller@127.0.0.1:{port}>",
+        *extra,
     ]
     if body:
         lines.append("Content-Type: application/sdp")
@@ -54,12 +59,17 @@ def request(
 
 def exchange(sock: socket.socket, data: bytes, target: tuple[str, int]) -> SipResponse:
     """Send ``data``; the first final response (provisional ones skipped), within 3 s."""
+    try:
+        cseq = parse_message(data).cseq
+    except SipParseError:  # e.g. SIP/7.0: we parse only 2.0, the agent answers anyway
+        cseq = None
     sock.sendto(data, target)
     while True:
         reply, _ = sock.recvfrom(65535)
         message = parse_message(reply)
         assert isinstance(message, SipResponse)
-        if message.status >= 200:
+        # skip provisional responses and retransmissions of earlier answers
+        if message.status >= 200 and cseq in (None, message.cseq):
             return message
 
 
@@ -126,3 +136,43 @@ async def test_unsupported_sip_version_gets_505_and_no_call(
     response = await asyncio.to_thread(exchange, udp, data, target)
     assert response.status == 200
     assert recorder.requests == []
+
+
+async def test_session_timer_negotiation_on_the_wire(
+    kamailio: KamailioServer, agents: AgentRunner, recorder: FakeRecorder, udp: Any
+) -> None:
+    """RFC 4028 §9: 422 + Min-SE for a too-small interval; the 200 of an accepted one carries
+    Session-Expires with refresher=uac and Require: timer."""
+    agent = await agents.start(f"127.0.0.1:{kamailio.port}")
+    target = agent.sip_address
+    host, agent_port = target
+    port = udp.getsockname()[1]
+    ruri = f"sip:voicemail@{host}:{agent_port};target=sip:alice%40{DOMAIN};cause=486"
+    small = request(
+        "INVITE", port, target, branch="z9hG4bKst1", body=OFFER, ruri=ruri,
+        extra=("Supported: timer", "Session-Expires: 30"),
+    )  # fmt: skip
+    response = await asyncio.to_thread(exchange, udp, small, target)
+    assert response.status == 422 and response.headers.get("Min-SE") == "90"
+    ok = request(
+        "INVITE", port, target, branch="z9hG4bKst2", body=OFFER, ruri=ruri,
+        extra=("Supported: timer", "Session-Expires: 600"),
+    )  # fmt: skip
+    response = await asyncio.to_thread(exchange, udp, ok, target)
+    assert response.status == 200
+    assert response.headers.get("Session-Expires") == "600;refresher=uac"
+    assert "timer" in response.headers.get_all("Require")
+    to_tag = response.to.tag or ""
+    call_id = "z9hG4bKst2@127.0.0.1"
+    udp.sendto(
+        request("ACK", port, target, branch="z9hG4bKst3", ruri=ruri, to_tag=to_tag,
+                call_id=call_id),
+        target,
+    )  # fmt: skip
+    bye = request(
+        "BYE", port, target, branch="z9hG4bKst4", ruri=ruri, to_tag=to_tag, cseq=2,
+        call_id=call_id,
+    )  # fmt: skip
+    response = await asyncio.to_thread(exchange, udp, bye, target)
+    assert response.status == 200 and response.cseq == (2, "BYE")
+    assert len(recorder.requests) == 1  # the 422 allocated nothing

@@ -271,6 +271,9 @@ CallEndReason = Literal[
     "mailbox_full",  # the mailbox had no room (message count or quota): told so, nothing recorded
     "completed",  # the session ended on its own (e.g. '#' pressed, message played)
     "rejected",  # we answered with a final error response
+    "media_lost",  # the media-recorder holding the call was gone (no heartbeat): we sent BYE
+    "max_duration",  # the call reached the agent's max_call_seconds: we sent BYE
+    "session_expired",  # no RFC 4028 session refresh in time: we sent BYE
     "error",
 ]
 
