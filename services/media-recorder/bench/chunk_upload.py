@@ -3,8 +3,9 @@
 ``--sessions`` concurrent recordings each put one chunk of PCM (``chunk_seconds`` of 16-bit
 audio at ``--rate``) every ``chunk_seconds`` for ``--seconds``, through ``spool.PartialRecording``
 (the recorder's own uploader) into the filesystem blob store (fsync on, as in production) and
-into S3 (a local ``moto_server``). Prints, per store and interval: puts per second, put latency
-p50/p99/max (queued → stored, i.e. how much later than the chunk's hand-out a crash stops
+into S3 (a local ``moto_server``). Prints, per store and interval: chunks and puts per second
+(chunks that queued behind a slow put share one), how long the oldest chunk of each put waited
+from hand-out to stored (p50/p99/max: how much later than the engine's hand-out a crash stops
 losing it) and CPU per put of this process.
 
     uv run python services/media-recorder/bench/chunk_upload.py --sessions 50 --seconds 10
@@ -19,12 +20,13 @@ import resource
 import statistics
 import tempfile
 import time
+from collections import deque
 from collections.abc import Iterator
 from typing import Any, cast
 
 from sipum.blobstore import BlobStore, open_blob_store
 from sipum.blobstore.fs import FileBlobStore
-from sipum_media_recorder.spool import PartialRecording, RecordingMeta, chunk_key
+from sipum_media_recorder.spool import PartialRecording, RecordingMeta
 from sipum_protocol.media.recording import RecordingChunk
 from sipum_testing.s3 import (
     ACCESS_KEY,
@@ -62,32 +64,44 @@ def meta(i: int, rate: int) -> RecordingMeta:
 
 
 class TimedStore:
-    """The blob store as ``PartialRecording`` sees it (``put``), timing each chunk from the
-    moment the recording handed it out to the moment it is stored."""
+    """The blob store as ``PartialRecording`` sees it (``put``). For each blob: how long its
+    oldest chunk waited from the moment the recording handed it out until it was stored (the
+    spool joins chunks that queued up behind a slow put into one blob)."""
 
-    def __init__(self, blobs: BlobStore) -> None:
+    def __init__(self, blobs: BlobStore, chunk_bytes: int) -> None:
         self.blobs = blobs
-        self.queued_at: dict[str, float] = {}
+        self.chunk_bytes = chunk_bytes
+        self.queued_at: dict[str, deque[float]] = {}
         self.latencies: list[float] = []
+        self.chunks = 0
+
+    def handed_out(self, session_id: str) -> None:
+        self.queued_at.setdefault(session_id, deque()).append(time.perf_counter())
 
     async def put(self, key: str, data: Any, **kw: Any) -> Any:
         info = await self.blobs.put(key, data, **kw)
-        queued = self.queued_at.pop(key, None)
-        if queued is not None:
-            self.latencies.append(time.perf_counter() - queued)
+        if key.endswith(".pcm"):
+            session_id = key.removeprefix("partial/").rsplit("-", 1)[0]
+            waiting = self.queued_at[session_id]
+            count = len(data) // self.chunk_bytes
+            oldest = waiting[0]
+            for _ in range(count):
+                waiting.popleft()
+            self.chunks += count
+            self.latencies.append(time.perf_counter() - oldest)
         return info
 
 
 async def run(blobs: BlobStore, sessions: int, interval: float, seconds: float, rate: int) -> str:
-    timed = TimedStore(blobs)
-    recordings = [PartialRecording(cast(BlobStore, timed), meta(i, rate)) for i in range(sessions)]
     pcm = bytes(2 * round(interval * rate))
+    timed = TimedStore(blobs, len(pcm))
+    recordings = [PartialRecording(cast(BlobStore, timed), meta(i, rate)) for i in range(sessions)]
     ticks = round(seconds / interval)
     start_cpu, start = cpu(), time.perf_counter()
     for tick in range(ticks):
         # sessions spread over the interval, as real calls are
         for i, rec in enumerate(recordings):
-            timed.queued_at[chunk_key(rec.meta.session_id, tick)] = time.perf_counter()
+            timed.handed_out(rec.meta.session_id)
             rec.add(RecordingChunk(tick, tick * len(pcm) // 2, pcm))
             if i % 10 == 9:
                 await asyncio.sleep(interval / max(1, sessions / 10))
@@ -99,7 +113,7 @@ async def run(blobs: BlobStore, sessions: int, interval: float, seconds: float, 
     puts = len(lat)
     p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))]
     return (
-        f"{puts / wall:7.0f} puts/s  latency p50 {1000 * statistics.median(lat):6.1f} ms"
+        f"{timed.chunks / wall:5.0f} chunks/s in {puts / wall:5.0f} puts/s  oldest-chunk wait p50 {1000 * statistics.median(lat):6.1f} ms"
         f"  p99 {1000 * p99:6.1f} ms  max {1000 * lat[-1]:6.1f} ms"
         f"  CPU {1e6 * used / puts:6.0f} µs/put ({100 * used / wall:3.0f} % of a core)"
     )

@@ -253,7 +253,8 @@ class FirstCallSystem:
         env.update(extra)
         return env
 
-    def start_service(self, name: str, **extra: str) -> ServiceProcess:
+    def start_service(self, name: str, *, key: str | None = None, **extra: str) -> ServiceProcess:
+        """Start ``sipum-<name>``; ``key`` names it in ``services`` (a second replica)."""
         proc = subprocess.Popen(
             [str(BIN / f"sipum-{name}")],
             env=self.env(**extra),
@@ -263,9 +264,9 @@ class FirstCallSystem:
             text=True,
             cwd=REPO,  # the media-recorder's prompt cache: ./var/prompts
         )
-        service = ServiceProcess(name, proc)
+        service = ServiceProcess(key or name, proc)
         service.start_reader()
-        self.services[name] = service
+        self.services[key or name] = service
         return service
 
     def diagnostics(self, lines: int = 25) -> str:
@@ -289,8 +290,14 @@ class FirstCallSystem:
 
 
 def start_system(
-    backends: Backends, *, domain: str = "sipum.test", secret_key: str = "e2e-signing-key"
+    backends: Backends,
+    *,
+    domain: str = "sipum.test",
+    secret_key: str = "e2e-signing-key",
+    recorders: int = 1,
 ) -> FirstCallSystem:
+    """``recorders`` media-recorder replicas: ``media-recorder`` (id ``e2e-recorder``), then
+    ``media-recorder-2`` (``e2e-recorder-2``), …"""
     smtp = MailServer().start()
     kamailio_db = backends.database_url.replace("postgresql://", "postgres://", 1)
     try:
@@ -311,17 +318,20 @@ def start_system(
     try:
         web = system.web_url
         rtsp = f"rtsp://127.0.0.1:{system.rtsp_port}"
-        recorder_first, recorder_last = free_port_range(40)
         rtsp_first, rtsp_last = free_port_range(40)
         system.start_service("web-api", SIPUM_HTTP_PORT=str(system.web_port), SIPUM_PUBLIC_URL=web)
-        system.start_service(
-            "media-recorder",
-            SIPUM_RTP_HOST="127.0.0.1",
-            SIPUM_RTP_ADVERTISE_ADDRESS="127.0.0.1",
-            SIPUM_RTP_PORT_MIN=str(recorder_first),
-            SIPUM_RTP_PORT_MAX=str(recorder_last),
-            SIPUM_RECORDER_ID="e2e-recorder",
-        )
+        for index in range(1, recorders + 1):
+            recorder_first, recorder_last = free_port_range(40)
+            suffix = "" if index == 1 else f"-{index}"
+            system.start_service(
+                "media-recorder",
+                key=f"media-recorder{suffix}",
+                SIPUM_RTP_HOST="127.0.0.1",
+                SIPUM_RTP_ADVERTISE_ADDRESS="127.0.0.1",
+                SIPUM_RTP_PORT_MIN=str(recorder_first),
+                SIPUM_RTP_PORT_MAX=str(recorder_last),
+                SIPUM_RECORDER_ID=f"e2e-recorder{suffix}",
+            )
         system.start_service(
             "rtsp-gateway",
             SIPUM_RTSP_HOST="127.0.0.1",
