@@ -45,6 +45,9 @@ class MediaRecorderSettings(ServiceSettings):
     menu_repeats: int = Field(default=3, ge=1)
     """How often the retrieval menu is offered without an answer before hanging up."""
 
+    store_retry_seconds: float = Field(default=60.0, ge=0)
+    """A finished message whose store fails (blob store or database away) is retried with
+    back-off (0.5 s doubling to 5 s) for this long, then left in the spool for recovery."""
     heartbeat_interval_seconds: float = Field(default=0.5, gt=0, le=10)
     """How often this replica says it is alive on NATS (``RecorderHeartbeat``)."""
     heartbeat_misses: int = Field(default=3, ge=2, le=20)
@@ -52,7 +55,7 @@ class MediaRecorderSettings(ServiceSettings):
     ends its calls, the other replicas recover its recordings at once."""
     recovery_grace_seconds: float = Field(default=60.0, ge=0)
     """A recording whose replica is still alive but has not touched it for this long is a
-    leftover (e.g. a store that failed three times) and is recovered by any replica."""
+    leftover (e.g. a store that failed for ``store_retry_seconds``) and is recovered by any replica."""
     recovery_interval_seconds: float = Field(default=30.0, gt=0)
     """How often a replica looks for leftover recordings (a gone replica's are recovered as
     soon as its heartbeats stop, and at start-up once we have listened for ``dead_after``)."""

@@ -112,14 +112,20 @@ class PartialRecording:
             content_type="application/json",
         )
 
-    async def _upload(self) -> None:
+    async def _try_manifest(self) -> bool:
         try:
             await self.write_manifest()
         except Exception:
-            # The call goes on; only crash safety is lost. Keep trying with the chunks.
+            # The call goes on; only crash safety is lost meanwhile. Tried again before the
+            # next chunk: chunks without a manifest would be taken for clean-up leftovers.
             self.failures += 1
             metrics.SPOOL_FAILURES.inc()
             log.exception("cannot write the manifest of %s", self.meta.session_id)
+            return False
+        return True
+
+    async def _upload(self) -> None:
+        manifest = await self._try_manifest()
         index = 0
         carry: list[bytes] = []  # audio of a put that failed: retried with the next one
         while True:
@@ -139,6 +145,8 @@ class PartialRecording:
                 parts.append(more.pcm)
             if self._discard:
                 return
+            if not manifest:
+                manifest = await self._try_manifest()
             try:
                 await self.blobs.put(chunk_key(self.meta.session_id, index), b"".join(parts))
             except Exception:
