@@ -77,3 +77,18 @@ async def test_heartbeats_over_nats(event_bus: EventBus) -> None:
     await sub.unsubscribe()
     assert [(h.recorder_id, h.state) for h in got] == [("r1", "up"), ("r1", "stopped")]
     assert event_bus.subjects.recorder_heartbeat.endswith(".media.recorder.heartbeat")
+
+
+def test_hold_keeps_everyone_alive_while_we_were_blind() -> None:
+    """Our NATS connection was away (a server restart): nobody is gone before the hold ends."""
+    t = LivenessTracker()
+    t.observe(0.0)
+    t.beat(hb("a"), 0.0)
+    t.hold(5.0)
+    assert t.alive("a", 4.9) and t.expire(4.9) == []
+    assert t.next_deadline() == 5.0
+    assert not t.silent_since_start("never", 4.9, 1.5)
+    assert t.expire(5.0) == ["a"]
+    assert t.silent_since_start("never", 5.0, 1.5)
+    t.beat(hb("b"), 6.0)  # a hold in the past changes nothing
+    assert t.next_deadline() == 7.5

@@ -51,6 +51,7 @@ class ReplicaLiveness:
         return self._loop.time()
 
     async def start(self) -> None:
+        self.bus.on_reconnect(self._on_reconnect)
         self._subscription = await self.bus.subscribe_heartbeats(self._on_heartbeat)
         self.tracker.observe(self.now())
         await self.beat()
@@ -72,8 +73,19 @@ class ReplicaLiveness:
             self._timer.cancel()
         self._timer = self._loop.call_at(deadline, self._expire)
 
+    def _on_reconnect(self) -> None:
+        """Back on NATS: give everyone a full ``dead_after`` (plus the time the others need to
+        reconnect too) to speak before their silence counts."""
+        self.tracker.hold(self.now() + self.dead_after + self.bus.reconnect_wait)
+        self._arm()
+
     def _expire(self) -> None:
         self._timer = None
+        if not self.bus.is_connected:
+            # We are the ones cut off: their silence says nothing.
+            self.tracker.hold(self.now() + self.dead_after)
+            self._arm()
+            return
         for rid in self.tracker.expire(self.now()):
             log.warning(
                 "media-recorder replica gone (no heartbeat)",
@@ -91,6 +103,8 @@ class ReplicaLiveness:
     def presumed_gone(self, recorder_id: str) -> bool:
         """Not alive as far as heartbeats can tell: silent for its ``dead_after``, or never
         heard from although we have listened that long."""
+        if not self.bus.is_connected:
+            return False
         return self.tracker.silent_since_start(recorder_id, self.now(), self.dead_after)
 
     async def beat(self) -> None:

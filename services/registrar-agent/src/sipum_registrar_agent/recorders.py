@@ -47,6 +47,7 @@ class RecorderWatch(Generic[C]):
         return self._loop.time()
 
     async def start(self) -> None:
+        self.bus.on_reconnect(self._on_reconnect)
         self._subscription = await self.bus.subscribe_heartbeats(self._on_heartbeat)
         self.tracker.observe(self.now())
 
@@ -81,9 +82,33 @@ class RecorderWatch(Generic[C]):
             if not calls:
                 del self.calls[recorder_id]
 
+    def _on_reconnect(self) -> None:
+        """Back on NATS (e.g. after a server restart): every recorder gets the time to
+        reconnect and speak before its silence counts — a restart must not end every call."""
+        self.tracker.hold(self.now() + self.unknown_after + self.bus.reconnect_wait)
+        self._rearm()
+
+    def _rearm(self) -> None:
+        deadline = self.tracker.next_deadline()
+        if deadline is None:
+            return
+        if self._timer is not None:
+            if self._timer.when() <= deadline:
+                return
+            self._timer.cancel()
+        self._timer = self._loop.call_at(deadline, self._expire)
+
     def _check_unknown(self, call: C, recorder_id: str) -> None:
         self._unknown.pop(call, None)
-        if self.tracker.alive(recorder_id, self.now()):
+        now = self.now()
+        if not self.bus.is_connected or now < self.tracker.hold_until:
+            # We cannot tell now; look again later.
+            later = max(self.tracker.hold_until, now + self.unknown_after) - now
+            self._unknown[call] = self._loop.call_later(
+                later, self._check_unknown, call, recorder_id
+            )
+            return
+        if self.tracker.alive(recorder_id, now):
             return
         if call not in self.calls.get(recorder_id, ()):
             return
@@ -97,26 +122,22 @@ class RecorderWatch(Generic[C]):
 
     def _on_heartbeat(self, heartbeat: RecorderHeartbeat) -> None:
         self.tracker.beat(heartbeat, self.now())
-        deadline = self.tracker.next_deadline()
-        if deadline is None:
-            return
-        if self._timer is not None:
-            if self._timer.when() <= deadline:
-                return
-            self._timer.cancel()
-        self._timer = self._loop.call_at(deadline, self._expire)
+        self._rearm()
 
     def _expire(self) -> None:
         self._timer = None
+        if not self.bus.is_connected:
+            # We are the ones cut off: the recorders' silence says nothing.
+            self.tracker.hold(self.now() + self.unknown_after)
+            self._rearm()
+            return
         for rid in self.tracker.expire(self.now()):
             calls = list(self.calls.get(rid, ()))
             log.warning(
                 "media-recorder gone (no heartbeat)", extra={"recorder": rid, "calls": len(calls)}
             )
             self._lost(rid, calls)
-        deadline = self.tracker.next_deadline()
-        if deadline is not None:
-            self._timer = self._loop.call_at(deadline, self._expire)
+        self._rearm()
 
     def _lost(self, recorder_id: str, calls: list[C]) -> None:
         for call in calls:

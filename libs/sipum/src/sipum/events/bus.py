@@ -78,6 +78,21 @@ class EventBus:
         # Handlers and RPC answers running in their own tasks; close() lets them finish.
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._reconnect_listeners: list[Callable[[], None]] = []
+        self.reconnect_wait = 2.0
+        """Seconds between the client's reconnect attempts (``connection``): after a server
+        restart every client is back within about this long of the server."""
+
+    def on_reconnect(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (no arguments, must not block) after every reconnection."""
+        self._reconnect_listeners.append(listener)
+
+    def _reconnected(self) -> None:
+        for listener in list(self._reconnect_listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("reconnect listener failed")
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -104,6 +119,7 @@ class EventBus:
             name,
             connect_timeout=connect_timeout,
             closing=lambda: bus is not None and bus._closing,
+            reconnected=lambda: bus._reconnected() if bus is not None else None,
         )
         bus = cls(nc, prefix=prefix, stream=stream)
         return bus

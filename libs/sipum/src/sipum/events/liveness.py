@@ -14,6 +14,11 @@ alive but has lost one session (a bug): the session's own end-of-call path cover
 :class:`LivenessTracker` is the core: fed heartbeats and ``now``, it answers ``alive(id, now)``,
 reports each replica that went silent once (``expire(now)``) and says when to look next
 (``next_deadline()``). No clock of its own, no I/O; ``sipum.events.bus`` carries the messages.
+
+Our own blindness is not their death: while the listener's NATS connection is away, and for
+``dead_after`` + the client's reconnect wait after it is back (every client reconnects within
+that of a restarted server), ``hold(until)`` keeps every replica alive — a NATS restart must not
+end every call in progress.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ class LivenessTracker:
 
     def __init__(self) -> None:
         self._replicas: dict[str, _Replica] = {}
+        self.hold_until = float("-inf")
+        """No replica is taken for gone before this (see :meth:`hold`)."""
         self.started_at: float | None = None
         """``now`` of the first ``observe`` call: only after ``dead_after`` of listening can a
         replica we never heard from be taken for gone (see :meth:`silent_since_start`)."""
@@ -61,9 +68,17 @@ class LivenessTracker:
             now, heartbeat.dead_after_s, heartbeat.state, heartbeat.sessions
         )
 
+    def hold(self, until: float) -> None:
+        """Our own view was blind (our NATS connection was away, or just came back): silence
+        until ``until`` proves nothing, so nobody is reported gone before then."""
+        self.hold_until = max(self.hold_until, until)
+
+    def _deadline(self, replica: _Replica) -> float:
+        return max(replica.last_seen + replica.dead_after, self.hold_until)
+
     def alive(self, recorder_id: str, now: float) -> bool:
         replica = self._replicas.get(recorder_id)
-        return replica is not None and now - replica.last_seen < replica.dead_after
+        return replica is not None and now < self._deadline(replica)
 
     def known(self, recorder_id: str) -> bool:
         """Heard from and not yet reported gone."""
@@ -74,16 +89,16 @@ class LivenessTracker:
         replica that is alive would have spoken by now."""
         if recorder_id in self._replicas:
             return not self.alive(recorder_id, now)
-        return self.started_at is not None and now - self.started_at >= dead_after
+        return (
+            self.started_at is not None
+            and now - self.started_at >= dead_after
+            and now >= self.hold_until
+        )
 
     def expire(self, now: float) -> list[str]:
         """Replicas that went silent since the last call, each reported once (then forgotten,
         so a replica that comes back under the same id starts afresh)."""
-        gone = [
-            rid
-            for rid, replica in self._replicas.items()
-            if now - replica.last_seen >= replica.dead_after
-        ]
+        gone = [rid for rid, replica in self._replicas.items() if now >= self._deadline(replica)]
         for rid in gone:
             del self._replicas[rid]
         return gone
@@ -92,7 +107,7 @@ class LivenessTracker:
         """When the next replica goes silent if nothing more is heard (for a timer)."""
         if not self._replicas:
             return None
-        return min(r.last_seen + r.dead_after for r in self._replicas.values())
+        return min(self._deadline(r) for r in self._replicas.values())
 
     def alive_ids(self, now: float) -> list[str]:
         return sorted(rid for rid in self._replicas if self.alive(rid, now))
