@@ -12,7 +12,7 @@ outside (PostgreSQL rows, the SMTP server's mails, the events on NATS):
   kill, their messages stored by the survivor, flagged ``interrupted``, at most 0.5 s of the
   speech said before the kill missing; the survivor's calls: whole messages, not interrupted.
 
-A table is printed (``pytest -s``). Bounded: about 40 s on a loaded 2-core machine.
+A table is printed (``pytest -s``). Bounded: about 30 s on a loaded 2-core machine.
 """
 
 from __future__ import annotations
@@ -20,127 +20,31 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import asyncpg
-import httpx
 import pytest
-from sipum_testing.postgres import dsn_for, temporary_database
-from sipum_testing.s3 import ACCESS_KEY, REGION, SECRET_KEY, MotoServer, unique_bucket
 
-from ..e2e.firstcall.audio import known_audio
-from ..e2e.firstcall.fixtures import _delete_stream
-from ..e2e.firstcall.phone import Caller, RtpPeer, wait_event
-from ..e2e.firstcall.system import Backends, FirstCallSystem, start_system
-from ..e2e.firstcall.watch import EventWatch, set_ring_timeout
+from ..e2e.firstcall.system import FirstCallSystem
+from ..e2e.firstcall.watch import EventWatch
+from .calls import (
+    SPEECH_SECONDS,
+    Placed,
+    place_call,
+    sign_up_alice,
+    stored_rows,
+    table,
+    wait_for_count,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
 CALLS = 6
-SPEECH_SECONDS = 4.0
 KILL_AFTER = 2.0
 RECORDERS = {"e2e-recorder": "media-recorder", "e2e-recorder-2": "media-recorder-2"}
 
 
-@pytest.fixture
-def system(
-    pg_admin_dsn: str, pg_template: str, nats_url: str, moto_server: MotoServer
-) -> Iterator[FirstCallSystem]:
-    token = uuid.uuid4().hex[:16]
-    prefix, stream = f"t{token}", f"TEST_{token}"
-    with (
-        temporary_database(pg_admin_dsn, template=pg_template) as database,
-        unique_bucket(moto_server) as bucket,
-    ):
-        backends = Backends(
-            database_url=dsn_for(pg_admin_dsn, database),
-            nats_url=nats_url,
-            events_prefix=prefix,
-            events_stream=stream,
-            s3_endpoint=moto_server.endpoint,
-            s3_bucket=bucket,
-            s3_access_key=ACCESS_KEY,
-            s3_secret_key=SECRET_KEY,
-            s3_region=REGION,
-        )
-        running = start_system(backends, recorders=2)
-        try:
-            yield running
-        finally:
-            codes = running.stop()
-            _delete_stream(nats_url, prefix, stream)
-        killed = [name for name, code in codes.items() if code == -signal.SIGKILL]
-        assert len(killed) == 1, codes  # the one we killed …
-        assert all(code == 0 for name, code in codes.items() if name not in killed), codes
-
-
-@dataclass
-class Placed:
-    index: int
-    call_id: str
-    speech_start: float = 0.0
-    """``time.monotonic()`` when its first RTP packet of speech left."""
-    ended_at: float = 0.0
-    ended_by: str = ""
-    """``remote-bye`` (the agent hung up) or ``local-bye`` (the caller did)."""
-
-
-async def sign_up_alice(system: FirstCallSystem) -> None:
-    async with httpx.AsyncClient(base_url=system.web_url, timeout=10) as http:
-        response = await http.post(
-            "/api/v1/signup",
-            json={
-                "username": "alice",
-                "password": "alice-password-1",
-                "email": "alice@mail.test",
-                "pin": "2468",
-                "display_name": "Alice",
-            },
-        )
-        assert response.status_code == 201, response.text
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 15
-    agent = f"127.0.0.1:{system.agent_sip_port}"
-    while not any(agent in c.address for c in system.kamailio.lookup("alice")):
-        assert loop.time() < deadline, "alice's voicemail contact was never registered"
-        await asyncio.sleep(0.2)
-    await set_ring_timeout(system.backends.database_url, "alice", 1)
-
-
-async def place_call(
-    system: FirstCallSystem, index: int, speaking: asyncio.Event, out: list[Placed]
-) -> None:
-    rtp = await RtpPeer().open()
-    try:
-        async with Caller(user=f"caller{index}", domain=system.domain) as caller:
-            record = caller.invite(f"sip:alice@{system.domain}", system.proxy, rtp.offer())
-            placed = Placed(index, record.call.call_id)
-            out.append(placed)
-            await wait_event(record.answered, 30, f"call {index} answered", caller)
-            assert record.call.remote_sdp is not None
-            rtp.use_answer(record.call.remote_sdp)
-            await rtp.wait_quiet(quiet=0.3, after=25, limit=40)  # greeting, beep
-            placed.speech_start = time.monotonic()
-            speaking.set()
-            sender = asyncio.create_task(
-                rtp.send_audio(known_audio(SPEECH_SECONDS, seed=100 + index))
-            )
-            ended = asyncio.create_task(record.ended.wait())
-            await asyncio.wait({sender, ended}, return_when=asyncio.FIRST_COMPLETED)
-            sender.cancel()
-            if not record.ended.is_set():
-                record.call.hangup(caller.endpoint.now())
-            await wait_event(record.ended, 10, f"call {index} ended", caller)
-            placed.ended_at = time.monotonic()
-            placed.ended_by = record.end_reason or ""
-    finally:
-        rtp.close()
-
-
 async def test_sigkill_of_a_media_recorder_with_calls_in_progress(
-    system: FirstCallSystem,
+    system: FirstCallSystem, killed: set[str]
 ) -> None:
     await sign_up_alice(system)
     watch = await EventWatch(system.backends.nats_url, system.backends.events_prefix).start()
@@ -158,6 +62,7 @@ async def test_sigkill_of_a_media_recorder_with_calls_in_progress(
         await asyncio.sleep(
             max(0.0, max(p.speech_start for p in placed) + KILL_AFTER - time.monotonic())
         )
+        killed.add(RECORDERS[victim])
         system.services[RECORDERS[victim]].proc.send_signal(signal.SIGKILL)
         killed_at = time.monotonic()
         await asyncio.wait_for(asyncio.gather(*calls), 60)
@@ -187,12 +92,22 @@ async def test_sigkill_of_a_media_recorder_with_calls_in_progress(
         speech_lost.append(said - row["duration_ms"] / 1000)
 
     print(
-        "\n| fault | calls | on killed | stored | e-mailed | lost | doubled | interrupted "
-        "| BYE after kill (max) | speech lost (max) |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-        f"| SIGKILL media-recorder | {CALLS} | {len(on_victim)} | {stored} | {emailed} "
-        f"| {CALLS - stored} | {doubled_rows + doubled_mails} | {len(interrupted)} "
-        f"| {max(bye_after):.2f} s | {max(speech_lost):.2f} s |"
+        table(
+            [
+                {
+                    "fault": "SIGKILL media-recorder",
+                    "calls": CALLS,
+                    "on killed": len(on_victim),
+                    "stored": stored,
+                    "e-mailed": emailed,
+                    "lost": CALLS - stored,
+                    "doubled": doubled_rows + doubled_mails,
+                    "interrupted": len(interrupted),
+                    "BYE after kill (max)": f"{max(bye_after):.2f} s",
+                    "speech lost (max)": f"{max(speech_lost):.2f} s",
+                }
+            ]
+        )
     )
     assert len(created) == CALLS
     assert stored == CALLS and doubled_rows == 0  # 0 lost, 0 doubled
@@ -208,25 +123,3 @@ async def test_sigkill_of_a_media_recorder_with_calls_in_progress(
             assert not row["interrupted"] and abs(row["duration_ms"] / 1000 - SPEECH_SECONDS) < 0.3
     cut_off = [m for m in system.smtp.mails if "cut off" in m.message.get_body().get_content()]
     assert len(cut_off) == len(on_victim)
-
-
-async def wait_for_count(watch: EventWatch, kind: str, count: int, *, limit: float) -> list:  # type: ignore[type-arg]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while len(watch.of(kind)) < count:
-        assert loop.time() < deadline, f"{len(watch.of(kind))} {kind} within {limit} s"
-        await asyncio.sleep(0.1)
-    return watch.of(kind)
-
-
-async def stored_rows(database_url: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(database_url, timeout=10)
-    try:
-        return list(
-            await conn.fetch(
-                "SELECT m.id, m.idempotency_key, m.duration_ms, m.interrupted FROM messages m"
-                " JOIN users u ON u.id = m.owner_id WHERE u.username = 'alice'"
-            )
-        )
-    finally:
-        await conn.close()

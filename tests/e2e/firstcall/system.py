@@ -218,6 +218,8 @@ class FirstCallSystem:
     rtsp_port: int
     agent_sip_port: int
     services: dict[str, ServiceProcess] = field(default_factory=dict)
+    started_with: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    """key → (service name, extra environment) it was started with, for ``restart``."""
 
     @property
     def web_url(self) -> str:
@@ -267,6 +269,14 @@ class FirstCallSystem:
         service = ServiceProcess(key or name, proc)
         service.start_reader()
         self.services[key or name] = service
+        self.started_with[key or name] = (name, dict(extra))
+        return service
+
+    def restart(self, key: str) -> ServiceProcess:
+        """Start ``key`` again as it was started (after it was killed); waits until it runs."""
+        name, extra = self.started_with[key]
+        service = self.start_service(name, key=key, **extra)
+        service.wait_for_log("service started", timeout=60)
         return service
 
     def diagnostics(self, lines: int = 25) -> str:
