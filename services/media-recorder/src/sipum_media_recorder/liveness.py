@@ -20,6 +20,8 @@ from typing import Any, Literal
 from sipum.events import EventBus, RecorderHeartbeat
 from sipum.events.liveness import LivenessTracker
 
+from sipum_media_recorder import metrics
+
 log = logging.getLogger("sipum.misc.recorder.liveness")
 
 
@@ -87,6 +89,7 @@ class ReplicaLiveness:
             self._arm()
             return
         for rid in self.tracker.expire(self.now()):
+            metrics.REPLICAS_GONE.inc()
             log.warning(
                 "media-recorder replica gone (no heartbeat)",
                 extra={"recorder": rid, "dead_after_s": self.dead_after},

@@ -455,6 +455,8 @@ class MediaRecorderService:
             message_id = None if message is None else message.id
             if message is not None:
                 metrics.MESSAGES_STORED.labels("recovery").inc()
+                if interrupted:
+                    metrics.MESSAGES_INTERRUPTED.inc()
             log.info(
                 "interrupted recording stored",
                 extra={
