@@ -1,5 +1,6 @@
 """The system under faults: Kamailio, SMTP and the services as processes (two media-recorder
-replicas) on a fresh database, NATS namespace and bucket. A test that kills a service records
+replicas) on a fresh database, NATS namespace and bucket; the blob store behind a TCP proxy the
+test can take down. A test that kills a service records
 its key in ``killed``; every other process must stop cleanly (exit 0)."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 from sipum_testing.postgres import dsn_for, temporary_database
 from sipum_testing.s3 import ACCESS_KEY, REGION, SECRET_KEY, MotoServer, unique_bucket
+from sipum_testing.tcp_proxy import TcpProxy
 
 from ..e2e.firstcall.fixtures import _delete_stream
 from ..e2e.firstcall.system import Backends, FirstCallSystem, start_system
@@ -21,11 +23,20 @@ def killed() -> set[str]:
 
 
 @pytest.fixture
+def s3_proxy(moto_server: MotoServer) -> Iterator[TcpProxy]:
+    """The services reach the blob store through this (``down()``: the store is away)."""
+    proxy = TcpProxy(moto_server.host, moto_server.port)
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
 def system(
     pg_admin_dsn: str,
     pg_template: str,
     nats_url: str,
     moto_server: MotoServer,
+    s3_proxy: TcpProxy,
     killed: set[str],
 ) -> Iterator[FirstCallSystem]:
     token = uuid.uuid4().hex[:16]
@@ -39,7 +50,7 @@ def system(
             nats_url=nats_url,
             events_prefix=prefix,
             events_stream=stream,
-            s3_endpoint=moto_server.endpoint,
+            s3_endpoint=s3_proxy.endpoint,
             s3_bucket=bucket,
             s3_access_key=ACCESS_KEY,
             s3_secret_key=SECRET_KEY,
