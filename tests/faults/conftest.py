@@ -31,10 +31,17 @@ def s3_proxy(moto_server: MotoServer) -> Iterator[TcpProxy]:
 
 
 @pytest.fixture
+def system_nats_url(nats_url: str) -> str:
+    """The NATS server the system uses (the shared one; a test that restarts NATS overrides
+    this with its own server)."""
+    return nats_url
+
+
+@pytest.fixture
 def system(
     pg_admin_dsn: str,
     pg_template: str,
-    nats_url: str,
+    system_nats_url: str,
     moto_server: MotoServer,
     s3_proxy: TcpProxy,
     killed: set[str],
@@ -47,7 +54,7 @@ def system(
     ):
         backends = Backends(
             database_url=dsn_for(pg_admin_dsn, database),
-            nats_url=nats_url,
+            nats_url=system_nats_url,
             events_prefix=prefix,
             events_stream=stream,
             s3_endpoint=s3_proxy.endpoint,
@@ -61,6 +68,6 @@ def system(
             yield running
         finally:
             codes = running.stop()
-            _delete_stream(nats_url, prefix, stream)
+            _delete_stream(system_nats_url, prefix, stream)
         unclean = {k: c for k, c in codes.items() if c != 0 and k not in killed}
         assert not unclean, codes
