@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import socket
 import threading
+from collections.abc import Coroutine
+from typing import Any
 
 
 def _free_port() -> int:
@@ -37,8 +39,8 @@ class TcpProxy:
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def _call(self, coro):  # type: ignore[no-untyped-def]
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+    def _call(self, coro: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
 
     async def _listen(self) -> None:
         self._server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
