@@ -778,3 +778,15 @@ def test_calls_leave_no_reference_cycles(ua: UserAgent) -> None:
     finally:
         gc.set_debug(0)
         gc.garbage.clear()
+
+
+def test_every_final_response_outside_a_dialog_carries_a_to_tag(ua: UserAgent) -> None:
+    """§8.2.6.2, also for the §8.2 refusals (420 here) and the same tag on a retransmission."""
+    phone = Phone(ua)
+    data = phone.request("OPTIONS", branch="z9hG4bKtt", extra="Require: foo")
+    (resp,) = phone.send(data, 0.0)
+    assert isinstance(resp, SipResponse) and resp.status == 420 and resp.to.tag
+    (again,) = phone.send(data, 0.5)  # absorbed by the transaction: the same response
+    assert isinstance(again, SipResponse) and again.to.tag == resp.to.tag
+    out = phone.send(phone.request("INVITE", branch="z9hG4bKt2", body=OFFER, extra="Require: x"), 1)
+    assert statuses(out) == [420] and out[0].to.tag

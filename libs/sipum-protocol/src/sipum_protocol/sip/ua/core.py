@@ -326,6 +326,11 @@ class UserAgent:
         body: bytes = b"",
         reason: str | None = None,
     ) -> SipResponse:
+        if to_tag is None and status > 100 and not header_tag(request.headers.get("To") or ""):
+            # §8.2.6.2: a response to a request without a To tag carries one of ours (the
+            # 416/420/415/482/... of the §8.2 checks too); a retransmission is answered by the
+            # transaction with the same response, so the tag stays the same.
+            to_tag = new_tag()
         response = make_response(request, status, reason, to_tag=to_tag, headers=headers, body=body)
         try:
             self.layer.send_response(tx, response, now)
@@ -415,9 +420,7 @@ class UserAgent:
         """§8.2.1: 405 for a registered method we do not serve, 501 for one we do not know
         (§21.5.2: "does not recognize the request method"); both with ``Allow``."""
         status = 405 if request.method in KNOWN_METHODS else 501
-        # §8.2.6.2: a final response to a request without a To tag gets one of ours.
-        to_tag = None if header_tag(request.headers.get("To") or "") else new_tag()
-        self._respond(tx, request, status, now, to_tag=to_tag, headers=self._capabilities()[:1])
+        self._respond(tx, request, status, now, headers=self._capabilities()[:1])
 
     def _capabilities(self) -> list[tuple[str, str]]:
         return [
