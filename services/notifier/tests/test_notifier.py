@@ -172,6 +172,7 @@ async def test_mail_with_working_links(world, smtp) -> None:
     [text] = [p for p in mail.walk() if p.get_content_type() == "text/plain"]
     body = text.get_payload(decode=True).decode()
     assert "Hello Alice" in body and "5 s" in body
+    assert "cut off" not in body  # only for interrupted messages
     web = next(line.split()[-1] for line in body.splitlines() if "browser:" in line)
     rtsp = next(line.split()[-1] for line in body.splitlines() if "media player:" in line)
     assert web.startswith(f"http://web.test:8000/api/v1/messages/{message.id}/audio?token=")
@@ -202,6 +203,20 @@ async def test_attachment_only_when_the_user_wants_it(world, smtp) -> None:
     parts = [p for p in mail.walk() if p.get_content_type() == "audio/wav"]
     assert len(parts) == 1 and parts[0].get_payload(decode=True) == WAV
     assert parts[0].get_filename() == f"voicemail-{world['message'].id}.wav"
+    await service.stop_accepting()
+
+
+async def test_mail_of_an_interrupted_message_says_the_call_was_cut_off(world, smtp) -> None:
+    box, port = smtp()
+    message = world["message"]
+    await world["pool"].execute("UPDATE messages SET interrupted = true WHERE id = $1", message.id)
+    service = await start_notifier(world, port)
+    await world["bus"].publish(world["event"].model_copy(update={"interrupted": True}))
+    await wait_for(lambda: box.mails)
+    [mail] = box.mails
+    [text] = [p for p in mail.walk() if p.get_content_type() == "text/plain"]
+    body = text.get_payload(decode=True).decode()
+    assert "The call was cut off by a failure of the voicemail system" in body
     await service.stop_accepting()
 
 

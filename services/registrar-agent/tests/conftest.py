@@ -17,6 +17,7 @@ from sipum.events import (
     EventBus,
     MediaAllocateReply,
     MediaAllocateRequest,
+    RecorderHeartbeat,
     RemoteError,
     SessionCommand,
     SessionEnded,
@@ -67,7 +68,20 @@ class FakeRecorder:
 
     async def start(self) -> FakeRecorder:
         self._subs.append(await self.bus.serve_media_allocate(self._allocate))
+        self._beating = asyncio.create_task(self._beat())
         return self
+
+    async def _beat(self) -> None:
+        """Heartbeats like a media-recorder replica (0.5 s, gone after 1.5 s of silence)."""
+        while True:
+            await self.bus.publish_heartbeat(
+                RecorderHeartbeat(recorder_id="fake", interval_s=0.5, dead_after_s=1.5)
+            )
+            await asyncio.sleep(0.5)
+
+    def go_silent(self) -> None:
+        """Stop the heartbeats, as a recorder killed with SIGKILL would."""
+        self._beating.cancel()
 
     async def _allocate(self, request: MediaAllocateRequest) -> MediaAllocateReply:
         self.requests.append(request)
@@ -121,6 +135,7 @@ class FakeRecorder:
         return [c for c in self.commands if isinstance(c, SessionHangup)]
 
     async def stop(self) -> None:
+        self._beating.cancel()
         for sub in self._subs:
             await sub.unsubscribe()
 

@@ -335,6 +335,79 @@ async def test_session_ended_by_the_recorder_makes_the_agent_send_bye(
     assert recorder.hangups == []  # the recorder ended it; no hangup command back
 
 
+async def test_a_recorder_that_stops_beating_is_noticed_within_2s_and_the_call_ended(
+    kamailio: KamailioServer,
+    agents: AgentRunner,
+    recorder: FakeRecorder,
+    event_log: EventLog,
+    sipp: Sipp,
+) -> None:
+    """The recorder holding the call goes silent (as a SIGKILLed one does): the agent sends
+    BYE within 2 s of its last heartbeat, and call.ended says media_lost."""
+    agent = await agents.start(f"127.0.0.1:{kamailio.port}")
+    host, port = agent.sip_address
+    caller = asyncio.create_task(
+        sipp.run("hungup", (host, port), service="bob", keys={"ruri_host": f"{host}:{port}",
+                                                               "to_host": f"{host}:{port}"})
+    )  # fmt: skip
+    await wait_for(lambda: event_log.of("call.answered"), what="call.answered")
+    await asyncio.sleep(1.0)  # the call goes on while the recorder beats
+    assert event_log.of("call.ended") == []
+    loop = asyncio.get_running_loop()
+    recorder.go_silent()
+    silent = loop.time()
+    await wait_for(lambda: event_log.of("call.ended"), what="call.ended")
+    noticed = loop.time() - silent
+    status, output = await asyncio.wait_for(caller, 20)
+    assert status == 0, output  # sipp got our BYE and answered it
+    (ended,) = event_log.of("call.ended", username="bob")
+    assert ended.end_reason == "media_lost"
+    print(f"\nrecorder silent -> call ended (BYE sent) after {noticed:.2f} s")
+    assert noticed <= 2.0
+    assert recorder.hangups == []  # nothing sent to the dead recorder
+
+
+async def test_a_recorder_never_heard_from_after_answering_is_taken_for_gone(
+    kamailio: KamailioServer,
+    agents: AgentRunner,
+    recorder: FakeRecorder,
+    event_log: EventLog,
+    sipp: Sipp,
+) -> None:
+    recorder.go_silent()  # answers allocations, never beats (it died right after answering)
+    agent = await agents.start(f"127.0.0.1:{kamailio.port}", recorder_unknown_seconds=1.0)
+    host, port = agent.sip_address
+    status, output = await sipp.run(
+        "hungup", (host, port), service="bob", keys={"ruri_host": f"{host}:{port}",
+                                                      "to_host": f"{host}:{port}"}
+    )  # fmt: skip
+    assert status == 0, output
+    await wait_for(lambda: event_log.of("call.ended"), what="call.ended")
+    (ended,) = event_log.of("call.ended", username="bob")
+    assert ended.end_reason == "media_lost" and 0.9 <= ended.duration_s <= 3.0
+
+
+async def test_max_call_seconds_ends_the_call_with_bye(
+    kamailio: KamailioServer,
+    agents: AgentRunner,
+    recorder: FakeRecorder,
+    event_log: EventLog,
+    sipp: Sipp,
+) -> None:
+    agent = await agents.start(f"127.0.0.1:{kamailio.port}", max_call_seconds=1.5)
+    host, port = agent.sip_address
+    status, output = await sipp.run(
+        "hungup", (host, port), service="bob", keys={"ruri_host": f"{host}:{port}",
+                                                      "to_host": f"{host}:{port}"}
+    )  # fmt: skip
+    assert status == 0, output  # our BYE came and was answered
+    await wait_for(lambda: event_log.of("call.ended"), what="call.ended")
+    (ended,) = event_log.of("call.ended", username="bob")
+    assert ended.end_reason == "max_duration" and 1.4 <= ended.duration_s <= 3.0
+    # the recorder was told, so it stores what was said
+    assert [h.reason for h in recorder.hangups] == ["timeout"]
+
+
 async def test_sigterm_lets_a_call_in_progress_finish_and_refuses_new_ones(
     kamailio: KamailioServer,
     agents: AgentRunner,

@@ -49,7 +49,12 @@ async def api(pg_pool, event_bus, tmp_path: Path):
 
 
 async def add_message(
-    ctx, owner: users.User, *, seconds: float = 1.0, folder: str = "inbox"
+    ctx,
+    owner: users.User,
+    *,
+    seconds: float = 1.0,
+    folder: str = "inbox",
+    interrupted: bool = False,
 ) -> messages.Message:
     message_id = await messages.allocate_id(ctx.pool)
     key = message_key(owner.domain, owner.username, message_id)
@@ -67,6 +72,7 @@ async def add_message(
         size_bytes=len(data),
         blob_key=key,
         message_id=message_id,
+        interrupted=interrupted,
     )
     if folder != "inbox":
         message = await messages.move(ctx.pool, owner.id, message.id, folder)
@@ -163,7 +169,7 @@ async def test_mailbox_isolation_paging_and_actions(api) -> None:
     client.cookies.clear()
     alice = await users.get_by_address(ctx.pool, "alice", "example.com")
     bob = await users.get_by_address(ctx.pool, "bob", "example.com")
-    mine = [await add_message(ctx, alice, seconds=0.5) for _ in range(5)]
+    mine = [await add_message(ctx, alice, seconds=0.5, interrupted=i == 4) for i in range(5)]
     theirs = await add_message(ctx, bob)
     as_alice = {"Authorization": f"Bearer {alice_token}"}
     as_bob = {"Authorization": f"Bearer {bob_token}"}
@@ -171,6 +177,8 @@ async def test_mailbox_isolation_paging_and_actions(api) -> None:
     page = (await client.get("/api/v1/messages?limit=2&offset=0", headers=as_alice)).json()
     assert page["total"] == 5 and page["unheard"] == 5 and len(page["items"]) == 2
     assert [m["id"] for m in page["items"]] == [mine[4].id, mine[3].id]  # newest first
+    # a message recovered after the recorder died mid-call says so
+    assert [m["interrupted"] for m in page["items"]] == [True, False]
     page2 = (await client.get("/api/v1/messages?limit=2&offset=4", headers=as_alice)).json()
     assert [m["id"] for m in page2["items"]] == [mine[0].id]
     assert (await client.get("/api/v1/messages?limit=500", headers=as_alice)).status_code == 422

@@ -219,6 +219,8 @@ class FirstCallSystem:
     rtsp_port: int
     agent_sip_port: int
     services: dict[str, ServiceProcess] = field(default_factory=dict)
+    started_with: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    """key → (service name, extra environment) it was started with, for ``restart``."""
 
     @property
     def web_url(self) -> str:
@@ -254,7 +256,8 @@ class FirstCallSystem:
         env.update(extra)
         return env
 
-    def start_service(self, name: str, **extra: str) -> ServiceProcess:
+    def start_service(self, name: str, *, key: str | None = None, **extra: str) -> ServiceProcess:
+        """Start ``sipum-<name>``; ``key`` names it in ``services`` (a second replica)."""
         proc = subprocess.Popen(
             [str(BIN / f"sipum-{name}")],
             env=self.env(**extra),
@@ -264,9 +267,17 @@ class FirstCallSystem:
             text=True,
             cwd=REPO,  # the media-recorder's prompt cache: ./var/prompts
         )
-        service = ServiceProcess(name, proc)
+        service = ServiceProcess(key or name, proc)
         service.start_reader()
-        self.services[name] = service
+        self.services[key or name] = service
+        self.started_with[key or name] = (name, dict(extra))
+        return service
+
+    def restart(self, key: str) -> ServiceProcess:
+        """Start ``key`` again as it was started (after it was killed); waits until it runs."""
+        name, extra = self.started_with[key]
+        service = self.start_service(name, key=key, **extra)
+        service.wait_for_log("service started", timeout=60)
         return service
 
     def diagnostics(self, lines: int = 25) -> str:
@@ -295,7 +306,10 @@ def start_system(
     domain: str = "sipum.test",
     secret_key: str = "e2e-signing-key",
     transcriber: bool = False,
+    recorders: int = 1,
 ) -> FirstCallSystem:
+    """``recorders`` media-recorder replicas: ``media-recorder`` (id ``e2e-recorder``), then
+    ``media-recorder-2`` (``e2e-recorder-2``), …"""
     smtp = MailServer().start()
     kamailio_db = backends.database_url.replace("postgresql://", "postgres://", 1)
     try:
@@ -316,17 +330,20 @@ def start_system(
     try:
         web = system.web_url
         rtsp = f"rtsp://127.0.0.1:{system.rtsp_port}"
-        recorder_first, recorder_last = free_port_range(40)
         rtsp_first, rtsp_last = free_port_range(40)
         system.start_service("web-api", SIPUM_HTTP_PORT=str(system.web_port), SIPUM_PUBLIC_URL=web)
-        system.start_service(
-            "media-recorder",
-            SIPUM_RTP_HOST="127.0.0.1",
-            SIPUM_RTP_ADVERTISE_ADDRESS="127.0.0.1",
-            SIPUM_RTP_PORT_MIN=str(recorder_first),
-            SIPUM_RTP_PORT_MAX=str(recorder_last),
-            SIPUM_RECORDER_ID="e2e-recorder",
-        )
+        for index in range(1, recorders + 1):
+            recorder_first, recorder_last = free_port_range(40)
+            suffix = "" if index == 1 else f"-{index}"
+            system.start_service(
+                "media-recorder",
+                key=f"media-recorder{suffix}",
+                SIPUM_RTP_HOST="127.0.0.1",
+                SIPUM_RTP_ADVERTISE_ADDRESS="127.0.0.1",
+                SIPUM_RTP_PORT_MIN=str(recorder_first),
+                SIPUM_RTP_PORT_MAX=str(recorder_last),
+                SIPUM_RECORDER_ID=f"e2e-recorder{suffix}",
+            )
         system.start_service(
             "rtsp-gateway",
             SIPUM_RTSP_HOST="127.0.0.1",

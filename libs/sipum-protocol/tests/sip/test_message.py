@@ -170,3 +170,55 @@ def test_stream_framer_segments_and_ping() -> None:
         got.extend(framer.feed(stream[i : i + 7]))
     assert got == [one, b"\r\n\r\n", one, one]
     assert framer.buffered == 0
+
+
+def request_with_method(method: str, cseq_method: str | None = None, version: str = "SIP/2.0"):
+    return (
+        f"{method} sip:bob@biloxi.example.com {version}\r\n"
+        "Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bKm1\r\n"
+        "To: <sip:bob@biloxi.example.com>\r\n"
+        "From: <sip:alice@atlanta.example.com>;tag=1\r\n"
+        "Call-ID: m1@pc33\r\n"
+        f"CSeq: 7 {cseq_method or method}\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "!interesting-Method0123456789_*+`.%indeed'~",
+        "`'~%!*_+.-",
+        "a",
+        "X" * 64,
+    ],
+)
+def test_every_token_character_is_legal_in_a_method(method: str) -> None:
+    """RFC 3261 §25.1: Method = extension-method = token, with all of ``-.!%*_+`'~``."""
+    msg = parse_message(request_with_method(method))
+    assert isinstance(msg, SipRequest)
+    assert msg.method == method
+    assert msg.cseq == (7, method)
+    assert bytes(msg) == request_with_method(method)  # round trip, method untouched
+
+
+@pytest.mark.parametrize("method", ["FO@O", "FO(O)", "FO/O", 'F"O', "FO?O", "FÖO"])
+def test_a_method_outside_token_is_dropped(method: str) -> None:
+    with pytest.raises(SipParseError) as err:
+        parse_message(request_with_method(method))
+    assert err.value.request is None  # the start line is unreadable: nothing to answer
+
+
+def test_unsupported_version_is_answerable_505() -> None:
+    with pytest.raises(SipParseError) as err:
+        parse_message(request_with_method("OPTIONS", version="SIP/7.0"))
+    assert err.value.status == 505
+    assert err.value.request is not None and err.value.request.method == "OPTIONS"
+    response = make_response(err.value.request, err.value.status, err.value.reason)
+    assert bytes(response).startswith(b"SIP/2.0 505 Version Not Supported\r\n")
+
+
+def test_version_is_case_insensitive() -> None:
+    """§7.1: the SIP-Version string is case-insensitive (implementations send upper case)."""
+    msg = parse_message(request_with_method("OPTIONS", version="sip/2.0"))
+    assert isinstance(msg, SipRequest)

@@ -410,13 +410,86 @@ def test_options_lists_capabilities(ua: UserAgent) -> None:
     assert resp.to.tag
 
 
-def test_unknown_method_gets_405_with_allow(ua: UserAgent) -> None:
+def allow_of(resp: SipRequest | SipResponse) -> set[str]:
+    return set((resp.headers.get("Allow") or "").replace(" ", "").split(","))
+
+
+def test_registered_method_we_do_not_serve_gets_405_with_allow(ua: UserAgent) -> None:
     phone = Phone(ua)
     (resp,) = phone.send(
         phone.request("MESSAGE", branch="z9hG4bKm", body="hi", content_type="text/plain"), 0.0
     )
     assert resp.status == 405
-    assert "INVITE" in (resp.headers.get("Allow") or "")
+    assert "INVITE" in allow_of(resp)
+
+
+# RFC 3261 §25.1: token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
+UNKNOWN_METHODS = [
+    "FOO",
+    "NEWMETHOD",
+    "invite",  # methods are case-sensitive (§7.1): this is not INVITE
+    "Bye",
+    "X-" + "A" * 40,
+    "1234",
+    "!interesting-Method0123456789_*+`.%indeed'~",  # RFC 4475 §3.1.1.2 (wsinv) style
+    "`'~%!*_+.-",
+]
+
+
+@pytest.mark.parametrize("method", UNKNOWN_METHODS)
+def test_unknown_well_formed_method_gets_501_with_allow(ua: UserAgent, method: str) -> None:
+    phone = Phone(ua)
+    (resp,) = phone.send(phone.request(method, branch="z9hG4bKu"), 0.0)
+    assert isinstance(resp, SipResponse)
+    assert (resp.status, resp.reason) == (501, "Not Implemented")
+    assert allow_of(resp) == {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE"}
+    assert resp.cseq == (1, method)  # §8.2.6.2: CSeq copied, method and all
+    assert resp.to.tag  # a final response outside a dialog gets a To tag
+    assert ua.events() == []
+    # A retransmission is answered by the transaction with the same 501.
+    (again,) = phone.send(phone.request(method, branch="z9hG4bKu"), 0.5)
+    assert bytes(again) == bytes(resp)
+
+
+def test_unknown_method_inside_a_call_gets_501_and_the_call_goes_on(ua: UserAgent) -> None:
+    phone = Phone(ua)
+    call, _ = answered_call(ua, phone)
+    ack(phone, 0.1)
+    ua.events()
+    phone.cseq = 2
+    (resp,) = phone.send(phone.request("FROB", branch="z9hG4bKf", to_tag=phone.to_tag), 0.2)
+    assert isinstance(resp, SipResponse) and resp.status == 501
+    assert "BYE" in allow_of(resp)
+    assert call.state is CallState.CONFIRMED
+    # The dialog still works (the 501 did not consume the CSeq space wrongly): BYE → 200.
+    phone.cseq = 3
+    (bye_ok,) = phone.send(phone.request("BYE", branch="z9hG4bKb", to_tag=phone.to_tag), 0.3)
+    assert isinstance(bye_ok, SipResponse) and bye_ok.status == 200
+
+
+def test_unknown_method_with_a_to_tag_of_no_dialog_gets_501_not_481(ua: UserAgent) -> None:
+    """§8.2.1 (method) is checked before §8.2.2 / §12.2.2 (the dialog)."""
+    phone = Phone(ua)
+    (resp,) = phone.send(phone.request("FROB", branch="z9hG4bKf", to_tag="nosuch"), 0.0)
+    assert isinstance(resp, SipResponse) and resp.status == 501
+
+
+def test_registered_method_with_a_to_tag_of_no_dialog_gets_405(ua: UserAgent) -> None:
+    phone = Phone(ua)
+    (resp,) = phone.send(phone.request("REFER", branch="z9hG4bKr", to_tag="nosuch"), 0.0)
+    assert isinstance(resp, SipResponse) and resp.status == 405
+
+
+def test_unsupported_sip_version_gets_505(ua: UserAgent) -> None:
+    phone = Phone(ua)
+    for i, version in enumerate(("SIP/7.0", "SIP/2.1", "SIP/3.0")):
+        data = phone.request("INVITE", branch=f"z9hG4bKv{i}", body=OFFER)
+        data = data.replace(b" SIP/2.0\r\n", f" {version}\r\n".encode(), 1)
+        (resp,) = phone.send(data, float(i))
+        assert isinstance(resp, SipResponse)
+        assert (resp.status, resp.reason) == (505, "Version Not Supported")
+        assert resp.top_via.branch == f"z9hG4bKv{i}"
+    assert ua.events() == []  # no call was offered
 
 
 def test_unknown_require_gets_420_with_unsupported(ua: UserAgent) -> None:
@@ -705,3 +778,15 @@ def test_calls_leave_no_reference_cycles(ua: UserAgent) -> None:
     finally:
         gc.set_debug(0)
         gc.garbage.clear()
+
+
+def test_every_final_response_outside_a_dialog_carries_a_to_tag(ua: UserAgent) -> None:
+    """§8.2.6.2, also for the §8.2 refusals (420 here) and the same tag on a retransmission."""
+    phone = Phone(ua)
+    data = phone.request("OPTIONS", branch="z9hG4bKtt", extra="Require: foo")
+    (resp,) = phone.send(data, 0.0)
+    assert isinstance(resp, SipResponse) and resp.status == 420 and resp.to.tag
+    (again,) = phone.send(data, 0.5)  # absorbed by the transaction: the same response
+    assert isinstance(again, SipResponse) and again.to.tag == resp.to.tag
+    out = phone.send(phone.request("INVITE", branch="z9hG4bKt2", body=OFFER, extra="Require: x"), 1)
+    assert statuses(out) == [420] and out[0].to.tag

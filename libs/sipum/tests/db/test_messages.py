@@ -171,3 +171,14 @@ async def test_greetings_put_replace_and_choice_for_call(pg_pool: asyncpg.Pool) 
     assert await greetings.delete(pg_pool, alice.id, "busy") is None
     with pytest.raises(ValueError):
         await greetings.get(pg_pool, alice.id, "holiday")
+
+
+async def test_interrupted_flag_is_stored_and_read_back(pg_pool: asyncpg.Pool) -> None:
+    alice, _ = await _two_users(pg_pool)
+    plain, _ = await _store(pg_pool, alice, "session-plain")
+    cut, _ = await _store(pg_pool, alice, "session-cut", interrupted=True)
+    assert plain.interrupted is False and cut.interrupted is True
+    again, created = await _store(pg_pool, alice, "session-cut")  # a retry keeps the first row
+    assert not created and again.interrupted is True
+    fetched = await messages.get(pg_pool, cut.id)
+    assert fetched is not None and fetched.interrupted is True

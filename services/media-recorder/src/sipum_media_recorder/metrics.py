@@ -31,3 +31,11 @@ STORE_SECONDS = Histogram(
 SPOOL_FAILURES = Counter(
     "sipum_recorder_spool_failures_total", "Failed uploads of recording chunks or manifests"
 )
+REPLICAS_GONE = Counter(
+    "sipum_recorder_replicas_gone_total",
+    "Other media-recorder replicas taken for gone (their heartbeats stopped)",
+)
+MESSAGES_INTERRUPTED = Counter(
+    "sipum_recorder_messages_interrupted_total",
+    "Recovered messages flagged interrupted (the caller was cut off by a crash)",
+)

@@ -46,7 +46,7 @@ EndReason = Literal["bye", "max_length", "silence", "completed", "mailbox_full",
 #: Diversion reasons (RFC 5806 ``reason=``) and RFC 4458 ``cause=`` values meaning "busy".
 BUSY_CAUSES = frozenset({"user-busy", "busy", "486", "600"})
 
-_STORE_ATTEMPTS = 3
+_STORE_BACKOFF_MAX = 5.0
 
 
 async def greeting_items(
@@ -162,6 +162,7 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
         min_voice=min_voice,
         max_length=limit.seconds,
         flush_interval=settings.chunk_seconds,
+        hold_back=settings.hold_back_seconds,
     )
     await session.play(items)
     if session.hung_up.is_set():
@@ -208,7 +209,14 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
         await spool.remove()
         return reason, None
     pcm = b"".join(spool.pcm)
-    for attempt in range(1, _STORE_ATTEMPTS + 1):
+    # The blob store or the database may be away for a while (a restart, a network blip): the
+    # message is only in memory (and, up to the last chunk, in the spool), so keep trying for
+    # store_retry_seconds with back-off before leaving it to recovery.
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + settings.store_retry_seconds
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             with metrics.STORE_SECONDS.time():
                 message = await svc.store.store(meta, pcm, save_meta=spool.write_manifest)
@@ -217,10 +225,17 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
             break
         except Exception:
             log.exception("storing the message failed (attempt %d)", attempt)
-            if attempt == _STORE_ATTEMPTS:
-                # leave the whole recording in the spool: recovery stores it later
+            delay = min(_STORE_BACKOFF_MAX, 0.5 * 2 ** (attempt - 1))
+            if loop.time() + delay > give_up_at:
+                # leave the whole recording in the spool: recovery stores it later (as a
+                # finished message, not an interrupted one)
                 await spool.finish(upload_rest=True)
+                meta.ended = reason
+                try:
+                    await spool.write_manifest()
+                except Exception:
+                    log.exception("cannot mark %s as ended in its manifest", meta.session_id)
                 return "error", None
-            await asyncio.sleep(0.5 * attempt)
+            await asyncio.sleep(delay)
     await spool.remove()
     return reason, None if message is None else message.id

@@ -12,11 +12,15 @@
   runs its flow (``record`` / ``retrieve``) as in-flight work, and when it is over publishes
   ``sipum.media.session.<id>.ended`` (end reason and message id) for the agent, which sends
   BYE if the call is still up and publishes ``sipum.evt.call.ended``.
-* Start-up and every ``recovery_interval_seconds``: recordings a crashed process left in the
-  blob store (``spool``) are stored as messages — at once if they were this replica's
-  (same ``recorder_id``), otherwise once untouched for ``recovery_grace_seconds``.
-* SIGTERM: no new allocations; calls in flight go on for ``drain_seconds``, then the ones
-  still running are ended like a hang-up and their recordings stored.
+* Liveness (``liveness``): every replica publishes a heartbeat every
+  ``heartbeat_interval_seconds`` and listens to the others'. Recordings a crashed process left
+  in the blob store (``spool``) are stored as messages flagged ``interrupted``: this
+  replica's own at start-up; another replica's as soon as its heartbeats stop (or, never heard
+  from, once we have listened for its ``dead_after``); a living replica's leftover once
+  untouched for ``recovery_grace_seconds`` (checked every ``recovery_interval_seconds``).
+* SIGTERM: no new allocations (heartbeat ``stopping``); calls in flight go on for
+  ``drain_seconds``, then the ones still running are ended like a hang-up and their
+  recordings stored; heartbeat ``stopped``.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from sipum_protocol.media.recording import RecordingSession, RecordingSettings
 from sipum_media_recorder import metrics
 from sipum_media_recorder.address import advertised_address
 from sipum_media_recorder.audio import Prompts
+from sipum_media_recorder.liveness import ReplicaLiveness
 from sipum_media_recorder.negotiation import answer_offer
 from sipum_media_recorder.record import run_record, silence_rules
 from sipum_media_recorder.retrieve import run_retrieve
@@ -106,6 +111,8 @@ class MediaRecorderService:
         self._subscription: Any = None
         self._recovery_task: asyncio.Task[None] | None = None
         self._recovering: set[str] = set()
+        self._recovery_passes: set[asyncio.Task[list[int]]] = set()
+        self.liveness: ReplicaLiveness | None = None
         self.services: Services | None = None
         self.recovered: list[int] = []
         """Message ids stored by recovery (for logs and tests)."""
@@ -129,10 +136,22 @@ class MediaRecorderService:
             store=MessageStore(pool=ctx.pool, blobs=ctx.blobs, bus=ctx.bus),
             recorder_id=self.recorder_id,
         )
+        self.liveness = ReplicaLiveness(
+            ctx.bus,
+            recorder_id=self.recorder_id,
+            interval=s.heartbeat_interval_seconds,
+            misses=s.heartbeat_misses,
+            sessions=lambda: len(self.sessions),
+            on_gone=self._replica_gone,
+        )
+        await self.liveness.start()
         try:
             await self.recover(own_only=False)
         except Exception:
             log.exception("recovery at start-up failed; trying again later")
+        # Replicas we have not heard from yet may be alive: look again once they had time to
+        # speak (then their silence means they are gone).
+        self._loop_later(self.liveness.dead_after + 0.05)
         self._subscription = await ctx.bus.serve_media_allocate(self.allocate)
         # the server knows we are in the queue group once it has our SUB: a request sent right
         # after start() returns must not see "no responders"
@@ -148,6 +167,8 @@ class MediaRecorderService:
 
     async def stop_accepting(self) -> None:
         self.work.close()
+        if self.liveness is not None:
+            await self.liveness.stop(final=False)
         if self._subscription is not None:
             with contextlib.suppress(Exception):
                 await self._subscription.unsubscribe()
@@ -166,6 +187,12 @@ class MediaRecorderService:
             self._recovery_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._recovery_task
+        for task in list(self._recovery_passes):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.liveness is not None:
+            await self.liveness.stop(final=True)
 
     # -- allocation ----------------------------------------------------------------------------
 
@@ -318,11 +345,41 @@ class MediaRecorderService:
             except Exception:
                 log.exception("recovery pass failed")
 
+    def _replica_gone(self, recorder_id: str) -> None:
+        """Heartbeats of ``recorder_id`` stopped: store its recordings now."""
+        log.info("recovering the recordings of a gone replica", extra={"recorder": recorder_id})
+        self._loop_later(0.0)
+
+    def _loop_later(self, delay: float) -> None:
+        async def later() -> list[int]:
+            await asyncio.sleep(delay)
+            return await self.recover(own_only=False)
+
+        task = asyncio.create_task(later(), name="recovery-pass")
+        self._recovery_passes.add(task)
+        task.add_done_callback(self._recovery_pass_done)
+
+    def _recovery_pass_done(self, task: asyncio.Task[list[int]]) -> None:
+        self._recovery_passes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("recovery pass failed", exc_info=task.exception())
+
+    def _may_recover(self, item: Interrupted, *, own_only: bool, now: float) -> bool:
+        if item.meta.recorder_id == self.recorder_id:
+            return True  # ours, and not one of our live sessions: left by our previous life
+        if own_only:
+            return False
+        if self.liveness is not None and self.liveness.presumed_gone(item.meta.recorder_id):
+            return True  # its replica stopped beating (or never did while we listened)
+        # Its replica is alive: only a leftover it has not touched for the grace period.
+        return is_stale(item, grace=self.settings.recovery_grace_seconds, now=now)
+
     async def recover(self, *, own_only: bool) -> list[int]:
         """Store what interrupted recordings hold; returns the message ids stored.
 
-        ``own_only``: only this replica's recordings (at start-up, when none of ours can be
-        live); otherwise also any other replica's untouched for ``recovery_grace_seconds``."""
+        ``own_only``: only this replica's recordings (none of ours can be live); otherwise also
+        those of replicas that are gone (no heartbeat) and leftovers of living ones untouched
+        for ``recovery_grace_seconds``."""
         svc = self.services
         assert svc is not None
         found, orphans = await find_interrupted(svc.blobs)
@@ -332,8 +389,7 @@ class MediaRecorderService:
         for item in found:
             if item.session_id in self.sessions or item.session_id in self._recovering:
                 continue
-            mine = item.meta.recorder_id == self.recorder_id
-            if not (mine or (not own_only and is_stale(item, grace=grace, now=now))):
+            if not self._may_recover(item, own_only=own_only, now=now):
                 continue
             self._recovering.add(item.session_id)
             try:
@@ -362,8 +418,16 @@ class MediaRecorderService:
         # whether enough was said to keep it, and trailing silence is trimmed the same way.
         seconds = len(pcm) / 2 / meta.sample_rate
         # The owner's min_message_seconds as it is now (the recorder's setting without one).
-        _, min_voice = silence_rules(
+        _, owner_min_voice = silence_rules(
             await users.effective_settings(svc.pool, meta.owner_id), self.settings
+        )
+        # Cut off by a crash (no end reason in the manifest): the caller did not choose to
+        # stop, so a short fragment with voice is kept, flagged interrupted.
+        interrupted = meta.ended is None
+        min_voice = (
+            min(self.settings.recovery_min_voice_seconds, owner_min_voice)
+            if interrupted
+            else owner_min_voice
         )
         engine = RecordingSession(
             RecordingSettings(
@@ -372,6 +436,7 @@ class MediaRecorderService:
                 max_silence=max(self.settings.max_silence_seconds, seconds + 1.0),
                 min_voice=min_voice,
                 max_length=seconds + 1.0,
+                hold_back=0.0,
             ),
             now=0.0,
         )
@@ -388,16 +453,22 @@ class MediaRecorderService:
             async def save_meta() -> None:
                 await svc.blobs.put(manifest_key(meta.session_id), meta.to_json())
 
-            message = await svc.store.store(meta, kept, save_meta=save_meta)
+            message = await svc.store.store(
+                meta, kept, save_meta=save_meta, interrupted=interrupted
+            )
             message_id = None if message is None else message.id
             if message is not None:
                 metrics.MESSAGES_STORED.labels("recovery").inc()
+                if interrupted:
+                    metrics.MESSAGES_INTERRUPTED.inc()
             log.info(
                 "interrupted recording stored",
                 extra={
                     "session": meta.session_id,
                     "message_id": message_id,
                     "duration_s": round(result.duration, 2),
+                    "voiced_s": round(result.voiced_duration, 2),
+                    "interrupted": interrupted,
                     "from_recorder": meta.recorder_id,
                 },
             )

@@ -30,8 +30,13 @@ class MediaRecorderSettings(ServiceSettings):
     quota_min_message_seconds: float = Field(default=5.0, gt=0)
     """A mailbox that is not full but whose quota holds less than this much audio still takes
     a message this long (it may end up that much over its quota); see ``limits``."""
-    chunk_seconds: float = Field(default=2.0, gt=0)
-    """A recording in progress is written to the blob store at least this often (crash loss)."""
+    chunk_seconds: float = Field(default=0.3, gt=0)
+    """A recording in progress is written to the blob store at least this often. With
+    ``hold_back_seconds`` it bounds what a crash loses: at most 0.40 s of audio with the defaults
+    (plus the upload's own latency); see docs/recorder.md for the measured cost."""
+    hold_back_seconds: float = Field(default=0.1, ge=0, le=1)
+    """Newest audio not yet committed, so the tone of a ``#`` that arrives a little after its
+    audio (RFC 4733 events travel with the audio) can still be cut off; part of the crash loss."""
 
     pin_attempts: int = Field(default=3, ge=1, le=10)
     """Wrong PINs before a retrieval call is ended."""
@@ -40,10 +45,24 @@ class MediaRecorderSettings(ServiceSettings):
     menu_repeats: int = Field(default=3, ge=1)
     """How often the retrieval menu is offered without an answer before hanging up."""
 
+    store_retry_seconds: float = Field(default=60.0, ge=0)
+    """A finished message whose store fails (blob store or database away) is retried with
+    back-off (0.5 s doubling to 5 s) for this long, then left in the spool for recovery."""
+    heartbeat_interval_seconds: float = Field(default=0.5, gt=0, le=10)
+    """How often this replica says it is alive on NATS (``RecorderHeartbeat``)."""
+    heartbeat_misses: int = Field(default=3, ge=2, le=20)
+    """Heartbeats missed before a replica counts as gone (1.5 s with the defaults): the agent
+    ends its calls, the other replicas recover its recordings at once."""
     recovery_grace_seconds: float = Field(default=60.0, ge=0)
-    """An interrupted recording untouched for this long is recovered by any replica."""
+    """A recording whose replica is still alive but has not touched it for this long is a
+    leftover (e.g. a store that failed for ``store_retry_seconds``) and is recovered by any replica."""
     recovery_interval_seconds: float = Field(default=30.0, gt=0)
-    """How often a replica looks for interrupted recordings of crashed replicas."""
+    """How often a replica looks for leftover recordings (a gone replica's are recovered as
+    soon as its heartbeats stop, and at start-up once we have listened for ``dead_after``)."""
+    recovery_min_voice_seconds: float = Field(default=0.2, ge=0)
+    """A recording cut off by a crash is kept (flagged ``interrupted``) if it holds at least
+    this much non-silent audio, even below ``min_voice_seconds``: the caller did not choose to
+    stop."""
     drain_seconds: float = Field(default=15.0, ge=0)
     """On SIGTERM, calls in flight may go on this long; then their recordings are ended and
     stored (the runtime's own deadline is 20 s)."""

@@ -10,7 +10,8 @@ replica that crashed may never come back; any replica can read the blob store. L
 
 The manifest is written when recording starts, each chunk the recording engine hands out
 (``sipum_protocol.media.recording``: at least every ``chunk_seconds``) is uploaded in order by one
-background task per session. When the message is stored, the manifest is deleted first (it is
+background task per session; chunks that queued up behind a slow put are joined into the next
+blob (so the blobs are "what was queued", not one per engine chunk). When the message is stored, the manifest is deleted first (it is
 what recovery looks for), then the chunks. :func:`find_interrupted` lists the recordings a
 crashed process left behind; :func:`load_interrupted` joins their chunks.
 """
@@ -56,13 +57,18 @@ class RecordingMeta:
     """ISO time the recording started (the message's ``received_at``)."""
     message_id: int | None = None
     """Allocated before the message blob is written, so a retry reuses the same blob key."""
+    ended: str | None = None
+    """The end reason, when the recording ended normally and only storing it failed (then the
+    recovered message is not ``interrupted``); None while the call is going on."""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> RecordingMeta:
-        return cls(**json.loads(data))
+        values = json.loads(data)
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in values.items() if k in known})
 
     @property
     def received_datetime(self) -> datetime:
@@ -106,27 +112,58 @@ class PartialRecording:
             content_type="application/json",
         )
 
-    async def _upload(self) -> None:
+    async def _try_manifest(self) -> bool:
         try:
             await self.write_manifest()
         except Exception:
-            # The call goes on; only crash safety is lost. Keep trying with the chunks.
+            # The call goes on; only crash safety is lost meanwhile. Tried again before the
+            # next chunk: chunks without a manifest would be taken for clean-up leftovers.
             self.failures += 1
             metrics.SPOOL_FAILURES.inc()
             log.exception("cannot write the manifest of %s", self.meta.session_id)
+            return False
+        return True
+
+    async def _upload(self) -> None:
+        manifest = await self._try_manifest()
         index = 0
+        carry: list[bytes] = []  # audio of a put that failed: retried with the next one
         while True:
             chunk = await self._queue.get()
             if chunk is None or self._discard:
                 return
+            # A store slower than the chunks come (or a slow put) must not let a backlog grow:
+            # whatever queued up meanwhile goes in the same blob, so what a crash loses stays
+            # about one put's time, however many chunks that is.
+            parts = [*carry, chunk.pcm]
+            last = False
+            while not self._queue.empty():
+                more = self._queue.get_nowait()
+                if more is None:
+                    last = True
+                    break
+                parts.append(more.pcm)
+            if self._discard:
+                return
+            if not manifest:
+                manifest = await self._try_manifest()
             try:
-                await self.blobs.put(chunk_key(self.meta.session_id, index), chunk.pcm)
-                self.uploaded += 1
+                await self.blobs.put(chunk_key(self.meta.session_id, index), b"".join(parts))
             except Exception:
+                # Keep the audio for the next put under the same index: a recovered recording
+                # must not have a hole in the middle (the call goes on meanwhile).
                 self.failures += 1
                 metrics.SPOOL_FAILURES.inc()
                 log.exception("cannot upload chunk %d of %s", index, self.meta.session_id)
+                carry = parts
+                if last:
+                    return
+                continue
+            carry = []
+            self.uploaded += len(parts)
             index += 1
+            if last:
+                return
 
     async def finish(self, *, upload_rest: bool = False) -> None:
         """Stop the uploader: by default what is still queued is dropped (the caller is about to

@@ -47,10 +47,12 @@ class MessageStore:
         pcm: bytes,
         *,
         save_meta: Callable[[], Awaitable[None]] | None = None,
+        interrupted: bool = False,
     ) -> messages.Message | None:
         """Store *pcm* (16-bit mono at ``meta.sample_rate``) as the session's message and
         publish ``message.created``. None if the message was stored before and has since been
-        deleted by its owner (nothing to do)."""
+        deleted by its owner (nothing to do). ``interrupted``: recovered from a recorder that
+        died mid-call (flagged in the row and the event)."""
         pool = self.pool
         if meta.message_id is None:
             meta.message_id = await messages.allocate_id(pool)
@@ -78,6 +80,7 @@ class MessageStore:
                 diversion_cause=meta.diversion_cause if diverted else None,
                 received_at=meta.received_datetime,
                 message_id=meta.message_id,
+                interrupted=interrupted,
             )
         except IdempotencyConflictError:
             log.info("message of session %s was stored and deleted since", meta.session_id)
@@ -126,5 +129,6 @@ class MessageStore:
                 diversion_cause=message.diversion_cause,
                 call_id=meta.call_id,
                 session_id=meta.session_id,
+                interrupted=message.interrupted,
             )
         )

@@ -66,6 +66,8 @@ class MailContent:
     message_id: int
     transcript: str | None = None
     """The transcript's text (machine-made, the caller's words), or None."""
+    interrupted: bool = False
+    """The call was cut off by a failure on our side (recovered recording)."""
 
 
 def _transcript_lines(text: str | None) -> str | None:
@@ -110,6 +112,7 @@ def compose(
             None if deleted_at is None else deleted_at.strftime("%Y-%m-%d %H:%M %Z").strip()
         ),
         transcript=_transcript_lines(content.transcript),
+        interrupted=content.interrupted,
     )
     first, _, body = rendered.partition("\n")
     mail = EmailMessage()

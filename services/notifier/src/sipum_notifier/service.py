@@ -273,6 +273,7 @@ class NotifierService:
                 links_expire=expires.astimezone(zone),
                 message_id=message.id,
                 transcript=transcript,
+                interrupted=message.interrupted,
             ),
             # The domain's sender (setting mail_from), else the notifier's.
             sender=(effective.mail_from if effective else None) or self.settings.mail_from,

@@ -12,7 +12,8 @@ feeds its events into :class:`ActiveCall`; :class:`CallHandler` is the coroutine
    nobody answers, ``488`` when the recorder has no codec in common with the offer;
 5. ``200 OK`` with the recorder's SDP, ``sipum.evt.call.answered``;
 6. the caller's BYE becomes ``sipum.media.session.<id>.hangup``; a session that ends on its
-   own (``#``, silence, maximum length) makes us send BYE;
+   own (``#``, silence, maximum length) makes us send BYE; so does the recorder holding the
+   call going silent (``recorders.RecorderWatch``: no heartbeat for its ``dead_after``);
 7. ``sipum.evt.call.ended``.
 
 A CANCEL before step 5 ends the call without any media session: before step 4 nothing is
@@ -57,6 +58,7 @@ from sipum_registrar_agent.mailbox import (
     MailboxResolver,
     reason_cause,
 )
+from sipum_registrar_agent.recorders import RecorderWatch
 
 log = logging.getLogger("sipum.misc.calls")
 
@@ -81,6 +83,8 @@ UA_END_REASON: dict[str, CallEndReason] = {
     "timeout": "error",
     "transport-error": "error",
     "local-bye": "completed",
+    "max-duration": "max_duration",
+    "session-expired": "session_expired",
 }
 
 
@@ -100,6 +104,8 @@ class ActiveCall:
     """The recorder said the session ended (``sipum.media.session.<id>.ended``)."""
     shutdown: bool = False
     """We hung up because the service is stopping."""
+    media_lost: bool = False
+    """We hung up because the media-recorder holding the call is gone (no heartbeat)."""
 
     def on_ended(self, reason: str, status: int | None) -> None:
         self.ua_end_reason = reason
@@ -173,13 +179,24 @@ class CallHandler:
         resolver: MailboxResolver,
         trusted: TrustedProxies,
         settings: CallSettings,
+        recorders: RecorderWatch[ActiveCall] | None = None,
     ) -> None:
         self.pool = pool
         self.bus = bus
         self.resolver = resolver
         self.trusted = trusted
         self.settings = settings
+        self.recorders = recorders
         self.loop_time = asyncio.get_running_loop().time
+
+    def media_lost(self, active: ActiveCall) -> None:
+        """``RecorderWatch.on_lost``: the recorder holding the call is gone — end the call (BYE
+        after the ACK). What the caller said is stored by a surviving recorder (recovery)."""
+        if active.call.ended:
+            return
+        log.warning("media-recorder lost; ending call %s", active.call.call_id)
+        active.media_lost = True
+        active.call.hangup(self.loop_time())
 
     # ------------------------------------------------------------------ helpers
 
@@ -348,12 +365,16 @@ class CallHandler:
             if active.ended.is_set() and active.ua_end_reason in ("cancelled", "rejected"):
                 await self._hangup_session(reply.session_id, "cancel")
                 return
+            if self.recorders is not None:
+                self.recorders.watch(active, reply.recorder_id)
             await self.publish(
                 CallAnswered(
                     **base, mode=mode, session_id=reply.session_id, recorder_id=reply.recorder_id
                 )
             )
             await active.ended.wait()
+            if active.media_lost:
+                return  # nobody to tell: the recorder is gone, its recording is recovered
             if active.session_end is None:
                 reason = {
                     "remote-bye": "bye",
@@ -365,6 +386,8 @@ class CallHandler:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(active.session_over.wait(), SESSION_END_WAIT)
         finally:
+            if self.recorders is not None:
+                self.recorders.unwatch(active, reply.recorder_id)
             for sub in subscriptions:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
@@ -377,8 +400,14 @@ class CallHandler:
 
     @staticmethod
     def _end_reason(active: ActiveCall) -> CallEndReason:
+        if active.ua_end_reason in ("max-duration", "session-expired"):
+            return UA_END_REASON[
+                active.ua_end_reason
+            ]  # we ended it: our reason, not the recorder's
         if active.session_end is not None:
             return active.session_end.end_reason  # the recorder's word (max_length, silence…)
+        if active.media_lost:
+            return "media_lost"
         if active.shutdown:
             return "error"
         if active.ua_end_reason == "cancelled" and active.cancel_reason:

@@ -47,6 +47,7 @@ from sipum_protocol.sip.ua import (
     CallEnded,
     IncomingCall,
     IncomingRequest,
+    SessionTimerConfig,
     UserAgentEvent,
 )
 from sipum_protocol.sip.ua.aio import UserAgentEndpoint
@@ -56,6 +57,7 @@ from sipum_registrar_agent import metrics
 from sipum_registrar_agent.calls import ActiveCall, CallHandler, CallSettings, TrustedProxies
 from sipum_registrar_agent.mailbox import MailboxResolver
 from sipum_registrar_agent.mwi import MwiNotifier
+from sipum_registrar_agent.recorders import RecorderWatch
 from sipum_registrar_agent.registrations import UserRegistrations
 from sipum_registrar_agent.settings import RegistrarAgentSettings
 from sipum_registrar_agent.subscriptions import MailboxKey, MwiLimits
@@ -102,6 +104,7 @@ class RegistrarAgentService:
         self.client: RegistrationClient | None = None
         self.registrations: UserRegistrations | None = None
         self.calls: CallHandler | None = None
+        self.recorders: RecorderWatch[ActiveCall] | None = None
         self.active: set[ActiveCall] = set()
         self._user_events: EventSubscription | None = None
         self._message_events: EventSubscription | None = None
@@ -138,6 +141,16 @@ class RegistrarAgentService:
             EndpointConfig(host=s.sip_host, udp_port=s.sip_port, advertised_host=self.via_host),
             on_event=self._on_call_event,
             request_methods=("SUBSCRIBE",) if s.mwi_enabled else (),
+            session_timers=(
+                SessionTimerConfig(
+                    min_se=s.min_se_seconds,
+                    default_expires=s.session_expires_seconds,
+                    max_expires=s.session_expires_seconds,
+                )
+                if s.session_timers
+                else None
+            ),
+            max_call_duration=s.max_call_seconds,
         )
         await self.ua_endpoint.start()
         ua_host, ua_port = self.ua_endpoint.addresses["UDP"]
@@ -162,6 +175,13 @@ class RegistrarAgentService:
             shard_count=s.shard_count,
         )
         local_hosts = {ua_host, self.contact_host, self.via_host}
+        if s.recorder_liveness:
+            self.recorders = RecorderWatch(
+                ctx.bus,
+                on_lost=lambda active: self.calls.media_lost(active) if self.calls else None,
+                unknown_after=s.recorder_unknown_seconds,
+            )
+            await self.recorders.start()
         self.calls = CallHandler(
             pool=ctx.pool,
             bus=ctx.bus,
@@ -172,6 +192,7 @@ class RegistrarAgentService:
                 media_timeout=s.media_timeout,
                 retry_after_seconds=s.retry_after_seconds,
             ),
+            recorders=self.recorders,
         )
         # Subscribe before reading the users: a user created in between is not missed (and
         # one seen twice is harmless: adding is idempotent).
@@ -273,6 +294,8 @@ class RegistrarAgentService:
         return self.ua_endpoint.now()
 
     async def close(self) -> None:
+        if self.recorders is not None:
+            await self.recorders.close()
         if self.ua_endpoint is not None:
             await self.ua_endpoint.close()
 

@@ -46,6 +46,20 @@ class RegistrarAgentSettings(ServiceSettings):
     ``registrations_per_second`` many users need longer; bindings not removed expire)."""
     agent_id: str | None = None
     """Name in events (``agent_id``); default: host name and process id."""
+    max_call_seconds: float = Field(default=1200.0, gt=0)
+    """Every answered call is ended (BYE, ``end_reason=max_duration``) this long after our 200:
+    no caller holds a session for ever (the message itself is limited far below this)."""
+    session_timers: bool = True
+    """RFC 4028 session timers as UAS: a caller that stops refreshing is hung up."""
+    session_expires_seconds: int = Field(default=1800, ge=90)
+    """The interval we choose (and the longest we accept) for session refreshes."""
+    min_se_seconds: int = Field(default=90, ge=90)
+    """Shorter requested intervals get ``422`` with this ``Min-SE``."""
+    recorder_liveness: bool = True
+    """Watch the media-recorders' heartbeats and end (BYE) the calls of one that is gone."""
+    recorder_unknown_seconds: float = Field(default=2.0, gt=0)
+    """A recorder that answered an allocation but is not heard from within this long is taken
+    for gone (it died right after answering, or does not send heartbeats)."""
     mwi_enabled: bool = True
     """Answer ``SUBSCRIBE`` for ``message-summary`` (RFC 3842); off: 405 like before."""
     mwi_min_expires: int = Field(default=60, ge=1)
@@ -77,6 +91,8 @@ class RegistrarAgentSettings(ServiceSettings):
     def _check_shard(self) -> RegistrarAgentSettings:
         if self.shard_index >= self.shard_count:
             raise ValueError("shard_index must be below shard_count")
+        if self.min_se_seconds > self.session_expires_seconds:
+            raise ValueError("min_se_seconds must not exceed session_expires_seconds")
         if not self.mwi_min_expires <= self.mwi_default_expires <= self.mwi_max_expires:
             raise ValueError("need mwi_min_expires <= mwi_default_expires <= mwi_max_expires")
         return self

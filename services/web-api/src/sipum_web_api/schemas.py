@@ -118,6 +118,8 @@ class MessageOut(BaseModel):
     codec: str
     size_bytes: int
     heard: bool
+    interrupted: bool = False
+    """Recovered after the recorder died mid-call: the caller was cut off."""
     audio_url: str
     peaks_url: str = Field(description="its waveform peaks (GET, JSON), for drawing")
     rtsp_path: str

@@ -65,6 +65,8 @@ class Message:
     updated_at: datetime
     expires_at: datetime | None = None
     """Deleted by the notifier's retention sweeper after this (delete after e-mail, 0009)."""
+    interrupted: bool = False
+    """Recovered from a recording whose recorder died mid-call (the caller was cut off)."""
 
     @property
     def duration_seconds(self) -> float:
@@ -137,7 +139,7 @@ class MailboxUsage:
 _COLUMNS = (
     "id, owner_id, folder, caller_uri, caller_display_name, called_uri, arrival, "
     "diversion_cause, diverted_from, received_at, duration_ms, codec, size_bytes, blob_key, "
-    "heard, idempotency_key, created_at, updated_at, expires_at"
+    "heard, idempotency_key, created_at, updated_at, expires_at, interrupted"
 )
 
 
@@ -163,6 +165,7 @@ async def insert_idempotent(
     diverted_from: str | None = None,
     received_at: datetime | None = None,
     message_id: int | None = None,
+    interrupted: bool = False,
 ) -> tuple[Message, bool]:
     """Store a message once per ``idempotency_key``; returns (message, created).
 
@@ -174,9 +177,10 @@ async def insert_idempotent(
     row = await db.fetchrow(
         f"""INSERT INTO messages (id, owner_id, idempotency_key, caller_uri, caller_display_name,
                                   called_uri, arrival, diversion_cause, diverted_from,
-                                  received_at, duration_ms, codec, size_bytes, blob_key)
+                                  received_at, duration_ms, codec, size_bytes, blob_key,
+                                  interrupted)
             VALUES (coalesce($1, nextval('message_id_seq')), $2, $3, $4, $5, $6, $7, $8, $9,
-                    coalesce($10, now()), $11, $12, $13, $14)
+                    coalesce($10, now()), $11, $12, $13, $14, $15)
             ON CONFLICT (idempotency_key) DO NOTHING
             RETURNING {_COLUMNS}""",
         message_id,
@@ -193,6 +197,7 @@ async def insert_idempotent(
         codec,
         size_bytes,
         blob_key,
+        interrupted,
     )
     if row is not None:
         message = Message.from_row(row)

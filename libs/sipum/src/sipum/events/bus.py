@@ -12,6 +12,8 @@ hands each job to the module that does it:
   (``sipum.media.allocate``), error replies as ``RemoteError``;
 * ``sipum.events.session_control`` — ``send_command()``/``subscribe_session()``: live session
   commands, plain core NATS messages (no stream);
+* ``publish_heartbeat()``/``subscribe_heartbeats()`` — media-recorder liveness, core NATS
+  (``sipum.events.liveness`` interprets them);
 * ``sipum.events.errors`` — what all of them raise.
 """
 
@@ -26,16 +28,23 @@ from typing import Literal, TypeVar
 
 import nats.errors
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as CoreSubscription
 from nats.js import api
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from sipum.events import consumer, rpc, session_control
 from sipum.events import stream as event_stream
 from sipum.events.connection import DEFAULT_NATS_URL, connect_nats
 from sipum.events.consumer import DEFAULT_RETRY_DELAYS, EventHandler, EventSubscription
 from sipum.events.errors import EventBusError
-from sipum.events.models import Event, MediaAllocateReply, MediaAllocateRequest, SessionCommand
+from sipum.events.models import (
+    Event,
+    MediaAllocateReply,
+    MediaAllocateRequest,
+    RecorderHeartbeat,
+    SessionCommand,
+)
 from sipum.events.stream import DEFAULT_DUPLICATE_WINDOW, DEFAULT_MAX_AGE
 from sipum.events.subjects import (
     DEFAULT_PREFIX,
@@ -69,6 +78,21 @@ class EventBus:
         # Handlers and RPC answers running in their own tasks; close() lets them finish.
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._reconnect_listeners: list[Callable[[], None]] = []
+        self.reconnect_wait = 2.0
+        """Seconds between the client's reconnect attempts (``connection``): after a server
+        restart every client is back within about this long of the server."""
+
+    def on_reconnect(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (no arguments, must not block) after every reconnection."""
+        self._reconnect_listeners.append(listener)
+
+    def _reconnected(self) -> None:
+        for listener in list(self._reconnect_listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("reconnect listener failed")
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -95,6 +119,7 @@ class EventBus:
             name,
             connect_timeout=connect_timeout,
             closing=lambda: bus is not None and bus._closing,
+            reconnected=lambda: bus._reconnected() if bus is not None else None,
         )
         bus = cls(nc, prefix=prefix, stream=stream)
         return bus
@@ -298,3 +323,28 @@ class EventBus:
         return await session_control.subscribe_session(
             self.nc, self.subjects, session_id, handler, commands=commands
         )
+
+    # -- liveness --------------------------------------------------------------------------------
+
+    async def publish_heartbeat(self, heartbeat: RecorderHeartbeat) -> None:
+        """One media-recorder heartbeat (core NATS, fire and forget)."""
+        await self.nc.publish(self.subjects.recorder_heartbeat, heartbeat.to_json())
+
+    async def subscribe_heartbeats(
+        self, handler: Callable[[RecorderHeartbeat], None]
+    ) -> CoreSubscription:
+        """Every replica's heartbeats; an undecodable one is logged and dropped. The handler
+        runs in the subscription's callback and must not block."""
+
+        async def on_msg(msg: Msg) -> None:
+            try:
+                heartbeat = RecorderHeartbeat.model_validate_json(msg.data)
+            except ValidationError as exc:
+                log.error("dropping undecodable heartbeat: %s", exc)
+                return
+            try:
+                handler(heartbeat)
+            except Exception:
+                log.exception("heartbeat handler failed")
+
+        return await self.nc.subscribe(self.subjects.recorder_heartbeat, cb=on_msg)

@@ -41,12 +41,13 @@ async def connect_nats(
     *,
     connect_timeout: float,
     closing: Callable[[], bool],
+    reconnected: Callable[[], None] | None = None,
 ) -> NATS:
     """Connect to ``url`` (one server, or several of a cluster separated by commas).
 
     An unreachable server raises ``ConfigError("nats_url", ...)`` at once. ``closing`` tells
     whether the owner is closing the connection itself, so that disconnect is not logged as
-    a warning.
+    a warning; ``reconnected`` is called after every reconnection.
     """
     connected = False
     first_errors: list[Exception] = []
@@ -63,6 +64,11 @@ async def connect_nats(
 
     async def on_reconnected() -> None:
         log.info("nats reconnected to %s", redact_url(url))
+        if reconnected is not None:
+            try:
+                reconnected()
+            except Exception:
+                log.exception("reconnect listener failed")
 
     try:
         nc = await nats.connect(

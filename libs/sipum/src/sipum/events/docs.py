@@ -74,6 +74,10 @@ def render() -> str:
         )
         subject = f"{subjects.prefix}.media.session.<session_id>.{cmd.command}"
         w(f"| `{subject}` | `{type(cmd).__name__}` | core NATS | {producer} | {consumer} |")
+    w(
+        f"| `{subjects.recorder_heartbeat}` | `RecorderHeartbeat` | core NATS | media-recorder "
+        "(every replica) | registrar-agent, the other media-recorder replicas |"
+    )
     w("")
     w(
         "Every payload carries the envelope fields `v` (schema version of that kind), `id` "
@@ -122,6 +126,15 @@ def render() -> str:
         w("```json")
         w(_json(cmd))
         w("```\n")
+
+    w("## Recorder liveness\n")
+    w(
+        f"Core NATS, `{subjects.recorder_heartbeat}`. {_doc(ex.RECORDER_HEARTBEAT)} "
+        "Interpreted by `sipum.events.liveness.LivenessTracker`.\n"
+    )
+    w("```json")
+    w(_json(ex.RECORDER_HEARTBEAT))
+    w("```\n")
 
     w("## Stream\n")
     w(

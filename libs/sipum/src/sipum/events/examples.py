@@ -24,6 +24,7 @@ from sipum.events.models import (
     MessageUpdated,
     NotificationFailed,
     NotificationSent,
+    RecorderHeartbeat,
     RegistrationChanged,
     RpcError,
     SessionCommand,
@@ -239,10 +240,21 @@ SESSION_EXAMPLES: list[SessionCommand] = [
     ),
 ]
 
+RECORDER_HEARTBEAT = RecorderHeartbeat(
+    id=_id(40),
+    ts=T0,
+    recorder_id="media-recorder-1",
+    interval_s=0.5,
+    dead_after_s=1.5,
+    state="up",
+    sessions=12,
+)
+
 ALL_EXAMPLES: list[Envelope] = [
     *EVENT_EXAMPLES,
     MEDIA_ALLOCATE_REQUEST,
     MEDIA_ALLOCATE_REPLY,
     RPC_ERROR,
     *SESSION_EXAMPLES,
+    RECORDER_HEARTBEAT,
 ]

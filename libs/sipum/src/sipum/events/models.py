@@ -117,12 +117,15 @@ class MessageCreated(MailboxEvent):
     diversion_cause: str | None = None
     call_id: str | None = None
     session_id: str | None = None
+    interrupted: bool = False
+    """Recovered after the recorder holding the call died: the caller was cut off."""
 
     def summary(self) -> str:
         name = f' "{self.caller_display}"' if self.caller_display else ""
+        cut = " interrupted" if self.interrupted else ""
         return (
             f"{self.mailbox} id={self.message_id} dur={self.duration_s:.1f}s "
-            f"from={self.caller_uri}{name} reason={self.reason} size={self.size}"
+            f"from={self.caller_uri}{name} reason={self.reason} size={self.size}{cut}"
         )
 
 
@@ -288,6 +291,9 @@ CallEndReason = Literal[
     "mailbox_full",  # the mailbox had no room (message count or quota): told so, nothing recorded
     "completed",  # the session ended on its own (e.g. '#' pressed, message played)
     "rejected",  # we answered with a final error response
+    "media_lost",  # the media-recorder holding the call was gone (no heartbeat): we sent BYE
+    "max_duration",  # the call reached the agent's max_call_seconds: we sent BYE
+    "session_expired",  # no RFC 4028 session refresh in time: we sent BYE
     "error",
 ]
 
@@ -483,6 +489,22 @@ class SessionEnded(SessionCommand):
     call_id: str
     end_reason: CallEndReason
     message_id: int | None = None
+
+
+# --- liveness ----------------------------------------------------------------------------------
+
+
+class RecorderHeartbeat(Envelope):
+    """A media-recorder replica is alive (``<prefix>.media.recorder.heartbeat``, core NATS, every
+    ``interval_s``). Silence for ``dead_after_s`` means the replica is gone: the agent ends the
+    calls it held, the other replicas recover its recordings. ``state=stopped`` is its last word
+    on a clean stop (nothing of it needs recovering)."""
+
+    recorder_id: str
+    interval_s: float = Field(gt=0, le=60)
+    dead_after_s: float = Field(gt=0, le=600)
+    state: Literal["up", "stopping", "stopped"] = "up"
+    sessions: int = Field(default=0, ge=0)
 
 
 SESSION_COMMAND_MODELS: dict[str, type[SessionCommand]] = {

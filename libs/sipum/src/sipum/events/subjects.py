@@ -9,6 +9,8 @@ suites running at the same time on one NATS server never see each other's messag
   queue group ``media-recorder`` so each request reaches exactly one of them.
 * ``<p>.media.session.<session_id>.<command>`` — core NATS control messages for one live media
   session (the recorder that owns the session subscribes to ``<p>.media.session.<id>.>``).
+* ``<p>.media.recorder.heartbeat`` — core NATS: every media-recorder replica says it is alive
+  every ``heartbeat_interval_seconds``; agents and the other replicas listen (liveness).
 
 Media subjects are deliberately *not* in the stream: a session lives on one replica for a few
 minutes, and replaying a stale ``hangup`` after a restart would do harm, not good.
@@ -118,6 +120,11 @@ class Subjects:
         validate_token(session_id, "session id")
         validate_token(command, "session command")
         return f"{self.prefix}.media.session.{session_id}.{command}"
+
+    @property
+    def recorder_heartbeat(self) -> str:
+        """Liveness of the media-recorder replicas (``RecorderHeartbeat``, core NATS)."""
+        return f"{self.prefix}.media.recorder.heartbeat"
 
     def media_session_all(self, session_id: str) -> str:
         """Wildcard for every command of one session (what its recorder subscribes to)."""

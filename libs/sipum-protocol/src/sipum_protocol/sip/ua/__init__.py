@@ -19,6 +19,7 @@ from sipum_protocol.sip.ua.events import (
     UserAgentEvent,
 )
 from sipum_protocol.sip.ua.reoffer import NotAcceptableOffer, answer_reoffer, offer_direction
+from sipum_protocol.sip.ua.session_timer import SessionTimer, SessionTimerConfig
 
 __all__ = [
     "ALLOWED_METHODS",
@@ -34,6 +35,8 @@ __all__ = [
     "NotAcceptableOffer",
     "SessionAnswerer",
     "SessionModified",
+    "SessionTimer",
+    "SessionTimerConfig",
     "UserAgent",
     "UserAgentEvent",
     "answer_reoffer",

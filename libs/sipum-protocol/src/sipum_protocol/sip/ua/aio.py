@@ -35,6 +35,7 @@ from sipum_protocol.sip.transport.endpoint import (
 from sipum_protocol.sip.ua.call import Call
 from sipum_protocol.sip.ua.core import UserAgent
 from sipum_protocol.sip.ua.events import UserAgentEvent
+from sipum_protocol.sip.ua.session_timer import SessionTimerConfig
 
 EventHandler = Callable[[UserAgentEvent], Awaitable[None] | None]
 
@@ -51,8 +52,12 @@ class UserAgentEndpoint(SipEndpoint[UserAgent]):
         supported: Iterable[str] = (),
         udp_receive_buffer: int | None = 4 << 20,
         request_methods: Iterable[str] = (),
+        session_timers: SessionTimerConfig | None = None,
+        max_call_duration: float | None = None,
     ) -> None:
         super().__init__(config, udp_receive_buffer=udp_receive_buffer)
+        self.session_timers = session_timers
+        self.max_call_duration = max_call_duration
         self.on_event = on_event
         self.user = user
         self.supported = tuple(supported)
@@ -73,6 +78,8 @@ class UserAgentEndpoint(SipEndpoint[UserAgent]):
             layer=layer,
             supported=self.supported,
             request_methods=self.request_methods,
+            session_timers=self.session_timers,
+            max_call_duration=self.max_call_duration,
         )
         ua.wakeup = self.schedule_transmit
         return ua

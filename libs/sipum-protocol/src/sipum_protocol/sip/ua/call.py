@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from sipum_protocol.sip.message import SipRequest, SipResponse
     from sipum_protocol.sip.transaction import ClientTransaction, InviteServerTransaction, Peer
     from sipum_protocol.sip.ua.core import UserAgent
+    from sipum_protocol.sip.ua.session_timer import SessionTimer
 
 
 class CallState(enum.Enum):
@@ -58,6 +59,11 @@ class Call:
         "_awaiting_answer",
         "_hangup_after_ack",
         "_ack",
+        "session_timer",
+        "deadline",
+        "_deadline_reason",
+        "_max_end",
+        "_bye_reason",
     )
 
     def __init__(
@@ -96,6 +102,15 @@ class Call:
         self._hangup_after_ack = False
         self._ack: tuple[SipRequest, Peer] | None = None
         """UAC: the ACK we sent for the 2xx, re-sent for each retransmitted 2xx."""
+        self.session_timer: SessionTimer | None = None
+        """RFC 4028: the interval and refresher our last 2xx agreed (None: no session timer)."""
+        self.deadline: float | None = None
+        """When the user agent ends the call by itself (session expiry or maximum duration)."""
+        self._deadline_reason = ""
+        self._max_end: float | None = None
+        """Answer time + the user agent's ``max_call_duration``."""
+        self._bye_reason = "local-bye"
+        """The ``CallEnded`` reason of our BYE (``max-duration``, ``session-expired``)."""
 
     @property
     def ended(self) -> bool:

@@ -10,7 +10,8 @@ application events (``next_event()``/``events()``) and re-arms one timer at ``ge
 After each input the UA drains the layer's events and acts on them:
 
 * ``RequestReceived`` outside a dialog (no To tag): the §8.2 checks in order — 416 for a
-  non-SIP Request-URI scheme, 405 with ``Allow`` for a method we do not implement, 482 for a
+  non-SIP Request-URI scheme, 405 with ``Allow`` for a registered method we do not serve and
+  501 with ``Allow`` for a method we do not recognise (also inside a dialog), 482 for a
   merged request (§8.2.2.2), 420 with ``Unsupported`` for an unknown ``Require`` option tag
   (§8.2.2.3), 415 with ``Accept`` for a body that is not SDP (§8.2.3) — then OPTIONS is
   answered (§11.2) and an INVITE becomes a ``Call`` handed to the application
@@ -49,6 +50,7 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Literal
 
 from sipum_protocol.sip.dialog import (
     Dialog,
@@ -98,12 +100,39 @@ from sipum_protocol.sip.ua.events import (
     UserAgentEvent,
 )
 from sipum_protocol.sip.ua.reoffer import NotAcceptableOffer, answer_reoffer, offer_direction
+from sipum_protocol.sip.ua.session_timer import (
+    OPTION_TAG as TIMER_TAG,
+)
+from sipum_protocol.sip.ua.session_timer import (
+    SessionTimer,
+    SessionTimerConfig,
+    TooSmall,
+)
+from sipum_protocol.sip.ua.session_timer import (
+    negotiate as negotiate_session_timer,
+)
 from sipum_protocol.sip.uri import SipUri, parse_name_addr
 
 log = logging.getLogger(__name__)
 
 ALLOWED_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE")
 """What we implement (``Allow``, RFC 3261 §20.5)."""
+KNOWN_METHODS = frozenset(
+    (
+        *ALLOWED_METHODS,
+        "INFO",  # RFC 6086
+        "MESSAGE",  # RFC 3428
+        "NOTIFY",  # RFC 6665
+        "PRACK",  # RFC 3262
+        "PUBLISH",  # RFC 3903
+        "REFER",  # RFC 3515
+        "REGISTER",  # RFC 3261
+        "SUBSCRIBE",  # RFC 6665
+    )
+)
+"""The IANA SIP methods registry: methods we recognise. One of these that we do not serve gets
+``405 Method Not Allowed``; any other (well-formed) method ``501 Not Implemented`` (RFC 3261
+§8.2.1, §21.5.2). Method names are case-sensitive (§7.1): ``invite`` is not ``INVITE``."""
 ACCEPTED_BODIES = ("application/sdp",)
 
 ResponseHandler = Callable[[SipResponse], None]
@@ -132,6 +161,8 @@ class UserAgent:
         server_name: str = "sipum",
         session_answerer: SessionAnswerer = answer_reoffer,
         request_methods: Iterable[str] = (),
+        session_timers: SessionTimerConfig | None = None,
+        max_call_duration: float | None = None,
     ) -> None:
         if not local:
             raise ValueError("need at least one local transport address")
@@ -140,8 +171,17 @@ class UserAgent:
         self.layer = layer or TransactionLayer(timers=timers)
         self.timers = self.layer.timers
         self.supported = tuple(supported)
+        if session_timers is not None and TIMER_TAG not in self.supported:
+            self.supported += (TIMER_TAG,)
         self.server_name = server_name
         self.session_answerer = session_answerer
+        self.session_timers = session_timers
+        """RFC 4028 as UAS (``session_timer``); None: Session-Expires is ignored."""
+        if max_call_duration is not None and max_call_duration <= 0:
+            raise ValueError("max_call_duration must be positive")
+        self.max_call_duration = max_call_duration
+        """An answered call is ended (BYE, reason ``max-duration``) this long after our 2xx."""
+        self._deadline_heap: list[tuple[float, int, Call]] = []
         self.request_methods = tuple(m.upper() for m in request_methods)
         """Methods handed to the application as ``IncomingRequest`` (see module doc)."""
         self.allowed_methods = ALLOWED_METHODS + tuple(
@@ -192,6 +232,12 @@ class UserAgent:
             if pending is None or call.ended or when != pending.next_at:
                 continue  # stale entry
             self._retransmit_2xx(call, pending, now)
+        deadlines = self._deadline_heap
+        while deadlines and deadlines[0][0] <= now:
+            when, _, call = heapq.heappop(deadlines)
+            if call.ended or call.deadline != when:
+                continue  # stale entry (refreshed, or over)
+            self._expire(call, now)
         self._drain_layer(now)
 
     def get_timer(self) -> float | None:
@@ -203,6 +249,13 @@ class UserAgent:
                 break
             heapq.heappop(heap)
         ours = heap[0][0] if heap else None
+        deadlines = self._deadline_heap
+        while deadlines:
+            when, _, call = deadlines[0]
+            if not call.ended and call.deadline == when:
+                ours = when if ours is None else min(ours, when)
+                break
+            heapq.heappop(deadlines)
         theirs = self.layer.get_timer()
         if ours is None:
             return theirs
@@ -273,6 +326,11 @@ class UserAgent:
         body: bytes = b"",
         reason: str | None = None,
     ) -> SipResponse:
+        if to_tag is None and status > 100 and not header_tag(request.headers.get("To") or ""):
+            # §8.2.6.2: a response to a request without a To tag carries one of ours (the
+            # 416/420/415/482/... of the §8.2 checks too); a retransmission is answered by the
+            # transaction with the same response, so the tag stays the same.
+            to_tag = new_tag()
         response = make_response(request, status, reason, to_tag=to_tag, headers=headers, body=body)
         try:
             self.layer.send_response(tx, response, now)
@@ -314,6 +372,56 @@ class UserAgent:
         """Our Contact (name-addr) for ``transport``."""
         return self._contact_for(transport, secure)
 
+    def _negotiate_timer(
+        self, request: SipRequest, tx: ServerTransaction, now: float
+    ) -> SessionTimer | Literal[False] | None:
+        """RFC 4028 for an INVITE or a refresh: the timer to agree (None: none), or False when
+        a 422 (interval too small) or 400 (unreadable header) was sent."""
+        if self.session_timers is None:
+            return None
+        try:
+            result = negotiate_session_timer(request, self.session_timers)
+        except SipParseError as exc:
+            self._respond(tx, request, 400, now, reason=exc.reason)
+            return False
+        if isinstance(result, TooSmall):
+            self._respond(tx, request, 422, now, headers=result.response_headers())
+            return False
+        return result
+
+    def _arm_deadline(self, call: Call, now: float) -> None:
+        """The call's next self-imposed end: session expiry (from ``now``, the 2xx) or the
+        maximum duration, whichever comes first."""
+        candidates: list[tuple[float, str]] = []
+        if call.session_timer is not None:
+            candidates.append((now + call.session_timer.expiry, "session-expired"))
+        if call._max_end is not None:
+            candidates.append((call._max_end, "max-duration"))
+        if not candidates:
+            call.deadline = None
+            return
+        when, reason = min(candidates)
+        call.deadline, call._deadline_reason = when, reason
+        heapq.heappush(self._deadline_heap, (when, next(self._seq), call))
+
+    def _expire(self, call: Call, now: float) -> None:
+        """The deadline passed: end the call with BYE (after the ACK, §15)."""
+        call.deadline = None
+        reason = call._deadline_reason
+        log.info("ending call %s: %s", call.call_id, reason)
+        call._bye_reason = reason
+        if call.state is CallState.ANSWERED:
+            call._hangup_after_ack = True  # no ACK yet: BYE once it comes (or timer M ends it)
+            return
+        self._send_bye(call, now)
+        self._end(call, reason)
+
+    def _refuse_method(self, tx: ServerTransaction, request: SipRequest, now: float) -> None:
+        """§8.2.1: 405 for a registered method we do not serve, 501 for one we do not know
+        (§21.5.2: "does not recognize the request method"); both with ``Allow``."""
+        status = 405 if request.method in KNOWN_METHODS else 501
+        self._respond(tx, request, status, now, headers=self._capabilities()[:1])
+
     def _capabilities(self) -> list[tuple[str, str]]:
         return [
             ("Allow", ", ".join(self.allowed_methods)),
@@ -338,6 +446,11 @@ class UserAgent:
         self, request: SipRequest, peer: Peer, tx: ServerTransaction, now: float
     ) -> None:
         method = request.method
+        # §8.2.1 comes before the header checks of §8.2.2 (To tag, Request-URI): a method we
+        # do not serve is refused the same way inside and outside a dialog.
+        if method not in self.allowed_methods:
+            self._refuse_method(tx, request, now)
+            return
         try:
             dialog_id = incoming_request_dialog_id(request)
         except SipParseError:
@@ -349,10 +462,6 @@ class UserAgent:
         # §8.2.2.1: we only serve SIP URIs.
         if not request.uri[:5].lower().startswith(("sip:", "sips:")):
             self._respond(tx, request, 416, now)
-            return
-        # §8.2.1: a method we do not implement.
-        if method not in self.allowed_methods:
-            self._respond(tx, request, 405, now, headers=self._capabilities()[:1])
             return
         if method == "INVITE" and self._is_merged(
             request, header_tag(request.headers.get("From") or "") or "", request.cseq[0]
@@ -419,7 +528,11 @@ class UserAgent:
         assert isinstance(tx, InviteServerTransaction)
         if not self._check_body(request, tx, now):
             return
+        timer = self._negotiate_timer(request, tx, now)
+        if timer is False:
+            return
         call = Call(self, incoming=True, invite=request, peer=peer, local_tag=new_tag())
+        call.session_timer = timer
         call.server_transaction = tx
         call.remote_sdp = request.body or None
         secure = peer.transport == "TLS"
@@ -509,6 +622,12 @@ class UserAgent:
                 tx, request, 500, now, headers=[("Retry-After", "1")], reason="Offer Pending"
             )
             return
+        timer: SessionTimer | None = None
+        if call.session_timer is not None or request.headers.get("Session-Expires"):
+            negotiated = self._negotiate_timer(request, tx, now)
+            if negotiated is False:
+                return  # 422 or 400 sent; the session stays as it was
+            timer = negotiated
         answer: bytes | None = None
         if offer is not None and call.local_sdp is not None:
             try:
@@ -524,6 +643,13 @@ class UserAgent:
                 )
                 return
         headers = [("Contact", dialog.local_contact), *self._capabilities()]
+        if self.session_timers is not None:
+            # RFC 4028 §9/§10: a refresh (re-INVITE or UPDATE) restarts the interval; one
+            # without Session-Expires turns the session timer off.
+            call.session_timer = timer
+            if timer is not None:
+                headers.extend(timer.response_headers())
+            self._arm_deadline(call, now)
         if method == "INVITE":
             body = answer if answer is not None else (call.local_sdp or b"")
             if body:
@@ -566,7 +692,7 @@ class UserAgent:
             self._emit(CallConfirmed(call))
         if call._hangup_after_ack:
             self._send_bye(call, now)
-            self._end(call, "local-bye")
+            self._end(call, call._bye_reason)
 
     def _on_cancel(self, invite: InviteServerTransaction, cancel: SipRequest) -> None:
         call = self._by_server_tx.get(id(invite))
@@ -618,6 +744,8 @@ class UserAgent:
         assert tx is not None and call.dialog is not None
         headers = self._dialog_headers(call)
         headers.extend(self._capabilities())
+        if call.session_timer is not None:
+            headers.extend(call.session_timer.response_headers())
         if sdp:
             headers.append(("Content-Type", "application/sdp"))
         response = make_response(call.invite, 200, to_tag=call.local_tag, headers=headers, body=sdp)
@@ -633,6 +761,9 @@ class UserAgent:
         call.dialog.confirm()
         self._forget_invite(call)
         self._start_2xx_retransmission(call, response, tx, call.invite.cseq[0], now)
+        if self.max_call_duration is not None:
+            call._max_end = now + self.max_call_duration
+        self._arm_deadline(call, now)
         self._poke()
 
     def reject(

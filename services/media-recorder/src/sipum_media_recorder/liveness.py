@@ -1,0 +1,149 @@
+"""This replica's heartbeats, and the other replicas' liveness (``sipum.events.liveness``).
+
+* Every ``heartbeat_interval_seconds`` one ``RecorderHeartbeat`` (``state=up``, the number of
+  sessions, ``dead_after_s`` = interval × ``heartbeat_misses``) goes to
+  ``<prefix>.media.recorder.heartbeat``; ``stopping`` while draining, ``stopped`` as the last
+  word of a clean stop.
+* Every replica's heartbeats feed one ``LivenessTracker``; one timer at its next deadline
+  calls ``on_gone(recorder_id)`` for each replica that went silent — the service then
+  recovers that replica's recordings at once (not after a fixed grace period).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any, Literal
+
+from sipum.events import EventBus, RecorderHeartbeat
+from sipum.events.liveness import LivenessTracker
+
+from sipum_media_recorder import metrics
+
+log = logging.getLogger("sipum.misc.recorder.liveness")
+
+
+class ReplicaLiveness:
+    def __init__(
+        self,
+        bus: EventBus,
+        *,
+        recorder_id: str,
+        interval: float,
+        misses: int,
+        sessions: Callable[[], int],
+        on_gone: Callable[[str], None],
+    ) -> None:
+        self.bus = bus
+        self.recorder_id = recorder_id
+        self.interval = interval
+        self.dead_after = interval * misses
+        self.sessions = sessions
+        self.on_gone = on_gone
+        self.tracker = LivenessTracker()
+        self.state: Literal["up", "stopping", "stopped"] = "up"
+        self._loop = asyncio.get_running_loop()
+        self._subscription: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    async def start(self) -> None:
+        self.bus.on_reconnect(self._on_reconnect)
+        self._subscription = await self.bus.subscribe_heartbeats(self._on_heartbeat)
+        self.tracker.observe(self.now())
+        await self.beat()
+        self._task = asyncio.create_task(self._beat_loop(), name="heartbeat")
+
+    def _on_heartbeat(self, heartbeat: RecorderHeartbeat) -> None:
+        if heartbeat.recorder_id == self.recorder_id:
+            return  # our own (or a namesake's: ids must be unique per running replica)
+        self.tracker.beat(heartbeat, self.now())
+        self._arm()
+
+    def _arm(self) -> None:
+        deadline = self.tracker.next_deadline()
+        if deadline is None:
+            return
+        if self._timer is not None:
+            if self._timer.when() <= deadline:
+                return
+            self._timer.cancel()
+        self._timer = self._loop.call_at(deadline, self._expire)
+
+    def _on_reconnect(self) -> None:
+        """Back on NATS: give everyone a full ``dead_after`` (plus the time the others need to
+        reconnect too) to speak before their silence counts."""
+        self.tracker.hold(self.now() + self.dead_after + self.bus.reconnect_wait)
+        self._arm()
+
+    def _expire(self) -> None:
+        self._timer = None
+        if not self.bus.is_connected:
+            # We are the ones cut off: their silence says nothing.
+            self.tracker.hold(self.now() + self.dead_after)
+            self._arm()
+            return
+        for rid in self.tracker.expire(self.now()):
+            metrics.REPLICAS_GONE.inc()
+            log.warning(
+                "media-recorder replica gone (no heartbeat)",
+                extra={"recorder": rid, "dead_after_s": self.dead_after},
+            )
+            try:
+                self.on_gone(rid)
+            except Exception:
+                log.exception("on_gone failed for %s", rid)
+        self._arm()
+
+    def alive(self, recorder_id: str) -> bool:
+        return self.tracker.alive(recorder_id, self.now())
+
+    def presumed_gone(self, recorder_id: str) -> bool:
+        """Not alive as far as heartbeats can tell: silent for its ``dead_after``, or never
+        heard from although we have listened that long."""
+        if not self.bus.is_connected:
+            return False
+        return self.tracker.silent_since_start(recorder_id, self.now(), self.dead_after)
+
+    async def beat(self) -> None:
+        with contextlib.suppress(Exception):  # NATS away: the next beat tries again
+            await self.bus.publish_heartbeat(
+                RecorderHeartbeat(
+                    recorder_id=self.recorder_id,
+                    interval_s=self.interval,
+                    dead_after_s=self.dead_after,
+                    state=self.state,
+                    sessions=self.sessions(),
+                )
+            )
+
+    async def _beat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.beat()
+
+    async def stop(self, *, final: bool) -> None:
+        """``final=False``: say ``stopping`` (still beating); ``True``: say ``stopped`` once
+        and go quiet."""
+        self.state = "stopped" if final else "stopping"
+        if not final:
+            await self.beat()
+            return
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        await self.beat()
+        if self._subscription is not None:
+            with contextlib.suppress(Exception):
+                await self._subscription.unsubscribe()
+            self._subscription = None

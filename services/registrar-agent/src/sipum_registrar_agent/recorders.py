@@ -1,0 +1,148 @@
+"""Which media-recorder holds which call, and what to do when one is gone.
+
+The recorders' heartbeats (``sipum.media.recorder.heartbeat``, see ``sipum.events.liveness``)
+feed one ``LivenessTracker``; one timer at its next deadline. A call is watched from our 200 on
+(``watch``) until it ends (``unwatch``). When the replica holding it goes silent for its
+``dead_after`` (1.5 s by default), or a replica that answered an allocation was never heard
+from within ``unknown_after`` of it, every call it held is handed to ``on_lost`` — the call
+handler ends it with BYE (``end_reason=media_lost``); what the caller said up to the crash is
+stored by a surviving replica (media-recorder recovery), flagged ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, TypeVar
+
+from sipum.events import EventBus, RecorderHeartbeat
+from sipum.events.liveness import LivenessTracker
+
+log = logging.getLogger("sipum.misc.registrar_agent.recorders")
+
+C = TypeVar("C", bound=Hashable)
+
+
+class RecorderWatch(Generic[C]):
+    def __init__(
+        self,
+        bus: EventBus,
+        *,
+        on_lost: Callable[[C], None],
+        unknown_after: float,
+    ) -> None:
+        self.bus = bus
+        self.on_lost = on_lost
+        self.unknown_after = unknown_after
+        self.tracker = LivenessTracker()
+        self.calls: dict[str, set[C]] = {}
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._unknown: dict[C, asyncio.TimerHandle] = {}
+        self._subscription: Any = None
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    async def start(self) -> None:
+        self.bus.on_reconnect(self._on_reconnect)
+        self._subscription = await self.bus.subscribe_heartbeats(self._on_heartbeat)
+        self.tracker.observe(self.now())
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for handle in self._unknown.values():
+            handle.cancel()
+        self._unknown.clear()
+        if self._subscription is not None:
+            with contextlib.suppress(Exception):
+                await self._subscription.unsubscribe()
+            self._subscription = None
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    def watch(self, call: C, recorder_id: str) -> None:
+        self.calls.setdefault(recorder_id, set()).add(call)
+        if not self.tracker.alive(recorder_id, self.now()):
+            # Not heard from (yet): it answered us a moment ago, so it must speak soon.
+            self._unknown[call] = self._loop.call_later(
+                self.unknown_after, self._check_unknown, call, recorder_id
+            )
+
+    def unwatch(self, call: C, recorder_id: str) -> None:
+        handle = self._unknown.pop(call, None)
+        if handle is not None:
+            handle.cancel()
+        calls = self.calls.get(recorder_id)
+        if calls is not None:
+            calls.discard(call)
+            if not calls:
+                del self.calls[recorder_id]
+
+    def _on_reconnect(self) -> None:
+        """Back on NATS (e.g. after a server restart): every recorder gets the time to
+        reconnect and speak before its silence counts — a restart must not end every call."""
+        self.tracker.hold(self.now() + self.unknown_after + self.bus.reconnect_wait)
+        self._rearm()
+
+    def _rearm(self) -> None:
+        deadline = self.tracker.next_deadline()
+        if deadline is None:
+            return
+        if self._timer is not None:
+            if self._timer.when() <= deadline:
+                return
+            self._timer.cancel()
+        self._timer = self._loop.call_at(deadline, self._expire)
+
+    def _check_unknown(self, call: C, recorder_id: str) -> None:
+        self._unknown.pop(call, None)
+        now = self.now()
+        if not self.bus.is_connected or now < self.tracker.hold_until:
+            # We cannot tell now; look again later.
+            later = max(self.tracker.hold_until, now + self.unknown_after) - now
+            self._unknown[call] = self._loop.call_later(
+                later, self._check_unknown, call, recorder_id
+            )
+            return
+        if self.tracker.alive(recorder_id, now):
+            return
+        if call not in self.calls.get(recorder_id, ()):
+            return
+        log.warning(
+            "media-recorder never heard from; ending its call",
+            extra={"recorder": recorder_id, "after_s": self.unknown_after},
+        )
+        self._lost(recorder_id, [call])
+
+    # -- heartbeats ----------------------------------------------------------------------------
+
+    def _on_heartbeat(self, heartbeat: RecorderHeartbeat) -> None:
+        self.tracker.beat(heartbeat, self.now())
+        self._rearm()
+
+    def _expire(self) -> None:
+        self._timer = None
+        if not self.bus.is_connected:
+            # We are the ones cut off: the recorders' silence says nothing.
+            self.tracker.hold(self.now() + self.unknown_after)
+            self._rearm()
+            return
+        for rid in self.tracker.expire(self.now()):
+            calls = list(self.calls.get(rid, ()))
+            log.warning(
+                "media-recorder gone (no heartbeat)", extra={"recorder": rid, "calls": len(calls)}
+            )
+            self._lost(rid, calls)
+        self._rearm()
+
+    def _lost(self, recorder_id: str, calls: list[C]) -> None:
+        for call in calls:
+            self.unwatch(call, recorder_id)
+            try:
+                self.on_lost(call)
+            except Exception:
+                log.exception("ending a call of a lost recorder failed")
