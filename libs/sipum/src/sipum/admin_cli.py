@@ -282,6 +282,20 @@ def user_reset_pin(
     )
 
 
+@user_app.command("unlock")
+def user_unlock(address: str) -> None:
+    """Lift the mailbox's phone PIN lockout and forget its wrong PINs."""
+    result = run(lambda b: admin.unlock(b.pool, address))
+    show(
+        result,
+        lambda: [
+            f"{result.address}: unlocked (was locked until {result.locked_until:%Y-%m-%d %H:%M:%S %Z})"
+            if result.was_locked and result.locked_until is not None
+            else f"{result.address}: not locked ({result.failures} wrong PINs forgotten)"
+        ],
+    )
+
+
 @user_app.command("delete")
 def user_delete(address: str) -> None:
     removal = run(

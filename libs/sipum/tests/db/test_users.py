@@ -71,7 +71,7 @@ async def test_kamailio_subscriber_view_exposes_ha1_only(pg_pool: asyncpg.Pool) 
 
 async def test_set_password_recomputes_ha1_and_pin_can_be_removed(pg_pool: asyncpg.Pool) -> None:
     await domains.create(pg_pool, "example.com")
-    carol = await users.create(pg_pool, "carol", "example.com", "first password", pin="1234")
+    carol = await users.create(pg_pool, "carol", "example.com", "first password", pin="5820")
     assert await users.set_password(pg_pool, carol.id, "second password")
     after = await users.get(pg_pool, carol.id)
     assert after is not None
@@ -79,7 +79,7 @@ async def test_set_password_recomputes_ha1_and_pin_can_be_removed(pg_pool: async
     assert await users.verify_password(pg_pool, carol.id, "second password")
     assert not await users.verify_password(pg_pool, carol.id, "first password")
     assert await users.set_pin(pg_pool, carol.id, None)
-    assert not await users.verify_pin(pg_pool, carol.id, "1234")
+    assert not await users.verify_pin(pg_pool, carol.id, "5820")
     assert not (await users.get(pg_pool, carol.id)).has_pin  # type: ignore[union-attr]
     assert not await users.set_password(pg_pool, 999_999, "whatever123")
 

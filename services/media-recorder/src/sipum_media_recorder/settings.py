@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 from sipum.config import ServiceSettings
+from sipum.security.pin_lockout import LockoutPolicy
 
 
 class MediaRecorderSettings(ServiceSettings):
@@ -35,6 +36,15 @@ class MediaRecorderSettings(ServiceSettings):
 
     pin_attempts: int = Field(default=3, ge=1, le=10)
     """Wrong PINs before a retrieval call is ended."""
+    pin_lockout_failures: int = Field(default=5, ge=1, le=100)
+    """Wrong PINs for one mailbox — over all calls and replicas — within
+    ``pin_lockout_window_seconds`` that lock its phone access (``sipum.security.pin_lockout``)."""
+    pin_lockout_window_seconds: float = Field(default=900.0, gt=0)
+    """How long wrong PINs are counted together (from the first one)."""
+    pin_lockout_base_seconds: float = Field(default=300.0, gt=0)
+    """Length of the first lock; each further lock in a row lasts twice as long."""
+    pin_lockout_max_seconds: float = Field(default=86400.0, gt=0)
+    """No lock lasts longer than this."""
     digit_timeout_seconds: float = Field(default=8.0, gt=0)
     """How long to wait for the next PIN digit or a menu choice."""
     menu_repeats: int = Field(default=3, ge=1)
@@ -52,4 +62,15 @@ class MediaRecorderSettings(ServiceSettings):
     def _check_range(self) -> MediaRecorderSettings:
         if self.rtp_port_max <= self.rtp_port_min:
             raise ValueError("rtp_port_max must be above rtp_port_min")
+        if self.pin_lockout_max_seconds < self.pin_lockout_base_seconds:
+            raise ValueError("pin_lockout_max_seconds must not be below pin_lockout_base_seconds")
         return self
+
+    @property
+    def lockout_policy(self) -> LockoutPolicy:
+        return LockoutPolicy(
+            max_failures=self.pin_lockout_failures,
+            window_seconds=self.pin_lockout_window_seconds,
+            base_seconds=self.pin_lockout_base_seconds,
+            max_seconds=self.pin_lockout_max_seconds,
+        )

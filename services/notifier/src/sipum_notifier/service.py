@@ -34,6 +34,7 @@ from sipum.security.tokens import sign_play_link
 from sipum_notifier.audio import Attachment, AudioFormatError, attachment
 from sipum_notifier.command import run_notify_command
 from sipum_notifier.errors import ChannelFailure
+from sipum_notifier.lockout import LockoutMailer
 from sipum_notifier.mail import MailContent, compose, load_template
 from sipum_notifier.settings import NotifierSettings
 from sipum_notifier.transport import MailTransport, MailTransportError, mail_transport
@@ -65,6 +66,7 @@ class NotifierService:
         self.subscription: object = None
         self.command_subscription: object = None
         self.webhooks: WebhookDispatcher | None = None
+        self.lockout = LockoutMailer(settings, lambda mail: self.send(mail))
 
     async def start(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -85,11 +87,13 @@ class NotifierService:
         if self.settings.webhooks:
             self.webhooks = WebhookDispatcher(self.settings, ctx)
             await self.webhooks.start()
+        await self.lockout.start(ctx)  # mailbox.locked → the owner (sipum_notifier.lockout)
 
     async def stop_accepting(self) -> None:
         for subscription in (self.subscription, self.command_subscription):
             if subscription is not None:
                 await subscription.stop()  # type: ignore[attr-defined]
+        await self.lockout.stop_accepting()
         if self.webhooks is not None:
             await self.webhooks.stop_accepting()
 

@@ -106,6 +106,7 @@ PROMPT_TEXTS: dict[str, str] = {
     "no-more-messages": "There are no more messages.",
     "enter-pin": "Please enter your PIN, followed by the pound key.",
     "wrong-pin": "Wrong PIN. Please try again.",
+    "mailbox-locked": "This mailbox is locked after too many wrong PINs. Please try again later.",
     "menu-replay": "To replay the message, press 1.",
     "menu-delete": "To delete it, press 7.",
     "menu-save": "To save it, press 9.",

@@ -22,7 +22,7 @@ from sipum.db.errors import DomainNotFoundError, InvalidUsernameError, UserExist
 from sipum.db.pool import Executor
 from sipum.security.passwords import (
     check_password_strength,
-    check_pin,
+    check_pin_strength,
     digest_credentials,
     hash_secret,
     hash_secret_async,
@@ -149,7 +149,7 @@ async def create(
     domain = domains.normalize_name(domain)
     check_password_strength(password)
     if pin is not None:
-        check_pin(pin)
+        check_pin_strength(pin, username=username)
     found = await domains.get_by_name(db, domain)
     if found is None:
         raise DomainNotFoundError(domain)
@@ -285,13 +285,23 @@ async def set_password(db: Executor, user_id: int, password: str) -> bool:
 
 
 async def set_pin(db: Executor, user_id: int, pin: str | None) -> bool:
-    """New mailbox PIN (None removes it).  False if no such user."""
+    """New mailbox PIN (None removes it).  False if no such user.
+
+    Trivial PINs are refused (``WeakSecretError``: ``check_pin_strength``, which knows the
+    username). A new PIN also lifts a phone lockout (``pin_lockouts``): whoever set it knows it.
+    """
     pin_hash = None
     if pin is not None:
-        check_pin(pin)
+        username = await db.fetchval("SELECT username FROM users WHERE id = $1", user_id)
+        if username is None:
+            return False
+        check_pin_strength(pin, username=username)
         pin_hash = await hash_secret_async(pin)
     status = await db.execute(
-        "UPDATE users SET pin_hash = $2, updated_at = now() WHERE id = $1", user_id, pin_hash
+        """WITH cleared AS (DELETE FROM pin_lockouts WHERE user_id = $1)
+           UPDATE users SET pin_hash = $2, updated_at = now() WHERE id = $1""",
+        user_id,
+        pin_hash,
     )
     return bool(status == "UPDATE 1")
 

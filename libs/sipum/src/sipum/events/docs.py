@@ -37,6 +37,7 @@ ROLES: dict[str, tuple[str, str]] = {
     "registration.changed": ("registrar-agent", "operators"),
     "notification.sent": ("notifier", "operators"),
     "notification.failed": ("notifier", "operators"),
+    "mailbox.locked": ("media-recorder (the wrong PIN that locks the mailbox's phone access)", "notifier (e-mail to the owner, webhooks); operators"),
 }  # fmt: skip
 
 

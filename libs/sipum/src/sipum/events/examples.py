@@ -15,6 +15,7 @@ from sipum.events.models import (
     CallStarted,
     Envelope,
     Event,
+    MailboxLocked,
     MediaAllocateReply,
     MediaAllocateRequest,
     MessageCreated,
@@ -191,6 +192,19 @@ EVENT_EXAMPLES: list[Event] = [
         words=7,
         confidence=0.62,
         elapsed_s=1.4,
+    ),
+    MailboxLocked(
+        id=_id(13),
+        ts=T0,
+        username="alice",
+        domain="example.com",
+        failures=5,
+        lockouts=1,
+        locked_until=datetime(2026, 11, 26, 5, 15, 0, tzinfo=UTC),
+        lock_seconds=300.0,
+        caller_uri="sip:mallory@example.org",
+        call_id=CALL_ID,
+        recorder_id="media-recorder-1",
     ),
 ]
 

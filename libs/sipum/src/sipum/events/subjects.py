@@ -39,6 +39,7 @@ CALL_ENDED = "call.ended"
 REGISTRATION_CHANGED = "registration.changed"
 NOTIFICATION_SENT = "notification.sent"
 NOTIFICATION_FAILED = "notification.failed"
+MAILBOX_LOCKED = "mailbox.locked"
 
 EVENT_KINDS: tuple[str, ...] = (
     MESSAGE_CREATED,
@@ -54,6 +55,7 @@ EVENT_KINDS: tuple[str, ...] = (
     NOTIFICATION_SENT,
     NOTIFICATION_FAILED,
     MESSAGE_TRANSCRIBED,
+    MAILBOX_LOCKED,
 )
 
 # Commands on ``<prefix>.media.session.<id>.<command>``.
