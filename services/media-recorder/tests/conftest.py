@@ -40,6 +40,11 @@ SHORT_TEXTS.update(
         "goodbye": "bye",
         "mailbox-full": "full",
         "mailbox-locked": "locked",
+        # the main menu's landmarks, each a distinct word a test can find in what it heard
+        "you-have": "you have",
+        "received": "received",
+        "message-menu": "menu",
+        "message-deleted": "deleted",
     }
 )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from pydantic import Field, model_validator
 from sipum.config import ServiceSettings
 from sipum.security.pin_lockout import LockoutPolicy
@@ -50,6 +52,14 @@ class MediaRecorderSettings(ServiceSettings):
     menu_repeats: int = Field(default=3, ge=1)
     """How often the retrieval menu is offered without an answer before hanging up."""
 
+    time_zone: str = "UTC"
+    """Time zone in which the main menu says when a message arrived (an IANA name such as
+    ``Europe/Berlin``; one zone for every mailbox until mailboxes get a zone of their own)."""
+    menu_newest_first: bool = False
+    """Main menu: play the new (and then the saved) messages newest first instead of oldest."""
+    menu_max_messages: int = Field(default=500, ge=1, le=10000)
+    """Main menu: at most this many messages are offered in one call."""
+
     recovery_grace_seconds: float = Field(default=60.0, ge=0)
     """An interrupted recording untouched for this long is recovered by any replica."""
     recovery_interval_seconds: float = Field(default=30.0, gt=0)
@@ -62,6 +72,10 @@ class MediaRecorderSettings(ServiceSettings):
     def _check_range(self) -> MediaRecorderSettings:
         if self.rtp_port_max <= self.rtp_port_min:
             raise ValueError("rtp_port_max must be above rtp_port_min")
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"time_zone {self.time_zone!r} is not a known time zone") from None
         if self.pin_lockout_max_seconds < self.pin_lockout_base_seconds:
             raise ValueError("pin_lockout_max_seconds must not be below pin_lockout_base_seconds")
         return self
