@@ -166,3 +166,26 @@ def write_dtmf_pcap(
         out.append(frame)
     path.write_bytes(b"".join(out))
     return seq, ts
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python tests/e2e/firstcall/capture.py DIR [PIN]``: the three digit files of the
+    ``main_menu.xml`` sipp scenario (``pin.pcap`` = PIN + ``#``, ``delete.pcap`` = ``7``,
+    ``exit.pcap`` = ``#``) in DIR, sipp's working directory."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if not args or len(args) > 2:
+        print("usage: capture.py DIR [PIN]", file=sys.stderr)
+        return 2
+    directory = Path(args[0])
+    pin = args[1] if len(args) > 1 else "2468"
+    seq, ts = write_dtmf_pcap(directory / "pin.pcap", pin + "#")
+    seq, ts = write_dtmf_pcap(directory / "delete.pcap", "7", first_seq=seq, first_timestamp=ts)
+    write_dtmf_pcap(directory / "exit.pcap", "#", first_seq=seq, first_timestamp=ts)
+    print(f"pin.pcap, delete.pcap, exit.pcap in {directory}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
