@@ -91,7 +91,7 @@ async def test_create_rejects_duplicates_bad_names_and_weak_secrets(pg_pool: asy
         await users.create(pg_pool, "DAVE", "example.com", "long enough")
     with pytest.raises(DomainNotFoundError):
         await users.create(pg_pool, "dave", "elsewhere.example", "long enough")
-    for bad in ("da@ve", "da ve", "dave-67212-retrieve", ""):
+    for bad in ("da@ve", "da ve", "dave-67212-retrieve", "dave-retrieve", ""):
         with pytest.raises(InvalidUsernameError):
             await users.create(pg_pool, bad, "example.com", "long enough")
     with pytest.raises(WeakSecretError):
@@ -103,6 +103,11 @@ async def test_create_rejects_duplicates_bad_names_and_weak_secrets(pg_pool: asy
         await pg_pool.execute(
             "INSERT INTO users (domain_id, username, password_hash, ha1, ha1b, ha1_sha256)"
             " SELECT id, 'x-1-retrieve', '', '', '', '' FROM domains LIMIT 1"
+        )
+    with pytest.raises(asyncpg.CheckViolationError):  # the main-menu URI (migration 0009)
+        await pg_pool.execute(
+            "INSERT INTO users (domain_id, username, password_hash, ha1, ha1b, ha1_sha256)"
+            " SELECT id, 'x-retrieve', '', '', '', '' FROM domains LIMIT 1"
         )
 
 

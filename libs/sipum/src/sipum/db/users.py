@@ -146,6 +146,9 @@ async def create(
     """
     _check_overrides(overrides)
     username = normalize_username(username)
+    if username.endswith("-retrieve"):
+        # sip:alice-retrieve@host is alice's main menu (migration 0009; existing names stay)
+        raise InvalidUsernameError(f"username {username!r} ends like the main-menu URI")
     domain = domains.normalize_name(domain)
     check_password_strength(password)
     if pin is not None:

@@ -12,3 +12,9 @@ CREATE TABLE pin_lockouts (
     last_failure_at   timestamptz,
     updated_at        timestamptz NOT NULL DEFAULT now()
 );
+
+-- The main menu is sip:<user>-retrieve@host: no new user may be called "<name>-retrieve"
+-- (NOT VALID: a mailbox created with such a name before keeps it; the registrar-agent still
+-- reaches it when there is no "<name>").
+ALTER TABLE users ADD CONSTRAINT users_username_not_menu_uri
+    CHECK (username !~ '-retrieve$') NOT VALID;
