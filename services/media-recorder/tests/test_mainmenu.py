@@ -120,3 +120,31 @@ async def test_untrusted_caller_gives_the_pin_and_9_saves_then_barge_in_skips(wo
     await caller.send_digit("#")  # end menu: exit
     assert (await world.wait_ended(reply.session_id)).end_reason == "completed"
     caller.close()
+
+
+async def test_a_sip_info_digit_interrupts_the_audio_6_goes_to_the_next(world: Any) -> None:
+    first_audio = ulaw_decode(ulaw_encode(speech_like(5.0, seed=34)))
+    second_audio = ulaw_decode(ulaw_encode(speech_like(0.8, seed=35)))
+    first = await store_message(world, first_audio)
+    await world.pool.execute(
+        "UPDATE messages SET received_at = $2 WHERE id = $1",
+        first.id,
+        datetime.now(UTC) - timedelta(hours=1),
+    )
+    second = await store_message(world, second_audio)
+    await world.start_recorder()
+    caller = await world.caller()
+    reply = await caller.allocate(menu_request(caller))
+    await until_heard(caller, first_audio[:4000])
+    start = len(caller.received)
+    await caller.info_digit("6")  # by SIP INFO (the agent's .dtmf), not RFC 4733
+    await caller.wait_quiet(0.5, after=start + len(second_audio) // 160)
+    after = caller.audio(start)
+    assert best_correlation(after, second_audio)[0] > 0.99
+    assert len(after) < 8000 * 4  # the first message's other 4 s were not played
+    for message in (first, second):
+        stored = await messages.get(world.pool, message.id)
+        assert stored is not None and stored.heard and stored.folder.value == "inbox"
+    await caller.send_digit("#")
+    assert (await world.wait_ended(reply.session_id)).end_reason == "completed"
+    caller.close()
