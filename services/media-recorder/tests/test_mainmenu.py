@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sipum.db import messages
-from sipum.events import MessageUpdated
+from sipum.db import messages, users
+from sipum.events import MessageUpdated, UserUpdated
 from sipum_protocol.media.codecs.g711 import ulaw_decode, ulaw_encode
 from sipum_testing.rtp_caller import best_correlation, speech_like
 
@@ -147,4 +147,24 @@ async def test_a_sip_info_digit_interrupts_the_audio_6_goes_to_the_next(world: A
         assert stored is not None and stored.heard and stored.folder.value == "inbox"
     await caller.send_digit("#")
     assert (await world.wait_ended(reply.session_id)).end_reason == "completed"
+    caller.close()
+
+
+async def test_pin_changed_by_phone_in_the_mailbox_options(world: Any) -> None:
+    audio = ulaw_decode(ulaw_encode(speech_like(0.5, seed=36)))
+    await store_message(world, audio)
+    await world.start_recorder()
+    caller = await world.caller()
+    reply = await caller.allocate(menu_request(caller))
+    await caller.wait_quiet(0.5, after=len(audio) // 160)  # in the message menu
+    for keys in ("0", "5", "1111#", "5820#", "5820#"):
+        start = len(caller.received)
+        await caller.send_digits(keys)
+        await caller.wait_quiet(0.4, after=start)
+    assert await users.verify_pin(world.pool, world.alice.id, "5820")
+    assert not await users.verify_pin(world.pool, world.alice.id, PIN)
+    await caller.send_digits("*#")  # back to the message menu, exit
+    assert (await world.wait_ended(reply.session_id)).end_reason == "completed"
+    [event] = [UserUpdated.model_validate_json(e) for e in await world.events("user.updated")]
+    assert event.username == "alice" and event.changed == ["pin"]
     caller.close()

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sipum_media_recorder.menu import (
+    ChangePin,
     Entry,
     Hangup,
     MailboxMenu,
@@ -208,3 +209,64 @@ def test_newest_first() -> None:
     m = menu(entry(1, hours_ago=3), entry(2, hours_ago=2), newest_first=True)
     m.start(NOW)
     assert audio_of(m.play_finished(NOW)).message_id == 2
+
+
+def type_pin(m: MailboxMenu, pin: str, now: datetime) -> list:
+    """The first key interrupts the prompt (position given), the rest arrive while waiting."""
+    actions: list = []
+    for n, key in enumerate(pin):
+        actions = m.digit(key, now, position=0.3 if n == 0 else None)
+        if key != "#":
+            assert actions == [] and m.deadline == now + timedelta(seconds=5)
+    return actions
+
+
+def test_mailbox_options_change_the_pin_typed_twice() -> None:
+    m = menu(entry(1), username="4711")
+    m.start(NOW)
+    m.play_finished(NOW)  # audio
+    p = play(m.digit("0", NOW, position=0.5))
+    assert p.items == ("options-menu",) and p.barge_in == "5*"
+    p = play(m.digit("5", NOW, position=0.2))
+    assert p.items == ("enter-new-pin",) and "#" in p.barge_in
+    # a trivial one is refused, so is one with the mailbox number
+    assert play(type_pin(m, "1234#", NOW)).items == ("pin-not-accepted", "enter-new-pin")
+    assert play(type_pin(m, "94711#", NOW)).items == ("pin-not-accepted", "enter-new-pin")
+    assert play(type_pin(m, "12#", NOW)).items == ("pin-not-accepted", "enter-new-pin")
+    # * starts over
+    assert play(type_pin(m, "99*5820#", NOW)).items == ("reenter-new-pin",)
+    # typed differently the second time: again from the first
+    assert play(type_pin(m, "5821#", NOW)).items == ("pins-differ", "enter-new-pin")
+    assert play(type_pin(m, "5820#", NOW)).items == ("reenter-new-pin",)
+    actions = type_pin(m, "5820#", NOW)
+    assert actions[0] == ChangePin("5820")
+    assert "5820" not in repr(actions[0])  # never in a log line
+    assert play(actions).items == ("pin-changed", "options-menu")
+    # * goes back to the message menu
+    assert play(m.digit("*", NOW, position=0.1)).items == ("message-menu",)
+
+
+def test_new_pin_timeouts_go_back_to_the_options_then_goodbye() -> None:
+    m = menu(entry(1), menu_repeats=2)
+    m.start(NOW)
+    m.play_finished(NOW)
+    m.play_finished(NOW)  # message menu played: waiting
+    m.digit("0", NOW)
+    m.play_finished(NOW)
+    m.digit("5", NOW)
+    m.play_finished(NOW)  # "enter your new PIN" played: waiting for digits
+    m.digit("5", NOW)
+    later = NOW + timedelta(seconds=5)
+    assert play(m.timeout(later)).items == ("options-menu",)  # gave up typing
+    m.play_finished(later)
+    assert play(m.timeout(later + timedelta(seconds=5))).items == ("goodbye",)
+
+
+def test_options_from_the_end_menu_go_back_there() -> None:
+    m = menu(entry(1))
+    m.start(NOW)
+    m.play_finished(NOW)
+    m.digit("6", NOW, position=1.0)  # after the last: the end menu
+    m.play_finished(NOW)
+    assert play(m.digit("0", NOW)).items == ("options-menu",)
+    assert play(m.digit("*", NOW, position=0.1)).items == ("end-menu",)

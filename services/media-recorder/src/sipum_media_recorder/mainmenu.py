@@ -26,12 +26,14 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sipum.blobstore import BlobNotFoundError
-from sipum.db import messages
+from sipum.db import messages, users
+from sipum.events import UserUpdated
 from sipum_protocol.media.playback import PcmItem, PlaybackItem
 
 from sipum_media_recorder.audio import decode_audio
 from sipum_media_recorder.menu import (
     Action,
+    ChangePin,
     Entry,
     Hangup,
     Item,
@@ -99,11 +101,33 @@ class MenuCall:
                         "folder": action.folder,
                     },
                 )
+            elif isinstance(action, ChangePin):
+                await self.change_pin(action.pin)
             elif isinstance(action, Play):
                 play = action
             elif isinstance(action, Hangup):
                 pass  # the machine is ended; the loop stops
         return play
+
+    async def change_pin(self, pin: str) -> None:
+        """The new PIN (the machine checked it); also lifts a phone lockout (``set_pin``).
+        ``user.updated`` names the change, as a change on the web does; the PIN is never
+        logged."""
+        svc, owner = self.session.services, self.session.user
+        await users.set_pin(svc.pool, owner.id, pin)
+        await svc.bus.publish(
+            UserUpdated(
+                username=owner.username,
+                domain=owner.domain,
+                display_name=owner.display_name or None,
+                email=owner.email,
+                changed=["pin"],
+            )
+        )
+        log.info(
+            "PIN changed by phone",
+            extra={"session": self.session.session_id, "user": owner.address},
+        )
 
     async def render(self, items: tuple[Item, ...]) -> list[PlaybackItem]:
         prompts = self.session.services.prompts
@@ -232,6 +256,7 @@ async def run_menu(session: MediaSession) -> tuple[EndReason, int | None]:
         digit_timeout=svc.settings.digit_timeout_seconds,
         menu_repeats=svc.settings.menu_repeats,
         newest_first=svc.settings.menu_newest_first,
+        username=session.user.username,
     )
     log.info(
         "main menu",

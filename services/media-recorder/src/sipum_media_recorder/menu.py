@@ -26,6 +26,8 @@ key    during the envelope / the message / the message menu
 ``#``  during the audio: forward 3 s (past the end: the message menu); during the
        envelope: straight to the audio; in the message menu: exit ("Goodbye.")
 ``1``  in the end menu: from the first message again
+``0``  mailbox options: ``5`` change the PIN (typed twice, each ending with ``#``; ``*``
+       starts over; a malformed or trivial PIN is refused), ``*`` back
 =====  ==============================================================================
 
 A menu unanswered for ``digit_timeout`` is offered again, ``menu_repeats`` times in all; then
@@ -36,10 +38,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Literal
 
+from sipum.security.passwords import WeakSecretError, check_pin_strength
 from sipum_protocol.media import say
 
 Folder = Literal["inbox", "saved", "trash"]
@@ -47,10 +50,22 @@ PlayKind = Literal["intro", "envelope", "message", "menu", "goodbye"]
 SKIP_SECONDS = 3.0
 
 #: The keys that mean something (and so interrupt) in each place; others wait in the queue.
-ENVELOPE_KEYS = "45679*#"
-MESSAGE_KEYS = "45679*#"
-MENU_KEYS = "45679#"
-END_KEYS = "14#"
+ENVELOPE_KEYS = "045679*#"
+MESSAGE_KEYS = "045679*#"
+MENU_KEYS = "045679#"
+END_KEYS = "014#"
+OPTION_KEYS = "5*"
+PIN_KEYS = "0123456789*#"
+MAX_PIN_DIGITS = 20
+
+Where = Literal["message", "end", "options", "newpin", "newpin2"]
+_PROMPTS: dict[str, tuple[str, str]] = {
+    "message": ("message-menu", MENU_KEYS),
+    "end": ("end-menu", END_KEYS),
+    "options": ("options-menu", OPTION_KEYS),
+    "newpin": ("enter-new-pin", PIN_KEYS),
+    "newpin2": ("reenter-new-pin", PIN_KEYS),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +123,18 @@ class Move:
 
 
 @dataclass(frozen=True, slots=True)
+class ChangePin:
+    """Set the mailbox's PIN (checked already: well-formed, not trivial, typed twice)."""
+
+    pin: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Hangup:
     pass
 
 
-Action = Play | MarkHeard | Move | Hangup
+Action = Play | MarkHeard | Move | ChangePin | Hangup
 
 
 # -- saying things ---------------------------------------------------------------------------
@@ -206,7 +228,7 @@ class _Playing:
 
 @dataclass(frozen=True, slots=True)
 class _Waiting:
-    where: Literal["message", "end"]
+    where: Where
     deadline: datetime
 
 
@@ -219,6 +241,7 @@ class MailboxMenu:
         digit_timeout: float,
         menu_repeats: int,
         newest_first: bool = False,
+        username: str | None = None,
     ) -> None:
         self.messages = listening_order(entries, newest_first=newest_first)
         self.new_count = sum(1 for e in self.messages if e.folder == "inbox" and not e.heard)
@@ -230,8 +253,14 @@ class MailboxMenu:
         self.original_folder: dict[int, Folder] = {}
         """Where a message deleted in this call came from (for undelete)."""
         self.state: _Playing | _Waiting | None = None
-        self.menu_where: Literal["message", "end"] = "message"
+        self.menu_where: Where = "message"
         """Which menu the last menu prompt offered."""
+        self.options_from: Literal["message", "end"] = "message"
+        """Where ``*`` in the mailbox options goes back to."""
+        self.username = username
+        """For the trivial-PIN check (a PIN must not contain the mailbox number)."""
+        self._typed = ""
+        self._first_pin: str | None = None
         self.unanswered = 0
         self.ended = False
 
@@ -275,6 +304,8 @@ class MailboxMenu:
         self.unanswered += 1
         if self.unanswered >= self.menu_repeats:
             return self._goodbye()
+        if state.where in ("newpin", "newpin2"):  # gave up typing the new PIN
+            return self._menu_prompt("options")
         return self._menu_prompt(state.where)
 
     def digit(self, digit: str, now: datetime, *, position: float | None = None) -> list[Action]:
@@ -285,6 +316,14 @@ class MailboxMenu:
         if isinstance(state, _Playing) and state.kind == "goodbye":
             return []
         where = self._context_of(state)
+        if where in ("newpin", "newpin2"):
+            return self._pin_key(digit, now)
+        if where == "options":
+            return self._options_key(digit)
+        if digit == "0":
+            self.unanswered = 0
+            self.options_from = "end" if where == "end" else "message"
+            return self._menu_prompt("options")
         if where == "end":
             return self._end_key(digit, now)
         if where == "envelope":
@@ -306,9 +345,12 @@ class MailboxMenu:
         return self._message_key(digit, now)
 
     def interrupted_without_effect(self, now: datetime) -> list[Action]:
-        """A play was stopped by a key that turned out to mean nothing: go on as if it had
-        ended (the adapter calls this when :meth:`digit` returned nothing to do)."""
-        return self.play_finished(now)
+        """A play was stopped by a key that asked for nothing new: go on as if it had ended
+        (the adapter calls this when :meth:`digit` returned nothing to do). A key that was
+        taken (a PIN digit) has left the machine waiting: nothing to do then."""
+        if isinstance(self.state, _Playing):
+            return self.play_finished(now)
+        return []
 
     # -- keys --------------------------------------------------------------------------------
 
@@ -345,6 +387,43 @@ class MailboxMenu:
                 actions.append(Move(entry.id, "saved"))
             return [*actions, *self._next(now, prefix=["message-saved"])]
         return []  # no meaning here: a wait keeps its deadline
+
+    def _options_key(self, digit: str) -> list[Action]:
+        if digit == "5":
+            self.unanswered = 0
+            return self._menu_prompt("newpin")
+        if digit == "*":
+            self.unanswered = 0
+            return self._menu_prompt(self.options_from)
+        return []
+
+    def _pin_key(self, digit: str, now: datetime) -> list[Action]:
+        """A key of a new PIN: digits, ``*`` starts over, ``#`` ends it."""
+        self.unanswered = 0
+        where = self.menu_where
+        if digit == "#":
+            typed, self._typed = self._typed, ""
+            return self._pin_typed(typed, where)
+        if digit == "*":
+            self._typed = ""
+        elif digit.isdigit() and len(self._typed) < MAX_PIN_DIGITS:
+            self._typed += digit
+        # the prompt stops at the first key; wait for the next one
+        self.state = _Waiting(where, now + self.digit_timeout)
+        return []
+
+    def _pin_typed(self, typed: str, where: Where) -> list[Action]:
+        if where == "newpin":
+            try:
+                check_pin_strength(typed, username=self.username)
+            except WeakSecretError:
+                return self._menu_prompt("newpin", prefix=["pin-not-accepted"])
+            self._first_pin = typed
+            return self._menu_prompt("newpin2")
+        first, self._first_pin = self._first_pin, None
+        if typed != first or first is None:
+            return self._menu_prompt("newpin", prefix=["pins-differ"])
+        return [ChangePin(first), *self._menu_prompt("options", prefix=["pin-changed"])]
 
     def _end_key(self, digit: str, now: datetime) -> list[Action]:
         if digit not in END_KEYS:
@@ -389,16 +468,15 @@ class MailboxMenu:
     def _message_menu(self, now: datetime) -> list[Action]:
         return self._menu_prompt("message")
 
-    def _menu_prompt(
-        self, where: Literal["message", "end"], prefix: Sequence[Item] = ()
-    ) -> list[Action]:
+    def _menu_prompt(self, where: Where, prefix: Sequence[Item] = ()) -> list[Action]:
         self.state = _Playing("menu")
         self.menu_where = where
-        name = "message-menu" if where == "message" else "end-menu"
-        keys = MENU_KEYS if where == "message" else END_KEYS
+        if where in ("newpin", "newpin2"):
+            self._typed = ""
+        name, keys = _PROMPTS[where]
         return [Play((*prefix, name), keys, "menu")]
 
-    def _wait(self, now: datetime, where: Literal["message", "end"]) -> list[Action]:
+    def _wait(self, now: datetime, where: Where) -> list[Action]:
         self.state = _Waiting(where, now + self.digit_timeout)
         return []
 
@@ -408,9 +486,9 @@ class MailboxMenu:
 
     # -- where are we ------------------------------------------------------------------------
 
-    def _context_of(self, state: _Playing | _Waiting) -> Literal["envelope", "message", "end"]:
+    def _context_of(self, state: _Playing | _Waiting) -> Where | Literal["envelope"]:
         if isinstance(state, _Waiting):
-            return "end" if state.where == "end" else "message"
+            return state.where
         if state.kind == "envelope" or state.kind == "intro":
             return "envelope"
         if state.kind == "menu":

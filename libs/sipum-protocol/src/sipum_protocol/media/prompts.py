@@ -181,10 +181,22 @@ PROMPT_TEXTS: dict[str, str] = {
     "from-unknown": "from an unknown caller.",
     "message-menu": (
         "To repeat the message, press 5. For the next message, press 6. For the previous "
-        "message, press 4. To delete it, press 7. To save it, press 9. To exit, press the "
-        "pound key."
+        "message, press 4. To delete it, press 7. To save it, press 9. For mailbox options, "
+        "press 0. To exit, press the pound key."
     ),
-    "end-menu": "To hear your messages again, press 1. To exit, press the pound key.",
+    "end-menu": (
+        "To hear your messages again, press 1. For mailbox options, press 0. To exit, press "
+        "the pound key."
+    ),
+    "options-menu": "Mailbox options. To change your PIN, press 5. To go back, press the star key.",
+    "enter-new-pin": "Please enter your new PIN, followed by the pound key.",
+    "reenter-new-pin": "Please enter the new PIN again, followed by the pound key.",
+    "pins-differ": "The two PINs are not the same.",
+    "pin-not-accepted": (
+        "That PIN cannot be used. Use 4 to 12 digits, and nothing easy to guess like "
+        "1 2 3 4, 1 1 1 1 or your number."
+    ),
+    "pin-changed": "Your PIN has been changed.",
     "first-message": "This is the first message.",
     "message-undeleted": "Message undeleted.",
 }

@@ -29,7 +29,7 @@ ROLES: dict[str, tuple[str, str]] = {
     "message.deleted": ("web-api", "notifier (webhooks); registrar-agent (MWI NOTIFY); operators"),
     "message.transcribed": ("transcriber (after the transcript is stored)", "operators"),
     "user.created": ("web-api (signup)", "registrar-agent (starts REGISTERing the user)"),
-    "user.updated": ("web-api (PATCH /api/v1/account, after the commit: display_name, email, email_attaches_audio, pin, password)", "registrar-agent (re-REGISTERs with the new HA1)"),
+    "user.updated": ("web-api (PATCH /api/v1/account, after the commit: display_name, email, email_attaches_audio, pin, password); media-recorder (pin, changed by phone in the main menu)", "registrar-agent (re-REGISTERs with the new HA1)"),
     "user.deleted": ("web-api (DELETE /api/v1/account, before the rows go; it waits, bounded, for the agent's unregistered)", "registrar-agent (unREGISTERs, ends MWI subscriptions)"),
     "call.started": ("registrar-agent", "operators"),
     "call.answered": ("registrar-agent", "operators"),
