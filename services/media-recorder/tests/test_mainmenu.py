@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sipum.db import messages, users
+from sipum.db import greetings, messages, users
 from sipum.events import MessageUpdated, UserUpdated
 from sipum_protocol.media.codecs.g711 import ulaw_decode, ulaw_encode
 from sipum_testing.rtp_caller import best_correlation, speech_like
@@ -167,4 +167,38 @@ async def test_pin_changed_by_phone_in_the_mailbox_options(world: Any) -> None:
     assert (await world.wait_ended(reply.session_id)).end_reason == "completed"
     [event] = [UserUpdated.model_validate_json(e) for e in await world.events("user.updated")]
     assert event.username == "alice" and event.changed == ["pin"]
+    caller.close()
+
+
+async def test_a_greeting_recorded_by_phone_is_what_the_next_caller_hears(world: Any) -> None:
+    await store_message(world, ulaw_decode(ulaw_encode(speech_like(0.5, seed=37))))
+    spoken = ulaw_decode(ulaw_encode(speech_like(1.5, seed=38)))
+    await world.start_recorder()
+    owner = await world.caller()
+    reply = await owner.allocate(menu_request(owner))
+    await owner.wait_quiet(0.5, after=40)  # in the message menu
+    start = len(owner.received)
+    await owner.send_digits("01")  # options, record the unavailable greeting
+    await owner.wait_quiet(0.3, after=start)  # "speak after the tone" + beep
+    await owner.send_audio(spoken)
+    await owner.send_digit("#")
+    start = len(owner.received)
+    await owner.wait_quiet(0.4, after=start)  # the review menu
+    await owner.send_digit("2")  # listen: the recording comes back
+    await owner.wait_quiet(0.4, after=start + len(spoken) // 160)
+    assert best_correlation(owner.audio(start), spoken)[0] > 0.95
+    await owner.send_digit("1")  # keep it
+    await owner.wait_quiet(0.4, after=len(owner.received))
+    stored = await greetings.get(world.pool, world.alice.id, "unavailable")
+    assert stored is not None and abs(stored.duration_ms - 1500) < 400
+    await owner.send_digits("**#")  # options → back → exit
+    assert (await world.wait_ended(reply.session_id)).end_reason == "completed"
+    owner.close()
+    # the next caller gets that greeting (then the beep)
+    caller = await world.caller()
+    reply = await caller.allocate()
+    await caller.wait_quiet(0.4, after=len(spoken) // 160)
+    assert best_correlation(caller.audio(), spoken)[0] > 0.95
+    await caller.hangup()
+    await world.wait_ended(reply.session_id)
     caller.close()

@@ -15,6 +15,9 @@ from sipum_media_recorder.menu import (
     MessageAudio,
     Move,
     Play,
+    RecordedGreeting,
+    RecordGreeting,
+    SaveGreeting,
     Spoken,
     caller_items,
     count_items,
@@ -226,7 +229,7 @@ def test_mailbox_options_change_the_pin_typed_twice() -> None:
     m.start(NOW)
     m.play_finished(NOW)  # audio
     p = play(m.digit("0", NOW, position=0.5))
-    assert p.items == ("options-menu",) and p.barge_in == "5*"
+    assert p.items == ("options-menu",) and p.barge_in == "12345*"
     p = play(m.digit("5", NOW, position=0.2))
     assert p.items == ("enter-new-pin",) and "#" in p.barge_in
     # a trivial one is refused, so is one with the mailbox number
@@ -270,3 +273,34 @@ def test_options_from_the_end_menu_go_back_there() -> None:
     m.play_finished(NOW)
     assert play(m.digit("0", NOW)).items == ("options-menu",)
     assert play(m.digit("*", NOW, position=0.1)).items == ("end-menu",)
+
+
+def test_greetings_recorded_reviewed_kept_or_cancelled() -> None:
+    m = menu(entry(1))
+    m.start(NOW)
+    m.play_finished(NOW)
+    m.play_finished(NOW)  # message menu
+    m.digit("0", NOW, position=0.5)
+    p = play(m.digit("2", NOW, position=0.5))  # the busy greeting
+    assert p.items == ("record-greeting", "beep") and p.barge_in == ""
+    assert m.play_finished(NOW) == [RecordGreeting("busy")]
+    assert m.deadline is None and m.digit("1", NOW) == []  # recording: keys are its business
+    # nothing worth keeping: back to the options
+    assert play(m.greeting_recorded(NOW, None)).items == ("greeting-not-recorded", "options-menu")
+    m.digit("2", NOW, position=0.1)
+    m.play_finished(NOW)
+    assert play(m.greeting_recorded(NOW, 3.5)).items == ("review-menu",)
+    assert play(m.digit("2", NOW, position=0.4)).items == (RecordedGreeting(), "review-menu")
+    assert play(m.digit("3", NOW, position=0.4)).items == ("record-greeting", "beep")
+    assert m.play_finished(NOW) == [RecordGreeting("busy")]
+    m.greeting_recorded(NOW, 2.0)
+    actions = m.digit("1", NOW, position=0.2)
+    assert actions[0] == SaveGreeting("busy")
+    assert play(actions).items == ("greeting-saved", "options-menu")
+    # the name, cancelled
+    m.digit("3", NOW, position=0.1)
+    assert m.play_finished(NOW) == [RecordGreeting("name")]
+    m.greeting_recorded(NOW, 1.0)
+    actions = m.digit("*", NOW, position=0.1)
+    assert not [a for a in actions if isinstance(a, SaveGreeting)]
+    assert play(actions).items == ("options-menu",)

@@ -25,10 +25,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sipum.blobstore import BlobNotFoundError
-from sipum.db import messages, users
+import numpy as np
+from sipum.blobstore import BlobNotFoundError, greeting_key
+from sipum.db import greetings, messages, users
 from sipum.events import UserUpdated
 from sipum_protocol.media.playback import PcmItem, PlaybackItem
+from sipum_protocol.media.recording import RecordingSettings, wav_bytes
 
 from sipum_media_recorder.audio import decode_audio
 from sipum_media_recorder.menu import (
@@ -42,6 +44,9 @@ from sipum_media_recorder.menu import (
     MessageAudio,
     Move,
     Play,
+    RecordedGreeting,
+    RecordGreeting,
+    SaveGreeting,
     Spoken,
 )
 from sipum_media_recorder.retrieve import EndReason, authenticate, refuse
@@ -51,6 +56,10 @@ log = logging.getLogger("sipum.misc.recorder.menu")
 
 #: After a key interrupted a play (key down), how long to wait for the digit (key up).
 KEY_UP_WAIT = 2.0
+#: A greeting recorded by phone: at most this long (the web's upload limit), at least this much
+#: voice.
+GREETING_MAX_SECONDS = 120.0
+GREETING_MIN_VOICE_SECONDS = 0.5
 
 
 def wall_clock() -> datetime:
@@ -77,6 +86,9 @@ class MenuCall:
         self.machine = machine
         self.rate = session.services.prompts.rate_for(session.plan.codec)
         self._audio: tuple[int, PcmItem | None] | None = None  # the current message only
+        self.record_next: RecordGreeting | None = None
+        self.recorded: PcmItem | None = None
+        """The greeting just recorded, until it is saved or replaced."""
 
     # -- the machine's actions ---------------------------------------------------------------
 
@@ -103,6 +115,10 @@ class MenuCall:
                 )
             elif isinstance(action, ChangePin):
                 await self.change_pin(action.pin)
+            elif isinstance(action, SaveGreeting):
+                await self.save_greeting(action.kind)
+            elif isinstance(action, RecordGreeting):
+                self.record_next = action
             elif isinstance(action, Play):
                 play = action
             elif isinstance(action, Hangup):
@@ -129,6 +145,59 @@ class MenuCall:
             extra={"session": self.session.session_id, "user": owner.address},
         )
 
+    async def record_greeting(self) -> float | None:
+        """Record the owner until ``#``, ``max_silence_seconds`` of silence or
+        ``GREETING_MAX_SECONDS``; seconds kept, or None (too little voice, or the call
+        ended)."""
+        session = self.session
+        settings = session.services.settings
+        codec = session.plan.codec
+        chunks: list[bytes] = []
+        session.clear_digits()
+        result = await session.endpoint.record(
+            RecordingSettings(
+                sample_rate=codec.sample_rate,
+                silence_threshold_dbfs=settings.silence_threshold_dbfs,
+                max_silence=settings.max_silence_seconds,
+                min_voice=GREETING_MIN_VOICE_SECONDS,
+                max_length=GREETING_MAX_SECONDS,
+                flush_interval=settings.chunk_seconds,
+            ),
+            on_chunk=lambda chunk: chunks.append(chunk.pcm),
+        )
+        session.clear_digits()  # the "#" that ended it
+        if session.hung_up.is_set() or result.discarded:
+            return None
+        pcm = np.frombuffer(b"".join(chunks), dtype="<i2").astype(np.int16)
+        self.recorded = PcmItem(pcm, codec.sample_rate)
+        return len(pcm) / codec.sample_rate
+
+    async def save_greeting(self, kind: str) -> None:
+        """The recorded greeting becomes the mailbox's greeting of *kind* — the same blob key and
+        row the web's upload writes (``greetings.put``), so either replaces the other."""
+        recorded = self.recorded
+        if recorded is None:
+            return
+        svc, owner = self.session.services, self.session.user
+        wav = wav_bytes(recorded.pcm, recorded.sample_rate)
+        key = greeting_key(owner.domain, owner.username, kind)
+        await svc.blobs.put(key, wav, content_type="audio/wav")
+        _, replaced = await greetings.put(
+            svc.pool,
+            owner.id,
+            kind,
+            key,
+            duration_ms=round(1000 * len(recorded.pcm) / recorded.sample_rate),
+            size_bytes=len(wav),
+        )
+        if replaced is not None and replaced != key:
+            await svc.blobs.delete(replaced)
+        self.recorded = None
+        log.info(
+            "greeting recorded by phone",
+            extra={"session": self.session.session_id, "user": owner.address, "kind": kind},
+        )
+
     async def render(self, items: tuple[Item, ...]) -> list[PlaybackItem]:
         prompts = self.session.services.prompts
         out: list[PlaybackItem] = []
@@ -147,6 +216,9 @@ class MenuCall:
             await flush()
             if isinstance(item, Spoken):
                 out.append(await prompts.spoken(item.text, self.rate))
+            elif isinstance(item, RecordedGreeting):
+                if self.recorded is not None:
+                    out.append(self.recorded)
             else:
                 audio = await self.message_audio(item)
                 if audio is not None:
@@ -197,6 +269,13 @@ class MenuCall:
                 return "completed"
             if session.hung_up.is_set():
                 return "bye"
+            if self.record_next is not None:
+                self.record_next = None
+                seconds = await self.record_greeting()
+                if session.hung_up.is_set():
+                    return "bye"
+                actions = machine.greeting_recorded(wall_clock(), seconds)
+                continue
             if play is not None:
                 items = await self.render(play.items)
                 early = self.take_typed_ahead(play.barge_in) if play.barge_in else None

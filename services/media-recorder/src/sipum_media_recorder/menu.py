@@ -26,7 +26,9 @@ key    during the envelope / the message / the message menu
 ``#``  during the audio: forward 3 s (past the end: the message menu); during the
        envelope: straight to the audio; in the message menu: exit ("Goodbye.")
 ``1``  in the end menu: from the first message again
-``0``  mailbox options: ``5`` change the PIN (typed twice, each ending with ``#``; ``*``
+``0``  mailbox options: ``1``–``4`` record the unavailable / busy / name / temporary
+       greeting (after the beep, until ``#``; then ``1`` keep, ``2`` listen, ``3`` again,
+       ``*`` cancel), ``5`` change the PIN (typed twice, each ending with ``#``; ``*``
        starts over; a malformed or trivial PIN is refused), ``*`` back
 =====  ==============================================================================
 
@@ -46,7 +48,8 @@ from sipum.security.passwords import WeakSecretError, check_pin_strength
 from sipum_protocol.media import say
 
 Folder = Literal["inbox", "saved", "trash"]
-PlayKind = Literal["intro", "envelope", "message", "menu", "goodbye"]
+GreetingKind = Literal["unavailable", "busy", "name", "temporary"]
+PlayKind = Literal["intro", "envelope", "message", "menu", "goodbye", "record-prompt"]
 SKIP_SECONDS = 3.0
 
 #: The keys that mean something (and so interrupt) in each place; others wait in the queue.
@@ -54,17 +57,25 @@ ENVELOPE_KEYS = "045679*#"
 MESSAGE_KEYS = "045679*#"
 MENU_KEYS = "045679#"
 END_KEYS = "014#"
-OPTION_KEYS = "5*"
+OPTION_KEYS = "12345*"
+REVIEW_KEYS = "123*"
+GREETING_KEYS: dict[str, GreetingKind] = {
+    "1": "unavailable",
+    "2": "busy",
+    "3": "name",
+    "4": "temporary",
+}
 PIN_KEYS = "0123456789*#"
 MAX_PIN_DIGITS = 20
 
-Where = Literal["message", "end", "options", "newpin", "newpin2"]
+Where = Literal["message", "end", "options", "newpin", "newpin2", "review"]
 _PROMPTS: dict[str, tuple[str, str]] = {
     "message": ("message-menu", MENU_KEYS),
     "end": ("end-menu", END_KEYS),
     "options": ("options-menu", OPTION_KEYS),
     "newpin": ("enter-new-pin", PIN_KEYS),
     "newpin2": ("reenter-new-pin", PIN_KEYS),
+    "review": ("review-menu", REVIEW_KEYS),
 }
 
 
@@ -99,8 +110,13 @@ class MessageAudio:
     offset: float = 0.0
 
 
-Item = str | Spoken | MessageAudio
-"""A prompt name, free text, or a message's audio."""
+@dataclass(frozen=True, slots=True)
+class RecordedGreeting:
+    """The greeting just recorded (not saved yet), for the owner to listen to."""
+
+
+Item = str | Spoken | MessageAudio | RecordedGreeting
+"""A prompt name, free text, a message's audio, or the greeting just recorded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,11 +146,27 @@ class ChangePin:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordGreeting:
+    """Record the owner now (after the beep) until ``#``, silence or the greeting's maximum
+    length; then tell the machine :meth:`MailboxMenu.greeting_recorded`."""
+
+    kind: GreetingKind
+
+
+@dataclass(frozen=True, slots=True)
+class SaveGreeting:
+    """Store the greeting just recorded as the mailbox's greeting of *kind* (replacing one
+    uploaded on the web: they are the same objects)."""
+
+    kind: GreetingKind
+
+
+@dataclass(frozen=True, slots=True)
 class Hangup:
     pass
 
 
-Action = Play | MarkHeard | Move | ChangePin | Hangup
+Action = Play | MarkHeard | Move | ChangePin | RecordGreeting | SaveGreeting | Hangup
 
 
 # -- saying things ---------------------------------------------------------------------------
@@ -261,6 +293,8 @@ class MailboxMenu:
         """For the trivial-PIN check (a PIN must not contain the mailbox number)."""
         self._typed = ""
         self._first_pin: str | None = None
+        self.greeting_kind: GreetingKind | None = None
+        """The greeting being recorded / reviewed."""
         self.unanswered = 0
         self.ended = False
 
@@ -290,6 +324,10 @@ class MailboxMenu:
         if state.kind == "goodbye":
             self.ended = True
             return [Hangup()]
+        if state.kind == "record-prompt":
+            assert self.greeting_kind is not None
+            self.state = None  # recording: neither playing nor waiting for a key
+            return [RecordGreeting(self.greeting_kind)]
         if state.kind in ("intro", "envelope"):
             return self._message(offset=0.0)
         if state.kind == "message":
@@ -318,6 +356,8 @@ class MailboxMenu:
         where = self._context_of(state)
         if where in ("newpin", "newpin2"):
             return self._pin_key(digit, now)
+        if where == "review":
+            return self._review_key(digit)
         if where == "options":
             return self._options_key(digit)
         if digit == "0":
@@ -343,6 +383,16 @@ class MailboxMenu:
         if digit == "#":  # in the message menu
             return self._goodbye()
         return self._message_key(digit, now)
+
+    def greeting_recorded(self, now: datetime, seconds: float | None) -> list[Action]:
+        """The recording asked for by :class:`RecordGreeting` ended: *seconds* of greeting, or
+        None when there was too little voice to keep."""
+        if self.ended or self.greeting_kind is None:
+            return []
+        if seconds is None:
+            self.greeting_kind = None
+            return self._menu_prompt("options", prefix=["greeting-not-recorded"])
+        return self._menu_prompt("review")
 
     def interrupted_without_effect(self, now: datetime) -> list[Action]:
         """A play was stopped by a key that asked for nothing new: go on as if it had ended
@@ -389,6 +439,10 @@ class MailboxMenu:
         return []  # no meaning here: a wait keeps its deadline
 
     def _options_key(self, digit: str) -> list[Action]:
+        if digit in GREETING_KEYS:
+            self.unanswered = 0
+            self.greeting_kind = GREETING_KEYS[digit]
+            return self._record_prompt()
         if digit == "5":
             self.unanswered = 0
             return self._menu_prompt("newpin")
@@ -396,6 +450,25 @@ class MailboxMenu:
             self.unanswered = 0
             return self._menu_prompt(self.options_from)
         return []
+
+    def _record_prompt(self) -> list[Action]:
+        self.state = _Playing("record-prompt")
+        return [Play(("record-greeting", "beep"), "", "record-prompt")]
+
+    def _review_key(self, digit: str) -> list[Action]:
+        kind = self.greeting_kind
+        if digit not in REVIEW_KEYS or kind is None:
+            return []
+        self.unanswered = 0
+        if digit == "1":
+            self.greeting_kind = None
+            return [SaveGreeting(kind), *self._menu_prompt("options", prefix=["greeting-saved"])]
+        if digit == "2":
+            return self._menu_prompt("review", prefix=[RecordedGreeting()])
+        if digit == "3":
+            return self._record_prompt()
+        self.greeting_kind = None  # "*": not kept
+        return self._menu_prompt("options")
 
     def _pin_key(self, digit: str, now: datetime) -> list[Action]:
         """A key of a new PIN: digits, ``*`` starts over, ``#`` ends it."""

@@ -188,7 +188,18 @@ PROMPT_TEXTS: dict[str, str] = {
         "To hear your messages again, press 1. For mailbox options, press 0. To exit, press "
         "the pound key."
     ),
-    "options-menu": "Mailbox options. To change your PIN, press 5. To go back, press the star key.",
+    "options-menu": (
+        "Mailbox options. To record your unavailable greeting, press 1. Your busy greeting, "
+        "press 2. Your name, press 3. A temporary greeting, press 4. To change your PIN, "
+        "press 5. To go back, press the star key."
+    ),
+    "record-greeting": "Please speak after the tone, and press the pound key when you are done.",
+    "review-menu": (
+        "To keep it, press 1. To listen to it, press 2. To record it again, press 3. To cancel, "
+        "press the star key."
+    ),
+    "greeting-saved": "Your greeting has been saved.",
+    "greeting-not-recorded": "Nothing was recorded.",
     "enter-new-pin": "Please enter your new PIN, followed by the pound key.",
     "reenter-new-pin": "Please enter the new PIN again, followed by the pound key.",
     "pins-differ": "The two PINs are not the same.",
