@@ -34,7 +34,18 @@ PIN = "2468"
 #: One short word per prompt, so a test call spends little time listening.
 SHORT_TEXTS = {name: "ok" for name in PROMPT_TEXTS}
 SHORT_TEXTS.update(
-    {"enter-pin": "pin", "wrong-pin": "no", "goodbye": "bye", "mailbox-full": "full"}
+    {
+        "enter-pin": "pin",
+        "wrong-pin": "no",
+        "goodbye": "bye",
+        "mailbox-full": "full",
+        "mailbox-locked": "locked",
+        # the main menu's landmarks, each a distinct word a test can find in what it heard
+        "you-have": "you have",
+        "received": "received",
+        "message-menu": "menu",
+        "message-deleted": "deleted",
+    }
 )
 
 

@@ -57,6 +57,22 @@ CASES = [
         ("alice", DOMAIN, "retrieve", 67212, "direct", None, "retrieve-uri"),
     ),
     (
+        "main menu URI",
+        f"sip:alice-retrieve@{AGENT}",
+        f"<sip:alice-retrieve@{AGENT}>",
+        (),
+        (),
+        ("alice", DOMAIN, "menu", None, "direct", None, "menu-uri"),
+    ),
+    (
+        "main menu URI of someone unknown",
+        f"sip:mallory-retrieve@{AGENT}",
+        f"<sip:mallory-retrieve@{AGENT}>",
+        (),
+        (),
+        None,
+    ),
+    (
         "retrieve URI of a user with a dash in the name",
         f"sip:mary-ann-5-retrieve@{AGENT}",
         "<sip:x@example.com>",

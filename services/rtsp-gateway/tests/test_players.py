@@ -77,7 +77,7 @@ def event_loop_policy() -> uvloop.EventLoopPolicy:
 async def gateway(pg_pool, tmp_path: Path):
     assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
     await domains.create(pg_pool, "example.com")
-    alice = await users.create(pg_pool, "alice", "example.com", "alice-password-1", pin="1234")
+    alice = await users.create(pg_pool, "alice", "example.com", "alice-password-1", pin="5820")
     bob = await users.create(pg_pool, "bob", "example.com", "bob-password-12")
     blobs = FileBlobStore(tmp_path / "blobs")
     pcm = known_audio()

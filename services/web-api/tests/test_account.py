@@ -270,7 +270,7 @@ async def test_wrong_current_password_is_403_changes_nothing_and_is_throttled(ap
             json={
                 "current_password": "guess-guess-guess",
                 "new_password": "mallory-was-here",
-                "pin": "9999",
+                "pin": "9753",
                 "display_name": "Mallory",
             },
         )

@@ -303,6 +303,20 @@ def user_enable(address: str) -> None:
     show(user, lambda: [f"{user.address} enabled"])
 
 
+@user_app.command("unlock")
+def user_unlock(address: str) -> None:
+    """Lift the mailbox's phone PIN lockout and forget its wrong PINs."""
+    result = run(lambda b: admin.unlock(b.pool, address))
+    show(
+        result,
+        lambda: [
+            f"{result.address}: unlocked (was locked until {result.locked_until:%Y-%m-%d %H:%M:%S %Z})"
+            if result.was_locked and result.locked_until is not None
+            else f"{result.address}: not locked ({result.failures} wrong PINs forgotten)"
+        ],
+    )
+
+
 @user_app.command("delete")
 def user_delete(address: str) -> None:
     removal = run(

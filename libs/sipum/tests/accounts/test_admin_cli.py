@@ -116,3 +116,22 @@ async def test_export_a_mailbox_as_a_zip(admin_cli, pg_pool, tmp_path: Path) -> 
         assert meta["mailbox"] == "alice@example.com" and len(meta["messages"]) == 2
         for m in meta["messages"]:
             assert archive.read(m["file"]).startswith(b"RIFF")
+
+
+async def test_unlock_lifts_a_phone_pin_lockout(admin_cli, pg_pool) -> None:
+    from datetime import UTC, datetime
+
+    from sipum.db import domains, pin_lockouts
+    from sipum.security.pin_lockout import LockoutPolicy
+
+    await domains.ensure(pg_pool, "voice.test")
+    dan = await users.create(pg_pool, "dan", "voice.test", "dan-password-1", pin="2468")
+    policy = LockoutPolicy(max_failures=1)
+    assert (await pin_lockouts.add_failure(pg_pool, dan.id, datetime.now(UTC), policy)).newly_locked
+    done = admin_cli("user", "unlock", "dan@voice.test")
+    assert "dan@voice.test: unlocked (was locked until" in done.stdout
+    assert not (await pin_lockouts.get(pg_pool, dan.id)).locked(datetime.now(UTC))
+    again = json.loads(admin_cli("--json", "user", "unlock", "dan@voice.test").stdout)
+    assert again["was_locked"] is False and again["address"] == "dan@voice.test"
+    missing = admin_cli("user", "unlock", "nobody@voice.test", ok=False)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr

@@ -179,12 +179,12 @@ async def test_pin_min_length_is_the_domains_policy(pg_pool: asyncpg.Pool) -> No
     domain = await domains.ensure(pg_pool, "example.com")
     await domains.update(pg_pool, domain.id, pin_min_length=6)
     with pytest.raises(WeakSecretError, match="at least 6"):
-        await users.create(pg_pool, "eve", "example.com", "eve password", pin="1234")
-    eve = await users.create(pg_pool, "eve", "example.com", "eve password", pin="123456")
+        await users.create(pg_pool, "eve", "example.com", "eve password", pin="3817")
+    eve = await users.create(pg_pool, "eve", "example.com", "eve password", pin="381729")
     with pytest.raises(WeakSecretError, match="at least 6"):
-        await users.set_pin(pg_pool, eve.id, "12345")
-    assert await users.set_pin(pg_pool, eve.id, "654321")
-    assert await users.verify_pin(pg_pool, eve.id, "654321")
+        await users.set_pin(pg_pool, eve.id, "38172")
+    assert await users.set_pin(pg_pool, eve.id, "729381")
+    assert await users.verify_pin(pg_pool, eve.id, "729381")
 
 
 class _NoBus:

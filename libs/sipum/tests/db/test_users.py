@@ -71,7 +71,7 @@ async def test_kamailio_subscriber_view_exposes_ha1_only(pg_pool: asyncpg.Pool) 
 
 async def test_set_password_recomputes_ha1_and_pin_can_be_removed(pg_pool: asyncpg.Pool) -> None:
     await domains.create(pg_pool, "example.com")
-    carol = await users.create(pg_pool, "carol", "example.com", "first password", pin="1234")
+    carol = await users.create(pg_pool, "carol", "example.com", "first password", pin="5820")
     assert await users.set_password(pg_pool, carol.id, "second password")
     after = await users.get(pg_pool, carol.id)
     assert after is not None
@@ -79,7 +79,7 @@ async def test_set_password_recomputes_ha1_and_pin_can_be_removed(pg_pool: async
     assert await users.verify_password(pg_pool, carol.id, "second password")
     assert not await users.verify_password(pg_pool, carol.id, "first password")
     assert await users.set_pin(pg_pool, carol.id, None)
-    assert not await users.verify_pin(pg_pool, carol.id, "1234")
+    assert not await users.verify_pin(pg_pool, carol.id, "5820")
     assert not (await users.get(pg_pool, carol.id)).has_pin  # type: ignore[union-attr]
     assert not await users.set_password(pg_pool, 999_999, "whatever123")
 
@@ -91,7 +91,7 @@ async def test_create_rejects_duplicates_bad_names_and_weak_secrets(pg_pool: asy
         await users.create(pg_pool, "DAVE", "example.com", "long enough")
     with pytest.raises(DomainNotFoundError):
         await users.create(pg_pool, "dave", "elsewhere.example", "long enough")
-    for bad in ("da@ve", "da ve", "dave-67212-retrieve", ""):
+    for bad in ("da@ve", "da ve", "dave-67212-retrieve", "dave-retrieve", ""):
         with pytest.raises(InvalidUsernameError):
             await users.create(pg_pool, bad, "example.com", "long enough")
     with pytest.raises(WeakSecretError):
@@ -103,6 +103,11 @@ async def test_create_rejects_duplicates_bad_names_and_weak_secrets(pg_pool: asy
         await pg_pool.execute(
             "INSERT INTO users (domain_id, username, password_hash, ha1, ha1b, ha1_sha256)"
             " SELECT id, 'x-1-retrieve', '', '', '', '' FROM domains LIMIT 1"
+        )
+    with pytest.raises(asyncpg.CheckViolationError):  # the main-menu URI (migration 0009)
+        await pg_pool.execute(
+            "INSERT INTO users (domain_id, username, password_hash, ha1, ha1b, ha1_sha256)"
+            " SELECT id, 'x-retrieve', '', '', '', '' FROM domains LIMIT 1"
         )
 
 

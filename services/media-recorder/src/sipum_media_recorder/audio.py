@@ -53,6 +53,11 @@ class Prompts:
         paths: list[Path] = await self._run(self.library.paths, names, rate)
         return paths
 
+    async def spoken(self, text: str, rate: int) -> Path:
+        """Free text (a caller's display name) with the prompt voice, rendered once, cached."""
+        path: Path = await self._run(self.library.spoken, text, rate)
+        return path
+
     async def sequence(self, what: str, rate: int, **kwargs: Any) -> list[Path]:
         paths: list[Path] = await self._run(
             self.library.prompt_sequence_for, what, rate=rate, **kwargs

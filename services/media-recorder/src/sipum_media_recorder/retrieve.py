@@ -5,7 +5,8 @@
   came from one of its configured trusted proxy addresses; the recorder double-checks that the
   caller URI it was given is the owner's. The PIN is typed as digits ending with ``#`` (``*``
   starts over); ``pin_attempts`` (3) wrong PINs end the call with "Goodbye" — the message is
-  never played. A user without a PIN cannot retrieve by phone unless trusted.
+  never played. A user without a PIN cannot retrieve by phone unless trusted. Wrong PINs are
+  also counted per mailbox across calls (``lockout``): too many lock phone access for a while.
 * The message is played (and marked heard), then the menu: ``1`` replay, ``7`` delete (moved
   to the trash, like the web inbox's first delete), ``9`` save (moved to ``saved``), ``#`` end.
   Menu digits interrupt prompts and the message (barge-in); without an answer the menu is
@@ -19,6 +20,7 @@ from typing import Literal
 
 from sipum.db import messages, users
 
+from sipum_media_recorder import lockout
 from sipum_media_recorder.audio import decode_audio
 from sipum_media_recorder.session import ALL_DIGITS, MediaSession
 
@@ -65,36 +67,57 @@ async def read_pin(session: MediaSession) -> str | None:
             typed += digit
 
 
-async def authenticate(session: MediaSession) -> bool:
+Auth = Literal["ok", "wrong", "locked", "gone"]
+
+
+async def authenticate(session: MediaSession) -> Auth:
+    """The trusted owner, or the PIN within ``pin_attempts`` tries — unless the mailbox's phone
+    access is locked (``lockout``): then the PIN is not asked at all. Every wrong PIN typed is
+    counted for the mailbox across calls and replicas; the one that reaches the limit locks it
+    (``mailbox.locked``) and ends this call too. A right PIN forgets the failures."""
     svc = session.services
     if session.request.trusted and caller_is_owner(session.request.caller_uri, session.user):
-        return True
+        return "ok"
+    if await lockout.is_locked(session):
+        return "locked"
     attempts = svc.settings.pin_attempts
     for attempt in range(1, attempts + 1):
         await session.prompt("enter-pin", barge_in=ALL_DIGITS)
         pin = await read_pin(session)
         if session.hung_up.is_set():
-            return False
+            return "gone"
         if pin and await users.verify_pin(svc.pool, session.user.id, pin):
-            return True
+            await lockout.forget_failures(session)
+            return "ok"
         log.info(
             "wrong PIN",
             extra={"session": session.session_id, "user": session.user.address, "attempt": attempt},
         )
+        if pin and await lockout.count_failure(session):
+            return "locked"
         if attempt < attempts:
             await session.prompt("wrong-pin", barge_in=ALL_DIGITS)
-    return False
+    return "wrong"
+
+
+async def refuse(session: MediaSession, auth: Auth) -> EndReason:
+    """End a call whose PIN check failed: "locked" + "Goodbye", or "Goodbye"."""
+    if auth == "gone" or session.ended_by_caller:
+        return "bye"
+    if auth == "locked":
+        await session.prompt("mailbox-locked", "goodbye")
+    else:
+        await session.prompt("goodbye")
+    return "rejected"
 
 
 async def run_retrieve(session: MediaSession) -> tuple[EndReason, int | None]:
     svc = session.services
     message = session.message
     assert message is not None
-    if not await authenticate(session):
-        if session.ended_by_caller:
-            return "bye", None
-        await session.prompt("goodbye")
-        return "rejected", None
+    auth = await authenticate(session)
+    if auth != "ok":
+        return await refuse(session, auth), None
     session.clear_digits()
     item = decode_audio(await svc.blobs.get(message.blob_key))
     owner = session.user

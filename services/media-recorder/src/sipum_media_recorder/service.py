@@ -51,6 +51,7 @@ from sipum_media_recorder import metrics
 from sipum_media_recorder.address import advertised_address
 from sipum_media_recorder.audio import Prompts
 from sipum_media_recorder.liveness import ReplicaLiveness
+from sipum_media_recorder.mainmenu import run_menu
 from sipum_media_recorder.negotiation import answer_offer
 from sipum_media_recorder.record import run_record, silence_rules
 from sipum_media_recorder.retrieve import run_retrieve
@@ -228,7 +229,7 @@ class MediaRecorderService:
     async def _allocate(self, session_id: str, request: MediaAllocateRequest) -> MediaAllocateReply:
         svc = self.services
         assert svc is not None and self.ctx is not None
-        if request.mode not in ("record", "retrieve"):
+        if request.mode not in ("record", "retrieve", "menu"):
             raise RemoteError(
                 "unsupported", f"mode {request.mode!r} is not served by this recorder"
             )
@@ -301,6 +302,8 @@ class MediaRecorderService:
         try:
             if session.request.mode == "record":
                 reason, message_id = await run_record(session)
+            elif session.request.mode == "menu":
+                reason, message_id = await run_menu(session)
             else:
                 reason, message_id = await run_retrieve(session)
         except asyncio.CancelledError:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from pydantic import Field, model_validator
 from sipum.config import ServiceSettings
+from sipum.security.pin_lockout import LockoutPolicy
 
 
 class MediaRecorderSettings(ServiceSettings):
@@ -40,6 +43,15 @@ class MediaRecorderSettings(ServiceSettings):
 
     pin_attempts: int = Field(default=3, ge=1, le=10)
     """Wrong PINs before a retrieval call is ended."""
+    pin_lockout_failures: int = Field(default=5, ge=1, le=100)
+    """Wrong PINs for one mailbox — over all calls and replicas — within
+    ``pin_lockout_window_seconds`` that lock its phone access (``sipum.security.pin_lockout``)."""
+    pin_lockout_window_seconds: float = Field(default=900.0, gt=0)
+    """How long wrong PINs are counted together (from the first one)."""
+    pin_lockout_base_seconds: float = Field(default=300.0, gt=0)
+    """Length of the first lock; each further lock in a row lasts twice as long."""
+    pin_lockout_max_seconds: float = Field(default=86400.0, gt=0)
+    """No lock lasts longer than this."""
     digit_timeout_seconds: float = Field(default=8.0, gt=0)
     """How long to wait for the next PIN digit or a menu choice."""
     menu_repeats: int = Field(default=3, ge=1)
@@ -53,6 +65,14 @@ class MediaRecorderSettings(ServiceSettings):
     heartbeat_misses: int = Field(default=3, ge=2, le=20)
     """Heartbeats missed before a replica counts as gone (1.5 s with the defaults): the agent
     ends its calls, the other replicas recover its recordings at once."""
+    time_zone: str = "UTC"
+    """Time zone in which the main menu says when a message arrived (an IANA name such as
+    ``Europe/Berlin``) for a mailbox whose user and domain chose no ``time_zone`` setting."""
+    menu_newest_first: bool = False
+    """Main menu: play the new (and then the saved) messages newest first instead of oldest."""
+    menu_max_messages: int = Field(default=500, ge=1, le=10000)
+    """Main menu: at most this many messages are offered in one call."""
+
     recovery_grace_seconds: float = Field(default=60.0, ge=0)
     """A recording whose replica is still alive but has not touched it for this long is a
     leftover (e.g. a store that failed for ``store_retry_seconds``) and is recovered by any replica."""
@@ -71,4 +91,19 @@ class MediaRecorderSettings(ServiceSettings):
     def _check_range(self) -> MediaRecorderSettings:
         if self.rtp_port_max <= self.rtp_port_min:
             raise ValueError("rtp_port_max must be above rtp_port_min")
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"time_zone {self.time_zone!r} is not a known time zone") from None
+        if self.pin_lockout_max_seconds < self.pin_lockout_base_seconds:
+            raise ValueError("pin_lockout_max_seconds must not be below pin_lockout_base_seconds")
         return self
+
+    @property
+    def lockout_policy(self) -> LockoutPolicy:
+        return LockoutPolicy(
+            max_failures=self.pin_lockout_failures,
+            window_seconds=self.pin_lockout_window_seconds,
+            base_seconds=self.pin_lockout_base_seconds,
+            max_seconds=self.pin_lockout_max_seconds,
+        )

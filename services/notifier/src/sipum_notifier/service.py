@@ -35,6 +35,7 @@ from sipum.security.tokens import sign_play_link
 from sipum_notifier.audio import Attachment, AudioFormatError, attachment
 from sipum_notifier.command import run_notify_command
 from sipum_notifier.errors import ChannelFailure
+from sipum_notifier.lockout import LockoutMailer
 from sipum_notifier.mail import MailContent, compose, load_template
 from sipum_notifier.retention import RetentionSweeper, expiry_for
 from sipum_notifier.settings import NotifierSettings
@@ -70,6 +71,7 @@ class NotifierService:
         self.webhooks: WebhookDispatcher | None = None
         self.sweeper: RetentionSweeper | None = None
         self.transcripts: TranscriptWaiter | None = None
+        self.lockout = LockoutMailer(settings, lambda mail: self.send(mail))
 
     async def start(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -99,11 +101,13 @@ class NotifierService:
             await self.webhooks.start()
         self.sweeper = RetentionSweeper(self.settings, ctx)  # delete after e-mail
         await self.sweeper.start()
+        await self.lockout.start(ctx)  # mailbox.locked → the owner (sipum_notifier.lockout)
 
     async def stop_accepting(self) -> None:
         for subscription in (self.subscription, self.command_subscription):
             if subscription is not None:
                 await subscription.stop()  # type: ignore[attr-defined]
+        await self.lockout.stop_accepting()
         if self.webhooks is not None:
             await self.webhooks.stop_accepting()
         if self.sweeper is not None:

@@ -11,7 +11,8 @@ mailbox (the caller passes ``is_mailbox``; the service asks PostgreSQL). In orde
    a voicemail server; ``cause`` (RFC 4458 §3.1 / RFC 7044 §9 codes: 404, 486, 408, 302, 487,
    480, 503) gives the diversion reason. → ``diverted``.
 2. **Retrieval URI** ``sip:<user>-<message id>-retrieve@…`` (the link in the e-mail) →
-   mode ``retrieve`` for that one message.
+   mode ``retrieve`` for that one message; **main menu URI** ``sip:<user>-retrieve@…`` →
+   mode ``menu`` (the whole mailbox by phone).
 3. **Request-URI user** (``sip:alice@<agent>``: Kamailio forked the call to the contact we
    registered, or someone dialled us). If a Diversion or History-Info entry names the same
    user, the user's own phone sent the call here (302 / deflection) → ``diverted``. Else, if
@@ -49,10 +50,13 @@ from sipum_protocol.sip.message import SipRequest
 from sipum_protocol.sip.uri import SipUri, parse_name_addr, parse_params, parse_uri
 
 Reason = Literal["direct", "forked", "diverted"]
-Mode = Literal["record", "retrieve"]
-Source = Literal["target-param", "retrieve-uri", "request-uri", "history-info", "diversion", "to"]
+Mode = Literal["record", "retrieve", "menu"]
+Source = Literal[
+    "target-param", "retrieve-uri", "menu-uri", "request-uri", "history-info", "diversion", "to"
+]
 
 _RETRIEVE = re.compile(r"^(?P<user>.+)-(?P<id>[0-9]{1,18})-retrieve$")
+_MENU = re.compile(r"^(?P<user>.+)-retrieve$")
 
 # RFC 5806 §4 "reason" values → the RFC 4458 §3.1 cause codes they correspond to, so that
 # every diverted call reports one vocabulary.
@@ -161,6 +165,19 @@ class MailboxResolver:
                     )
                 )
             elif user:
+                menu = _MENU.match(user)
+                if menu is not None:
+                    # the main menu; a mailbox literally named "bob-retrieve" still gets its
+                    # calls when there is no "bob" (the next candidate)
+                    out.append(
+                        MailboxCandidate(
+                            username=menu["user"],
+                            domain=self._domain_of(ruri),
+                            source="menu-uri",
+                            reason="direct",
+                            mode="menu",
+                        )
+                    )
                 out.append(self._request_uri_candidate(ruri, user, to_uri, diverted))
         out.extend(diverted)
         if to_uri is not None and to_uri.user and to_uri.host.lower() in self.domains:

@@ -81,6 +81,49 @@ _TENS = {
     90: "ninety",
 }
 
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+MONTHS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
+#: The days of a month as ordinals (``sipum_protocol.media.say.ordinal``).
+ORDINAL_WORDS: dict[int, str] = {
+    1: "first",
+    2: "second",
+    3: "third",
+    4: "fourth",
+    5: "fifth",
+    6: "sixth",
+    7: "seventh",
+    8: "eighth",
+    9: "ninth",
+    10: "tenth",
+    11: "eleventh",
+    12: "twelfth",
+    13: "thirteenth",
+    14: "fourteenth",
+    15: "fifteenth",
+    16: "sixteenth",
+    17: "seventeenth",
+    18: "eighteenth",
+    19: "nineteenth",
+    20: "twentieth",
+    **{20 + n: f"twenty {_word}" for n, _word in enumerate(("first", "second", "third",
+        "fourth", "fifth", "sixth", "seventh", "eighth", "ninth"), start=1)},
+    30: "thirtieth",
+    31: "thirty first",
+}  # fmt: skip
+
 #: name → text of every spoken system prompt.
 PROMPT_TEXTS: dict[str, str] = {
     # Digits, spoken one by one for phone numbers and extensions.
@@ -91,6 +134,17 @@ PROMPT_TEXTS: dict[str, str] = {
     **{f"number-{n}": _ONES[n] for n in range(20)},
     **{f"number-{n}": word for n, word in _TENS.items()},
     "number-hundred": "hundred",
+    "number-thousand": "thousand",
+    # Dates and times (sipum_protocol.media.say).
+    **{f"ordinal-{n}": word for n, word in ORDINAL_WORDS.items()},
+    **{f"weekday-{name}": name.capitalize() for name in WEEKDAYS},
+    **{f"month-{name}": name.capitalize() for name in MONTHS},
+    "today": "today",
+    "yesterday": "yesterday",
+    "at": "at",
+    "oh": "oh",
+    "am": "A M",
+    "pm": "P M",
     # Caller side.
     "person-at": "The person at",
     "is-not-available": "is not available.",
@@ -106,6 +160,7 @@ PROMPT_TEXTS: dict[str, str] = {
     "no-more-messages": "There are no more messages.",
     "enter-pin": "Please enter your PIN, followed by the pound key.",
     "wrong-pin": "Wrong PIN. Please try again.",
+    "mailbox-locked": "This mailbox is locked after too many wrong PINs. Please try again later.",
     "menu-replay": "To replay the message, press 1.",
     "menu-delete": "To delete it, press 7.",
     "menu-save": "To save it, press 9.",
@@ -113,6 +168,48 @@ PROMPT_TEXTS: dict[str, str] = {
     "message-deleted": "Message deleted.",
     "message-saved": "Message saved.",
     "goodbye": "Goodbye.",
+    # The main menu (sip:alice-retrieve@…): counts, envelope, message menu.
+    "no": "no",
+    "and": "and",
+    "count-new-message": "new message",
+    "count-new-messages": "new messages",
+    "count-saved-message": "saved message.",
+    "count-saved-messages": "saved messages.",
+    "no-messages": "You have no messages.",
+    "received": "Received",
+    "from": "from",
+    "from-unknown": "from an unknown caller.",
+    "message-menu": (
+        "To repeat the message, press 5. For the next message, press 6. For the previous "
+        "message, press 4. To delete it, press 7. To save it, press 9. For mailbox options, "
+        "press 0. To exit, press the pound key."
+    ),
+    "end-menu": (
+        "To hear your messages again, press 1. For mailbox options, press 0. To exit, press "
+        "the pound key."
+    ),
+    "options-menu": (
+        "Mailbox options. To record your unavailable greeting, press 1. Your busy greeting, "
+        "press 2. Your name, press 3. A temporary greeting, press 4. To change your PIN, "
+        "press 5. To go back, press the star key."
+    ),
+    "record-greeting": "Please speak after the tone, and press the pound key when you are done.",
+    "review-menu": (
+        "To keep it, press 1. To listen to it, press 2. To record it again, press 3. To cancel, "
+        "press the star key."
+    ),
+    "greeting-saved": "Your greeting has been saved.",
+    "greeting-not-recorded": "Nothing was recorded.",
+    "enter-new-pin": "Please enter your new PIN, followed by the pound key.",
+    "reenter-new-pin": "Please enter the new PIN again, followed by the pound key.",
+    "pins-differ": "The two PINs are not the same.",
+    "pin-not-accepted": (
+        "That PIN cannot be used. Use 4 to 12 digits, and nothing easy to guess like "
+        "1 2 3 4, 1 1 1 1 or your number."
+    ),
+    "pin-changed": "Your PIN has been changed.",
+    "first-message": "This is the first message.",
+    "message-undeleted": "Message undeleted.",
 }
 
 #: Prompt names that are generated tones, not speech.

@@ -9,6 +9,7 @@ registers, re-registers and de-registers exactly as when users act themselves. E
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -16,7 +17,7 @@ import nats.js.errors
 
 from sipum.accounts.removal import Removal, remove_mailbox
 from sipum.blobstore import BlobStore
-from sipum.db import Pool, domains, settings, users
+from sipum.db import Pool, domains, pin_lockouts, settings, users
 from sipum.db.errors import DomainInUseError, DomainNotFoundError, UserExistsError
 from sipum.events import DomainUpdated, EventBus, UserCreated, UserUpdated
 from sipum.security.passwords import WeakSecretError
@@ -295,6 +296,33 @@ async def set_disabled(pool: Pool, bus: EventBus, address: str, disabled: bool) 
     return updated
 
 
+@dataclass(frozen=True, slots=True)
+class Unlocked:
+    """What ``unlock`` lifted: the mailbox's phone PIN lockout as it was."""
+
+    address: str
+    was_locked: bool
+    locked_until: datetime | None
+    failures: int
+    lockouts: int
+
+
+async def unlock(pool: Pool, address: str, *, now: datetime | None = None) -> Unlocked:
+    """Lift the mailbox's phone PIN lockout and forget its wrong PINs (``pin_lockouts``);
+    *now* (default: the wall clock) only decides whether it was still locked."""
+    now = now or datetime.now(UTC)
+    user = await user_by_address(pool, address)
+    state = await pin_lockouts.get(pool, user.id)
+    await pin_lockouts.clear(pool, user.id)
+    return Unlocked(
+        address=user.address,
+        was_locked=state.locked(now),
+        locked_until=state.locked_until if state.locked(now) else None,
+        failures=state.failures,
+        lockouts=state.lockouts,
+    )
+
+
 async def delete_user(
     pool: Pool, bus: EventBus, blobs: BlobStore, address: str, *, deregister_wait: float
 ) -> Removal:
@@ -361,9 +389,10 @@ async def system_status(pool: Pool, bus: EventBus) -> SystemStatus:
 
 __all__ = [
     "AdminError", "Conflict", "ConsumerStatus", "Invalid", "NotFound", "QuotaLine",
-    "SystemStatus", "UserPage", "create_domain", "create_user", "delete_domain", "delete_user",
-    "domain_by_name", "list_users", "quota_report", "reset_password", "reset_pin", "set_disabled",
-    "system_status", "update_domain", "update_overrides", "user_by_address",
+    "SystemStatus", "Unlocked", "UserPage", "create_domain", "create_user", "delete_domain",
+    "delete_user", "domain_by_name", "list_users", "quota_report", "reset_password", "reset_pin",
+    "set_disabled", "system_status", "unlock", "update_domain", "update_overrides",
+    "user_by_address",
 ]  # fmt: skip
 
 

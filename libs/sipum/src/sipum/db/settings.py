@@ -233,7 +233,9 @@ SETTINGS: dict[str, Setting] = {
             max_length=35, builtin_from="the prompt set in prompt_dir",
         ),
         Setting(
-            "time_zone", str, "UTC", "time zone of the times in notifications", "notifier",
+            "time_zone", str, "UTC",
+            "time zone of the times in notifications and in the phone menu's envelopes",
+            "notifier, media-recorder",
             user_may_set=True, max_length=64,
         ),
         Setting(

@@ -23,7 +23,7 @@ from sipum.db.pool import Executor
 from sipum.security.passwords import (
     WeakSecretError,
     check_password_strength,
-    check_pin,
+    check_pin_strength,
     digest_credentials,
     hash_secret,
     hash_secret_async,
@@ -183,10 +183,13 @@ async def create(
     """
     _check_overrides(overrides)
     username = normalize_username(username)
+    if username.endswith("-retrieve"):
+        # sip:alice-retrieve@host is alice's main menu (migration 0013; existing names stay)
+        raise InvalidUsernameError(f"username {username!r} ends like the main-menu URI")
     domain = domains.normalize_name(domain)
     check_password_strength(password)
     if pin is not None:
-        check_pin(pin)
+        check_pin_strength(pin, username=username)
     found = await domains.get_by_name(db, domain)
     if found is None:
         raise DomainNotFoundError(domain)
@@ -324,19 +327,28 @@ async def set_password(db: Executor, user_id: int, password: str) -> bool:
 
 
 async def set_pin(db: Executor, user_id: int, pin: str | None) -> bool:
-    """New mailbox PIN (None removes it).  False if no such user."""
+    """New mailbox PIN (None removes it).  False if no such user.
+
+    Trivial PINs are refused (``WeakSecretError``: ``check_pin_strength``, which knows the
+    username). A new PIN also lifts a phone lockout (``pin_lockouts``): whoever set it knows it.
+    """
     pin_hash = None
     if pin is not None:
-        check_pin(pin)
-        domain_min = await db.fetchval(
-            "SELECT d.pin_min_length FROM users u JOIN domains d ON d.id = u.domain_id"
-            " WHERE u.id = $1",
+        row = await db.fetchrow(
+            "SELECT u.username, d.pin_min_length FROM users u JOIN domains d"
+            " ON d.id = u.domain_id WHERE u.id = $1",
             user_id,
         )
-        _check_pin_length(pin, domain_min)
+        if row is None:
+            return False
+        check_pin_strength(pin, username=row["username"])
+        _check_pin_length(pin, row["pin_min_length"])
         pin_hash = await hash_secret_async(pin)
     status = await db.execute(
-        "UPDATE users SET pin_hash = $2, updated_at = now() WHERE id = $1", user_id, pin_hash
+        """WITH cleared AS (DELETE FROM pin_lockouts WHERE user_id = $1)
+           UPDATE users SET pin_hash = $2, updated_at = now() WHERE id = $1""",
+        user_id,
+        pin_hash,
     )
     return bool(status == "UPDATE 1")
 

@@ -16,8 +16,8 @@ from datetime import datetime
 
 from sipum.db.pool import Executor
 
-#: What an endpoint may subscribe to (``mailbox.locked`` joins once the phone PIN lockout exists).
-WEBHOOK_EVENTS = ("message.created", "message.updated", "message.deleted")
+#: What an endpoint may subscribe to (``mailbox.locked``: phone access locked after wrong PINs).
+WEBHOOK_EVENTS = ("message.created", "message.updated", "message.deleted", "mailbox.locked")
 TEST_EVENT = "webhook.test"
 
 

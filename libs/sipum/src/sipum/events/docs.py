@@ -29,7 +29,7 @@ ROLES: dict[str, tuple[str, str]] = {
     "message.deleted": ("web-api (DELETE), notifier (retention sweeper: delete after e-mail, `reason: expired`)", "notifier (webhooks); registrar-agent (MWI NOTIFY); web-api (live inbox); operators"),
     "message.transcribed": ("transcriber (after the transcript is stored)", "notifier (the e-mail waiting for it, core NATS); web-api (live events: the inbox shows it); operators"),
     "user.created": ("web-api (signup)", "registrar-agent (starts REGISTERing the user)"),
-    "user.updated": ("web-api (PATCH /api/v1/account, PATCH/DELETE /api/v1/settings, the admin API), sipum-admin — after the commit; `changed` names fields and settings (display_name, email, pin, password, disabled, enabled, ring_timeout_seconds, …)", "registrar-agent (re-REGISTERs when the identity changed — password; de-registers on disabled, registers on enabled; settings need nothing: read per call)"),
+    "user.updated": ("web-api (PATCH /api/v1/account, PATCH/DELETE /api/v1/settings, the admin API), sipum-admin, media-recorder (pin, changed by phone in the main menu) — after the commit; `changed` names fields and settings (display_name, email, pin, password, disabled, enabled, ring_timeout_seconds, …)", "registrar-agent (re-REGISTERs when the identity changed — password; de-registers on disabled, registers on enabled; settings need nothing: read per call)"),
     "user.deleted": ("web-api (DELETE /api/v1/account, before the rows go; it waits, bounded, for the agent's unregistered)", "registrar-agent (unREGISTERs, ends MWI subscriptions)"),
     "domain.updated": ("web-api (PATCH /api/v1/admin/domains/{name}), sipum-admin (domain set) — after the commit", "operators (services read settings per call: nothing to reload)"),
     "call.started": ("registrar-agent", "operators"),
@@ -38,6 +38,7 @@ ROLES: dict[str, tuple[str, str]] = {
     "registration.changed": ("registrar-agent", "operators"),
     "notification.sent": ("notifier", "operators"),
     "notification.failed": ("notifier", "operators"),
+    "mailbox.locked": ("media-recorder (the wrong PIN that locks the mailbox's phone access)", "notifier (e-mail to the owner, webhooks); operators"),
 }  # fmt: skip
 
 

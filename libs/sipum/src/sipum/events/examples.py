@@ -16,6 +16,7 @@ from sipum.events.models import (
     DomainUpdated,
     Envelope,
     Event,
+    MailboxLocked,
     MediaAllocateReply,
     MediaAllocateRequest,
     MessageCreated,
@@ -199,6 +200,19 @@ EVENT_EXAMPLES: list[Event] = [
         ts=T0,
         domain="example.com",
         changed=["ring_timeout_seconds", "time_zone"],
+    ),
+    MailboxLocked(
+        id=_id(13),
+        ts=T0,
+        username="alice",
+        domain="example.com",
+        failures=5,
+        lockouts=1,
+        locked_until=datetime(2026, 11, 26, 5, 15, 0, tzinfo=UTC),
+        lock_seconds=300.0,
+        caller_uri="sip:mallory@example.org",
+        call_id=CALL_ID,
+        recorder_id="media-recorder-1",
     ),
 ]
 

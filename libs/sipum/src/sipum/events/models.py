@@ -383,6 +383,35 @@ class NotificationFailed(MailboxEvent):
         )
 
 
+# --- mailbox security -----------------------------------------------------------------------
+
+
+class MailboxLocked(MailboxEvent):
+    """Phone access to the mailbox was locked after too many wrong PINs (counted across calls
+    and recorder replicas, ``sipum.security.pin_lockout``); it opens again at ``locked_until``,
+    on a web login, a PIN change or an administrator's unlock. No PIN digits are in the event."""
+
+    kind: ClassVar[str] = s.MAILBOX_LOCKED
+
+    failures: int
+    """Wrong PINs within the window that led to this lock."""
+    lockouts: int
+    """This is the n-th lock in a row (each one twice as long as the one before)."""
+    locked_until: AwareDatetime
+    lock_seconds: float
+    caller_uri: str | None = None
+    """Who typed the last wrong PIN (the From / asserted identity of that call)."""
+    call_id: str | None = None
+    recorder_id: str | None = None
+
+    def summary(self) -> str:
+        return (
+            f"{self.mailbox} failures={self.failures} lockouts={self.lockouts} "
+            f"for={self.lock_seconds:.0f}s until={self.locked_until.isoformat()} "
+            f"from={self.caller_uri or '-'}"
+        )
+
+
 EVENT_MODELS: dict[str, type[Event]] = {
     model.kind: model
     for model in (
@@ -400,6 +429,7 @@ EVENT_MODELS: dict[str, type[Event]] = {
         RegistrationChanged,
         NotificationSent,
         NotificationFailed,
+        MailboxLocked,
     )
 }
 assert set(EVENT_MODELS) == set(s.EVENT_KINDS), "every event kind needs exactly one model"

@@ -42,6 +42,7 @@ CALL_ENDED = "call.ended"
 REGISTRATION_CHANGED = "registration.changed"
 NOTIFICATION_SENT = "notification.sent"
 NOTIFICATION_FAILED = "notification.failed"
+MAILBOX_LOCKED = "mailbox.locked"
 
 EVENT_KINDS: tuple[str, ...] = (
     MESSAGE_CREATED,
@@ -58,6 +59,7 @@ EVENT_KINDS: tuple[str, ...] = (
     NOTIFICATION_FAILED,
     MESSAGE_TRANSCRIBED,
     DOMAIN_UPDATED,
+    MAILBOX_LOCKED,
 )
 
 # Commands on ``<prefix>.media.session.<id>.<command>``.

@@ -40,6 +40,34 @@ def check_pin(pin: str) -> None:
         raise WeakSecretError(f"PIN must be {PIN_LENGTHS.start} to {PIN_LENGTHS.stop - 1} digits")
 
 
+def trivial_pin_reason(pin: str, *, username: str | None = None) -> str | None:
+    """Why *pin* is too easy to guess, or None: one digit repeated (``1111``), a run up or down
+    (``1234``, ``0123``, ``9876``, also wrapping ``7890``), a short pattern repeated (``1212``,
+    ``123123``), or the digits of the mailbox's name / extension (``alice10`` → ``10``…,
+    ``4711`` for user ``4711``) — the first PINs anyone tries."""
+    if len(set(pin)) == 1:
+        return "PIN must not be one digit repeated"
+    steps = {(int(b) - int(a)) % 10 for a, b in zip(pin, pin[1:], strict=False)}
+    if steps in ({1}, {9}):
+        return "PIN must not be a run of consecutive digits"
+    for size in range(2, len(pin) // 2 + 1):
+        if len(pin) % size == 0 and pin[:size] * (len(pin) // size) == pin:
+            return "PIN must not be a short pattern repeated"
+    if username is not None:
+        digits = "".join(ch for ch in username if ch.isascii() and ch.isdigit())
+        if len(digits) >= 3 and (digits in pin or pin in digits or digits[::-1] == pin):
+            return "PIN must not contain the mailbox number"
+    return None
+
+
+def check_pin_strength(pin: str, *, username: str | None = None) -> None:
+    """:func:`check_pin`, and refuse trivial PINs (:func:`trivial_pin_reason`)."""
+    check_pin(pin)
+    reason = trivial_pin_reason(pin, username=username)
+    if reason is not None:
+        raise WeakSecretError(reason)
+
+
 def hash_secret(secret: str) -> str:
     """argon2id hash (PHC string) of a password or PIN."""
     return _hasher.hash(secret)

@@ -47,6 +47,8 @@ from sipum_notifier.webhooks.signature import SIGNATURE_HEADER, sign
 
 log = logging.getLogger("sipum.misc.webhooks")
 CONSUMER = "notifier-webhooks"
+#: A second durable consumer for the mailbox events (a consumer has one filter subject).
+MAILBOX_CONSUMER = "notifier-webhooks-mailbox"
 PER_ENDPOINT = 4
 USER_AGENT = "sipum-webhooks/0.1"
 
@@ -89,6 +91,7 @@ class WebhookDispatcher:
             trust_env=False,  # no proxy from the environment: the guard checks the real peer
         )
         self.subscription: object = None
+        self.mailbox_subscription: object = None
         self.loop_task: asyncio.Task[None] | None = None
         self.in_flight: set[asyncio.Task[None]] = set()
         self.stopping = False
@@ -97,12 +100,16 @@ class WebhookDispatcher:
         self.subscription = await self.ctx.bus.subscribe(
             "message.*", self.fan_out, durable=CONSUMER, start="new"
         )
+        self.mailbox_subscription = await self.ctx.bus.subscribe(
+            "mailbox.*", self.fan_out, durable=MAILBOX_CONSUMER, start="new"
+        )
         self.loop_task = asyncio.create_task(self.delivery_loop(), name="webhook-delivery")
 
     async def stop_accepting(self) -> None:
         self.stopping = True
-        if self.subscription is not None:
-            await self.subscription.stop()  # type: ignore[attr-defined]
+        for subscription in (self.subscription, self.mailbox_subscription):
+            if subscription is not None:
+                await subscription.stop()  # type: ignore[attr-defined]
         self.wake.set()
 
     async def drain(self) -> None:

@@ -12,10 +12,10 @@ import logging
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from sipum.accounts.removal import remove_mailbox
-from sipum.db import Pool, domains, users
+from sipum.db import Pool, domains, pin_lockouts, users
 from sipum.db.errors import DomainNotFoundError, InvalidUsernameError, UserExistsError
 from sipum.events import UserCreated, UserUpdated
-from sipum.security.passwords import WeakSecretError, check_password_strength, check_pin
+from sipum.security.passwords import WeakSecretError, check_password_strength, check_pin_strength
 
 from sipum_web_api.auth import COOKIE_NAME, SESSION_TTL, LoginThrottle, issue_session_token
 from sipum_web_api.deps import (
@@ -123,6 +123,8 @@ async def login(
     throttle.succeeded(key)
     if user.disabled:  # said only to whoever knows the password
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this account is disabled")
+    if await pin_lockouts.clear(pool, user.id):  # the owner is here: lift a phone PIN lockout
+        log.info("phone PIN lockout lifted by a web login", extra={"user": user.address})
     token = set_session(request, response, secret, user)
     return TokenResponse(access_token=token, expires_in=SESSION_TTL)
 
@@ -242,7 +244,7 @@ async def update_account(
         if body.pin is None:
             raise HTTPException(422, "pin cannot be removed, only changed")
         try:
-            check_pin(body.pin)
+            check_pin_strength(body.pin, username=user.username)
         except WeakSecretError as exc:
             raise HTTPException(422, str(exc)) from None
     if "display_name" in given and body.display_name is None:

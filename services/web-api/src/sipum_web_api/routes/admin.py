@@ -330,6 +330,25 @@ async def enable_user(address: str, pool: PoolDep, bus: BusDep, _: CurrentAdmin)
     return admin_user_out(await run(admin.set_disabled(pool, bus, address, False)))
 
 
+class UnlockOut(BaseModel):
+    address: str
+    was_locked: bool
+    locked_until: datetime | None
+    failures: int
+    lockouts: int
+
+
+@router.post("/users/{address}/unlock", response_model=UnlockOut, responses=ERRORS)
+async def unlock_user(address: str, pool: PoolDep, _: CurrentAdmin) -> UnlockOut:
+    """Lift the mailbox's phone PIN lockout (after too many wrong PINs by phone) and forget
+    its wrong PINs; says what it was."""
+    done = await run(admin.unlock(pool, address))
+    return UnlockOut(
+        address=done.address, was_locked=done.was_locked, locked_until=done.locked_until,
+        failures=done.failures, lockouts=done.lockouts,
+    )  # fmt: skip
+
+
 @router.delete("/users/{address}", status_code=204, response_class=Response, responses=ERRORS)
 async def delete_user(
     address: str, pool: PoolDep, bus: BusDep, blobs: BlobsDep, wait: DeregisterWaitDep,

@@ -30,7 +30,8 @@ class WebhookIn(BaseModel):
     url: str = Field(max_length=2048, examples=["https://hooks.example.net/sipum"])
     events: list[EventKind] = Field(
         default_factory=lambda: list(webhooks.WEBHOOK_EVENTS),
-        description="Any of message.created, message.updated, message.deleted (default all).",
+        description="Any of message.created, message.updated, message.deleted, mailbox.locked"
+        " (default all).",
     )
 
 

@@ -1,0 +1,147 @@
+"""The main voicemail menu end to end: sipp calls ``sip:alice-retrieve@<domain>`` through
+Kamailio (which routes it to the registrar-agent that registered for alice), types the PIN and
+then ``7`` and ``#`` as RFC 4733 events; what sipp heard (read off the loopback interface) is
+the count prompt, then the message's envelope, then the stored audio, then the message menu and
+"Message deleted."; the message is in the trash and ``message.updated`` said so."""
+
+from __future__ import annotations
+
+import asyncio
+import types
+import wave
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import httpx
+import numpy as np
+import pytest
+from sipum.blobstore import message_key, open_blob_store
+from sipum.db import messages
+from sipum_media_recorder.menu import Entry, count_items, envelope_items
+from sipum_protocol.media.prompts import PromptLibrary
+from sipum_protocol.media.recording import wav_bytes
+from sipum_testing.rtp_caller import best_correlation
+
+from .firstcall.audio import RATE, known_audio, through_ulaw
+from .firstcall.capture import LoopbackRtpCapture, write_dtmf_pcap
+from .firstcall.fixtures import first_call_system  # noqa: F401 - the fixture
+from .firstcall.phone import free_udp_port, run_sipp, sipp_argv
+from .firstcall.system import REPO, FirstCallSystem
+from .firstcall.watch import EventWatch
+from .test_first_call import PIN, explained, sign_up, wait_registered, watch  # noqa: F401
+
+pytestmark = pytest.mark.timeout(150)
+
+CALLER = "sip:+15550100@example.org"
+
+
+def prompt(library: PromptLibrary, name: str) -> np.ndarray:
+    with wave.open(str(library.path(name, RATE)), "rb") as w:
+        return through_ulaw(np.frombuffer(w.readframes(w.getnframes()), dtype="<i2"))
+
+
+def seconds_of(library: PromptLibrary, names: list[object]) -> float:
+    return sum(len(prompt(library, n)) for n in names if isinstance(n, str)) / RATE
+
+
+async def store_message(system: FirstCallSystem, username: str, audio: np.ndarray) -> int:
+    b = system.backends
+    blobs = open_blob_store(
+        types.SimpleNamespace(
+            s3_endpoint=b.s3_endpoint, s3_access_key=b.s3_access_key,
+            s3_secret_key=b.s3_secret_key, s3_bucket=b.s3_bucket, s3_region=b.s3_region,
+        )
+    )  # fmt: skip
+    conn = await asyncpg.connect(b.database_url)
+    try:
+        owner = await conn.fetchval("SELECT id FROM users WHERE username = $1", username)
+        message_id = await messages.allocate_id(conn)
+        key = message_key(system.domain, username, message_id)
+        wav = wav_bytes(audio, RATE)
+        await blobs.put(key, wav, content_type="audio/wav")
+        await messages.insert_idempotent(
+            conn, owner_id=owner, idempotency_key=f"e2e-menu-{message_id}", caller_uri=CALLER,
+            called_uri=f"sip:{username}@{system.domain}", duration_ms=round(len(audio) / 8),
+            codec="pcmu", size_bytes=len(wav), blob_key=key, message_id=message_id,
+        )  # fmt: skip
+        return message_id
+    finally:
+        await conn.close()
+
+
+async def test_main_menu_through_kamailio_count_envelope_audio_then_7_deletes(
+    first_call_system: FirstCallSystem,  # noqa: F811 - the fixture imported above
+    watch: EventWatch,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    system = first_call_system
+    library = await asyncio.to_thread(PromptLibrary, REPO / "var" / "prompts")
+    audio = through_ulaw(known_audio(2.0, seed=41))
+    with explained(system):
+        async with httpx.AsyncClient(base_url=system.web_url, timeout=15) as http:
+            await sign_up(http, "fiona", "fiona-password-1")
+        await wait_registered(system, "fiona")
+        message_id = await store_message(system, "fiona", audio)
+
+        # when the message menu will be playing: after the PIN's five keys, the count, the
+        # envelope and the message (the recorder's own prompt files say how long they are)
+        entry = Entry(message_id, "inbox", False, CALLER, "", datetime.now(UTC), 2.0)
+        said = [*count_items(1, 0), *envelope_items(1, entry, datetime.now(UTC), ZoneInfo("UTC"))]
+        menu_starts = 5 * 0.42 + seconds_of(library, said) + 2.0
+        seq, ts = write_dtmf_pcap(tmp_path / "pin.pcap", PIN + "#")
+        seq, ts = write_dtmf_pcap(tmp_path / "delete.pcap", "7", first_seq=seq, first_timestamp=ts)
+        write_dtmf_pcap(tmp_path / "exit.pcap", "#", first_seq=seq, first_timestamp=ts)
+
+        media_port = free_udp_port()
+        argv = sipp_argv(
+            "main_menu",
+            system.proxy,
+            port=free_udp_port(),
+            keys={
+                "domain": system.domain,
+                "delete_after": str(round((menu_starts + 3.0) * 1000)),
+                "exit_after": "3000",
+            },
+            timeout=90,
+            extra=["-s", "fiona"],
+        )
+        argv[argv.index("-mp") + 1] = str(media_port)
+        capture = LoopbackRtpCapture(media_port).start()
+        try:
+            code, out = await asyncio.to_thread(run_sipp, argv, cwd=tmp_path, limit=100)
+        finally:
+            capture.stop()
+        assert code == 0, f"the sipp owner failed: {out}"
+
+        heard = capture.audio()
+        seqs = [seq for _, pt, seq, _ in capture.packets if pt == 0]
+        lost = sum(1 for a, b in zip(seqs, seqs[1:], strict=False) if (b - a) % 65536 != 1)
+        assert lost == 0, f"{lost} gaps in what sipp was sent"
+
+        def at(needle: np.ndarray) -> float:
+            score, where = best_correlation(heard, needle)
+            assert score > 0.9, (score, len(heard) / RATE)
+            return where / RATE
+
+        t_count = at(prompt(library, "you-have"))
+        t_envelope = at(prompt(library, "received"))
+        t_audio = at(audio)
+        t_menu = at(prompt(library, "message-menu")[: RATE * 2])
+        t_deleted = at(prompt(library, "message-deleted"))
+        assert t_count < t_envelope < t_audio < t_menu < t_deleted, (
+            t_count, t_envelope, t_audio, t_menu, t_deleted,
+        )  # fmt: skip
+        assert best_correlation(heard, audio)[0] > 0.99  # the stored audio, as stored
+
+        updated = await watch.wait_for("message.updated", limit=10, changed=["folder"])
+        assert updated.data["message_id"] == message_id and updated.data["folder"] == "trash"
+        conn = await asyncpg.connect(system.backends.database_url)
+        try:
+            row = await conn.fetchrow(
+                "SELECT folder, heard FROM messages WHERE id = $1", message_id
+            )
+        finally:
+            await conn.close()
+        assert row["folder"] == "trash" and row["heard"]
