@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import socket
 import warnings
 import wave
 from collections.abc import AsyncIterator
@@ -27,6 +26,7 @@ from sipum_media_recorder.service import MediaRecorderService
 from sipum_media_recorder.settings import MediaRecorderSettings
 from sipum_protocol.media.prompts import PROMPT_TEXTS, Beep, PromptLibrary, Voice, tone_pcm
 from sipum_testing.nats import EventNamespace
+from sipum_testing.ports import free_port_range
 from sipum_testing.rtp_caller import RtpCaller
 
 PIN = "2468"
@@ -59,18 +59,6 @@ def short_prompts(tmp_path_factory: pytest.TempPathFactory) -> Prompts:
     )
     library.ensure_all()
     return Prompts(library)
-
-
-def free_port_range(size: int) -> tuple[int, int]:
-    """An even-based range starting at a port the OS just handed out (other runs differ)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        base = port - port % 2
-        if base + size < 65000:
-            return base, base + size - 1
-    raise RuntimeError("no free port range")
 
 
 @dataclass

@@ -34,6 +34,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from sipum_testing.kamailio import KamailioServer, start_kamailio
+from sipum_testing.ports import free_port_range
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[3]
@@ -50,17 +51,6 @@ def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def free_port_range(size: int) -> tuple[int, int]:
-    """An even-based UDP range starting at a port the OS just handed out; the services'
-    port pools skip ports that turn out to be busy."""
-    for _ in range(50):
-        base = free_udp_port()
-        base -= base % 2
-        if 1024 < base and base + size < 65000:
-            return base, base + size - 1
-    raise RuntimeError("no free port range")
 
 
 # ---------------------------------------------------------------------------------- SMTP
