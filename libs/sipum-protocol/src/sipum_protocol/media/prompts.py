@@ -180,6 +180,7 @@ PROMPT_TEXTS: dict[str, str] = {
     "and": "and",
     "count-new-message": "new message",
     "count-new-messages": "new messages",
+    "count-urgent": "urgent,",
     "count-saved-message": "saved message.",
     "count-saved-messages": "saved messages.",
     "no-messages": "You have no messages.",
