@@ -37,6 +37,7 @@ from sipum_media_recorder.limits import (
     full_because,
     max_recording_length,
 )
+from sipum_media_recorder.mainmenu import run_menu
 from sipum_media_recorder.review import (
     REVIEW_KEYS,
     CallerReview,
@@ -51,7 +52,9 @@ from sipum_media_recorder.spool import PartialRecording, RecordingMeta
 
 log = logging.getLogger("sipum.misc.recorder.record")
 
-EndReason = Literal["bye", "max_length", "silence", "completed", "mailbox_full", "error"]
+EndReason = Literal[
+    "bye", "max_length", "silence", "completed", "mailbox_full", "rejected", "error"
+]
 
 #: Diversion reasons (RFC 5806 ``reason=``) and RFC 4458 ``cause=`` values meaning "busy".
 BUSY_CAUSES = frozenset({"user-busy", "busy", "486", "600"})
@@ -176,9 +179,18 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
         flush_interval=settings.chunk_seconds,
         hold_back=settings.hold_back_seconds,
     )
-    await session.play(items)
+    escape = settings.owner_escape_digit
+    played = await session.play(items, barge_in=escape)
     if session.hung_up.is_set():
         return ("completed" if session.hangup_reason == "shutdown" else "bye"), None
+    if escape and played is not None:
+        if played.interrupted_by == escape:
+            await session.next_digit(KEY_UP_WAIT, escape)  # the key's up (RFC 4733 end)
+        if played.interrupted_by == escape or take_queued(session, escape) == escape:
+            # the owner calling her own number: her main menu (PIN unless trusted)
+            session.clear_digits()
+            log.info("owner escape to the main menu", extra={"session": session.session_id})
+            return await run_menu(session)
     request = session.request
     meta = RecordingMeta(
         session_id=session.session_id,
