@@ -5,6 +5,7 @@ during the review leaves a finished recording that recovery stores."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import wave
 from typing import Any
@@ -26,12 +27,16 @@ def stored_pcm(data: bytes) -> np.ndarray:
         return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
 
 
-async def record_then_hash(world: Any, caller: Any, sent: np.ndarray) -> None:
+async def record_then_hash(world: Any, caller: Any, sent: np.ndarray) -> float:
+    """Record *sent*, press ``#``; seconds from the key going down to the review's first
+    packet."""
     await caller.wait_quiet(after=20)  # greeting + beep
     await caller.send_audio(sent)
     start = len(caller.received)
+    pressed = asyncio.get_running_loop().time()
     await caller.send_digit("#")
     await caller.wait_quiet(after=start + 5)  # the review's keys, then it waits
+    return float(caller.received[start].at - pressed)
 
 
 async def test_2_plays_back_then_4_stores_it_urgent(world: Any) -> None:
@@ -40,11 +45,16 @@ async def test_2_plays_back_then_4_stores_it_urgent(world: Any) -> None:
     caller = await world.caller()
     reply = await caller.allocate()
     sent = speech_like(1.5, seed=41)
-    await record_then_hash(world, caller, sent)
+    to_review = await record_then_hash(world, caller, sent)
     where(caller.audio(), prompt_audio(world, "review-message"))
     start = len(caller.received)
+    pressed = asyncio.get_running_loop().time()
     await caller.send_digit("2")  # listen
     await caller.wait_quiet(after=start + len(sent) // 160)
+    to_playback = caller.received[start].at - pressed
+    print(f"review latency: # → keys {to_review * 1000:.0f} ms, 2 → playback "
+          f"{to_playback * 1000:.0f} ms")  # fmt: skip
+    assert to_review < 1.0 and to_playback < 1.0
     heard = caller.audio(start)
     expected = ulaw_decode(ulaw_encode(sent))
     # what was recorded, then the keys again
