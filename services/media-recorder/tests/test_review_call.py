@@ -160,3 +160,32 @@ async def test_a_crash_during_the_review_leaves_a_finished_message_for_recovery(
     assert np.array_equal(
         stored_pcm(await world.blobs.get(message.blob_key)), ulaw_decode(ulaw_encode(sent))
     )
+
+
+async def test_the_review_by_sip_info_digits_records_again_and_sends(world: Any) -> None:
+    await world.upload_greeting(0.1)
+    await world.start_recorder()
+    caller = await world.caller()
+    reply = await caller.allocate()
+    await caller.wait_quiet(after=20)
+    await caller.send_audio(speech_like(1.2, seed=47))
+    start = len(caller.received)
+    await caller.info_digit("#")  # SIP INFO, relayed by the agent
+    await caller.wait_quiet(after=start + 5)
+    assert best_correlation(caller.audio(start), prompt_audio(world, "review-message"))[0] > 0.9
+    start = len(caller.received)
+    await caller.info_digit("3")
+    await caller.wait_quiet(after=start + 5)  # the beep
+    second = speech_like(1.3, seed=48)
+    await caller.send_audio(second)
+    start = len(caller.received)
+    await caller.info_digit("#")
+    await caller.wait_quiet(after=start + 5)
+    await caller.info_digit("1")
+    ended = await world.wait_ended(reply.session_id)
+    (message,) = await messages.list_for_user(world.pool, world.alice.id)
+    assert message.id == ended.message_id
+    pcm = stored_pcm(await world.blobs.get(message.blob_key))
+    expected = ulaw_decode(ulaw_encode(second))
+    assert best_correlation(pcm, expected)[0] > 0.99 and abs(len(pcm) - len(expected)) < 800
+    caller.close()
