@@ -7,12 +7,12 @@
    greeting, the busy one for a call diverted on busy, else the unavailable one) followed by
    the beep; without one, the default prompt — "The person at <recorded name | display name |
    number> is not available. Please leave a message after the tone." + beep.
+   ``owner_escape_digit`` (``*``) during the greeting: the mailbox's main menu instead
+   (``mainmenu.run_menu``: PIN unless the trusted owner), nothing recorded.
 2. Recording (``sipum_protocol.media.recording``) until hang-up, ``#``, ``max_silence_seconds`` of
    silence or the maximum length — the user's effective ``max_message_seconds``, lowered by the
    request's ``max_duration_s`` if given and to what the quota still holds. Chunks go to the blob store as they come
    (``spool.PartialRecording``).
-   ``owner_escape_digit`` (``*``) during the greeting: the mailbox's main menu instead
-   (``mainmenu.run_menu``: PIN unless the trusted owner), nothing recorded.
 3. Less than ``min_voice_seconds`` of non-silent audio: discarded, nothing stored. Otherwise
    ``store.MessageStore`` writes blob, row and event, idempotently — after ``#``, once the
    caller's review (``review``: 1 send, 2 listen, 3 record again, 4 urgent) says so; silence
