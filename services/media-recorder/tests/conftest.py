@@ -45,6 +45,10 @@ SHORT_TEXTS.update(
         "received": "received",
         "message-menu": "menu",
         "message-deleted": "deleted",
+        # the caller's review after "#"
+        "review-message": "review",
+        "marked-urgent": "urgent",
+        "message-sent": "sent",
     }
 )
 

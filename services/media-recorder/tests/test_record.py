@@ -128,9 +128,12 @@ async def test_hash_ends_the_recording_and_the_tone_is_cut_off(world: Any) -> No
     sent = speech_like(1.5, seed=2)
     await caller.send_audio(sent)
     await caller.send_digit("#")
+    await caller.wait_quiet(after=len(caller.received) + 5)  # the review's keys
+    await caller.send_digit("1")  # send it
     ended = await world.wait_ended(reply.session_id)
     assert ended.end_reason == "completed" and ended.message_id is not None
     (message,) = await stored_messages(world)
+    assert not message.urgent
     pcm, _ = wav_pcm(await world.blobs.get(message.blob_key))
     expected = ulaw_decode(ulaw_encode(sent))
     assert len(pcm) == len(expected)  # cut where the digit began

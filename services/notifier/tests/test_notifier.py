@@ -324,3 +324,18 @@ async def test_stale_claim_of_a_crashed_sender_is_taken_over(world) -> None:
     assert await n.claim(pool, mid, "email", "a@x", stale_after=0) is n.Claim.SENT
     await n.release(pool, mid, "email")  # releases only unsent claims
     assert await n.already_sent(pool, mid, "email")
+
+
+async def test_mail_of_an_urgent_message_says_so_and_is_flagged(world, smtp) -> None:
+    box, port = smtp()
+    message = world["message"]
+    await world["pool"].execute("UPDATE messages SET urgent = true WHERE id = $1", message.id)
+    service = await start_notifier(world, port)
+    await world["bus"].publish(world["event"].model_copy(update={"urgent": True}))
+    await wait_for(lambda: box.mails)
+    [mail] = box.mails
+    assert mail["Subject"].startswith("Urgent voicemail from")
+    assert mail["Importance"] == "high" and mail["X-Priority"] == "1"
+    [text] = [p for p in mail.walk() if p.get_content_type() == "text/plain"]
+    assert "The caller marked it urgent." in text.get_payload(decode=True).decode()
+    await service.stop_accepting()

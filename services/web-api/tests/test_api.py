@@ -55,6 +55,7 @@ async def add_message(
     seconds: float = 1.0,
     folder: str = "inbox",
     interrupted: bool = False,
+    urgent: bool = False,
 ) -> messages.Message:
     message_id = await messages.allocate_id(ctx.pool)
     key = message_key(owner.domain, owner.username, message_id)
@@ -73,6 +74,7 @@ async def add_message(
         blob_key=key,
         message_id=message_id,
         interrupted=interrupted,
+        urgent=urgent,
     )
     if folder != "inbox":
         message = await messages.move(ctx.pool, owner.id, message.id, folder)
@@ -169,7 +171,10 @@ async def test_mailbox_isolation_paging_and_actions(api) -> None:
     client.cookies.clear()
     alice = await users.get_by_address(ctx.pool, "alice", "example.com")
     bob = await users.get_by_address(ctx.pool, "bob", "example.com")
-    mine = [await add_message(ctx, alice, seconds=0.5, interrupted=i == 4) for i in range(5)]
+    mine = [
+        await add_message(ctx, alice, seconds=0.5, interrupted=i == 4, urgent=i == 3)
+        for i in range(5)
+    ]
     theirs = await add_message(ctx, bob)
     as_alice = {"Authorization": f"Bearer {alice_token}"}
     as_bob = {"Authorization": f"Bearer {bob_token}"}
@@ -179,6 +184,7 @@ async def test_mailbox_isolation_paging_and_actions(api) -> None:
     assert [m["id"] for m in page["items"]] == [mine[4].id, mine[3].id]  # newest first
     # a message recovered after the recorder died mid-call says so
     assert [m["interrupted"] for m in page["items"]] == [True, False]
+    assert [m["urgent"] for m in page["items"]] == [False, True]  # the caller pressed 4
     page2 = (await client.get("/api/v1/messages?limit=2&offset=4", headers=as_alice)).json()
     assert [m["id"] for m in page2["items"]] == [mine[0].id]
     assert (await client.get("/api/v1/messages?limit=500", headers=as_alice)).status_code == 422

@@ -182,3 +182,14 @@ async def test_interrupted_flag_is_stored_and_read_back(pg_pool: asyncpg.Pool) -
     assert not created and again.interrupted is True
     fetched = await messages.get(pg_pool, cut.id)
     assert fetched is not None and fetched.interrupted is True
+
+
+async def test_urgent_flag_is_stored_and_read_back(pg_pool: asyncpg.Pool) -> None:
+    alice, _ = await _two_users(pg_pool)
+    plain, _ = await _store(pg_pool, alice, "session-plain")
+    urgent, _ = await _store(pg_pool, alice, "session-urgent", urgent=True)
+    assert plain.urgent is False and urgent.urgent is True
+    fetched = await messages.get(pg_pool, urgent.id)
+    assert fetched is not None and fetched.urgent is True
+    listed = await messages.list_for_user(pg_pool, alice.id)
+    assert {m.id: m.urgent for m in listed} == {plain.id: False, urgent.id: True}

@@ -75,6 +75,7 @@ def entry_of(message: messages.Message) -> Entry:
         caller_display=message.caller_display_name,
         received_at=message.received_at,
         duration_s=message.duration_ms / 1000,
+        urgent=message.urgent,
     )
 
 

@@ -7,7 +7,8 @@ what happened — the play ran to its end (:meth:`MailboxMenu.play_finished`), a
 (:meth:`MailboxMenu.digit`, with how far the interrupted play had got), or the wait for a digit
 ran out (:meth:`MailboxMenu.timeout`, when ``now`` passed :attr:`MailboxMenu.deadline`).
 
-The listening order: new messages (inbox, not heard) oldest first, then the saved ones (the
+The listening order: new messages (inbox, not heard) oldest first — those the caller marked
+urgent before the others, and counted ("… 3 new messages, 1 urgent, and …") — then the saved ones (the
 ``saved`` folder and inbox messages heard before), oldest first; the trash is not offered. The
 menu starts with "You have N new and M saved messages", then plays each message's **envelope**
 ("Message 1. Received today at 9 oh 5 A M from 5 5 5 …", the time in the mailbox's zone) and
@@ -90,6 +91,8 @@ class Entry:
     caller_display: str
     received_at: datetime
     duration_s: float
+    urgent: bool = False
+    """The caller marked it urgent: counted and played first among the new messages."""
 
 
 # -- what the adapter is told to do --------------------------------------------------------
@@ -206,14 +209,16 @@ def caller_items(entry: Entry) -> list[Item]:
     return ["from-unknown"]
 
 
-def count_items(new: int, saved: int) -> list[Item]:
-    """ "You have N new messages and M saved messages." / "You have no messages."."""
+def count_items(new: int, saved: int, urgent: int = 0) -> list[Item]:
+    """ "You have N new messages[, U urgent,] and M saved messages." / "You have no
+    messages."; *urgent* counts the new messages marked urgent."""
     if not new and not saved:
         return ["no-messages"]
     return [
         "you-have",
         *(say.number(new) if new else ["no"]),
         "count-new-message" if new == 1 else "count-new-messages",
+        *([*say.number(urgent), "count-urgent"] if urgent else []),
         "and",
         *(say.number(saved) if saved else ["no"]),
         "count-saved-message" if saved == 1 else "count-saved-messages",
@@ -232,8 +237,8 @@ def envelope_items(position: int, entry: Entry, now: datetime, zone: tzinfo) -> 
 
 
 def listening_order(entries: Sequence[Entry], *, newest_first: bool = False) -> list[Entry]:
-    """New (inbox, unheard) then saved (the rest but the trash), each oldest first (or newest
-    first with *newest_first*)."""
+    """New (inbox, unheard; the urgent ones first) then saved (the rest but the trash), each
+    oldest first (or newest first with *newest_first*)."""
 
     def key(e: Entry) -> tuple[datetime, int]:
         return (e.received_at, e.id)
@@ -246,6 +251,7 @@ def listening_order(entries: Sequence[Entry], *, newest_first: bool = False) -> 
     if newest_first:
         new.reverse()
         rest.reverse()
+    new.sort(key=lambda e: not e.urgent)  # stable: the order above within each group
     return new + rest
 
 
@@ -301,7 +307,11 @@ class MailboxMenu:
     # -- inputs ------------------------------------------------------------------------------
 
     def start(self, now: datetime) -> list[Action]:
-        intro = count_items(self.new_count, self.saved_count)
+        intro = count_items(
+            self.new_count,
+            self.saved_count,
+            sum(1 for e in self.messages[: self.new_count] if e.urgent),
+        )
         if not self.messages:
             return self._goodbye(prefix=intro)
         # the count, then the first envelope; a key during the count acts on message 1

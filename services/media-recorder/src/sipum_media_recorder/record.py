@@ -7,23 +7,29 @@
    greeting, the busy one for a call diverted on busy, else the unavailable one) followed by
    the beep; without one, the default prompt — "The person at <recorded name | display name |
    number> is not available. Please leave a message after the tone." + beep.
+   ``owner_escape_digit`` (``*``) during the greeting: the mailbox's main menu instead
+   (``mainmenu.run_menu``: PIN unless the trusted owner), nothing recorded.
 2. Recording (``sipum_protocol.media.recording``) until hang-up, ``#``, ``max_silence_seconds`` of
    silence or the maximum length — the user's effective ``max_message_seconds``, lowered by the
    request's ``max_duration_s`` if given and to what the quota still holds. Chunks go to the blob store as they come
    (``spool.PartialRecording``).
 3. Less than ``min_voice_seconds`` of non-silent audio: discarded, nothing stored. Otherwise
-   ``store.MessageStore`` writes blob, row and event, idempotently.
+   ``store.MessageStore`` writes blob, row and event, idempotently — after ``#``, once the
+   caller's review (``review``: 1 send, 2 listen, 3 record again, 4 urgent) says so; silence
+   or a hang-up in the review stores it too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Literal
 
+import numpy as np
 from sipum.db import greetings, messages, users
-from sipum_protocol.media.playback import PlaybackItem
+from sipum_protocol.media.playback import PcmItem, PlaybackItem
 from sipum_protocol.media.recording import RecordingSettings, StopReason
 
 from sipum_media_recorder import metrics
@@ -35,18 +41,31 @@ from sipum_media_recorder.limits import (
     full_because,
     max_recording_length,
 )
+from sipum_media_recorder.mainmenu import run_menu
+from sipum_media_recorder.review import (
+    REVIEW_KEYS,
+    CallerReview,
+    PlayPrompts,
+    PlayRecording,
+    Rerecord,
+    Store,
+)
 from sipum_media_recorder.session import MediaSession
 from sipum_media_recorder.settings import MediaRecorderSettings
 from sipum_media_recorder.spool import PartialRecording, RecordingMeta
 
 log = logging.getLogger("sipum.misc.recorder.record")
 
-EndReason = Literal["bye", "max_length", "silence", "completed", "mailbox_full", "error"]
+EndReason = Literal[
+    "bye", "max_length", "silence", "completed", "mailbox_full", "rejected", "error"
+]
 
 #: Diversion reasons (RFC 5806 ``reason=``) and RFC 4458 ``cause=`` values meaning "busy".
 BUSY_CAUSES = frozenset({"user-busy", "busy", "486", "600"})
 
 _STORE_BACKOFF_MAX = 5.0
+#: After a key interrupted a play (key down), how long to wait for the digit (key up).
+KEY_UP_WAIT = 2.0
 
 
 async def greeting_items(
@@ -164,9 +183,18 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
         flush_interval=settings.chunk_seconds,
         hold_back=settings.hold_back_seconds,
     )
-    await session.play(items)
+    escape = settings.owner_escape_digit
+    played = await session.play(items, barge_in=escape)
     if session.hung_up.is_set():
         return ("completed" if session.hangup_reason == "shutdown" else "bye"), None
+    if escape and played is not None:
+        if played.interrupted_by == escape:
+            await session.next_digit(KEY_UP_WAIT, escape)  # the key's up (RFC 4733 end)
+        if played.interrupted_by == escape or take_queued(session, escape) == escape:
+            # the owner calling her own number: her main menu (PIN unless trusted)
+            session.clear_digits()
+            log.info("owner escape to the main menu", extra={"session": session.session_id})
+            return await run_menu(session)
     request = session.request
     meta = RecordingMeta(
         session_id=session.session_id,
@@ -184,30 +212,164 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
         sample_rate=codec.sample_rate,
         received_at=datetime.now(UTC).isoformat(),
     )
-    spool = PartialRecording(svc.blobs, meta)
-    try:
-        result = await session.endpoint.record(recording_settings, on_chunk=spool.add)
-    except asyncio.CancelledError:
-        spool.abandon()  # killed hard: what is uploaded stays for recovery
-        raise
-    except Exception:
-        await spool.finish(upload_rest=True)  # what was recorded stays for recovery
-        raise
-    reason = end_reason(session, result.reason)
-    log.info(
-        "recording ended",
-        extra={
-            "session": session.session_id,
-            "reason": reason,
-            "duration_s": round(result.duration, 2),
-            "voiced_s": round(result.voiced_duration, 2),
-            "discarded": result.discarded,
-        },
-    )
-    if result.discarded:
-        metrics.RECORDINGS_DISCARDED.inc()
+    while True:
+        spool = PartialRecording(svc.blobs, meta)
+        try:
+            result = await session.endpoint.record(recording_settings, on_chunk=spool.add)
+        except asyncio.CancelledError:
+            spool.abandon()  # killed hard: what is uploaded stays for recovery
+            raise
+        except Exception:
+            await spool.finish(upload_rest=True)  # what was recorded stays for recovery
+            raise
+        reason = end_reason(session, result.reason)
+        log.info(
+            "recording ended",
+            extra={
+                "session": session.session_id,
+                "reason": reason,
+                "duration_s": round(result.duration, 2),
+                "voiced_s": round(result.voiced_duration, 2),
+                "discarded": result.discarded,
+            },
+        )
+        if result.discarded:
+            metrics.RECORDINGS_DISCARDED.inc()
+            await spool.remove()
+            return reason, None
+        if not offers_review(session, result.reason):
+            return await store_recording(session, spool, meta, reason)
+        outcome = await caller_review(session, spool, meta, reason)
+        if outcome is not None:
+            return outcome
+        # 3: record again — what was recorded is gone, the same session (idempotency key)
+        # records anew after a beep
         await spool.remove()
-        return reason, None
+        meta = replace(meta, received_at=datetime.now(UTC).isoformat(), message_id=None)
+        meta.ended = None
+        meta.urgent = False
+        session.clear_digits()
+        await session.prompt("beep")
+        if session.hung_up.is_set():
+            return "bye", None
+        session.stopped_by_digit_command = False
+
+
+def offers_review(session: MediaSession, reason: StopReason) -> bool:
+    """``#`` ended the recording (RFC 4733 or SIP INFO) and the caller is still there."""
+    by_key = reason is StopReason.DTMF or session.stopped_by_digit_command
+    return by_key and not session.hung_up.is_set()
+
+
+async def caller_review(
+    session: MediaSession, spool: PartialRecording, meta: RecordingMeta, reason: EndReason
+) -> tuple[EndReason, int | None] | None:
+    """The review after ``#`` (``review.CallerReview``); the stored result, or None for "record
+    again".
+
+    Before the first key is offered the whole recording is in the blob store and its manifest
+    says it ended (``meta.ended``): a crash during the review leaves a finished message that
+    recovery stores (not flagged interrupted). ``4`` rewrites the manifest with ``urgent``
+    before storing."""
+    svc = session.services
+    await spool.finish(upload_rest=True)
+    meta.ended = reason
+    try:
+        await spool.write_manifest()
+    except Exception:
+        log.exception("cannot mark %s as ended in its manifest", meta.session_id)
+    codec = session.plan.codec
+    pcm = np.frombuffer(b"".join(spool.pcm), dtype="<i2").astype(np.int16)
+    recorded = PcmItem(pcm, codec.sample_rate)
+    rate = svc.prompts.rate_for(codec)
+    loop = asyncio.get_running_loop()
+    machine = CallerReview(
+        digit_timeout=svc.settings.digit_timeout_seconds, repeats=svc.settings.menu_repeats
+    )
+    session.clear_digits()  # the "#" that ended the recording
+    stored: tuple[EndReason, int | None] | None = None
+    actions = machine.start(loop.time())
+    while True:
+        for action in actions:
+            if isinstance(action, Rerecord):
+                return None
+            if isinstance(action, Store):
+                if action.urgent:
+                    meta.urgent = True
+                    try:
+                        await spool.write_manifest()
+                    except Exception:
+                        log.exception("cannot mark %s urgent in its manifest", meta.session_id)
+                stored = await store_recording(session, spool, meta, reason)
+                log.info(
+                    "caller review ended",
+                    extra={"session": session.session_id, "urgent": action.urgent},
+                )
+        if machine.ended:
+            assert stored is not None
+            return stored
+        play = actions[-1] if actions else None
+        if session.hung_up.is_set():
+            actions = machine.hangup(loop.time())
+            if not actions:  # stored before the hang-up (during the closing prompt)
+                return stored if stored is not None else ("bye", None)
+            continue
+        if isinstance(play, (PlayPrompts, PlayRecording)):
+            if isinstance(play, PlayPrompts):
+                items: list[PlaybackItem] = list(await svc.prompts.names(play.names, rate))
+            else:
+                items = [recorded]
+            early = take_queued(session, play.barge_in)
+            if early is not None:
+                actions = machine.digit(early, loop.time())
+                continue
+            played = await session.play(items, barge_in=play.barge_in)
+            if session.hung_up.is_set():
+                continue
+            pressed = played.interrupted_by if played is not None else None
+            if pressed:
+                # barge-in stops the play at key down; the digit itself comes at key up
+                await session.next_digit(KEY_UP_WAIT, pressed)
+            else:
+                pressed = take_queued(session, play.barge_in)  # a digit by SIP INFO
+            if pressed:
+                actions = machine.digit(pressed, loop.time())
+            else:
+                actions = machine.play_finished(loop.time())
+            continue
+        deadline = machine.deadline
+        if deadline is None:
+            log.error("caller review stalled", extra={"session": session.session_id})
+            actions = machine.hangup(loop.time())
+            continue
+        digit = await session.next_digit(max(0.0, deadline - loop.time()), REVIEW_KEYS + "#*0")
+        if digit is None:
+            actions = (
+                machine.hangup(loop.time())
+                if session.hung_up.is_set()
+                else machine.timeout(loop.time())
+            )
+        else:
+            actions = machine.digit(digit, loop.time())
+
+
+def take_queued(session: MediaSession, accept: str) -> str | None:
+    """The first queued digit in *accept* (others before it are dropped)."""
+    if not accept:
+        return None
+    while not session.digits.empty():
+        digit = session.digits.get_nowait()
+        if digit in accept:
+            return digit
+    return None
+
+
+async def store_recording(
+    session: MediaSession, spool: PartialRecording, meta: RecordingMeta, reason: EndReason
+) -> tuple[EndReason, int | None]:
+    """Store what *spool* holds as the message (retrying while the store is away)."""
+    svc = session.services
+    settings = svc.settings
     pcm = b"".join(spool.pcm)
     # The blob store or the database may be away for a while (a restart, a network blip): the
     # message is only in memory (and, up to the last chunk, in the spool), so keep trying for

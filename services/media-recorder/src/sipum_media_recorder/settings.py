@@ -72,6 +72,9 @@ class MediaRecorderSettings(ServiceSettings):
     """Main menu: play the new (and then the saved) messages newest first instead of oldest."""
     menu_max_messages: int = Field(default=500, ge=1, le=10000)
     """Main menu: at most this many messages are offered in one call."""
+    owner_escape_digit: str = Field(default="*", pattern=r"^[0-9*]?$")
+    """This key during a mailbox's greeting takes the caller to the mailbox's main menu (the
+    PIN asked unless the caller is the trusted owner); empty: no escape."""
 
     recovery_grace_seconds: float = Field(default=60.0, ge=0)
     """A recording whose replica is still alive but has not touched it for this long is a

@@ -60,6 +60,9 @@ class RecordingMeta:
     ended: str | None = None
     """The end reason, when the recording ended normally and only storing it failed (then the
     recovered message is not ``interrupted``); None while the call is going on."""
+    urgent: bool = False
+    """The caller pressed 4 (urgent) in the review: the manifest is rewritten before storing,
+    so a message recovered after a crash keeps the mark."""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()

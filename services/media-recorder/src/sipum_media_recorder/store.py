@@ -81,6 +81,7 @@ class MessageStore:
                 received_at=meta.received_datetime,
                 message_id=meta.message_id,
                 interrupted=interrupted,
+                urgent=meta.urgent,
             )
         except IdempotencyConflictError:
             log.info("message of session %s was stored and deleted since", meta.session_id)
@@ -130,5 +131,6 @@ class MessageStore:
                 call_id=meta.call_id,
                 session_id=meta.session_id,
                 interrupted=message.interrupted,
+                urgent=message.urgent,
             )
         )

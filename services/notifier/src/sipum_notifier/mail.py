@@ -68,6 +68,8 @@ class MailContent:
     """The transcript's text (machine-made, the caller's words), or None."""
     interrupted: bool = False
     """The call was cut off by a failure on our side (recovered recording)."""
+    urgent: bool = False
+    """The caller marked the message urgent (subject "Urgent voicemail …", Importance: high)."""
 
 
 def _transcript_lines(text: str | None) -> str | None:
@@ -113,6 +115,7 @@ def compose(
         ),
         transcript=_transcript_lines(content.transcript),
         interrupted=content.interrupted,
+        urgent=content.urgent,
     )
     first, _, body = rendered.partition("\n")
     mail = EmailMessage()
@@ -123,6 +126,9 @@ def compose(
     # A stable Message-ID per voicemail: even a duplicate that slips through is one thread.
     mail["Message-ID"] = f"<sipum.voicemail.{content.message_id}@{content.domain}>"
     mail["X-Sipum-Message-Id"] = str(content.message_id)
+    if content.urgent:
+        mail["Importance"] = "high"  # RFC 2156; most mail clients flag it
+        mail["X-Priority"] = "1"
     mail.set_content(body.lstrip("\n"))
     if attachment is not None:
         mail.add_attachment(

@@ -278,6 +278,7 @@ class NotifierService:
                 message_id=message.id,
                 transcript=transcript,
                 interrupted=message.interrupted,
+                urgent=message.urgent,
             ),
             # The domain's sender (setting mail_from), else the notifier's.
             sender=(effective.mail_from if effective else None) or self.settings.mail_from,

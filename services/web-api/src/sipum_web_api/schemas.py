@@ -120,6 +120,8 @@ class MessageOut(BaseModel):
     heard: bool
     interrupted: bool = False
     """Recovered after the recorder died mid-call: the caller was cut off."""
+    urgent: bool = False
+    """The caller marked it urgent (key 4 after recording)."""
     audio_url: str
     peaks_url: str = Field(description="its waveform peaks (GET, JSON), for drawing")
     rtsp_path: str

@@ -151,6 +151,13 @@ PROMPT_TEXTS: dict[str, str] = {
     "leave-message": "Please leave a message after the tone.",
     "recording-too-short": "Your message was too short and was not recorded.",
     "mailbox-full": "The mailbox is full and cannot take any new messages.",
+    # The caller's review after "#" ends the message (sipum_media_recorder.review).
+    "review-message": (
+        "To send your message, press 1. To listen to it, press 2. To record it again, press 3. "
+        "To mark it urgent and send it, press 4."
+    ),
+    "marked-urgent": "Marked urgent.",
+    "message-sent": "Your message has been sent.",
     # Mailbox side.
     "you-have": "You have",
     "new-message": "new message.",
@@ -173,6 +180,7 @@ PROMPT_TEXTS: dict[str, str] = {
     "and": "and",
     "count-new-message": "new message",
     "count-new-messages": "new messages",
+    "count-urgent": "urgent,",
     "count-saved-message": "saved message.",
     "count-saved-messages": "saved messages.",
     "no-messages": "You have no messages.",

@@ -67,6 +67,8 @@ class Message:
     """Deleted by the notifier's retention sweeper after this (delete after e-mail, 0009)."""
     interrupted: bool = False
     """Recovered from a recording whose recorder died mid-call (the caller was cut off)."""
+    urgent: bool = False
+    """The caller marked it urgent (key 4 in the review after the recording, 0014)."""
 
     @property
     def duration_seconds(self) -> float:
@@ -139,7 +141,7 @@ class MailboxUsage:
 _COLUMNS = (
     "id, owner_id, folder, caller_uri, caller_display_name, called_uri, arrival, "
     "diversion_cause, diverted_from, received_at, duration_ms, codec, size_bytes, blob_key, "
-    "heard, idempotency_key, created_at, updated_at, expires_at, interrupted"
+    "heard, idempotency_key, created_at, updated_at, expires_at, interrupted, urgent"
 )
 
 
@@ -166,6 +168,7 @@ async def insert_idempotent(
     received_at: datetime | None = None,
     message_id: int | None = None,
     interrupted: bool = False,
+    urgent: bool = False,
 ) -> tuple[Message, bool]:
     """Store a message once per ``idempotency_key``; returns (message, created).
 
@@ -178,9 +181,9 @@ async def insert_idempotent(
         f"""INSERT INTO messages (id, owner_id, idempotency_key, caller_uri, caller_display_name,
                                   called_uri, arrival, diversion_cause, diverted_from,
                                   received_at, duration_ms, codec, size_bytes, blob_key,
-                                  interrupted)
+                                  interrupted, urgent)
             VALUES (coalesce($1, nextval('message_id_seq')), $2, $3, $4, $5, $6, $7, $8, $9,
-                    coalesce($10, now()), $11, $12, $13, $14, $15)
+                    coalesce($10, now()), $11, $12, $13, $14, $15, $16)
             ON CONFLICT (idempotency_key) DO NOTHING
             RETURNING {_COLUMNS}""",
         message_id,
@@ -198,6 +201,7 @@ async def insert_idempotent(
         size_bytes,
         blob_key,
         interrupted,
+        urgent,
     )
     if row is not None:
         message = Message.from_row(row)

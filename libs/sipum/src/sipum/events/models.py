@@ -119,13 +119,16 @@ class MessageCreated(MailboxEvent):
     session_id: str | None = None
     interrupted: bool = False
     """Recovered after the recorder holding the call died: the caller was cut off."""
+    urgent: bool = False
+    """The caller marked the message urgent (key 4 in the review after the recording)."""
 
     def summary(self) -> str:
         name = f' "{self.caller_display}"' if self.caller_display else ""
         cut = " interrupted" if self.interrupted else ""
+        urgent = " urgent" if self.urgent else ""
         return (
             f"{self.mailbox} id={self.message_id} dur={self.duration_s:.1f}s "
-            f"from={self.caller_uri}{name} reason={self.reason} size={self.size}{cut}"
+            f"from={self.caller_uri}{name} reason={self.reason} size={self.size}{cut}{urgent}"
         )
 
 

@@ -68,6 +68,7 @@ def message_out(
         size_bytes=m.size_bytes,
         heard=m.heard,
         interrupted=m.interrupted,
+        urgent=m.urgent,
         audio_url=f"/api/v1/messages/{m.id}/audio",
         peaks_url=f"/api/v1/messages/{m.id}/peaks",
         rtsp_path=f"/{user.username}/{m.folder.value}/{m.id}.wav",
