@@ -45,6 +45,8 @@ SHORT_TEXTS.update(
         "received": "received",
         "message-menu": "menu",
         "message-deleted": "deleted",
+        "message-forwarded": "forwarded",
+        "message-paused": "paused",
     }
 )
 

@@ -211,6 +211,10 @@ class MenuCall:
             ),
             on_chunk=lambda chunk: chunks.append(chunk.pcm),
         )
+        if result.digit is not None and session.digits.empty():
+            # stopped when the key went down: the digit comes when it is released — take it,
+            # or it would act on the menu that follows (a "#" there exits)
+            await session.next_digit(KEY_UP_WAIT, ALL_DIGITS)
         session.clear_digits()  # the "#" that ended it
         if session.hung_up.is_set() or result.discarded:
             return None
