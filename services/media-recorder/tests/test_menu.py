@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import numpy as np
+from sipum_media_recorder.mainmenu import forwarded_audio
 from sipum_media_recorder.menu import (
     ChangePin,
     Entry,
@@ -26,6 +28,9 @@ from sipum_media_recorder.menu import (
     keypad_digits,
     mailbox_directory,
 )
+from sipum_protocol.media.codecs import resample
+from sipum_protocol.media.playback import PcmItem
+from sipum_testing.rtp_caller import best_correlation, speech_like
 
 NOW = datetime(2026, 12, 4, 15, 0, tzinfo=UTC)
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -443,3 +448,14 @@ def test_three_pauses_and_resumes_where_it_stopped() -> None:
     assert actions[0] == Move(1, "trash")
     # 3 is not pause in the message menu (only during the audio)
     assert m.digit("3", NOW) == []
+
+
+def test_forwarded_audio_is_comment_gap_original_at_the_original_rate() -> None:
+    original = PcmItem(speech_like(1.0, seed=1, rate=8000), 8000)
+    comment16 = speech_like(0.5, seed=2, rate=16000)
+    out = forwarded_audio(PcmItem(comment16, 16000), original)
+    assert len(out) == 4000 + 2400 + 8000  # 0.5 s at 8 kHz, 0.3 s of silence, 1 s
+    assert not out[4000:6400].any()
+    assert np.array_equal(out[6400:], original.pcm)
+    assert best_correlation(out[:4000], resample(comment16, 16000, 8000))[0] > 0.99
+    assert np.array_equal(forwarded_audio(None, original), original.pcm)

@@ -100,6 +100,21 @@ def entry_of(message: messages.Message) -> Entry:
     )
 
 
+def forwarded_audio(comment: PcmItem | None, original: PcmItem) -> np.ndarray:
+    """A forward's audio at the original's rate: the comment (resampled to that rate), then
+    ``FORWARD_GAP_SECONDS`` of silence, then the original; the original alone without a
+    comment."""
+    rate = original.sample_rate
+    parts: list[np.ndarray] = []
+    if comment is not None:
+        said = comment.pcm
+        if comment.sample_rate != rate:
+            said = resample(said, comment.sample_rate, rate)
+        parts += [said.astype(np.int16), np.zeros(round(FORWARD_GAP_SECONDS * rate), np.int16)]
+    parts.append(original.pcm.astype(np.int16))
+    return np.concatenate(parts)
+
+
 class MenuCall:
     """One call in the main menu."""
 
@@ -239,15 +254,8 @@ class MenuCall:
         except BlobNotFoundError:
             return "gone"
         rate = audio.sample_rate
-        parts: list[np.ndarray] = []
         comment = self.comment if action.with_comment else None
-        if comment is not None:
-            said = comment.pcm
-            if comment.sample_rate != rate:
-                said = resample(said, comment.sample_rate, rate)
-            parts += [said.astype(np.int16), np.zeros(round(FORWARD_GAP_SECONDS * rate), np.int16)]
-        parts.append(audio.pcm.astype(np.int16))
-        pcm = np.concatenate(parts).astype("<i2").tobytes()
+        pcm = forwarded_audio(comment, audio).astype("<i2").tobytes()
         self.forwards += 1
         meta = RecordingMeta(
             session_id=f"{session.session_id}-forward-{self.forwards}",
