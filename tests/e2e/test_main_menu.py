@@ -2,7 +2,8 @@
 Kamailio (which routes it to the registrar-agent that registered for alice), types the PIN and
 then ``7`` and ``#`` as RFC 4733 events; what sipp heard (read off the loopback interface) is
 the count prompt, then the message's envelope, then the stored audio, then the message menu and
-"Message deleted."; the message is in the trash and ``message.updated`` said so."""
+"Message deleted."; the message is in the trash and ``message.updated`` said so. And ``8``:
+the message forwarded, spelled on the keypad, to another mailbox of the domain."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 from sipum.blobstore import message_key, open_blob_store
 from sipum.db import messages
+from sipum_media_recorder.audio import decode_audio
 from sipum_media_recorder.menu import Entry, count_items, envelope_items
 from sipum_protocol.media.prompts import PromptLibrary
 from sipum_protocol.media.recording import wav_bytes
@@ -145,3 +147,88 @@ async def test_main_menu_through_kamailio_count_envelope_audio_then_7_deletes(
         finally:
             await conn.close()
         assert row["folder"] == "trash" and row["heard"]
+
+
+async def test_main_menu_through_kamailio_8_forwards_to_another_mailbox_of_the_domain(
+    first_call_system: FirstCallSystem,  # noqa: F811 - the fixture imported above
+    watch: EventWatch,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """``8``, the target spelled on the keypad (``ivan`` = 4 8 2 6) and ``#``, ``2`` (no comment):
+    ivan's inbox gets a new message whose audio is hanna's, from hanna, and ivan's
+    ``message.created``; "Message forwarded." is heard after the message."""
+    system = first_call_system
+    library = await asyncio.to_thread(PromptLibrary, REPO / "var" / "prompts")
+    audio = through_ulaw(known_audio(2.0, seed=43))
+    with explained(system):
+        async with httpx.AsyncClient(base_url=system.web_url, timeout=15) as http:
+            await sign_up(http, "hanna", "hanna-password-1")
+            await sign_up(http, "ivan", "ivan-password-1")
+        await wait_registered(system, "hanna")
+        message_id = await store_message(system, "hanna", audio)
+
+        entry = Entry(message_id, "inbox", False, CALLER, "", datetime.now(UTC), 2.0)
+        said = [*count_items(1, 0), *envelope_items(1, entry, datetime.now(UTC), ZoneInfo("UTC"))]
+        menu_starts = 5 * 0.42 + seconds_of(library, said) + 2.0
+        seq, ts = write_dtmf_pcap(tmp_path / "pin.pcap", PIN + "#")
+        # the scenario's second file: here the forward — 8, i-v-a-n, #, 2 (without a comment)
+        seq, ts = write_dtmf_pcap(
+            tmp_path / "delete.pcap", "84826#2", first_seq=seq, first_timestamp=ts
+        )
+        write_dtmf_pcap(tmp_path / "exit.pcap", "#", first_seq=seq, first_timestamp=ts)
+        # the end of the digits, the copy stored, "Message forwarded." said: then # exits
+        forwarded_said = 7 * 0.42 + seconds_of(library, ["message-forwarded"]) + 2.0
+
+        media_port = free_udp_port()
+        argv = sipp_argv(
+            "main_menu",
+            system.proxy,
+            port=free_udp_port(),
+            keys={
+                "domain": system.domain,
+                "delete_after": str(round((menu_starts + 3.0) * 1000)),
+                "exit_after": str(round(forwarded_said * 1000)),
+            },
+            timeout=90,
+            extra=["-s", "hanna"],
+        )
+        argv[argv.index("-mp") + 1] = str(media_port)
+        capture = LoopbackRtpCapture(media_port).start()
+        try:
+            code, out = await asyncio.to_thread(run_sipp, argv, cwd=tmp_path, limit=100)
+        finally:
+            capture.stop()
+        assert code == 0, f"the sipp owner failed: {out}"
+
+        heard = capture.audio()
+
+        def at(needle: np.ndarray) -> float:
+            score, where = best_correlation(heard, needle)
+            assert score > 0.9, (score, len(heard) / RATE)
+            return where / RATE
+
+        assert at(audio) < at(prompt(library, "message-forwarded"))
+
+        created = await watch.wait_for("message.created", limit=10, username="ivan")
+        assert created.data["caller_uri"] == f"sip:hanna@{system.domain}"
+        conn = await asyncpg.connect(system.backends.database_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT m.id, m.folder, m.blob_key, m.caller_uri FROM messages m"
+                " JOIN users u ON u.id = m.owner_id WHERE u.username = 'ivan'"
+            )
+            original = await conn.fetchrow("SELECT folder FROM messages WHERE id = $1", message_id)
+        finally:
+            await conn.close()
+        [copy] = rows
+        assert copy["folder"] == "inbox" and copy["id"] == created.data["message_id"]
+        assert copy["id"] != message_id and original["folder"] == "inbox"
+        b = system.backends
+        blobs = open_blob_store(
+            types.SimpleNamespace(
+                s3_endpoint=b.s3_endpoint, s3_access_key=b.s3_access_key,
+                s3_secret_key=b.s3_secret_key, s3_bucket=b.s3_bucket, s3_region=b.s3_region,
+            )
+        )  # fmt: skip
+        stored = decode_audio(await blobs.get(copy["blob_key"])).pcm
+        assert best_correlation(stored, audio)[0] > 0.99  # the original's audio, as stored

@@ -49,6 +49,8 @@ SHORT_TEXTS.update(
         "review-message": "review",
         "marked-urgent": "urgent",
         "message-sent": "sent",
+        "message-forwarded": "forwarded",
+        "message-paused": "paused",
     }
 )
 

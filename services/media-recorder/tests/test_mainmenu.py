@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sipum.db import greetings, messages, users
-from sipum.events import MessageUpdated, UserUpdated
+from sipum.db import domains, greetings, messages, users
+from sipum.events import MessageCreated, MessageUpdated, UserUpdated
+from sipum_media_recorder.audio import decode_audio
 from sipum_protocol.media.codecs.g711 import ulaw_decode, ulaw_encode
 from sipum_testing.rtp_caller import best_correlation, speech_like
 
@@ -201,4 +202,69 @@ async def test_a_greeting_recorded_by_phone_is_what_the_next_caller_hears(world:
     assert best_correlation(caller.audio(), spoken)[0] > 0.95
     await caller.hangup()
     await world.wait_ended(reply.session_id)
+    caller.close()
+
+
+async def test_8_forwards_to_bob_with_a_comment_first_and_3_pauses(world: Any) -> None:
+    original = ulaw_decode(ulaw_encode(speech_like(1.0, seed=40)))
+    comment = ulaw_decode(ulaw_encode(speech_like(1.5, seed=41)))
+    message = await store_message(world, original)
+    bob = await users.create(world.pool, "bob", "example.com", "bob-password-1")
+    await domains.ensure(world.pool, "other.org")
+    other_bob = await users.create(world.pool, "bob", "other.org", "bob-password-1")
+    await world.start_recorder()
+    caller = await world.caller()
+    reply = await caller.allocate(menu_request(caller))
+    await caller.wait_quiet(0.5, after=len(original) // 160)  # in the message menu
+    for keys in ("8", "262#", "1"):  # forward, to b-o-b, record a comment
+        start = len(caller.received)
+        await caller.send_digits(keys)
+        await caller.wait_quiet(0.4, after=start)
+    await caller.send_audio(comment)
+    start = len(caller.received)
+    await caller.send_digit("#")
+    await until_heard(caller, prompt_audio(world, "message-forwarded"))
+    await caller.wait_quiet(0.4, after=start)
+    [copy] = await messages.list_for_user(world.pool, bob.id, folder=None)
+    assert copy.folder.value == "inbox" and not copy.heard
+    assert copy.caller_uri == "sip:alice@example.com"
+    assert await messages.list_for_user(world.pool, other_bob.id, folder=None) == []
+    pcm = decode_audio(await world.blobs.get(copy.blob_key)).pcm
+    assert where(pcm, comment) < where(pcm, original)
+    assert where(pcm, comment) < 8000 * 0.5  # the comment comes first
+    assert best_correlation(pcm, original)[0] > 0.99
+    assert abs(copy.duration_ms - (1000 + 300 + 1500)) < 600
+    created = [MessageCreated.model_validate_json(e) for e in await world.events("message.created")]
+    assert [(c.username, c.domain, c.message_id) for c in created] == [
+        ("bob", "example.com", copy.id)
+    ]
+    # the original is untouched
+    stored = await messages.get(world.pool, message.id)
+    assert stored is not None and stored.folder.value == "inbox"
+    # 3 pauses the audio: silence until 3 again, then the rest of it
+    long_audio = ulaw_decode(ulaw_encode(speech_like(3.0, seed=42)))
+    await caller.send_digits("#")  # exit this call
+    assert (await world.wait_ended(reply.session_id)).end_reason == "completed"
+    caller.close()
+    [forwarded] = await messages.list_for_user(world.pool, bob.id, folder=None)
+    await messages.move(world.pool, world.alice.id, message.id, "trash")
+    await store_message(world, long_audio)
+    caller = await world.caller()
+    reply = await caller.allocate(menu_request(caller))
+    await until_heard(caller, long_audio[:4000])
+    await caller.send_digit("3")
+    start = len(caller.received)
+    await caller.wait_quiet(0.3, after=start)  # "paused"
+    paused_at = len(caller.received)
+    await asyncio.sleep(1.0)
+    assert len(caller.received) - paused_at < 10  # nothing (but a stray packet) while paused
+    await caller.send_digit("3")
+    await caller.wait_quiet(0.5, after=len(caller.received) + 20)
+    resumed = caller.audio(paused_at)
+    # the rest is heard, from where it stopped (at least 0.5 s in), not from the start: the
+    # last half second (at 2.5 s in the message) comes at most 2 s into what followed
+    assert where(resumed, long_audio[-4000:]) <= 8000 * 2.0 + 800
+    await caller.send_digit("#")
+    assert (await world.wait_ended(reply.session_id)).end_reason == "completed"
+    assert forwarded.id == copy.id
     caller.close()

@@ -6,22 +6,31 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import numpy as np
+from sipum_media_recorder.mainmenu import forwarded_audio
 from sipum_media_recorder.menu import (
     ChangePin,
     Entry,
+    Forward,
     Hangup,
     MailboxMenu,
     MarkHeard,
     MessageAudio,
     Move,
     Play,
+    RecordComment,
     RecordedGreeting,
     RecordGreeting,
     SaveGreeting,
     Spoken,
     caller_items,
     count_items,
+    keypad_digits,
+    mailbox_directory,
 )
+from sipum_protocol.media.codecs import resample
+from sipum_protocol.media.playback import PcmItem
+from sipum_testing.rtp_caller import best_correlation, speech_like
 
 NOW = datetime(2026, 12, 4, 15, 0, tzinfo=UTC)
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -186,7 +195,7 @@ def test_menu_timeouts_repeat_then_goodbye() -> None:
     later = NOW + timedelta(seconds=20)
     m.play_finished(later)
     assert m.deadline == later + timedelta(seconds=5)
-    assert m.digit("8", later) == [] and m.deadline == later + timedelta(seconds=5)  # no meaning
+    assert m.digit("2", later) == [] and m.deadline == later + timedelta(seconds=5)  # no meaning
     p = play(m.timeout(later + timedelta(seconds=5)))
     assert p.items == ("goodbye",)
     assert m.play_finished(later) == [Hangup()] and m.ended
@@ -304,3 +313,149 @@ def test_greetings_recorded_reviewed_kept_or_cancelled() -> None:
     actions = m.digit("*", NOW, position=0.1)
     assert not [a for a in actions if isinstance(a, SaveGreeting)]
     assert play(actions).items == ("options-menu",)
+
+
+# -- forwarding (8) and pause (3) ------------------------------------------------------------
+
+
+def test_keypad_spelling_and_the_directory() -> None:
+    assert keypad_digits("alice") == "25423"
+    assert keypad_digits("Bob.Smith-2") == "26276484" + "2"
+    assert keypad_digits("1001") == "1001"
+    assert keypad_digits("ü") == ""
+    directory = mailbox_directory(["alice", "bob", "amo", "1001", "ü"])
+    assert directory["25423"] == ("alice",)
+    assert directory["262"] == ("bob",) and directory["266"] == ("amo",)
+    assert "" not in directory
+    assert mailbox_directory(["cat", "act", "bat"])["228"] == ("act", "bat", "cat")
+
+
+def forwarding_menu() -> MailboxMenu:
+    m = menu(
+        entry(1, duration_s=10.0),
+        directory=mailbox_directory(["alice", "bob", "carol", "act", "cat", "228"]),
+    )
+    m.start(NOW)
+    m.play_finished(NOW)  # the audio plays
+    return m
+
+
+def test_eight_forwards_with_a_recorded_comment() -> None:
+    m = forwarding_menu()
+    p = play(m.digit("8", NOW, position=2.0))  # during the audio
+    assert p.items == ("forward-enter-mailbox",) and p.kind == "menu"
+    assert m.play_finished(NOW) == [] and m.deadline == NOW + timedelta(seconds=5)
+    for d in "262":  # b-o-b
+        assert m.digit(d, NOW) == []
+    p = play(m.digit("#", NOW))
+    assert p.items == ("forward-to", Spoken("bob"), "forward-comment-menu")
+    m.play_finished(NOW)
+    p = play(m.digit("1", NOW))
+    assert p.items == ("record-comment", "beep") and p.barge_in == ""
+    assert m.play_finished(NOW) == [RecordComment()]
+    assert m.deadline is None  # recording: no menu timeout meanwhile
+    assert m.comment_recorded(NOW, 2.5) == [Forward(1, "bob", with_comment=True)]
+    assert m.deadline is None  # the adapter forwards, then says how it went
+    assert play(m.forward_done(NOW, "forwarded")).items == ("message-forwarded", "message-menu")
+    # no voice in the comment: the comment menu again, nothing forwarded yet
+    m.play_finished(NOW)
+    m.digit("8", NOW)
+    for d in "25423#":
+        m.digit(d, NOW)
+    m.digit("1", NOW)
+    m.play_finished(NOW)
+    p = play(m.comment_recorded(NOW, None))
+    assert p.items == ("greeting-not-recorded", "forward-comment-menu")
+    assert m.digit("2", NOW) == [Forward(1, "alice", with_comment=False)]
+
+
+def test_forward_without_comment_unknown_ambiguous_cancel_and_failures() -> None:
+    m = forwarding_menu()
+    m.digit("8", NOW, position=1.0)
+    for d in "2276":  # "carl": nobody
+        m.digit(d, NOW)
+    assert play(m.digit("#", NOW)).items == ("no-such-mailbox", "message-menu")
+    assert m.digit("2", NOW) == []  # back in the message menu: 2 means nothing there
+    # act / cat share 228, but a username that is those very digits wins
+    m.digit("8", NOW)
+    for d in "228":
+        assert m.digit(d, NOW) == []
+    assert play(m.digit("#", NOW)).items[:2] == ("forward-to", Spoken("228"))
+    assert play(m.digit("*", NOW)).items == ("message-menu",)  # cancelled in the comment menu
+    m2 = menu(entry(1), directory=mailbox_directory(["act", "cat"]))
+    m2.start(NOW)
+    m2.play_finished(NOW)
+    m2.digit("8", NOW)
+    for d in "228#":
+        actions = m2.digit(d, NOW)
+    assert play(actions).items == ("mailbox-ambiguous", "message-menu")
+    # * while typing cancels; a second 8 starts with nothing typed
+    m2.digit("8", NOW)
+    m2.digit("2", NOW)
+    assert play(m2.digit("*", NOW)).items == ("message-menu",)
+    m2.digit("8", NOW)
+    for d in "2287#":  # "act" + a stray 7: the typing began afresh, so not "2282287"
+        actions = m2.digit(d, NOW)
+    assert play(actions).items == ("no-such-mailbox", "message-menu")
+    # the adapter's outcomes are said
+    for outcome, said in [
+        ("no-mailbox", "no-such-mailbox"),
+        ("full", "forward-mailbox-full"),
+        ("gone", "forward-failed"),
+    ]:
+        assert play(m2.forward_done(NOW, outcome)).items == (said, "message-menu")  # type: ignore[arg-type]
+
+
+def test_forward_typing_times_out_back_to_the_message_menu() -> None:
+    m = forwarding_menu()
+    m.digit("8", NOW)
+    m.play_finished(NOW)
+    m.digit("2", NOW, position=None)
+    assert m.timeout(NOW + timedelta(seconds=4)) == []
+    assert play(m.timeout(NOW + timedelta(seconds=5))).items == ("message-menu",)
+    assert m.comment_recorded(NOW, 1.0) == []  # nothing to forward any more
+
+
+def test_three_pauses_and_resumes_where_it_stopped() -> None:
+    m = menu(entry(1, duration_s=10.0), pause_limit=30.0)
+    m.start(NOW)
+    m.play_finished(NOW)
+    p = play(m.digit("3", NOW, position=4.0))
+    assert p.items == ("message-paused",) and "3" in p.barge_in
+    assert m.play_finished(NOW) == [] and m.deadline == NOW + timedelta(seconds=30)
+    # a long pause is not "unanswered": no goodbye, just a wait
+    assert m.timeout(NOW + timedelta(seconds=29)) == []
+    actions = m.digit("3", NOW + timedelta(seconds=20))
+    assert audio_of(actions) == MessageAudio(1, 4.0)
+    assert not [a for a in actions if isinstance(a, MarkHeard)]
+    # pause again at 4 + 2 s; # resumes 3 s later, * 3 s earlier
+    m.digit("3", NOW, position=2.0)
+    assert audio_of(m.digit("#", NOW)) == MessageAudio(1, 9.0)
+    m.digit("3", NOW, position=0.5)  # at 9.5
+    assert audio_of(m.digit("*", NOW)) == MessageAudio(1, 6.5)
+    m.digit("3", NOW, position=3.0)  # at 9.5: # goes past the end → the message menu
+    assert play(m.digit("#", NOW)).items == ("message-menu",)
+    # paused and left alone: it resumes by itself
+    m.digit("5", NOW)
+    m.play_finished(NOW)  # the envelope → the audio from 0
+    m.digit("3", NOW, position=1.5)
+    m.play_finished(NOW)
+    assert audio_of(m.timeout(NOW + timedelta(seconds=30))) == MessageAudio(1, 1.5)
+    # other keys act as in the message menu while paused
+    m.digit("3", NOW, position=1.0)
+    m.play_finished(NOW)
+    actions = m.digit("7", NOW)
+    assert actions[0] == Move(1, "trash")
+    # 3 is not pause in the message menu (only during the audio)
+    assert m.digit("3", NOW) == []
+
+
+def test_forwarded_audio_is_comment_gap_original_at_the_original_rate() -> None:
+    original = PcmItem(speech_like(1.0, seed=1, rate=8000), 8000)
+    comment16 = speech_like(0.5, seed=2, rate=16000)
+    out = forwarded_audio(PcmItem(comment16, 16000), original)
+    assert len(out) == 4000 + 2400 + 8000  # 0.5 s at 8 kHz, 0.3 s of silence, 1 s
+    assert not out[4000:6400].any()
+    assert np.array_equal(out[6400:], original.pcm)
+    assert best_correlation(out[:4000], resample(comment16, 16000, 8000))[0] > 0.99
+    assert np.array_equal(forwarded_audio(None, original), original.pcm)

@@ -14,6 +14,15 @@ A digit typed ahead of a play that it would interrupt counts as pressed at the p
 Barge-in stops a play when the key goes down (RFC 4733 event start); the digit itself is
 delivered when the key comes up, and is taken then (so it does not also cut the next play
 short): a key's effect is heard after the key is released.
+Forwarding (key ``8``): the domain's mailboxes are read when the call starts (at most
+``DIRECTORY_MAX`` enabled users of the owner's domain, never another domain's) and handed to the
+machine by their keypad spelling. A forward is a copy: the original (its WAV decoded), after
+the owner's optional comment and ``FORWARD_GAP_SECONDS`` of silence (no beep), is stored as a
+new message in the target's inbox through the recorder's ``MessageStore`` — blob, row and
+``message.created``, so the target is notified as for any message — at the original's sample
+rate and codec, the caller being the owner (``sip:<owner>@<domain>``, her display name). The
+idempotency key is ``<session>-forward-<n>`` (the n-th forward of the call). A full target
+mailbox (``limits.full_because``) refuses the forward; the original never changes.
 A message deleted on the web during the call plays as silence (its blob is gone); moves of
 such a message change nothing and publish nothing.
 """
@@ -29,14 +38,18 @@ import numpy as np
 from sipum.blobstore import BlobNotFoundError, greeting_key
 from sipum.db import greetings, messages, users
 from sipum.events import UserUpdated
+from sipum_protocol.media.codecs import resample
 from sipum_protocol.media.playback import PcmItem, PlaybackItem
 from sipum_protocol.media.recording import RecordingSettings, wav_bytes
 
 from sipum_media_recorder.audio import decode_audio
+from sipum_media_recorder.limits import full_because
 from sipum_media_recorder.menu import (
     Action,
     ChangePin,
     Entry,
+    Forward,
+    ForwardOutcome,
     Hangup,
     Item,
     MailboxMenu,
@@ -44,13 +57,16 @@ from sipum_media_recorder.menu import (
     MessageAudio,
     Move,
     Play,
+    RecordComment,
     RecordedGreeting,
     RecordGreeting,
     SaveGreeting,
     Spoken,
+    mailbox_directory,
 )
 from sipum_media_recorder.retrieve import EndReason, authenticate, refuse
 from sipum_media_recorder.session import ALL_DIGITS, MediaSession
+from sipum_media_recorder.spool import RecordingMeta
 
 log = logging.getLogger("sipum.misc.recorder.menu")
 
@@ -60,6 +76,12 @@ KEY_UP_WAIT = 2.0
 #: voice.
 GREETING_MAX_SECONDS = 120.0
 GREETING_MIN_VOICE_SECONDS = 0.5
+#: A comment recorded for a forward: at most this long.
+COMMENT_MAX_SECONDS = 60.0
+#: Silence between a forward's comment and the original message.
+FORWARD_GAP_SECONDS = 0.3
+#: At most this many mailboxes of the domain are offered as forward targets.
+DIRECTORY_MAX = 10000
 
 
 def wall_clock() -> datetime:
@@ -79,6 +101,21 @@ def entry_of(message: messages.Message) -> Entry:
     )
 
 
+def forwarded_audio(comment: PcmItem | None, original: PcmItem) -> np.ndarray:
+    """A forward's audio at the original's rate: the comment (resampled to that rate), then
+    ``FORWARD_GAP_SECONDS`` of silence, then the original; the original alone without a
+    comment."""
+    rate = original.sample_rate
+    parts: list[np.ndarray] = []
+    if comment is not None:
+        said = comment.pcm
+        if comment.sample_rate != rate:
+            said = resample(said, comment.sample_rate, rate)
+        parts += [said.astype(np.int16), np.zeros(round(FORWARD_GAP_SECONDS * rate), np.int16)]
+    parts.append(original.pcm.astype(np.int16))
+    return np.concatenate(parts)
+
+
 class MenuCall:
     """One call in the main menu."""
 
@@ -90,6 +127,11 @@ class MenuCall:
         self.record_next: RecordGreeting | None = None
         self.recorded: PcmItem | None = None
         """The greeting just recorded, until it is saved or replaced."""
+        self.record_comment_next = False
+        self.comment: PcmItem | None = None
+        """The comment just recorded for a forward."""
+        self.forward_next: Forward | None = None
+        self.forwards = 0
 
     # -- the machine's actions ---------------------------------------------------------------
 
@@ -120,6 +162,10 @@ class MenuCall:
                 await self.save_greeting(action.kind)
             elif isinstance(action, RecordGreeting):
                 self.record_next = action
+            elif isinstance(action, RecordComment):
+                self.record_comment_next = True
+            elif isinstance(action, Forward):
+                self.forward_next = action
             elif isinstance(action, Play):
                 play = action
             elif isinstance(action, Hangup):
@@ -150,6 +196,21 @@ class MenuCall:
         """Record the owner until ``#``, ``max_silence_seconds`` of silence or
         ``GREETING_MAX_SECONDS``; seconds kept, or None (too little voice, or the call
         ended)."""
+        recorded = await self._record(GREETING_MAX_SECONDS)
+        if recorded is not None:
+            self.recorded = recorded
+            return len(recorded.pcm) / recorded.sample_rate
+        return None
+
+    async def record_comment(self) -> float | None:
+        """The comment of a forward, recorded as a greeting is (at most
+        ``COMMENT_MAX_SECONDS``)."""
+        self.comment = await self._record(COMMENT_MAX_SECONDS)
+        if self.comment is None:
+            return None
+        return len(self.comment.pcm) / self.comment.sample_rate
+
+    async def _record(self, max_length: float) -> PcmItem | None:
         session = self.session
         settings = session.services.settings
         codec = session.plan.codec
@@ -161,17 +222,71 @@ class MenuCall:
                 silence_threshold_dbfs=settings.silence_threshold_dbfs,
                 max_silence=settings.max_silence_seconds,
                 min_voice=GREETING_MIN_VOICE_SECONDS,
-                max_length=GREETING_MAX_SECONDS,
+                max_length=max_length,
                 flush_interval=settings.chunk_seconds,
             ),
             on_chunk=lambda chunk: chunks.append(chunk.pcm),
         )
+        if result.digit is not None and session.digits.empty():
+            # stopped when the key went down: the digit comes when it is released — take it,
+            # or it would act on the menu that follows (a "#" there exits)
+            await session.next_digit(KEY_UP_WAIT, ALL_DIGITS)
         session.clear_digits()  # the "#" that ended it
         if session.hung_up.is_set() or result.discarded:
             return None
         pcm = np.frombuffer(b"".join(chunks), dtype="<i2").astype(np.int16)
-        self.recorded = PcmItem(pcm, codec.sample_rate)
-        return len(pcm) / codec.sample_rate
+        return PcmItem(pcm, codec.sample_rate)
+
+    async def forward(self, action: Forward) -> ForwardOutcome:
+        """Store the copy in the target's inbox (see the module's docstring)."""
+        session = self.session
+        svc, owner = session.services, session.user
+        target = await users.get_by_address(svc.pool, action.target, owner.domain)
+        if target is None or target.disabled or target.domain != owner.domain:
+            return "no-mailbox"
+        usage = await messages.usage(svc.pool, target.id)
+        if usage is not None and full_because(usage) is not None:
+            return "full"
+        original = await messages.get_for_user(svc.pool, owner.id, action.message_id)
+        if original is None:
+            return "gone"
+        try:
+            audio = decode_audio(await svc.blobs.get(original.blob_key))
+        except BlobNotFoundError:
+            return "gone"
+        rate = audio.sample_rate
+        comment = self.comment if action.with_comment else None
+        pcm = forwarded_audio(comment, audio).astype("<i2").tobytes()
+        self.forwards += 1
+        meta = RecordingMeta(
+            session_id=f"{session.session_id}-forward-{self.forwards}",
+            recorder_id=svc.recorder_id,
+            owner_id=target.id,
+            username=target.username,
+            domain=target.domain,
+            caller_uri=f"sip:{owner.address}",
+            caller_display=owner.display_name or None,
+            called_uri=f"sip:{target.address}",
+            reason="direct",
+            diversion_cause=None,
+            call_id=session.request.call_id,
+            codec=original.codec,
+            sample_rate=rate,
+            received_at=wall_clock().isoformat(),
+        )
+        stored = await svc.store.store(meta, pcm)
+        self.comment = None
+        log.info(
+            "message forwarded",
+            extra={
+                "session": session.session_id,
+                "message_id": action.message_id,
+                "target": target.address,
+                "new_message_id": None if stored is None else stored.id,
+                "comment": comment is not None,
+            },
+        )
+        return "forwarded" if stored is not None else "gone"
 
     async def save_greeting(self, kind: str) -> None:
         """The recorded greeting becomes the mailbox's greeting of *kind* — the same blob key and
@@ -277,6 +392,18 @@ class MenuCall:
                     return "bye"
                 actions = machine.greeting_recorded(wall_clock(), seconds)
                 continue
+            if self.record_comment_next:
+                self.record_comment_next = False
+                seconds = await self.record_comment()
+                if session.hung_up.is_set():
+                    return "bye"
+                actions = machine.comment_recorded(wall_clock(), seconds)
+                continue
+            if self.forward_next is not None:
+                action, self.forward_next = self.forward_next, None
+                outcome = await self.forward(action)
+                actions = machine.forward_done(wall_clock(), outcome)
+                continue
             if play is not None:
                 items = await self.render(play.items)
                 early = self.take_typed_ahead(play.barge_in) if play.barge_in else None
@@ -332,6 +459,13 @@ async def mailbox_time_zone(session: MediaSession) -> str:
     return svc.settings.time_zone
 
 
+async def forward_directory(session: MediaSession) -> dict[str, tuple[str, ...]]:
+    """The owner's domain's enabled mailboxes by keypad spelling (the forward targets)."""
+    owner = session.user
+    rows = await users.list_users(session.services.pool, domain=owner.domain, limit=DIRECTORY_MAX)
+    return mailbox_directory([u.username for u in rows if not u.disabled])
+
+
 async def run_menu(session: MediaSession) -> tuple[EndReason, int | None]:
     svc = session.services
     auth = await authenticate(session)
@@ -348,6 +482,7 @@ async def run_menu(session: MediaSession) -> tuple[EndReason, int | None]:
         menu_repeats=svc.settings.menu_repeats,
         newest_first=svc.settings.menu_newest_first,
         username=session.user.username,
+        directory=await forward_directory(session),
     )
     log.info(
         "main menu",

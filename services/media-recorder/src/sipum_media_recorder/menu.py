@@ -27,6 +27,14 @@ key    during the envelope / the message / the message menu
 ``#``  during the audio: forward 3 s (past the end: the message menu); during the
        envelope: straight to the audio; in the message menu: exit ("Goodbye.")
 ``1``  in the end menu: from the first message again
+``8``  during the audio / in the message menu: forward the message to another mailbox of the
+       same domain — type the mailbox's name on the keypad (letters as printed on the keys,
+       ``alice`` = 2 5 4 2 3; digits as themselves) and ``#`` (``*`` cancels); then ``1``
+       record a comment (after the beep, until ``#``) that goes before the message, ``2``
+       send it without one, ``*`` cancel
+``3``  during the audio: pause ("Paused."); ``3`` again resumes where it stopped, ``*`` /
+       ``#`` resume 3 s earlier / later, the other keys act as in the message menu; a pause
+       unanswered for ``pause_limit`` resumes by itself
 ``0``  mailbox options: ``1``–``4`` record the unavailable / busy / name / temporary
        greeting (after the beep, until ``#``; then ``1`` keep, ``2`` listen, ``3`` again,
        ``*`` cancel), ``5`` change the PIN (typed twice, each ending with ``#``; ``*``
@@ -40,7 +48,7 @@ A menu unanswered for ``digit_timeout`` is offered again, ``menu_repeats`` times
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Literal
@@ -50,13 +58,16 @@ from sipum_protocol.media import say
 
 Folder = Literal["inbox", "saved", "trash"]
 GreetingKind = Literal["unavailable", "busy", "name", "temporary"]
-PlayKind = Literal["intro", "envelope", "message", "menu", "goodbye", "record-prompt"]
+PlayKind = Literal[
+    "intro", "envelope", "message", "menu", "goodbye", "record-prompt", "comment-prompt"
+]
+ForwardOutcome = Literal["forwarded", "no-mailbox", "full", "gone"]
 SKIP_SECONDS = 3.0
 
 #: The keys that mean something (and so interrupt) in each place; others wait in the queue.
 ENVELOPE_KEYS = "045679*#"
-MESSAGE_KEYS = "045679*#"
-MENU_KEYS = "045679#"
+MESSAGE_KEYS = "0345679*#8"
+MENU_KEYS = "045679#8"
 END_KEYS = "014#"
 OPTION_KEYS = "12345*"
 REVIEW_KEYS = "123*"
@@ -68,8 +79,23 @@ GREETING_KEYS: dict[str, GreetingKind] = {
 }
 PIN_KEYS = "0123456789*#"
 MAX_PIN_DIGITS = 20
+FORWARD_COMMENT_KEYS = "12*"
+PAUSED_KEYS = "0345679*#8"
+MAX_MAILBOX_DIGITS = 40
+#: How long a paused message waits before it resumes by itself (seconds).
+PAUSE_LIMIT = 60.0
 
-Where = Literal["message", "end", "options", "newpin", "newpin2", "review"]
+Where = Literal[
+    "message",
+    "end",
+    "options",
+    "newpin",
+    "newpin2",
+    "review",
+    "fwd-target",
+    "fwd-comment",
+    "paused",
+]
 _PROMPTS: dict[str, tuple[str, str]] = {
     "message": ("message-menu", MENU_KEYS),
     "end": ("end-menu", END_KEYS),
@@ -77,7 +103,38 @@ _PROMPTS: dict[str, tuple[str, str]] = {
     "newpin": ("enter-new-pin", PIN_KEYS),
     "newpin2": ("reenter-new-pin", PIN_KEYS),
     "review": ("review-menu", REVIEW_KEYS),
+    "fwd-target": ("forward-enter-mailbox", PIN_KEYS),
+    "fwd-comment": ("forward-comment-menu", FORWARD_COMMENT_KEYS),
+    "paused": ("message-paused", PAUSED_KEYS),
 }
+
+#: The phone keypad's letters (ITU-T E.161).
+_KEYPAD = {
+    letter: key
+    for key, letters in {
+        "2": "abc", "3": "def", "4": "ghi", "5": "jkl",
+        "6": "mno", "7": "pqrs", "8": "tuv", "9": "wxyz",
+    }.items()
+    for letter in letters
+}  # fmt: skip
+
+
+def keypad_digits(username: str) -> str:
+    """What the owner types for *username*: each ASCII letter as the key it is printed on, each
+    digit as itself; anything else (``.``, ``-``, ``_``, other letters) is not typed."""
+    return "".join(
+        c if c.isascii() and c.isdigit() else _KEYPAD.get(c, "") for c in username.lower()
+    )
+
+
+def mailbox_directory(usernames: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Keypad digits → the usernames spelled so (several when two names share the keys)."""
+    found: dict[str, list[str]] = {}
+    for name in usernames:
+        digits = keypad_digits(name)
+        if digits:
+            found.setdefault(digits, []).append(name)
+    return {digits: tuple(sorted(names)) for digits, names in found.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,11 +222,38 @@ class SaveGreeting:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordComment:
+    """Record the owner's comment for a forward now (after the beep) until ``#`` or silence;
+    then tell the machine :meth:`MailboxMenu.comment_recorded`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Store a copy of message *message_id* as a new message in *target*'s inbox (same domain),
+    the comment just recorded first when *with_comment*; then tell the machine
+    :meth:`MailboxMenu.forward_done`."""
+
+    message_id: int
+    target: str
+    with_comment: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Hangup:
     pass
 
 
-Action = Play | MarkHeard | Move | ChangePin | RecordGreeting | SaveGreeting | Hangup
+Action = (
+    Play
+    | MarkHeard
+    | Move
+    | ChangePin
+    | RecordGreeting
+    | SaveGreeting
+    | RecordComment
+    | Forward
+    | Hangup
+)
 
 
 # -- saying things ---------------------------------------------------------------------------
@@ -280,6 +364,8 @@ class MailboxMenu:
         menu_repeats: int,
         newest_first: bool = False,
         username: str | None = None,
+        directory: Mapping[str, Sequence[str]] | None = None,
+        pause_limit: float = PAUSE_LIMIT,
     ) -> None:
         self.messages = listening_order(entries, newest_first=newest_first)
         self.new_count = sum(1 for e in self.messages if e.folder == "inbox" and not e.heard)
@@ -303,6 +389,13 @@ class MailboxMenu:
         """The greeting being recorded / reviewed."""
         self.unanswered = 0
         self.ended = False
+        self.directory: Mapping[str, Sequence[str]] = directory or {}
+        """The domain's mailboxes by their keypad spelling (``mailbox_directory``)."""
+        self.pause_limit = timedelta(seconds=pause_limit)
+        self._paused_at = 0.0
+        """Where in the audio the paused message stopped."""
+        self._forward_id: int | None = None
+        self._forward_to: str | None = None
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -338,6 +431,9 @@ class MailboxMenu:
             assert self.greeting_kind is not None
             self.state = None  # recording: neither playing nor waiting for a key
             return [RecordGreeting(self.greeting_kind)]
+        if state.kind == "comment-prompt":
+            self.state = None
+            return [RecordComment()]
         if state.kind in ("intro", "envelope"):
             return self._message(offset=0.0)
         if state.kind == "message":
@@ -349,11 +445,16 @@ class MailboxMenu:
         state = self.state
         if self.ended or not isinstance(state, _Waiting) or now < state.deadline:
             return []
+        if state.where == "paused":  # a pause left alone: go on playing
+            return self._message(offset=self._paused_at, mark=False)
         self.unanswered += 1
         if self.unanswered >= self.menu_repeats:
             return self._goodbye()
         if state.where in ("newpin", "newpin2"):  # gave up typing the new PIN
             return self._menu_prompt("options")
+        if state.where in ("fwd-target", "fwd-comment"):  # gave up forwarding
+            self._forward_id = self._forward_to = None
+            return self._menu_prompt("message")
         return self._menu_prompt(state.where)
 
     def digit(self, digit: str, now: datetime, *, position: float | None = None) -> list[Action]:
@@ -370,6 +471,15 @@ class MailboxMenu:
             return self._review_key(digit)
         if where == "options":
             return self._options_key(digit)
+        if where == "fwd-target":
+            return self._forward_target_key(digit, now)
+        if where == "fwd-comment":
+            return self._forward_comment_key(digit)
+        if where == "paused" and digit in "3*#":
+            return self._paused_key(digit, now)
+        if digit == "3" and isinstance(state, _Playing) and state.kind == "message":
+            self._paused_at = state.offset + (position or 0.0)
+            return self._menu_prompt("paused")
         if digit == "0":
             self.unanswered = 0
             self.options_from = "end" if where == "end" else "message"
@@ -404,6 +514,28 @@ class MailboxMenu:
             return self._menu_prompt("options", prefix=["greeting-not-recorded"])
         return self._menu_prompt("review")
 
+    def comment_recorded(self, now: datetime, seconds: float | None) -> list[Action]:
+        """The recording asked for by :class:`RecordComment` ended: *seconds* of comment, or
+        None when there was too little voice (then the comment menu again)."""
+        if self.ended or self._forward_id is None:
+            return []
+        if seconds is None:
+            return self._menu_prompt("fwd-comment", prefix=["greeting-not-recorded"])
+        return self._forward(with_comment=True)
+
+    def forward_done(self, now: datetime, outcome: ForwardOutcome) -> list[Action]:
+        """The :class:`Forward` was carried out (or could not be): say so, then the message
+        menu."""
+        if self.ended:
+            return []
+        said = {
+            "forwarded": "message-forwarded",
+            "no-mailbox": "no-such-mailbox",
+            "full": "forward-mailbox-full",
+            "gone": "forward-failed",
+        }[outcome]
+        return self._menu_prompt("message", prefix=[said])
+
     def interrupted_without_effect(self, now: datetime) -> list[Action]:
         """A play was stopped by a key that asked for nothing new: go on as if it had ended
         (the adapter calls this when :meth:`digit` returned nothing to do). A key that was
@@ -415,10 +547,13 @@ class MailboxMenu:
     # -- keys --------------------------------------------------------------------------------
 
     def _message_key(self, digit: str, now: datetime) -> list[Action]:
-        if digit not in "45679":
+        if digit not in "456789":
             return []  # no meaning here: a wait keeps its deadline, the count goes on
         self.unanswered = 0
         entry = self.messages[self.index]
+        if digit == "8":
+            self._forward_id, self._forward_to = entry.id, None
+            return self._menu_prompt("fwd-target")
         if digit == "4":
             if self.index == 0:
                 return self._menu_prompt("message", prefix=["first-message"])
@@ -508,6 +643,62 @@ class MailboxMenu:
             return self._menu_prompt("newpin", prefix=["pins-differ"])
         return [ChangePin(first), *self._menu_prompt("options", prefix=["pin-changed"])]
 
+    def _paused_key(self, digit: str, now: datetime) -> list[Action]:
+        """``3`` resumes where the audio stopped, ``*`` / ``#`` 3 s earlier / later."""
+        self.unanswered = 0
+        at = self._paused_at
+        if digit == "*":
+            at = max(0.0, at - SKIP_SECONDS)
+        elif digit == "#":
+            at += SKIP_SECONDS
+            if at >= self.messages[self.index].duration_s:
+                return self._message_menu(now)
+        return self._message(offset=at, mark=False)
+
+    def _forward_target_key(self, digit: str, now: datetime) -> list[Action]:
+        """A key of the target mailbox: digits, ``#`` ends it, ``*`` cancels the forward."""
+        self.unanswered = 0
+        if digit == "*":
+            self._forward_id = self._forward_to = None
+            self._typed = ""
+            return self._menu_prompt("message")
+        if digit == "#":
+            typed, self._typed = self._typed, ""
+            matches = self.directory.get(typed, ())
+            if len(matches) != 1 and typed in matches:
+                matches = (typed,)  # a numeric username typed as itself wins
+            if len(matches) != 1:
+                self._forward_id = None
+                said = "no-such-mailbox" if not matches else "mailbox-ambiguous"
+                return self._menu_prompt("message", prefix=[said])
+            self._forward_to = matches[0]
+            return self._menu_prompt("fwd-comment", prefix=["forward-to", Spoken(matches[0][:60])])
+        if digit.isdigit() and len(self._typed) < MAX_MAILBOX_DIGITS:
+            self._typed += digit
+        self.state = _Waiting("fwd-target", now + self.digit_timeout)
+        return []
+
+    def _forward_comment_key(self, digit: str) -> list[Action]:
+        if digit not in FORWARD_COMMENT_KEYS or self._forward_id is None:
+            return []
+        self.unanswered = 0
+        if digit == "1":
+            self.state = _Playing("comment-prompt")
+            return [Play(("record-comment", "beep"), "", "comment-prompt")]
+        if digit == "2":
+            return self._forward(with_comment=False)
+        self._forward_id = self._forward_to = None  # "*": not forwarded
+        return self._menu_prompt("message")
+
+    def _forward(self, *, with_comment: bool) -> list[Action]:
+        """The Forward; the adapter answers with :meth:`forward_done` (nothing plays
+        meanwhile)."""
+        message_id, target = self._forward_id, self._forward_to
+        assert message_id is not None and target is not None
+        self._forward_id = self._forward_to = None
+        self.state = None
+        return [Forward(message_id, target, with_comment)]
+
     def _end_key(self, digit: str, now: datetime) -> list[Action]:
         if digit not in END_KEYS:
             return []
@@ -554,13 +745,14 @@ class MailboxMenu:
     def _menu_prompt(self, where: Where, prefix: Sequence[Item] = ()) -> list[Action]:
         self.state = _Playing("menu")
         self.menu_where = where
-        if where in ("newpin", "newpin2"):
+        if where in ("newpin", "newpin2", "fwd-target"):
             self._typed = ""
         name, keys = _PROMPTS[where]
         return [Play((*prefix, name), keys, "menu")]
 
     def _wait(self, now: datetime, where: Where) -> list[Action]:
-        self.state = _Waiting(where, now + self.digit_timeout)
+        limit = self.pause_limit if where == "paused" else self.digit_timeout
+        self.state = _Waiting(where, now + limit)
         return []
 
     def _goodbye(self, prefix: Sequence[Item] = ()) -> list[Action]:

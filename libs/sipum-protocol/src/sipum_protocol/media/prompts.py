@@ -189,8 +189,8 @@ PROMPT_TEXTS: dict[str, str] = {
     "from-unknown": "from an unknown caller.",
     "message-menu": (
         "To repeat the message, press 5. For the next message, press 6. For the previous "
-        "message, press 4. To delete it, press 7. To save it, press 9. For mailbox options, "
-        "press 0. To exit, press the pound key."
+        "message, press 4. To delete it, press 7. To save it, press 9. To forward it, press 8. "
+        "For mailbox options, press 0. To exit, press the pound key."
     ),
     "end-menu": (
         "To hear your messages again, press 1. For mailbox options, press 0. To exit, press "
@@ -218,6 +218,25 @@ PROMPT_TEXTS: dict[str, str] = {
     "pin-changed": "Your PIN has been changed.",
     "first-message": "This is the first message.",
     "message-undeleted": "Message undeleted.",
+    # Forwarding and pause (main menu keys 8 and 3).
+    "forward-enter-mailbox": (
+        "Please spell the name of the mailbox to forward to on the keypad, followed by the "
+        "pound key. To cancel, press the star key."
+    ),
+    "forward-to": "Forward to",
+    "forward-comment-menu": (
+        "To record a comment first, press 1. To send it without a comment, press 2. To cancel, "
+        "press the star key."
+    ),
+    "record-comment": (
+        "Please speak your comment after the tone, and press the pound key when you are done."
+    ),
+    "message-forwarded": "Message forwarded.",
+    "no-such-mailbox": "There is no such mailbox.",
+    "mailbox-ambiguous": "More than one mailbox is spelled that way. Please forward it on the web.",
+    "forward-mailbox-full": "That mailbox is full. The message was not forwarded.",
+    "forward-failed": "The message could not be forwarded.",
+    "message-paused": "Paused. To continue, press 3.",
 }
 
 #: Prompt names that are generated tones, not speech.
