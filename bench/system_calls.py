@@ -61,7 +61,7 @@ from firstcall.system import (  # noqa: E402
     FirstCallSystem,
     free_port_range,
     free_udp_port,
-    start_system,  # noqa: E402
+    start_system,
 )
 from firstcall.watch import EventWatch, set_ring_timeout  # noqa: E402
 from sipum.db.migrate import apply_migrations  # noqa: E402

@@ -13,8 +13,10 @@ import asyncio
 import time
 from collections.abc import Iterator
 
+import asyncpg
 import pytest
-from sipum_testing.postgres import PrivatePostgresServer, temporary_database
+from sipum.db.migrate import apply_migrations
+from sipum_testing.postgres import PrivatePostgresServer, dsn_for, temporary_database
 
 from ..e2e.firstcall.system import FirstCallSystem
 from ..e2e.firstcall.watch import EventWatch
@@ -44,10 +46,6 @@ def pg_admin_dsn(private_postgres: PrivatePostgresServer) -> str:
 @pytest.fixture
 def pg_template(pg_admin_dsn: str) -> Iterator[str]:
     """The migrated schema on the private server (the session's template is on the shared one)."""
-    import asyncpg
-    from sipum.db.migrate import apply_migrations
-    from sipum_testing.postgres import dsn_for
-
     with temporary_database(pg_admin_dsn) as name:
 
         async def migrate() -> None:
