@@ -81,9 +81,11 @@ class MailServer:
             self._changed.notify_all()
         return "250 OK"
 
-    def start(self) -> MailServer:
+    def start(self, port: int | None = None) -> MailServer:
+        """On a free port, or on ``port`` (the same one again after :meth:`stop`: the SMTP
+        server was away and is back)."""
         for _ in range(3):
-            self.port = free_tcp_port()
+            self.port = port or free_tcp_port()
             controller = Controller(self, hostname="127.0.0.1", port=self.port)
             try:
                 controller.start()

@@ -5,7 +5,9 @@
 - ``pg_empty_dsn`` — a new, empty, uniquely named database (for migration tests);
 - ``pg_dsn`` — a new uniquely named database with every migration applied, cloned from a
   per-session template so each test gets a fresh schema in a few milliseconds;
-- ``pg_pool`` — an asyncpg pool on ``pg_dsn``.
+- ``pg_pool`` — an asyncpg pool on ``pg_dsn``;
+- ``PrivatePostgresServer`` — a test's own cluster (``initdb``, a free port), to restart it
+  (fault tests; the shared server must never be restarted).
 
 Every database is dropped ``WITH (FORCE)`` when its fixture ends; databases left behind by a
 test process that was killed are dropped at the start of the next session.
@@ -16,8 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
 import re
 import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -172,3 +181,90 @@ async def pg_pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
         yield pool
     finally:
         await asyncio.wait_for(pool.close(), timeout=10)
+
+
+class PrivatePostgresServer:
+    """A PostgreSQL cluster of one test (``initdb`` in ``data_dir``, a free loopback port, trust
+    auth for ``postgres``), for faults the shared server must not suffer: ``stop()`` then
+    ``start()`` again on the same port is a server restart. The ``postgres`` process is ours
+    (stopped by PID: SIGINT, PostgreSQL's fast shutdown). Run as root, the cluster belongs to
+    the ``postgres`` system user (PostgreSQL refuses to run as root)."""
+
+    def __init__(self) -> None:
+        # Its own directory under the system's temp dir, not pytest's tmp_path: that one is
+        # private to root, and the ``postgres`` user must reach its data directory.
+        self._parent = tempfile.mkdtemp(prefix="sipum-pg-")
+        os.chmod(self._parent, 0o755)
+        self.data_dir = os.path.join(self._parent, "data")
+        self.port = _free_tcp_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._user = "postgres" if os.geteuid() == 0 else None
+
+    @property
+    def admin_dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _binary(self, name: str) -> str:
+        binary = shutil.which(name)
+        if binary is None:
+            raise RuntimeError(f"{name} (PostgreSQL server) is not installed")
+        return binary
+
+    def init(self) -> PrivatePostgresServer:
+        os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
+        if self._user is not None:
+            entry = pwd.getpwnam(self._user)
+            os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+        result = subprocess.run(
+            [self._binary("initdb"), "-D", self.data_dir, "-U", "postgres", "--auth=trust",
+             "-E", "UTF8", "--no-sync", "--no-instructions"],
+            capture_output=True, user=self._user, timeout=120,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"initdb failed: {result.stderr.decode(errors='replace')[-800:]}")
+        return self
+
+    def start(self, limit: float = 30.0) -> PrivatePostgresServer:
+        self.proc = subprocess.Popen(
+            [self._binary("postgres"), "-D", self.data_dir, "-p", str(self.port),
+             "-k", self.data_dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+             "-c", "max_connections=200"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=self._user,
+        )  # fmt: skip
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                _run_isolated(lambda: _ping(self.admin_dsn))
+                return self
+            except (OSError, asyncpg.PostgresError):
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("the private PostgreSQL did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown: sessions cut, no data lost
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+    def remove(self) -> None:
+        """Stop it and delete the cluster's files."""
+        self.stop()
+        shutil.rmtree(self._parent, ignore_errors=True)
+
+
+async def _ping(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn, timeout=2)
+    await conn.close()
+
+
+def _free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
