@@ -55,7 +55,9 @@ async def greeting_items(
     """What to play before the beep (the beep included). The setting ``greeting_mode``
     ``system`` skips the user's uploaded greetings and recorded name: the built-in prompt."""
     svc = session.services
-    prompts = svc.prompts
+    # The mailbox's prompt_language picks the prompt set (phrases without a translation: the
+    # default set's).
+    prompts = svc.prompts.language(effective.prompt_language if effective else None)
     rate = prompts.rate_for(session.plan.codec)
     user = session.user
     busy = (session.request.diversion_cause or "").lower() in BUSY_CAUSES

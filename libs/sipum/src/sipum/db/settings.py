@@ -287,8 +287,8 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting(
             "prompt_language", str, None, "language (voice) of the system prompts",
-            "— (stored; the recorder has one prompt set so far)", user_may_set=True,
-            max_length=35, builtin_from="the prompt set in prompt_dir",
+            "media-recorder (the caller's greeting)", user_may_set=True,
+            max_length=35, builtin_from="the default prompt set (en)",
         ),
         Setting(
             "time_zone", str, "UTC",
