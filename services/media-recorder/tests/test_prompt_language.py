@@ -1,7 +1,8 @@
 """The setting ``prompt_language`` applied (real RTP, NATS, PostgreSQL, espeak-ng): a mailbox
 whose effective ``prompt_language`` is German greets the caller with the German prompt set
 (compared with the rendered file), phrase by phrase falling back to the default set (the beep);
-the user's own ``en`` overrides the domain's ``de-DE`` on the next call."""
+the user's own ``en`` overrides the domain's ``de-DE`` on the next call; a full German mailbox
+says so in German."""
 
 from __future__ import annotations
 
@@ -65,3 +66,10 @@ async def test_german_greeting_for_a_german_mailbox(world: Any, tmp_path: Path) 
     english = pcm_of(default.path("leave-message", 8000))
     assert abs(len(audio) / 8000 - (len(english) + len(beep)) / 8000) < 0.1
     assert best_correlation(audio, german[: len(audio) // 2])[0] < 0.5
+
+    # A full mailbox says so in the mailbox's language too ("goodbye" as well).
+    await users.update(world.pool, world.alice.id, prompt_language="de", max_messages=0)
+    audio = await heard()
+    for name in ("mailbox-full", "goodbye"):
+        score, _ = best_correlation(audio, pcm_of(german_library.path(name, 8000)))
+        assert score > 0.9, (name, score)
