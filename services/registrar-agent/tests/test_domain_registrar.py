@@ -77,6 +77,12 @@ async def test_each_domain_registers_at_its_registrar_and_moves(
         assert [c.address for c in kam_b.lookup("ben")]  # B's users untouched
         registered = event_log.of("registration.changed", username="ann", state="registered")
         assert registered[-1].registrar == f"127.0.0.1:{kam_a2.port}"
+        await wait_for(
+            lambda: event_log.of("registration.changed", username="ann", state="unregistered"),
+            what="ann's unregistered event",
+        )
+        (gone,) = event_log.of("registration.changed", username="ann", state="unregistered")
+        assert gone.registrar == f"127.0.0.1:{kam_a.port}"  # where it was bound: the old one
         assert (
             event_log.of("registration.changed", username="ben", state="registered")[-1].registrar
             == f"sip:127.0.0.1:{kam_b.port};transport=udp"

@@ -118,6 +118,8 @@ class RegistrarAgentService:
         self.unresolved_registrars: dict[str, str] = {}
         """Domains whose registrar does not resolve (their users wait for a fix)."""
         self.known_domains: set[str] = set()
+        self._granted_at: dict[str, str] = {}
+        """AOR → the registrar (as configured) that granted its binding."""
         self._message_events: EventSubscription | None = None
         self.mwi: MwiNotifier | None = None
         self._publishing: set[asyncio.Task[Any]] = set()
@@ -439,11 +441,18 @@ class RegistrarAgentService:
         ):
             return
         aor = parse_uri(change.aor)
+        registrar = self.registrar_text(aor.host)
+        # The registrar the binding was granted at: after a move, "unregistered" happens at
+        # the old one although the domain names the new one already.
+        if change.state is RegistrationState.REGISTERED:
+            self._granted_at[change.aor] = registrar
+        elif change.state is RegistrationState.UNREGISTERED:
+            registrar = self._granted_at.pop(change.aor, registrar)
         event = RegistrationChangedEvent(
             username=aor.user or "",
             domain=aor.host,
             state=change.state.value,
-            registrar=self.registrar_text(aor.host),
+            registrar=registrar,
             contact=change.contact,
             expires_s=change.expires,
             status_code=change.status,
