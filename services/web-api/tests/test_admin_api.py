@@ -111,6 +111,23 @@ async def test_defaults_overrides_and_the_effective_value(api, event_namespace) 
         r.status_code == 200
         and (await users.effective_settings(ctx.pool, carol.id)).ring_timeout_seconds == 7
     )
+    # each domain its registrar (domain only: a user cannot have one)
+    r = await client.patch(
+        "/api/v1/admin/domains/voice.test", headers=auth, json={"registrar": "kam.voice.test:5080"}
+    )
+    assert r.status_code == 200 and r.json()["registrar"] == "kam.voice.test:5080"
+    r = await client.patch(
+        "/api/v1/admin/domains/voice.test", headers=auth, json={"registrar": "sips:kam.voice.test"}
+    )
+    assert r.status_code == 422 and "registrar" in r.text
+    r = await client.patch(
+        "/api/v1/admin/users/carol@voice.test", headers=auth, json={"registrar": "kam.voice.test"}
+    )
+    assert r.status_code == 422
+    r = await client.patch(
+        "/api/v1/admin/domains/voice.test", headers=auth, json={"registrar": None}
+    )
+    assert r.status_code == 200 and r.json()["registrar"] is None
     # bounds and unknown settings
     for bad in ({"ring_timeout_seconds": 100000}, {"volume": 3}, {"email_audio_format": "ogg"}):
         r = await client.patch("/api/v1/admin/users/carol@voice.test", headers=auth, json=bad)

@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 from sipum_protocol.media.prompts import (
     PROMPT_TEXTS,
+    PROMPT_TRANSLATIONS,
     Beep,
     PromptLibrary,
     digit_prompts,
     ensure_prompts,
+    language_sets,
     main,
     number_words,
+    prompt_language,
     tone_pcm,
 )
 
@@ -171,3 +174,34 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "prompt files" in capsys.readouterr().out
     assert len(list((tmp_path / "8000").glob("*.wav"))) == len(PROMPT_TEXTS) + 1
     assert not (tmp_path / "16000").exists()
+    # The other languages' sets (all by default), in <directory>/<language>/.
+    assert len(list((tmp_path / "de" / "8000").glob("*.wav"))) == len(PROMPT_TRANSLATIONS["de"])
+
+
+def test_a_language_set_speaks_its_phrases_and_falls_back_per_phrase(
+    library: PromptLibrary,
+) -> None:
+    german = PromptLibrary.for_language(library, "de")
+    assert german.directory == library.directory / "de"
+    assert german.voice.name == "de"
+    leave = german.path("leave-message", 8000)
+    assert leave.parent == library.directory / "de" / "8000"
+    rate, pcm = read(leave)
+    assert rate == 8000 and np.abs(pcm).max() > 10000
+    # Not the English file: another text, another voice, another length.
+    assert leave != library.path("leave-message", 8000)
+    assert len(pcm) != len(read(library.path("leave-message", 8000))[1])
+    # Untranslated prompts and the beep are the default set's files.
+    assert german.path("menu-replay", 8000) == library.path("menu-replay", 8000)
+    assert german.path("beep", 8000) == library.path("beep", 8000)
+    # The greeting sequence mixes them: German phrases and digits, the default beep.
+    sequence = german.prompt_sequence_for("unavailable", rate=8000, number="12")
+    assert [p.parent for p in sequence[:-1]] == [library.directory / "de" / "8000"] * 5
+    assert sequence[-1] == library.path("beep", 8000)
+    assert set(languages := language_sets(library)) == {"en", "de"}
+    assert languages["en"] is library
+
+
+def test_language_tags() -> None:
+    assert prompt_language("de") == prompt_language("de-CH") == "de"
+    assert prompt_language("en-GB") == prompt_language("xx") == prompt_language("") == "en"

@@ -60,3 +60,36 @@ async def test_settings_disable_and_their_events(admin_cli, pg_pool, event_bus: 
     ]
     user_changes = [e.changed for e in seen if isinstance(e, UserUpdated)]
     assert user_changes == [["greeting_mode"], ["disabled"], ["enabled"]]
+
+
+async def test_domain_registrar_by_cli(admin_cli, pg_pool, event_bus: EventBus) -> None:  # noqa: F811
+    """Each domain its registrar: set, shown, refused in a wrong form or on a user, reset."""
+    seen: list[DomainUpdated] = []
+
+    async def on_event(e: DomainUpdated) -> None:
+        seen.append(e)
+
+    await event_bus.subscribe(DomainUpdated, on_event, durable="cli-registrar")
+
+    def cli(*args: str, stdin: str = "", ok: bool = True):  # the subprocess, off the loop
+        return asyncio.to_thread(admin_cli, *args, stdin=stdin, ok=ok)
+
+    await cli("domain", "create", "reg.test")
+    await cli("user", "create", "dora@reg.test", "--password-stdin", stdin="dora-pass-12\n")
+    await cli("domain", "set", "reg.test", "registrar=sip:kam.reg.test:5080;transport=udp")
+    done = await cli("--json", "domain", "list")
+    [domain] = [d for d in json.loads(done.stdout) if d["name"] == "reg.test"]
+    assert domain["registrar"] == "sip:kam.reg.test:5080;transport=udp"
+    bad = await cli("domain", "set", "reg.test", "registrar=sips:kam.reg.test", ok=False)
+    assert bad.returncode != 0 and "registrar" in bad.stderr and "Traceback" not in bad.stderr
+    bad = await cli("user", "set", "dora@reg.test", "registrar=kam.reg.test", ok=False)
+    assert bad.returncode != 0 and "registrar" in bad.stderr
+    await cli("domain", "set", "reg.test", "registrar=default")
+    done = await cli("--json", "domain", "list")
+    [domain] = [d for d in json.loads(done.stdout) if d["name"] == "reg.test"]
+    assert domain["registrar"] is None
+    for _ in range(100):
+        if len(seen) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    assert [e.changed for e in seen if e.domain == "reg.test"] == [["registrar"], ["registrar"]]

@@ -48,6 +48,13 @@ def test_resolve_user_then_domain_then_builtin() -> None:
         ("mail_from", "nobody", "address"),
         ("prompt_language", "en_US!", "language tag"),
         ("greeting_mode", "loud", "auto, system"),
+        ("registrar", "sips:kam.example", "UDP"),
+        ("registrar", "sip:kam.example;transport=tcp", "transport=udp"),
+        ("registrar", "sip:alice@kam.example", "no user part"),
+        ("registrar", "kam.example:0", "port 1 to 65535"),
+        ("registrar", "kam.example:99999", "port 1 to 65535"),
+        ("registrar", "kam example", "host name"),
+        ("registrar", "[::1", "unclosed"),
     ],
 )
 def test_bounds(name: str, value: object, problem: str) -> None:
@@ -64,6 +71,12 @@ def test_values_within_bounds_are_normalised() -> None:
     )
     assert SETTINGS["operator_uri"].check("sip:operator@example.com") == "sip:operator@example.com"
     assert SETTINGS["email_notifications"].parse("off") is False
+    assert SETTINGS["registrar"].check(" kam.example:5080 ") == "kam.example:5080"
+    assert settings.parse_registrar("kam.example") == ("kam.example", 5060)
+    assert settings.parse_registrar("10.0.0.7:5080") == ("10.0.0.7", 5080)
+    assert settings.parse_registrar("[::1]:5062") == ("::1", 5062)
+    assert settings.parse_registrar("sip:kam.example:5070;transport=UDP") == ("kam.example", 5070)
+    assert settings.parse_registrar("SIP:kam.example") == ("kam.example", 5060)
     with pytest.raises(InvalidSetting, match="not a setting here: pin_min_length"):
         settings.check_values({"pin_min_length": 6}, allowed=settings.USER_COLUMNS)
 

@@ -19,26 +19,56 @@ from typing import Any
 import numpy as np
 from sipum_protocol.media.codecs import CodecInfo
 from sipum_protocol.media.playback import PcmItem
-from sipum_protocol.media.prompts import PromptLibrary
+from sipum_protocol.media.prompts import (
+    DEFAULT_LANGUAGE,
+    PromptLibrary,
+    language_sets,
+    prompt_language,
+)
 
 
 class Prompts:
-    """The prompt library behind a single rendering thread."""
+    """The prompt library behind a single rendering thread, and its other languages' sets
+    (:meth:`language`: the same thread, each phrase not translated from the default set)."""
 
-    def __init__(self, library: PromptLibrary) -> None:
+    def __init__(
+        self,
+        library: PromptLibrary,
+        *,
+        executor: ThreadPoolExecutor | None = None,
+        languages: dict[str, Prompts] | None = None,
+    ) -> None:
         self.library = library
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prompts")
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="prompts")
+        self._languages: dict[str, Prompts] = {DEFAULT_LANGUAGE: self}
+        for name, prompts in (languages or {}).items():
+            self._languages.setdefault(name, prompts)
 
     @classmethod
     async def open(cls, directory: str | Path, *, texts: dict[str, str] | None = None) -> Prompts:
-        """The library in *directory*, every prompt rendered (a few seconds the first time)."""
+        """The library in *directory*, every prompt rendered (a few seconds the first time),
+        with every language's set in ``<directory>/<language>`` (``scripts/generate_prompts.py``
+        renders them at build time; missing files are rendered here)."""
 
-        def build() -> PromptLibrary:
+        def build() -> dict[str, PromptLibrary]:
             library = PromptLibrary(directory, texts=texts)
-            library.ensure_all(workers=2)
-            return library
+            sets = {DEFAULT_LANGUAGE: library}
+            if texts is None:  # custom texts (tests): no translations of them
+                sets = language_sets(library)
+            for each in sets.values():
+                each.ensure_all(workers=2)
+            return sets
 
-        return cls(await asyncio.to_thread(build))
+        sets = await asyncio.to_thread(build)
+        default = cls(sets.pop(DEFAULT_LANGUAGE))
+        for name, library in sets.items():
+            default._languages[name] = cls(library, executor=default._executor)
+        return default
+
+    def language(self, tag: str | None) -> Prompts:
+        """The set for a mailbox's ``prompt_language`` (``de-DE`` → ``de``); the default set
+        when there is none for it."""
+        return self._languages.get(prompt_language(tag), self)
 
     def rate_for(self, codec: CodecInfo) -> int:
         """The prompt rate closest above the codec's audio rate (the player resamples)."""

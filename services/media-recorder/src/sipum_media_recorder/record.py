@@ -74,7 +74,9 @@ async def greeting_items(
     """What to play before the beep (the beep included). The setting ``greeting_mode``
     ``system`` skips the user's uploaded greetings and recorded name: the built-in prompt."""
     svc = session.services
-    prompts = svc.prompts
+    # The mailbox's prompt_language picks the prompt set (phrases without a translation: the
+    # default set's).
+    prompts = svc.prompts.language(effective.prompt_language if effective else None)
     rate = prompts.rate_for(session.plan.codec)
     user = session.user
     busy = (session.request.diversion_cause or "").lower() in BUSY_CAUSES
@@ -169,7 +171,10 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
     effective = await users.effective_settings(svc.pool, session.user.id)
     full, limit = await mailbox_limits(session, effective)
     if full is not None:
-        await session.prompt("mailbox-full", "goodbye")
+        # In the mailbox's prompt_language, like the greeting.
+        prompts = svc.prompts.language(effective.prompt_language if effective else None)
+        rate = prompts.rate_for(session.plan.codec)
+        await session.play(await prompts.names(["mailbox-full", "goodbye"], rate))
         return "mailbox_full", None
     items = await greeting_items(session, effective)
     codec = session.plan.codec

@@ -1,6 +1,11 @@
 """Every user's voicemail contact at the domain's registrar: which users this agent owns, their
 bindings and digest credentials.
 
+Each domain may have its own registrar (setting ``registrar``, docs/administration.md):
+``registrar_of(domain)`` says where a domain's REGISTERs go (None: the agent's ``registrar``).
+When it changes, :meth:`UserRegistrations.move` de-registers the binding at the old registrar
+and, once that is done (``unregistered``), registers it at the new one.
+
 The REGISTER state machines, the in-flight window and the rate limit are the shared library's
 (``sipum_protocol.sip.registration``); this module only maps users to bindings. The REGISTERs
 go out through the agent's user agent, which writes their Via (sent-by: the socket's advertised
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections.abc import Callable
 
 from sipum.db.users import User
 from sipum_protocol.sip.registration import (
@@ -18,6 +24,7 @@ from sipum_protocol.sip.registration import (
     RegistrationBinding,
     RegistrationClient,
 )
+from sipum_protocol.sip.transaction import Peer
 
 log = logging.getLogger("sipum.misc.registrations")
 
@@ -55,8 +62,16 @@ class UserRegistrations:
         expires: int,
         shard_index: int = 0,
         shard_count: int = 1,
+        registrar_of: Callable[[str], Peer | None] = lambda domain: None,
     ) -> None:
         self.client = client
+        self.registrar_of = registrar_of
+        """The domain's registrar (None: the client's); raises ``LookupError`` while the
+        domain's registrar is not known (a name that does not resolve)."""
+        self._after_deregistration: dict[str, User] = {}
+        """Bindings to register again once their de-registration is done (a move to another
+        registrar, or a user back while its old binding was still being removed)."""
+        self.stopping = False
         self.contact_host = contact_host
         self.contact_port = contact_port
         self.expires = expires
@@ -67,6 +82,7 @@ class UserRegistrations:
         return shard_of(username, domain, self.shard_count) == self.shard_index
 
     def binding_for(self, user: User) -> RegistrationBinding:
+        """``LookupError`` if the domain's registrar is not known."""
         return RegistrationBinding(
             user=user.username,
             domain=user.domain,
@@ -75,7 +91,15 @@ class UserRegistrations:
             credentials=credentials_for(user),
             expires=self.expires,
             user_agent=AGENT_USER_AGENT,
+            registrar=self.registrar_of(user.domain),
         )
+
+    def registrar_in_use(self, username: str, domain: str) -> Peer | None:
+        """Where the user's binding is registered now (None: not in the pool)."""
+        registration = self.client.pool.get(self.aor(username, domain))
+        if registration is None:
+            return None
+        return registration.binding.registrar or self.client.registrar
 
     @staticmethod
     def aor(username: str, domain: str) -> str:
@@ -93,19 +117,61 @@ class UserRegistrations:
         if self.is_registering(user.username, user.domain):
             return False
         try:
-            self.client.add(self.binding_for(user))
-        except ValueError:
-            # Still de-registering after a delete; the next user.created/updated brings it back.
-            log.warning("%s is being de-registered; not added again yet", user.address)
+            binding = self.binding_for(user)
+        except LookupError as exc:
+            log.error("%s not registered: %s", user.address, exc)
             return False
+        if self.client.pool.get(binding.aor) is not None:
+            # Its old binding is still being de-registered: register once that is done.
+            self._after_deregistration[binding.aor] = user
+            return True
+        self._after_deregistration.pop(binding.aor, None)
+        self.client.add(binding)
         return True
 
     def remove(self, username: str, domain: str) -> bool:
         """De-register (``Expires: 0``) a deleted user."""
+        self._after_deregistration.pop(self.aor(username, domain), None)
         if not self.is_registering(username, domain):
             return False
         self.client.remove(self.aor(username, domain))
         return True
+
+    def move(self, user: User) -> bool:
+        """The domain's registrar changed: de-register at the old one, then register at the
+        new one. ``False`` if nothing to do (not ours, or already registered there)."""
+        if not self.owns(user.username, user.domain):
+            return False
+        try:
+            wanted = self.registrar_of(user.domain) or self.client.registrar
+        except LookupError as exc:
+            # Unknown new registrar: stay where we are (the old binding keeps working) rather
+            # than leave the user without a voicemail contact.
+            log.error("%s stays at its registrar: %s", user.address, exc)
+            return False
+        aor = self.aor(user.username, user.domain)
+        if not self.is_registering(user.username, user.domain):
+            return self.add(user)
+        if self.registrar_in_use(user.username, user.domain) == wanted:
+            return False
+        self._after_deregistration[aor] = user
+        self.client.remove(aor)
+        return True
+
+    def sweep(self) -> None:
+        """Register again the moved bindings whose de-registration is done (the client calls
+        this after every REGISTER outcome and removal)."""
+        if self.stopping:
+            self._after_deregistration.clear()
+            return
+        for aor, user in list(self._after_deregistration.items()):
+            if self.client.pool.get(aor) is not None:
+                continue  # still de-registering
+            del self._after_deregistration[aor]
+            try:
+                self.client.add(self.binding_for(user))
+            except (LookupError, ValueError) as exc:
+                log.error("%s not registered again: %s", user.address, exc)
 
     def update(self, user: User) -> bool:
         """Credentials may have changed (password): re-register with the new HA1."""

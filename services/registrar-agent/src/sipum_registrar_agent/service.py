@@ -6,9 +6,11 @@ for every user — where the proxy forks INVITEs to, handled by
 through the shared ``RegistrationClient`` (digest auth from the stored HA1, refresh, back-off,
 window of ``registrations_in_flight``, ``registrations_per_second``).
 
-Start: subscribe to ``sipum.evt.user.*`` (durable consumer, new events only — created before
-the user list is read, so no user created meanwhile is missed), then load every user and
-register those of our shard. SIGTERM: stop taking calls and events, de-register every user
+Start: subscribe to ``sipum.evt.user.*`` and ``sipum.evt.domain.*`` (durable consumers, new
+events only — created before the lists are read, so no user created meanwhile is missed), then
+load every domain's registrar (setting ``registrar``; unset: ours) and every user, and register
+those of our shard, each at its domain's registrar. A ``domain.updated`` naming ``registrar``
+moves the domain's users: de-registered at the old registrar, registered at the new one. SIGTERM: stop taking calls and events, de-register every user
 (``Expires: 0``, so the proxy stops forking to us), let calls in progress finish for
 ``call_drain_seconds``, hang up the rest, close the sockets.
 """
@@ -23,8 +25,10 @@ import os
 import socket
 from typing import Any
 
-from sipum.db import users
+from sipum.db import domains, users
+from sipum.db.settings import parse_registrar
 from sipum.events import (
+    DomainUpdated,
     EventBus,
     EventSubscription,
     UserCreated,
@@ -69,6 +73,7 @@ IDENTITY_CHANGES = frozenset({"password", "username", "realm", "contact"})
 log = logging.getLogger("sipum.misc.registrar_agent")
 
 USER_EVENTS_DURABLE = "registrar-agent"
+DOMAIN_EVENTS_DURABLE = "registrar-agent-domains"
 MESSAGE_EVENTS_DURABLE = "registrar-agent-mwi"
 HANGUP_GRACE = 3.0
 
@@ -107,6 +112,14 @@ class RegistrarAgentService:
         self.recorders: RecorderWatch[ActiveCall] | None = None
         self.active: set[ActiveCall] = set()
         self._user_events: EventSubscription | None = None
+        self._domain_events: EventSubscription | None = None
+        self.domain_registrars: dict[str, tuple[str, Peer]] = {}
+        """Domains with a registrar of their own: its setting's text and address."""
+        self.unresolved_registrars: dict[str, str] = {}
+        """Domains whose registrar does not resolve (their users wait for a fix)."""
+        self.known_domains: set[str] = set()
+        self._granted_at: dict[str, str] = {}
+        """AOR → the registrar (as configured) that granted its binding."""
         self._message_events: EventSubscription | None = None
         self.mwi: MwiNotifier | None = None
         self._publishing: set[asyncio.Task[Any]] = set()
@@ -173,7 +186,9 @@ class RegistrarAgentService:
             expires=s.register_expires,
             shard_index=s.shard_index,
             shard_count=s.shard_count,
+            registrar_of=self.registrar_of,
         )
+        self.client.on_outcome = self.registrations.sweep
         local_hosts = {ua_host, self.contact_host, self.via_host}
         if s.recorder_liveness:
             self.recorders = RecorderWatch(
@@ -202,10 +217,18 @@ class RegistrarAgentService:
         self._user_events = await ctx.bus.subscribe(
             "user.*", self._on_user_event, durable=durable, start="new"
         )
+        self._domain_events = await ctx.bus.subscribe(
+            "domain.*",
+            self._on_domain_event,
+            durable=DOMAIN_EVENTS_DURABLE + durable[len(USER_EVENTS_DURABLE) :],
+            start="new",
+        )
+        for domain in await domains.list_all(ctx.pool):
+            await self._learn_registrar(domain)
         everyone = await users.list_users(ctx.pool)
-        domains = {u.domain for u in everyone}
+        served = {u.domain for u in everyone}
         self.calls.resolver = MailboxResolver(
-            default_domain=s.domain, domains=domains, local_hosts=local_hosts
+            default_domain=s.domain, domains=served, local_hosts=local_hosts
         )
         if s.mwi_enabled:
             await self._start_mwi(ctx, durable_suffix=durable[len(USER_EVENTS_DURABLE) :])
@@ -256,7 +279,7 @@ class RegistrarAgentService:
 
     async def stop_accepting(self) -> None:
         self.work.close()  # new INVITEs now get 503 (see _on_call_event)
-        for name in ("_user_events", "_message_events"):
+        for name in ("_user_events", "_domain_events", "_message_events"):
             subscription = getattr(self, name)
             if subscription is not None:
                 with contextlib.suppress(Exception):
@@ -264,6 +287,8 @@ class RegistrarAgentService:
                 setattr(self, name, None)
         if self.mwi is not None:
             await self.mwi.close()
+        if self.registrations is not None:
+            self.registrations.stopping = True  # no moved binding is registered again
         if self.client is not None:
             # Expires: 0 for every user, so the proxy stops forking new calls to us.
             done = await self.client.stop(grace=self.settings.deregister_seconds)
@@ -349,6 +374,65 @@ class RegistrarAgentService:
 
     # ------------------------------------------------------------------ registrations
 
+    def registrar_of(self, domain: str) -> Peer | None:
+        """The domain's own registrar; None: ours (``registrar``). ``LookupError`` while the
+        domain's registrar does not resolve."""
+        if domain in self.unresolved_registrars:
+            raise LookupError(
+                f"registrar {self.unresolved_registrars[domain]!r} of {domain} does not resolve"
+            )
+        own = self.domain_registrars.get(domain)
+        return None if own is None else own[1]
+
+    def registrar_text(self, domain: str) -> str:
+        """The registrar of the domain as configured (events, logs)."""
+        own = self.domain_registrars.get(domain)
+        return self.settings.registrar if own is None else own[0]
+
+    async def _learn_registrar(self, domain: domains.Domain) -> None:
+        """Read the domain's ``registrar`` setting and resolve it (numeric, like ours)."""
+        self.known_domains.add(domain.name)
+        self.unresolved_registrars.pop(domain.name, None)
+        if domain.registrar is None:
+            self.domain_registrars.pop(domain.name, None)
+            return
+        try:
+            host, port = parse_registrar(domain.registrar)
+            address = await numeric_address(host)
+        except (ValueError, OSError) as exc:
+            # The setting was checked when stored, so this is DNS: keep the domain's users
+            # off rather than register them at another domain's registrar.
+            log.error("registrar of %s (%s): %s", domain.name, domain.registrar, exc)
+            self.domain_registrars.pop(domain.name, None)
+            self.unresolved_registrars[domain.name] = domain.registrar
+            return
+        self.domain_registrars[domain.name] = (domain.registrar, Peer("UDP", address, port))
+
+    async def _on_domain_event(self, event: Any) -> None:
+        """``domain.updated`` naming ``registrar``: move the domain's users (idempotent: a
+        user already at the new registrar is left alone)."""
+        if not isinstance(event, DomainUpdated) or "registrar" not in event.changed:
+            return
+        assert self.ctx is not None and self.registrations is not None
+        domain = await domains.get_by_name(self.ctx.pool, event.domain)
+        if domain is None:
+            return
+        before = self.registrar_text(domain.name)
+        await self._learn_registrar(domain)
+        moved = 0
+        for user in await users.list_users(self.ctx.pool, domain=domain.name):
+            if not user.disabled and self.registrations.move(user):
+                moved += 1
+        log.info(
+            "registrar of a domain changed",
+            extra={
+                "domain": domain.name,
+                "from": before,
+                "to": self.registrar_text(domain.name),
+                "users": moved,
+            },
+        )
+
     def _on_registration_change(self, change: RegistrationChanged) -> None:
         if change.state not in (
             RegistrationState.REGISTERED,
@@ -357,11 +441,18 @@ class RegistrarAgentService:
         ):
             return
         aor = parse_uri(change.aor)
+        registrar = self.registrar_text(aor.host)
+        # The registrar the binding was granted at: after a move, "unregistered" happens at
+        # the old one although the domain names the new one already.
+        if change.state is RegistrationState.REGISTERED:
+            self._granted_at[change.aor] = registrar
+        elif change.state is RegistrationState.UNREGISTERED:
+            registrar = self._granted_at.pop(change.aor, registrar)
         event = RegistrationChangedEvent(
             username=aor.user or "",
             domain=aor.host,
             state=change.state.value,
-            registrar=self.settings.registrar,
+            registrar=registrar,
             contact=change.contact,
             expires_s=change.expires,
             status_code=change.status,
@@ -396,6 +487,10 @@ class RegistrarAgentService:
             return  # deleted since; its user.deleted follows
         if self.calls is not None and user.domain not in self.calls.resolver.domains:
             self.calls.resolver.domains.add(user.domain)
+        if user.domain not in self.known_domains:
+            domain = await domains.get_by_name(self.ctx.pool, user.domain)
+            if domain is not None:
+                await self._learn_registrar(domain)
         if user.disabled:
             # Disabled by an administrator: de-register the voicemail contact (again, if a
             # redelivery; remove is idempotent) and keep it off until "enabled".

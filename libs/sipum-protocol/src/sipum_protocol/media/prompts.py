@@ -242,6 +242,53 @@ PROMPT_TEXTS: dict[str, str] = {
 #: Prompt names that are generated tones, not speech.
 TONE_NAMES: tuple[str, ...] = ("beep",)
 
+#: The language of :data:`PROMPT_TEXTS` (the default set, rendered in the cache directory
+#: itself; every other language in ``<directory>/<language>/``).
+DEFAULT_LANGUAGE = "en"
+
+#: Prompts in other languages: language → {prompt name → text}. Only the caller-facing phrases
+#: of the greeting (and the digits it may say); every prompt not listed here falls back, one by
+#: one, to the default set. Machine translations spoken by espeak-ng: machine-voice quality, a
+#: site wanting better records its own greetings.
+PROMPT_TRANSLATIONS: dict[str, dict[str, str]] = {
+    "de": {
+        **{
+            f"digit-{d}": word
+            for d, word in enumerate(
+                ("null", "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht",
+                 "neun")
+            )
+        },
+        "digit-star": "Stern",
+        "digit-hash": "Raute",
+        "person-at": "Der Teilnehmer unter",
+        "is-not-available": "ist nicht erreichbar.",
+        "leave-message": "Bitte hinterlassen Sie eine Nachricht nach dem Signalton.",
+        "recording-too-short": "Ihre Nachricht war zu kurz und wurde nicht aufgezeichnet.",
+        "mailbox-full": "Das Postfach ist voll und kann keine neuen Nachrichten annehmen.",
+        "goodbye": "Auf Wiederhören.",
+    },
+}  # fmt: skip
+
+#: espeak-ng voice of each language's set.
+LANGUAGE_VOICES: dict[str, str] = {DEFAULT_LANGUAGE: "en-us", "de": "de"}
+
+#: Every language a prompt set exists for (the default first).
+LANGUAGES: tuple[str, ...] = (DEFAULT_LANGUAGE, *PROMPT_TRANSLATIONS)
+
+
+def prompt_language(tag: str | None) -> str:
+    """The prompt set for a language tag (the setting ``prompt_language``): ``de-AT`` → ``de``;
+    a language without a set, or None → the default."""
+    if not tag:
+        return DEFAULT_LANGUAGE
+    parts = tag.strip().lower().replace("_", "-").split("-")
+    for n in range(len(parts), 0, -1):
+        candidate = "-".join(parts[:n])
+        if candidate in LANGUAGES:
+            return candidate
+    return DEFAULT_LANGUAGE
+
 
 @dataclass(frozen=True, kw_only=True)
 class Voice:
@@ -424,13 +471,32 @@ class PromptLibrary:
         voice: Voice | None = None,
         beep: Beep | None = None,
         texts: dict[str, str] | None = None,
+        fallback: PromptLibrary | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.rates = tuple(rates)
         self.voice = voice or Voice()
         self.beep = beep or Beep()
         self.texts = dict(PROMPT_TEXTS if texts is None else texts)
-        self._tools = tool_versions()
+        self.fallback = fallback
+        """Where a prompt not in ``texts`` (and the tones) comes from: another language's set
+        falls back to the default one, phrase by phrase."""
+        self._tools: str = tool_versions() if fallback is None else fallback._tools
+
+    @classmethod
+    def for_language(cls, default: PromptLibrary, language: str) -> PromptLibrary:
+        """The set of ``language`` (one of :data:`LANGUAGES`) in ``<default's directory>/
+        <language>``: its translated phrases in its voice, the rest from ``default``."""
+        if language == DEFAULT_LANGUAGE:
+            return default
+        return cls(
+            default.directory / language,
+            rates=default.rates,
+            voice=Voice(name=LANGUAGE_VOICES[language]),
+            beep=default.beep,
+            texts=PROMPT_TRANSLATIONS[language],
+            fallback=default,
+        )
 
     # -- file names -------------------------------------------------------------------------------
 
@@ -446,6 +512,8 @@ class PromptLibrary:
         """The WAV file of prompt *name* at *rate* (rendered if missing)."""
         if rate not in self.rates:
             raise KeyError(f"prompts are not rendered at {rate} Hz (have {self.rates})")
+        if self.fallback is not None and (name in TONE_NAMES or name not in self.texts):
+            return self.fallback.path(name, rate)
         if name in TONE_NAMES:
             target = self._tone_path(name, rate)
             if not target.exists():
@@ -490,7 +558,8 @@ class PromptLibrary:
         files = []
         for rate in self.rates:
             files += [self.path(name, rate) for name in self.texts]
-            files += [self.path(name, rate) for name in TONE_NAMES]
+            if self.fallback is None:
+                files += [self.path(name, rate) for name in TONE_NAMES]
         return files
 
     def spoken(self, text: str, rate: int) -> Path:
@@ -581,6 +650,11 @@ def ensure_prompts(
     return library
 
 
+def language_sets(default: PromptLibrary) -> dict[str, PromptLibrary]:
+    """Every language's set over ``default`` (the default's own entry is ``default``)."""
+    return {language: PromptLibrary.for_language(default, language) for language in LANGUAGES}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Render sipum's default system prompts (espeak-ng + sox) into a cache directory."
@@ -593,15 +667,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="sample rate to render (repeatable; default 8000 and 16000)",
     )
     parser.add_argument("--prune", action="store_true", help="delete files of outdated prompts")
+    parser.add_argument(
+        "--language",
+        action="append",
+        choices=LANGUAGES,
+        help=f"prompt set to render besides the default (repeatable; default: all of "
+        f"{', '.join(LANGUAGES)})",
+    )
     args = parser.parse_args(argv)
+    wanted = {DEFAULT_LANGUAGE, *(args.language or LANGUAGES)}
     try:
         library = PromptLibrary(args.directory, rates=tuple(args.rate or DEFAULT_RATES))
-        files = library.ensure_all()
-        removed = library.remove_stale() if args.prune else 0
+        files = []
+        removed = 0
+        for language, lang_library in language_sets(library).items():
+            if language in wanted:
+                files += lang_library.ensure_all()
+                removed += lang_library.remove_stale() if args.prune else 0
     except PromptError as exc:
         print(f"generate prompts: {exc}", file=sys.stderr)
         return 1
-    print(f"{len(files)} prompt files in {args.directory} ({removed} stale removed)")
+    print(
+        f"{len(files)} prompt files in {args.directory} ({', '.join(sorted(wanted))}; "
+        f"{removed} stale removed)"
+    )
     return 0
 
 

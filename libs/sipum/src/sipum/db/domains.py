@@ -52,6 +52,9 @@ class Domain:
     command_notifications: bool | None = None
     mail_from: str | None = None
     """From: of the domain's notification e-mails; None = the notifier's ``mail_from``."""
+    registrar: str | None = None
+    """Where its users' voicemail contacts are registered (``host[:port]`` or ``sip:…``);
+    None = the registrar-agent's ``registrar`` (migration 0015)."""
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Domain:

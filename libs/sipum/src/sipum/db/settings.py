@@ -19,6 +19,7 @@ The effective value is then None and the service applies its own setting.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import zoneinfo
 from collections.abc import Mapping
@@ -151,6 +152,61 @@ def _check_uri(name: str, text: str) -> None:
         raise InvalidSetting(f"{name}: a sip:, sips: or tel: URI")
 
 
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+
+
+def parse_registrar(text: str) -> tuple[str, int]:
+    """``host[:port]`` or a SIP URI (``sip:host[:port][;transport=udp]``) → (host, port).
+
+    The registrar a domain's users are registered with (setting ``registrar``). Only UDP: a
+    ``sips:`` URI or another transport is refused. ``ValueError`` names the problem.
+    """
+    rest = text.strip()
+    scheme, colon, after = rest.partition(":")
+    if colon and scheme.lower() in ("sip", "sips") and not after.isdigit():
+        if scheme.lower() == "sips":
+            raise ValueError("sips: needs TLS; the registrar-agent speaks UDP")
+        rest, _, params = after.partition(";")
+        for param in filter(None, params.split(";")):
+            key, _, value = param.partition("=")
+            if key.lower() == "transport" and value.lower() != "udp":
+                raise ValueError("only transport=udp")
+        if "@" in rest or "?" in rest:
+            raise ValueError("a registrar URI names a host, no user part or headers")
+    if rest.startswith("["):
+        host, bracket, tail = rest[1:].partition("]")
+        if not bracket:
+            raise ValueError("unclosed [")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError("not an IPv6 address in [ ]") from None
+        port_text = tail.removeprefix(":") if tail.startswith(":") else None
+        if tail and port_text is None:
+            raise ValueError("junk after ]")
+    else:
+        host, sep, port_text_or_empty = rest.partition(":")
+        port_text = port_text_or_empty if sep else None
+        if not _HOSTNAME.match(host):
+            raise ValueError("not a host name or address")
+    port = 5060
+    if port_text is not None:
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise ValueError("port 1 to 65535")
+        port = int(port_text)
+    return host, port
+
+
+def _check_registrar(name: str, text: str) -> None:
+    try:
+        parse_registrar(text)
+    except ValueError as exc:
+        raise InvalidSetting(f"{name}: host[:port] or sip:host[:port] ({exc})") from None
+
+
 def _check_mail_from(name: str, text: str) -> None:
     display, address = parseaddr(text)
     if (
@@ -169,6 +225,7 @@ _TEXT_CHECKS = {
     "time_zone": _check_time_zone,
     "operator_uri": _check_uri,
     "mail_from": _check_mail_from,
+    "registrar": _check_registrar,
 }
 _TEXT_BOUNDS = {
     "transcription_language": "a language tag (2–35 characters)",
@@ -176,6 +233,7 @@ _TEXT_BOUNDS = {
     "time_zone": "an IANA time zone",
     "operator_uri": "a sip:, sips: or tel: URI (≤ 256 characters)",
     "mail_from": "an e-mail address, with a display name or not (≤ 320 characters)",
+    "registrar": "host[:port] or sip:host[:port] (UDP; ≤ 262 characters)",
 }
 
 
@@ -229,8 +287,8 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting(
             "prompt_language", str, None, "language (voice) of the system prompts",
-            "— (stored; the recorder has one prompt set so far)", user_may_set=True,
-            max_length=35, builtin_from="the prompt set in prompt_dir",
+            "media-recorder (the caller's greeting)", user_may_set=True,
+            max_length=35, builtin_from="the default prompt set (en)",
         ),
         Setting(
             "time_zone", str, "UTC",
@@ -272,6 +330,12 @@ SETTINGS: dict[str, Setting] = {
         Setting(
             "mail_from", str, None, "From: of the domain's notification e-mails", "notifier",
             per_user=False, max_length=320, builtin_from="the notifier's mail_from",
+        ),
+        Setting(
+            "registrar", str, None,
+            "SIP registrar the domain's voicemail contacts are registered with",
+            "registrar-agent", per_user=False, max_length=262,
+            builtin_from="the registrar-agent's registrar",
         ),
     )
 }  # fmt: skip
@@ -333,5 +397,6 @@ def resolve(
 
 __all__ = [
     "DOMAIN_COLUMNS", "InvalidSetting", "Resolved", "SETTINGS", "Setting", "Source",
-    "USER_COLUMNS", "USER_SETTABLE", "Value", "check_values", "resolve", "spec",
+    "USER_COLUMNS", "USER_SETTABLE", "Value", "check_values", "parse_registrar", "resolve",
+    "spec",
 ]  # fmt: skip

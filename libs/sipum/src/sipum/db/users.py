@@ -132,6 +132,8 @@ class EffectiveSettings:
     command_notifications: bool = True
     mail_from: str | None = None
     """None: the notifier's ``mail_from``."""
+    registrar: str | None = None
+    """None: the registrar-agent's ``registrar``."""
 
 
 _SELECT = """

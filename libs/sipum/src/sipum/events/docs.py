@@ -31,7 +31,7 @@ ROLES: dict[str, tuple[str, str]] = {
     "user.created": ("web-api (signup)", "registrar-agent (starts REGISTERing the user)"),
     "user.updated": ("web-api (PATCH /api/v1/account, PATCH/DELETE /api/v1/settings, the admin API), sipum-admin, media-recorder (pin, changed by phone in the main menu) — after the commit; `changed` names fields and settings (display_name, email, pin, password, disabled, enabled, ring_timeout_seconds, …)", "registrar-agent (re-REGISTERs when the identity changed — password; de-registers on disabled, registers on enabled; settings need nothing: read per call)"),
     "user.deleted": ("web-api (DELETE /api/v1/account, before the rows go; it waits, bounded, for the agent's unregistered)", "registrar-agent (unREGISTERs, ends MWI subscriptions)"),
-    "domain.updated": ("web-api (PATCH /api/v1/admin/domains/{name}), sipum-admin (domain set) — after the commit", "operators (services read settings per call: nothing to reload)"),
+    "domain.updated": ("web-api (PATCH /api/v1/admin/domains/{name}), sipum-admin (domain set) — after the commit", "registrar-agent (`registrar` changed: moves the domain's users to the new registrar); operators (other settings are read per call: nothing to reload)"),
     "call.started": ("registrar-agent", "operators"),
     "call.answered": ("registrar-agent", "operators"),
     "call.ended": ("registrar-agent", "operators"),

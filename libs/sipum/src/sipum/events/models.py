@@ -232,8 +232,8 @@ class UserDeleted(MailboxEvent):
 
 class DomainUpdated(Event):
     """An administrator changed a domain's defaults (``changed`` names the settings, no
-    values). Services read the settings per call, so nothing needs reloading; it is for
-    operators, caches and audit."""
+    values). Services read the settings per call, so nothing needs reloading — except
+    ``registrar``: the registrar-agent then moves the domain's users to the new registrar."""
 
     kind: ClassVar[str] = s.DOMAIN_UPDATED
 

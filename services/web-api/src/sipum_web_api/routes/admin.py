@@ -74,6 +74,9 @@ class Settings(BaseModel):
     email_notifications: bool | None = None
     command_notifications: bool | None = None
     mail_from: str | None = Field(default=None, max_length=320, description="domains only")
+    registrar: str | None = Field(
+        default=None, max_length=262, description="domains only: host[:port] or sip:host[:port]"
+    )
 
     def given(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.model_fields_set}
@@ -119,6 +122,7 @@ class DomainOut(BaseModel):
     email_notifications: bool | None
     command_notifications: bool | None
     mail_from: str | None = Field(description="null: the notifier's mail_from")
+    registrar: str | None = Field(default=None, description="null: the registrar-agent's registrar")
 
 
 class UserIn(BaseModel):

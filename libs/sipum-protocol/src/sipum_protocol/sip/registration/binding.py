@@ -18,6 +18,7 @@ from sipum_protocol.sip.message import (
     parse_name_addr,
     parse_uri,
 )
+from sipum_protocol.sip.transaction import Peer
 
 __all__ = ["DigestCredentials", "RegistrationBinding", "granted_expires", "header_int"]
 
@@ -57,6 +58,9 @@ class RegistrationBinding:
     registrar_uri: str | None = None
     """Request-URI of the REGISTER; ``sip:<domain>`` by default (§10.2)."""
     user_agent: str = "sipum"
+    registrar: Peer | None = None
+    """Where the REGISTERs go; None: the client's registrar (one registrar for every
+    binding). Each domain may have its own (the registrar-agent's ``registrar`` setting)."""
 
     @property
     def aor(self) -> str:

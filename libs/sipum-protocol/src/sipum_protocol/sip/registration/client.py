@@ -55,8 +55,12 @@ class RegistrationClient:
         endpoint: RequestSender,
         *,
         on_change: Callable[[RegistrationChanged], object] | None = None,
+        on_outcome: Callable[[], object] | None = None,
     ) -> None:
         self.pool = pool
+        self.on_outcome = on_outcome
+        """Called after each REGISTER outcome and each removal (published or not: a binding
+        that was never granted leaves the pool silently), e.g. to re-add a moved binding."""
         self.registrar = registrar
         self.endpoint = endpoint
         self._on_change = on_change
@@ -88,6 +92,7 @@ class RegistrationClient:
         """De-register a binding (user removed); it leaves the pool when done."""
         self._publish(self.pool.remove(aor, self.now()))
         self._wake.set()
+        self._outcome()
 
     def start(self) -> None:
         if self._task is None:
@@ -120,7 +125,8 @@ class RegistrationClient:
         for registration, request in self.pool.requests_to_send(now):
             call_id = registration.call_id
             try:
-                pending = self.endpoint.send_request(request, self.registrar)
+                peer = registration.binding.registrar or self.registrar
+                pending = self.endpoint.send_request(request, peer)
             except (OSError, ValueError, RuntimeError) as exc:
                 log.warning("REGISTER for %s not sent: %s", registration.aor, exc)
                 self._publish(self.pool.request_failed(call_id, now, f"not sent: {exc}"))
@@ -139,6 +145,14 @@ class RegistrationClient:
             events = self.pool.receive_response(future.result(), now)
         self._publish(events)
         self._wake.set()
+        self._outcome()
+
+    def _outcome(self) -> None:
+        if self.on_outcome is not None:
+            try:
+                self.on_outcome()
+            except Exception:  # a failing listener must not stop the registrations
+                log.exception("registration outcome listener failed")
 
     async def _run(self) -> None:
         while True:
