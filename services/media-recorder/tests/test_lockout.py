@@ -111,3 +111,21 @@ async def test_a_right_pin_forgets_earlier_failures(world: Any) -> None:
     caller.close()
     state = await pin_lockouts.get(world.pool, world.alice.id)
     assert state.failures == 0 and state.lockouts == 0
+
+
+async def test_the_domains_pin_lockout_failures_setting_wins(world: Any) -> None:
+    """The domain's ``pin_lockout_failures`` (2) overrides the recorder's (3): the second wrong
+    PIN already locks, and the event says so."""
+    from sipum.accounts import admin
+
+    audio = ulaw_decode(ulaw_encode(speech_like(0.5, seed=23)))
+    message = await store_message(world, audio)
+    await admin.update_domain(world.pool, world.alice.domain, pin_lockout_failures=2)
+    await world.start_recorder(**LOCKOUT)
+    caller, ended = await call(world, message, ["1357", "9753"])
+    assert ended.end_reason == "rejected"
+    assert best_correlation(caller.audio(), prompt_audio(world, "mailbox-locked"))[0] > 0.9
+    state = await pin_lockouts.get(world.pool, world.alice.id)
+    assert state.lockouts == 1
+    [event] = [MailboxLocked.model_validate_json(e) for e in await world.events("mailbox.locked")]
+    assert (event.failures, event.lockouts) == (2, 1)

@@ -8,12 +8,14 @@ this replica's wall clock, read once per action.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import UTC, datetime
 
-from sipum.db import pin_lockouts
+from sipum.db import pin_lockouts, users
 from sipum.events import MailboxLocked
 from sipum.events.models import stable_event_id
+from sipum.security.pin_lockout import LockoutPolicy
 
 from sipum_media_recorder.session import MediaSession
 
@@ -41,13 +43,22 @@ async def is_locked(session: MediaSession) -> bool:
     return False
 
 
+async def policy_for(session: MediaSession) -> LockoutPolicy:
+    """The recorder's lockout policy with the mailbox's domain's ``pin_lockout_failures``
+    setting, when the domain chose one (read at the failure: a change counts at once)."""
+    policy = session.services.settings.lockout_policy
+    effective = await users.effective_settings(session.services.pool, session.user.id)
+    if effective is not None and effective.pin_lockout_failures is not None:
+        policy = dataclasses.replace(policy, max_failures=effective.pin_lockout_failures)
+    return policy
+
+
 async def count_failure(session: MediaSession) -> bool:
     """Count one wrong PIN; True if the mailbox is locked now (by this failure or another)."""
     svc = session.services
+    policy = await policy_for(session)
     now = wall_clock()
-    outcome = await pin_lockouts.add_failure(
-        svc.pool, session.user.id, now, svc.settings.lockout_policy
-    )
+    outcome = await pin_lockouts.add_failure(svc.pool, session.user.id, now, policy)
     state = outcome.state
     if outcome.newly_locked:
         assert state.locked_until is not None
@@ -73,7 +84,7 @@ async def count_failure(session: MediaSession) -> bool:
                 failures=outcome.failures_in_window,
                 lockouts=state.lockouts,
                 locked_until=state.locked_until,
-                lock_seconds=svc.settings.lockout_policy.lock_seconds(state.lockouts),
+                lock_seconds=policy.lock_seconds(state.lockouts),
                 caller_uri=session.request.caller_uri or None,
                 call_id=session.request.call_id,
                 recorder_id=svc.recorder_id,

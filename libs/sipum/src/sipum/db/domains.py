@@ -46,6 +46,8 @@ class Domain:
     prompt_language: str | None = None
     time_zone: str | None = None
     pin_min_length: int | None = None
+    pin_lockout_failures: int | None = None
+    """Migration 0016; None = the media-recorder's ``pin_lockout_failures``."""
     operator_uri: str | None = None
     message_order: str | None = None
     email_notifications: bool | None = None

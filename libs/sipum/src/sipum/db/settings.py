@@ -301,6 +301,12 @@ SETTINGS: dict[str, Setting] = {
             per_user=False, low=4, high=12,
         ),
         Setting(
+            "pin_lockout_failures", int, None,
+            "wrong phone PINs (across calls) that lock the mailbox's phone access",
+            "media-recorder", per_user=False, low=2, high=100,
+            builtin_from="media-recorder pin_lockout_failures (5)",
+        ),
+        Setting(
             "operator_uri", str, None, "where 0 during the greeting transfers the caller",
             "— (stored; no service transfers yet)", max_length=256,
             builtin_from="none: 0 does nothing",

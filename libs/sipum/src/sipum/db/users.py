@@ -126,6 +126,8 @@ class EffectiveSettings:
     prompt_language: str | None = None
     time_zone: str = "UTC"
     pin_min_length: int = 4
+    pin_lockout_failures: int | None = None
+    """None: the media-recorder's ``pin_lockout_failures``."""
     operator_uri: str | None = None
     message_order: str = "newest"
     email_notifications: bool = True

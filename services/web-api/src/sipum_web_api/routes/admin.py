@@ -69,6 +69,7 @@ class Settings(BaseModel):
     prompt_language: str | None = Field(default=None, max_length=35)
     time_zone: str | None = Field(default=None, max_length=64)
     pin_min_length: int | None = Field(default=None, ge=4, le=12, description="domains only")
+    pin_lockout_failures: int | None = Field(default=None, ge=2, le=100, description="domains only")
     operator_uri: str | None = Field(default=None, max_length=256)
     message_order: Literal["newest", "oldest"] | None = None
     email_notifications: bool | None = None
@@ -117,6 +118,7 @@ class DomainOut(BaseModel):
     prompt_language: str | None
     time_zone: str | None
     pin_min_length: int | None
+    pin_lockout_failures: int | None
     operator_uri: str | None
     message_order: str | None
     email_notifications: bool | None
