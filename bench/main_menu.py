@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import gc
 import os
-import socket
 import statistics
 import tempfile
 import time
@@ -46,21 +45,11 @@ from sipum_protocol.media.codecs.g711 import ulaw_decode, ulaw_encode
 from sipum_protocol.media.dtmf import TelephoneEventSender
 from sipum_protocol.media.prompts import PROMPT_TEXTS, PromptLibrary, Voice
 from sipum_protocol.media.recording import wav_bytes
+from sipum_testing.ports import free_port_range
 from sipum_testing.rtp_caller import RtpCaller, speech_like
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 NATS = "nats://127.0.0.1:4222"
-
-
-def free_port_range(size: int) -> tuple[int, int]:
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        base = port - port % 2
-        if base + size < 65000:
-            return base, base + size - 1
-    raise RuntimeError("no free port range")
 
 
 def pct(values: list[float], q: float) -> float:
