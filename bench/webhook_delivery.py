@@ -73,9 +73,9 @@ async def run(messages: int, rate: float, dead_endpoint: bool, dsn: str) -> dict
         server = start_receiver(port, arrivals, bad)
         await webhooks.create(
             pool,
+            webhooks.Owner.user(alice.id),
             url=f"http://127.0.0.1:{port}/hook",
             events=["message.created"],
-            user_id=alice.id,
             secret=SECRET,
         )
         if dead_endpoint:

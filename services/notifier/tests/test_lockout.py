@@ -65,9 +65,9 @@ async def test_mailbox_locked_reaches_a_webhook_that_wants_it(world, receivers) 
     receiver = receivers("s" * 20).start()
     await webhooks.create(
         world["pool"],
+        webhooks.Owner.user(world["alice"].id),
         url=receiver.url,
         events=["mailbox.locked"],
-        user_id=world["alice"].id,
         secret=receiver.secret,
     )
     service = await start_notifier(world, 9, **FAST)

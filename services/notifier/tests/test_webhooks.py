@@ -117,23 +117,25 @@ def new_event(world, **changes):
     return world["event"].model_copy(update={"id": uuid.uuid4(), **changes})
 
 
-async def deliveries(pool, webhook_id: int) -> list[webhooks.DeliveryLog]:
-    return await webhooks.deliveries_for_user(
-        pool,
-        (await pool.fetchval("SELECT user_id FROM webhooks WHERE id=$1", webhook_id)),
-        webhook_id,
+async def alice_endpoint(world, receiver) -> webhooks.Webhook:
+    """alice's own endpoint for ``message.created`` at *receiver*, signed with its secret."""
+    return await webhooks.create(
+        world["pool"],
+        webhooks.Owner.user(world["alice"].id),
+        url=receiver.url,
+        events=["message.created"],
+        secret=receiver.secret,
     )
+
+
+async def deliveries(pool, webhook_id: int) -> list[webhooks.DeliveryLog]:
+    user_id = await pool.fetchval("SELECT user_id FROM webhooks WHERE id=$1", webhook_id)
+    return await webhooks.deliveries_for(pool, webhooks.Owner.user(user_id), webhook_id)
 
 
 async def test_signed_delivery_once_per_event(world, receivers) -> None:
     receiver = receivers("s" * 20).start()
-    hook = await webhooks.create(
-        world["pool"],
-        url=receiver.url,
-        events=["message.created"],
-        user_id=world["alice"].id,
-        secret=receiver.secret,
-    )
+    hook = await alice_endpoint(world, receiver)
     service = await start_notifier(world, 9, **FAST)
     await world["bus"].publish(world["event"])
     await wait_for(lambda: receiver.got)
@@ -161,13 +163,7 @@ async def test_signed_delivery_once_per_event(world, receivers) -> None:
 
 async def test_retries_through_a_receiver_restart_lose_nothing(world, receivers) -> None:
     receiver = receivers("r" * 20)  # not started: the port refuses connections
-    await webhooks.create(
-        world["pool"],
-        url=receiver.url,
-        events=["message.created"],
-        user_id=world["alice"].id,
-        secret=receiver.secret,
-    )
+    await alice_endpoint(world, receiver)
     service = await start_notifier(world, 9, **FAST)
     events = [new_event(world) for _ in range(5)]
     for event in events:
@@ -190,13 +186,7 @@ async def test_a_slow_endpoint_does_not_delay_another(world, receivers) -> None:
     slow, fast = receivers("a" * 20).start(), receivers("b" * 20).start()
     slow.delay = 3.0
     for r in (slow, fast):
-        await webhooks.create(
-            world["pool"],
-            url=r.url,
-            events=["message.created"],
-            user_id=world["alice"].id,
-            secret=r.secret,
-        )
+        await alice_endpoint(world, r)
     service = await start_notifier(world, 9, webhook_timeout=1.0, **FAST)
     started = time.monotonic()
     for _ in range(6):
@@ -210,13 +200,7 @@ async def test_a_slow_endpoint_does_not_delay_another(world, receivers) -> None:
 async def test_dead_letter_after_the_retry_window(world, receivers) -> None:
     receiver = receivers("d" * 20).start()
     receiver.status = 503
-    hook = await webhooks.create(
-        world["pool"],
-        url=receiver.url,
-        events=["message.created"],
-        user_id=world["alice"].id,
-        secret=receiver.secret,
-    )
+    hook = await alice_endpoint(world, receiver)
     service = await start_notifier(world, 9, webhook_retry_window=1.5, **FAST)
     await world["bus"].publish(world["event"])
 
@@ -239,13 +223,7 @@ async def test_dead_letter_after_the_retry_window(world, receivers) -> None:
 
 async def test_loopback_is_refused_unless_allowed(world, receivers) -> None:
     receiver = receivers("l" * 20).start()
-    hook = await webhooks.create(
-        world["pool"],
-        url=receiver.url,
-        events=["message.created"],
-        user_id=world["alice"].id,
-        secret=receiver.secret,
-    )
+    hook = await alice_endpoint(world, receiver)
     service = await start_notifier(
         world, 9, send_email=False, webhook_poll_interval=0.1, webhook_retry_base=0.2
     )
@@ -269,9 +247,9 @@ async def test_domain_endpoint_gets_every_users_events_of_its_domain_only(
     domain = await domains.ensure(pg_pool, "example.com")
     await webhooks.create(
         pg_pool,
+        webhooks.Owner.domain(domain.id),
         url=receiver.url,
         events=["message.created"],
-        domain_id=domain.id,
         secret=receiver.secret,
     )
     await domains.ensure(pg_pool, "other.test")
@@ -358,13 +336,7 @@ def test_signature_verifies_and_rejects_old_or_forged() -> None:
 
 async def test_a_queued_test_event_is_delivered(world, receivers) -> None:
     receiver = receivers("t" * 20).start()
-    hook = await webhooks.create(
-        world["pool"],
-        url=receiver.url,
-        events=["message.created"],
-        user_id=world["alice"].id,
-        secret=receiver.secret,
-    )
+    hook = await alice_endpoint(world, receiver)
     service = await start_notifier(world, 9, **FAST)
     event_id = uuid.uuid4()
     body = json.dumps({"id": str(event_id), "type": "webhook.test", "data": {}})

@@ -57,7 +57,7 @@ async def test_domain_webhooks_lifecycle(api) -> None:  # noqa: F811
         body_json = {"url": PUBLIC} if method == "POST" else None
         r = await client.request(method, path, headers=user_auth, json=body_json)
         assert r.status_code == 403, (method, path)
-    assert len(await webhooks.list_for_domain(ctx.pool, domain.id)) == 1
+    assert len(await webhooks.list_for(ctx.pool, webhooks.Owner.domain(domain.id))) == 1
     # Delete.
     assert (await client.delete(f"{base}/{created['id']}", headers=auth)).status_code == 204
     assert (await client.get(base, headers=auth)).json() == []
@@ -90,7 +90,7 @@ async def test_domain_webhooks_refuse_bad_input_and_other_owners(api) -> None:  
     # Another domain's endpoint is not reachable under this domain's path.
     other = await domains.ensure(ctx.pool, "other.test")
     theirs = await webhooks.create(
-        ctx.pool, url=PUBLIC, events=["message.created"], domain_id=other.id
+        ctx.pool, webhooks.Owner.domain(other.id), url=PUBLIC, events=["message.created"]
     )
     assert (await client.delete(f"{base}/{theirs.id}", headers=auth)).status_code == 404
     r = await client.get("/api/v1/admin/domains/other.test/webhooks", headers=auth)

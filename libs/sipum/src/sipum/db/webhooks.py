@@ -1,6 +1,7 @@
 """Webhooks and their outbox (tables ``webhooks``, ``webhook_deliveries``, ``webhook_attempts``).
 
-The web-api creates, lists and deletes endpoints and queues test events; the notifier fans
+The web-api creates, lists and deletes endpoints (a user's own or, for an administrator, a
+domain's: every such function takes the :class:`Owner`) and queues test events; the notifier fans
 events out (:func:`enqueue_for_event`), takes due deliveries under a lease
 (:func:`lease_due`) and records each attempt (:func:`record_success`, :func:`record_failure`).
 Several notifier replicas share the outbox: ``FOR UPDATE SKIP LOCKED`` hands each due row to one
@@ -13,6 +14,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from sipum.db.pool import Executor
 
@@ -67,23 +69,39 @@ def new_secret() -> str:
     return "whsec_" + secrets.token_urlsafe(24)
 
 
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Whose endpoints: one user's (``webhooks.user_id``) or one domain's (``domain_id``);
+    exactly one of the two is set on every row (the table's CHECK). Every function that reads
+    or changes endpoints is keyed by one, so another owner's endpoint looks like a missing one."""
+
+    column: Literal["user_id", "domain_id"]
+    id: int
+
+    @classmethod
+    def user(cls, user_id: int) -> Owner:
+        return cls("user_id", user_id)
+
+    @classmethod
+    def domain(cls, domain_id: int) -> Owner:
+        return cls("domain_id", domain_id)
+
+    def __post_init__(self) -> None:
+        # the column is put into the SQL text: only these two names may ever get there
+        if self.column not in ("user_id", "domain_id"):
+            raise ValueError(f"not an owner column: {self.column!r}")
+
+
 async def create(
-    db: Executor,
-    *,
-    url: str,
-    events: list[str],
-    user_id: int | None = None,
-    domain_id: int | None = None,
-    secret: str | None = None,
+    db: Executor, owner: Owner, *, url: str, events: list[str], secret: str | None = None
 ) -> Webhook:
     unknown = set(events) - set(WEBHOOK_EVENTS)
     if unknown or not events:
         raise ValueError(f"unknown webhook events: {', '.join(sorted(unknown)) or '(none)'}")
     row = await db.fetchrow(
-        f"""INSERT INTO webhooks (user_id, domain_id, url, secret, events)
-            VALUES ($1, $2, $3, $4, $5) RETURNING {_WEBHOOK}""",
-        user_id,
-        domain_id,
+        f"""INSERT INTO webhooks ({owner.column}, url, secret, events)
+            VALUES ($1, $2, $3, $4) RETURNING {_WEBHOOK}""",
+        owner.id,
         url,
         secret or new_secret(),
         sorted(set(events)),
@@ -91,25 +109,44 @@ async def create(
     return Webhook(**dict(row))
 
 
-async def list_for_user(db: Executor, user_id: int) -> list[Webhook]:
+async def list_for(db: Executor, owner: Owner) -> list[Webhook]:
     rows = await db.fetch(
-        f"SELECT {_WEBHOOK} FROM webhooks WHERE user_id = $1 ORDER BY id", user_id
+        f"SELECT {_WEBHOOK} FROM webhooks WHERE {owner.column} = $1 ORDER BY id", owner.id
     )
     return [Webhook(**dict(r)) for r in rows]
 
 
-async def get_for_user(db: Executor, user_id: int, webhook_id: int) -> Webhook | None:
+async def get_for(db: Executor, owner: Owner, webhook_id: int) -> Webhook | None:
     row = await db.fetchrow(
-        f"SELECT {_WEBHOOK} FROM webhooks WHERE id = $1 AND user_id = $2", webhook_id, user_id
+        f"SELECT {_WEBHOOK} FROM webhooks WHERE id = $1 AND {owner.column} = $2",
+        webhook_id,
+        owner.id,
     )
     return None if row is None else Webhook(**dict(row))
 
 
-async def delete_for_user(db: Executor, user_id: int, webhook_id: int) -> bool:
+async def delete_for(db: Executor, owner: Owner, webhook_id: int) -> bool:
     status = await db.execute(
-        "DELETE FROM webhooks WHERE id = $1 AND user_id = $2", webhook_id, user_id
+        f"DELETE FROM webhooks WHERE id = $1 AND {owner.column} = $2", webhook_id, owner.id
     )
     return bool(status == "DELETE 1")
+
+
+async def deliveries_for(
+    db: Executor, owner: Owner, webhook_id: int, *, limit: int = 50
+) -> list[DeliveryLog]:
+    """The endpoint's last ``limit`` deliveries, newest first (none for another's endpoint)."""
+    rows = await db.fetch(
+        f"""SELECT d.id, d.event_id, d.event_kind, d.state, d.attempts, d.last_status,
+                   d.last_error, d.created_at, d.finished_at
+            FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+            WHERE w.id = $1 AND w.{owner.column} = $2
+            ORDER BY d.id DESC LIMIT $3""",
+        webhook_id,
+        owner.id,
+        limit,
+    )
+    return [DeliveryLog(**dict(r)) for r in rows]
 
 
 async def enqueue_for_event(
@@ -232,59 +269,3 @@ async def record_failure(
     )
     await _log_attempt(db, d, status, error[:500], duration_ms)
     return state
-
-
-async def deliveries_for_user(
-    db: Executor, user_id: int, webhook_id: int, *, limit: int = 50
-) -> list[DeliveryLog]:
-    rows = await db.fetch(
-        """SELECT d.id, d.event_id, d.event_kind, d.state, d.attempts, d.last_status,
-                  d.last_error, d.created_at, d.finished_at
-           FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
-           WHERE w.id = $1 AND w.user_id = $2
-           ORDER BY d.id DESC LIMIT $3""",
-        webhook_id,
-        user_id,
-        limit,
-    )
-    return [DeliveryLog(**dict(r)) for r in rows]
-
-
-# -- a domain's endpoints (managed by an administrator) --------------------------------------
-
-
-async def list_for_domain(db: Executor, domain_id: int) -> list[Webhook]:
-    rows = await db.fetch(
-        f"SELECT {_WEBHOOK} FROM webhooks WHERE domain_id = $1 ORDER BY id", domain_id
-    )
-    return [Webhook(**dict(r)) for r in rows]
-
-
-async def get_for_domain(db: Executor, domain_id: int, webhook_id: int) -> Webhook | None:
-    row = await db.fetchrow(
-        f"SELECT {_WEBHOOK} FROM webhooks WHERE id = $1 AND domain_id = $2", webhook_id, domain_id
-    )
-    return None if row is None else Webhook(**dict(row))
-
-
-async def delete_for_domain(db: Executor, domain_id: int, webhook_id: int) -> bool:
-    status = await db.execute(
-        "DELETE FROM webhooks WHERE id = $1 AND domain_id = $2", webhook_id, domain_id
-    )
-    return bool(status == "DELETE 1")
-
-
-async def deliveries_for_domain(
-    db: Executor, domain_id: int, webhook_id: int, *, limit: int = 50
-) -> list[DeliveryLog]:
-    rows = await db.fetch(
-        """SELECT d.id, d.event_id, d.event_kind, d.state, d.attempts, d.last_status,
-                  d.last_error, d.created_at, d.finished_at
-           FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
-           WHERE w.id = $1 AND w.domain_id = $2
-           ORDER BY d.id DESC LIMIT $3""",
-        webhook_id,
-        domain_id,
-        limit,
-    )
-    return [DeliveryLog(**dict(r)) for r in rows]

@@ -41,7 +41,7 @@ async def domain_named(pool: Pool, name: str) -> domains.Domain:
 
 async def domain_webhook(pool: Pool, name: str, webhook_id: int) -> webhooks.Webhook:
     domain = await domain_named(pool, name)
-    hook = await webhooks.get_for_domain(pool, domain.id, webhook_id)
+    hook = await webhooks.get_for(pool, webhooks.Owner.domain(domain.id), webhook_id)
     if hook is None:  # a user's endpoint or another domain's looks like a missing one
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such webhook")
     return hook
@@ -60,16 +60,18 @@ async def create_domain_webhook(
         await resolve_destination(body.url, state.webhook_networks)
     except DestinationRefused as exc:
         raise HTTPException(422, f"url refused: {exc}") from None
-    if len(await webhooks.list_for_domain(pool, domain.id)) >= state.max_webhooks:
+    owner = webhooks.Owner.domain(domain.id)
+    if len(await webhooks.list_for(pool, owner)) >= state.max_webhooks:
         raise HTTPException(409, f"at most {state.max_webhooks} webhooks per domain")
-    hook = await webhooks.create(pool, url=body.url, events=body.events, domain_id=domain.id)
+    hook = await webhooks.create(pool, owner, url=body.url, events=body.events)
     return WebhookCreated(**webhook_out(hook).model_dump(), secret=hook.secret)
 
 
 @router.get("", response_model=list[WebhookOut], responses=ERRORS)
 async def list_domain_webhooks(name: str, pool: PoolDep, _: CurrentAdmin) -> list[WebhookOut]:
     domain = await domain_named(pool, name)
-    return [webhook_out(w) for w in await webhooks.list_for_domain(pool, domain.id)]
+    owner = webhooks.Owner.domain(domain.id)
+    return [webhook_out(w) for w in await webhooks.list_for(pool, owner)]
 
 
 @router.delete("/{webhook_id}", status_code=204, response_class=Response, responses=ERRORS)
@@ -78,7 +80,7 @@ async def delete_domain_webhook(
 ) -> Response:
     """Remove the endpoint; its pending deliveries go with it."""
     domain = await domain_named(pool, name)
-    if not await webhooks.delete_for_domain(pool, domain.id, webhook_id):
+    if not await webhooks.delete_for(pool, webhooks.Owner.domain(domain.id), webhook_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such webhook")
     return Response(status_code=204)
 
@@ -90,9 +92,8 @@ async def list_domain_deliveries(
     """The last 50 deliveries, newest first, with the state of each."""
     hook = await domain_webhook(pool, name, webhook_id)
     assert hook.domain_id is not None
-    return [
-        delivery_out(d) for d in await webhooks.deliveries_for_domain(pool, hook.domain_id, hook.id)
-    ]
+    owner = webhooks.Owner.domain(hook.domain_id)
+    return [delivery_out(d) for d in await webhooks.deliveries_for(pool, owner, hook.id)]
 
 
 @router.post("/{webhook_id}/test", status_code=202, response_model=TestQueued, responses=ERRORS)

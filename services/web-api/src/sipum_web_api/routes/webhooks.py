@@ -84,7 +84,7 @@ def delivery_out(d: webhooks.DeliveryLog) -> DeliveryOut:
 
 
 async def owned(pool: PoolDep, user: CurrentUser, webhook_id: int) -> webhooks.Webhook:
-    hook = await webhooks.get_for_user(pool, user.id, webhook_id)
+    hook = await webhooks.get_for(pool, webhooks.Owner.user(user.id), webhook_id)
     if hook is None:  # another user's endpoint looks exactly like a missing one
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such webhook")
     return hook
@@ -106,20 +106,21 @@ async def create_webhook(
         await resolve_destination(body.url, state.webhook_networks)
     except DestinationRefused as exc:
         raise HTTPException(422, f"url refused: {exc}") from None
-    if len(await webhooks.list_for_user(pool, user.id)) >= state.max_webhooks:
+    owner = webhooks.Owner.user(user.id)
+    if len(await webhooks.list_for(pool, owner)) >= state.max_webhooks:
         raise HTTPException(409, f"at most {state.max_webhooks} webhooks per mailbox")
-    hook = await webhooks.create(pool, url=body.url, events=body.events, user_id=user.id)
+    hook = await webhooks.create(pool, owner, url=body.url, events=body.events)
     return WebhookCreated(**webhook_out(hook).model_dump(), secret=hook.secret)
 
 
 @router.get("", response_model=list[WebhookOut], responses=ERRORS)
 async def list_webhooks(pool: PoolDep, user: CurrentUser) -> list[WebhookOut]:
-    return [webhook_out(w) for w in await webhooks.list_for_user(pool, user.id)]
+    return [webhook_out(w) for w in await webhooks.list_for(pool, webhooks.Owner.user(user.id))]
 
 
 @router.delete("/{webhook_id}", status_code=204, response_class=Response, responses=ERRORS)
 async def delete_webhook(webhook_id: int, pool: PoolDep, user: CurrentUser) -> Response:
-    if not await webhooks.delete_for_user(pool, user.id, webhook_id):
+    if not await webhooks.delete_for(pool, webhooks.Owner.user(user.id), webhook_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such webhook")
     return Response(status_code=204)
 
@@ -128,7 +129,8 @@ async def delete_webhook(webhook_id: int, pool: PoolDep, user: CurrentUser) -> R
 async def list_deliveries(webhook_id: int, pool: PoolDep, user: CurrentUser) -> list[DeliveryOut]:
     """The last 50 deliveries, newest first, with the state of each."""
     await owned(pool, user, webhook_id)
-    return [delivery_out(d) for d in await webhooks.deliveries_for_user(pool, user.id, webhook_id)]
+    owner = webhooks.Owner.user(user.id)
+    return [delivery_out(d) for d in await webhooks.deliveries_for(pool, owner, webhook_id)]
 
 
 @router.post("/{webhook_id}/test", status_code=202, response_model=TestQueued, responses=ERRORS)
