@@ -1,19 +1,39 @@
-"""What the fault tests share: alice's mailbox, callers through Kamailio, counting from outside."""
+"""What the fault tests share: alice's mailbox, callers through Kamailio, counting from outside.
+
+A fault test reads::
+
+    await sign_up_alice(system)
+    async with CallsInProgress(system, speech_seconds=SPEECH) as calls:  # all are speaking
+        ...inject the fault...
+        await calls.ended()
+        outcome = await calls.count()
+    outcome.report("the fault", ...)
+    outcome.assert_none_lost_or_doubled()
+
+:class:`CallsInProgress` places ``CALLS`` (20, issue 15) calls through Kamailio at once and
+returns when every caller heard the greeting and the beep and started to speak;
+:meth:`CallsInProgress.count` waits for a row and a mail per call, waits ``settle`` seconds more
+(a doubled row or mail would arrive then) and counts expected vs stored vs e-mailed.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
 
 import asyncpg
 import httpx
 
 from ..e2e.firstcall.audio import known_audio
 from ..e2e.firstcall.phone import Caller, RtpPeer, wait_event
-from ..e2e.firstcall.system import FirstCallSystem
+from ..e2e.firstcall.system import FirstCallSystem, Mail
 from ..e2e.firstcall.watch import EventWatch, set_ring_timeout
 
+CALLS = 20
+"""Calls in progress through Kamailio when each fault strikes (issue 15)."""
 SPEECH_SECONDS = 4.0
 
 
@@ -58,6 +78,8 @@ async def place_call(
     *,
     speech_seconds: float = SPEECH_SECONDS,
 ) -> None:
+    """One caller: dial alice, wait out the greeting and the beep, speak its own known audio,
+    hang up (unless the far end hung up first)."""
     rtp = await RtpPeer().open()
     try:
         async with Caller(user=f"caller{index}", domain=system.domain) as caller:
@@ -107,9 +129,190 @@ async def stored_rows(database_url: str) -> list[asyncpg.Record]:
         await conn.close()
 
 
+async def wait_for_rows(database_url: str, count: int, *, limit: float) -> list[asyncpg.Record]:
+    """alice's messages once there are at least ``count`` (polled: no event stream needed)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while True:
+        rows = await stored_rows(database_url)
+        if len(rows) >= count:
+            return rows
+        assert loop.time() < deadline, f"{len(rows)} messages stored within {limit} s"
+        await asyncio.sleep(0.2)
+
+
 def table(rows: list[dict[str, object]]) -> str:
     """The fault table (markdown), one row per fault."""
     columns = list(rows[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
     return "\n" + "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- one fault
+
+
+@dataclass
+class Outcome:
+    """What came out of ``expected`` calls, counted from outside: alice's rows in PostgreSQL
+    (one per call: the idempotency key is the recording session) and the SMTP server's mails
+    (``X-Sipum-Message-Id`` names the row)."""
+
+    expected: int
+    placed: list[Placed]
+    rows: list[asyncpg.Record]
+    mails: list[Mail]
+
+    @property
+    def sessions(self) -> dict[str, list[asyncpg.Record]]:
+        """Rows by idempotency key (the recording session)."""
+        by_session: dict[str, list[asyncpg.Record]] = {}
+        for row in self.rows:
+            by_session.setdefault(row["idempotency_key"], []).append(row)
+        return by_session
+
+    @property
+    def mail_ids(self) -> list[str]:
+        return [str(m.message["X-Sipum-Message-Id"]) for m in self.mails]
+
+    @property
+    def stored(self) -> int:
+        """Calls with a message (at most ``expected``: an extra session counts as doubled)."""
+        return min(self.expected, len(self.sessions))
+
+    @property
+    def emailed(self) -> int:
+        """Stored messages that reached the SMTP server."""
+        return len({str(r["id"]) for r in self.rows} & set(self.mail_ids))
+
+    @property
+    def lost(self) -> int:
+        return self.expected - min(self.stored, self.emailed)
+
+    @property
+    def doubled(self) -> int:
+        """Rows or mails beyond one per call."""
+        sessions = len(self.sessions)
+        extra_rows = (len(self.rows) - sessions) + max(0, sessions - self.expected)
+        return extra_rows + len(self.mail_ids) - len(set(self.mail_ids))
+
+    @property
+    def interrupted(self) -> list[asyncpg.Record]:
+        return [r for r in self.rows if r["interrupted"]]
+
+    @property
+    def durations(self) -> list[float]:
+        return sorted(r["duration_ms"] / 1000 for r in self.rows)
+
+    def row(self, fault: str, **extra: object) -> dict[str, object]:
+        """The fault's row of the table: expected, stored, e-mailed, lost, doubled, interrupted,
+        then ``extra`` columns."""
+        return {
+            "fault": fault,
+            "expected": self.expected,
+            "stored": self.stored,
+            "e-mailed": self.emailed,
+            "lost": self.lost,
+            "doubled": self.doubled,
+            "interrupted": len(self.interrupted),
+            **extra,
+        }
+
+    def report(self, fault: str, **extra: object) -> None:
+        """Print the fault's table (``pytest -s`` shows it)."""
+        print(table([self.row(fault, **extra)]))
+
+    def assert_none_lost_or_doubled(self, *, interrupted: bool = False) -> None:
+        """0 lost, 0 doubled: a row per call, a mail per row; none flagged interrupted unless
+        ``interrupted`` (then some may be: the test checks which)."""
+        assert (self.stored, self.emailed) == (self.expected, self.expected), self.row("")
+        assert self.lost == 0 and self.doubled == 0, self.row("")
+        if not interrupted:
+            assert self.interrupted == [], self.row("")
+
+
+@dataclass
+class CallsInProgress:
+    """``calls`` callers through Kamailio at once (``async with``: entered when every one of
+    them speaks); ``watch`` opens an :class:`EventWatch` on the system's events first."""
+
+    system: FirstCallSystem
+    calls: int = CALLS
+    speech_seconds: float = SPEECH_SECONDS
+    watch_events: bool = True
+    start_limit: float = 60.0
+    placed: list[Placed] = field(default_factory=list)
+    _watch: EventWatch | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def watch(self) -> EventWatch:
+        assert self._watch is not None, "CallsInProgress(watch_events=False)"
+        return self._watch
+
+    async def __aenter__(self) -> CallsInProgress:
+        system = self.system
+        if self.watch_events:
+            self._watch = await EventWatch(
+                system.backends.nats_url, system.backends.events_prefix
+            ).start()
+        speaking = [asyncio.Event() for _ in range(self.calls)]
+        self._tasks = [
+            asyncio.create_task(
+                place_call(system, i, speaking[i], self.placed, speech_seconds=self.speech_seconds)
+            )
+            for i in range(self.calls)
+        ]
+        try:
+            await self._until(asyncio.gather(*(e.wait() for e in speaking)), self.start_limit)
+        except BaseException:
+            await self._abandon()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._abandon()
+
+    async def _until(self, awaitable: Any, limit: float) -> None:
+        """Await ``awaitable``, but fail at once with a caller's error (not at the limit)."""
+        waiting = asyncio.ensure_future(awaitable)
+        try:
+            async with asyncio.timeout(limit):
+                while not waiting.done():
+                    failed = [t for t in self._tasks if t.done() and t.exception() is not None]
+                    if failed:
+                        failed[0].result()
+                    running = {t for t in self._tasks if not t.done()}
+                    await asyncio.wait({waiting, *running}, return_when=asyncio.FIRST_COMPLETED)
+            waiting.result()
+        finally:
+            waiting.cancel()
+
+    async def _abandon(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._watch is not None:
+            await self._watch.close()
+            self._watch = None
+
+    async def ended(self, limit: float = 60.0) -> None:
+        """Every call ended (its caller hung up after speaking, or the far end did)."""
+        await self._until(asyncio.gather(*self._tasks), limit)
+
+    async def count(
+        self, *, store_limit: float = 40.0, mail_limit: float = 40.0, settle: float = 1.0
+    ) -> Outcome:
+        """Wait for a row per call and a mail per row, then ``settle`` seconds for anything
+        doubled, and count."""
+        url = self.system.backends.database_url
+        await wait_for_rows(url, self.calls, limit=store_limit)
+        await asyncio.to_thread(self.system.smtp.wait_for, self.calls, mail_limit)
+        await asyncio.sleep(settle)
+        rows = await stored_rows(url)
+        return Outcome(self.calls, list(self.placed), rows, list(self.system.smtp.mails))

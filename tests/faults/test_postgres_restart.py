@@ -19,12 +19,10 @@ from sipum.db.migrate import apply_migrations
 from sipum_testing.postgres import PrivatePostgresServer, dsn_for, temporary_database
 
 from ..e2e.firstcall.system import FirstCallSystem
-from ..e2e.firstcall.watch import EventWatch
-from .calls import Placed, place_call, sign_up_alice, stored_rows, table, wait_for_count
+from .calls import CallsInProgress, sign_up_alice, wait_for_count
 
 pytestmark = pytest.mark.timeout(180)
 
-CALLS = 4
 SPEECH = 3.0
 DOWN = 3.0
 
@@ -63,52 +61,25 @@ async def test_postgres_restart_with_calls_in_progress(
     system: FirstCallSystem, private_postgres: PrivatePostgresServer
 ) -> None:
     await sign_up_alice(system)
-    watch = await EventWatch(system.backends.nats_url, system.backends.events_prefix).start()
-    try:
-        placed: list[Placed] = []
-        speaking = [asyncio.Event() for _ in range(CALLS)]
-        calls = [
-            asyncio.create_task(place_call(system, i, speaking[i], placed, speech_seconds=SPEECH))
-            for i in range(CALLS)
-        ]
-        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in speaking)), 60)
+    async with CallsInProgress(system, speech_seconds=SPEECH) as calls:
         await asyncio.sleep(1.0)
         await asyncio.to_thread(private_postgres.stop)
         down_at = time.monotonic()
         await asyncio.sleep(DOWN)
         await asyncio.to_thread(private_postgres.start)
         up_at = time.monotonic()
-        await asyncio.wait_for(asyncio.gather(*calls), 60)
-        await wait_for_count(watch, "message.created", CALLS, limit=40)
+        await calls.ended()
+        await wait_for_count(calls.watch, "message.created", calls.calls, limit=40)
         stored_after = time.monotonic() - up_at
-        mails = await asyncio.to_thread(system.smtp.wait_for, CALLS, 40)
-        await asyncio.sleep(2.0)  # a doubled mail would arrive now
-        rows = await stored_rows(system.backends.database_url)
-    finally:
-        await watch.close()
-    mail_ids = [m.message["X-Sipum-Message-Id"] for m in mails]
-    stored = len({r["idempotency_key"] for r in rows})
-    emailed = len({str(r["id"]) for r in rows} & set(mail_ids))
-    doubled = (len(rows) - stored) + (len(mail_ids) - len(set(mail_ids)))
-    durations = sorted(r["duration_ms"] / 1000 for r in rows)
-    print(
-        table(
-            [
-                {
-                    "fault": f"PostgreSQL restart (down {up_at - down_at:.1f} s) mid-call",
-                    "calls": CALLS,
-                    "stored": stored,
-                    "e-mailed": emailed,
-                    "lost": CALLS - min(stored, emailed),
-                    "doubled": doubled,
-                    "interrupted": sum(1 for r in rows if r["interrupted"]),
-                    "ended by": ",".join(sorted({p.ended_by for p in placed})),
-                    "all stored after PostgreSQL is back": f"{stored_after:.1f} s",
-                    "durations": f"{durations[0]:.2f}-{durations[-1]:.2f} s",
-                }
-            ]
-        )
+        outcome = await calls.count(settle=2.0)  # a doubled mail would arrive then
+    durations = outcome.durations
+    outcome.report(
+        f"PostgreSQL restart (down {up_at - down_at:.1f} s) mid-call",
+        **{
+            "ended by": ",".join(sorted({p.ended_by for p in outcome.placed})),
+            "all stored after PostgreSQL is back": f"{stored_after:.1f} s",
+            "durations": f"{durations[0]:.2f}-{durations[-1]:.2f} s",
+        },
     )
-    assert stored == CALLS and emailed == CALLS and doubled == 0
-    assert not any(r["interrupted"] for r in rows)
+    outcome.assert_none_lost_or_doubled()
     assert all(abs(d - SPEECH) < 0.3 for d in durations), durations  # whole messages
