@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -28,7 +29,7 @@ import asyncpg
 import httpx
 
 from ..e2e.firstcall.audio import known_audio
-from ..e2e.firstcall.phone import Caller, RtpPeer, wait_event
+from ..e2e.firstcall.phone import PTIME, Caller, RtpPeer, wait_event
 from ..e2e.firstcall.system import FirstCallSystem, Mail
 from ..e2e.firstcall.watch import EventWatch, set_ring_timeout
 
@@ -46,6 +47,16 @@ class Placed:
     ended_at: float = 0.0
     ended_by: str = ""
     """``remote-bye`` (the agent hung up) or ``local-bye`` (the caller did)."""
+    rtp: RtpPeer | None = None
+    speech_seq: int = 0
+    """The caller's RTP sequence number (not wrapped) when its speech began."""
+
+    def spoken(self) -> float:
+        """Seconds of speech sent so far (packets out × 20 ms: not the wall clock, which runs
+        ahead of a loaded sender)."""
+        if self.rtp is None or not self.speech_start:
+            return 0.0
+        return (self.rtp.seq - self.speech_seq) * PTIME
 
 
 async def sign_up_alice(system: FirstCallSystem) -> None:
@@ -84,12 +95,13 @@ async def place_call(
     try:
         async with Caller(user=f"caller{index}", domain=system.domain) as caller:
             record = caller.invite(f"sip:alice@{system.domain}", system.proxy, rtp.offer())
-            placed = Placed(index, record.call.call_id)
+            placed = Placed(index, record.call.call_id, rtp=rtp)
             out.append(placed)
             await wait_event(record.answered, 30, f"call {index} answered", caller)
             assert record.call.remote_sdp is not None
             rtp.use_answer(record.call.remote_sdp)
-            await rtp.wait_quiet(quiet=0.3, after=25, limit=40)  # greeting, beep
+            await rtp.wait_beep_then_quiet(after=25, limit=40)  # the greeting, the beep
+            placed.speech_seq = rtp.seq
             placed.speech_start = time.monotonic()
             speaking.set()
             sender = asyncio.create_task(
@@ -111,7 +123,13 @@ async def wait_for_count(watch: EventWatch, kind: str, count: int, *, limit: flo
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
     while len(watch.of(kind)) < count:
-        assert loop.time() < deadline, f"{len(watch.of(kind))} {kind} within {limit} s"
+        if loop.time() > deadline:
+            seen = Counter(e.kind for e in watch.seen)
+            ended = Counter(str(e.data.get("end_reason")) for e in watch.of("call.ended"))
+            raise AssertionError(
+                f"{len(watch.of(kind))} {kind} within {limit} s (seen {dict(seen)};"
+                f" calls ended by {dict(ended)})"
+            )
         await asyncio.sleep(0.1)
     return watch.of(kind)
 
@@ -267,6 +285,7 @@ class CallsInProgress:
             await self._until(asyncio.gather(*(e.wait() for e in speaking)), self.start_limit)
         except BaseException:
             await self._abandon()
+            print(self.system.diagnostics(40))  # pytest shows it with the failure
             raise
         return self
 
@@ -277,6 +296,8 @@ class CallsInProgress:
         tb: TracebackType | None,
     ) -> None:
         await self._abandon()
+        if exc is not None:  # pytest shows it with the failure
+            print(self.system.diagnostics(40))
 
     async def _until(self, awaitable: Any, limit: float) -> None:
         """Await ``awaitable``, but fail at once with a caller's error (not at the limit)."""

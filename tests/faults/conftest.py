@@ -16,6 +16,8 @@ from sipum_testing.tcp_proxy import TcpProxy
 from ..e2e.firstcall.fixtures import _delete_stream
 from ..e2e.firstcall.system import Backends, FirstCallSystem, start_system
 
+DATABASE_POOL_SIZE = 3
+
 
 @pytest.fixture
 def killed() -> set[str]:
@@ -63,7 +65,11 @@ def system(
             s3_secret_key=SECRET_KEY,
             s3_region=REGION,
         )
-        running = start_system(backends, recorders=2)
+        # 20 calls at once would grow every pool to 10: seven services and Kamailio then hold
+        # about 50 connections, and two fault systems in parallel workers would pass the
+        # server's max_connections (100). Three each are plenty for 20 calls (no query waits
+        # on the blob store).
+        running = start_system(backends, recorders=2, database_pool_size=DATABASE_POOL_SIZE)
         try:
             yield running
         finally:

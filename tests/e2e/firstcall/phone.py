@@ -182,6 +182,24 @@ class RtpPeer:
             f"the far end did not go quiet within {limit} s ({len(self.received)} packets)"
         )
 
+    async def wait_beep_then_quiet(
+        self, *, frequency: float = 1000.0, quiet: float = 0.3, after: int = 0, limit: float
+    ) -> int:
+        """Wait until the far end went quiet for *quiet* seconds right after a tone of
+        *frequency* (the beep before the recording). A quiet spell without the tone before it —
+        a loaded sender's stall in the middle of the greeting — is waited out, not taken for
+        the end of the greeting."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise AssertionError(f"no beep then quiet within {limit} s")
+            heard = await self.wait_quiet(quiet=quiet, after=after, limit=left)
+            if contains_tone(self.audio(max(0, heard - 15)), frequency):  # its last 300 ms
+                return heard
+            after = heard
+
     async def wait_packets(self, count: int, *, limit: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit

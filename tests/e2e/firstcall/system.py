@@ -213,6 +213,8 @@ class FirstCallSystem:
     services: dict[str, ServiceProcess] = field(default_factory=dict)
     started_with: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
     """key → (service name, extra environment) it was started with, for ``restart``."""
+    common_env: dict[str, str] = field(default_factory=dict)
+    """Environment every service gets on top of the backends' (e.g. a smaller database pool)."""
 
     @property
     def web_url(self) -> str:
@@ -245,6 +247,7 @@ class FirstCallSystem:
             SIPUM_HTTP_PORT="0",
             SIPUM_LOG_JSON="true",
         )
+        env.update(self.common_env)
         env.update(extra)
         return env
 
@@ -299,9 +302,11 @@ def start_system(
     secret_key: str = "e2e-signing-key",
     transcriber: bool = False,
     recorders: int = 1,
+    database_pool_size: int | None = None,
 ) -> FirstCallSystem:
     """``recorders`` media-recorder replicas: ``media-recorder`` (id ``e2e-recorder``), then
-    ``media-recorder-2`` (``e2e-recorder-2``), …"""
+    ``media-recorder-2`` (``e2e-recorder-2``), …; ``database_pool_size``: each service's most
+    PostgreSQL connections (default: the services' own)."""
     smtp = MailServer().start()
     kamailio_db = backends.database_url.replace("postgresql://", "postgres://", 1)
     try:
@@ -319,6 +324,8 @@ def start_system(
         rtsp_port=free_tcp_port(),
         agent_sip_port=free_udp_port(),
     )
+    if database_pool_size is not None:
+        system.common_env["SIPUM_DATABASE_POOL_SIZE"] = str(database_pool_size)
     try:
         web = system.web_url
         rtsp = f"rtsp://127.0.0.1:{system.rtsp_port}"

@@ -30,6 +30,9 @@ class ServiceSettings(BaseSettings):
 
     database_url: str = DEFAULT_DATABASE_URL
     """PostgreSQL URL (``postgresql://``, ``postgres://`` or the old ``sql://`` form)."""
+    database_pool_size: int = Field(default=10, ge=1, le=100)
+    """Most connections the process keeps to PostgreSQL (its pool's maximum; it opens one at
+    start and more as concurrent work needs them)."""
 
     nats_url: str = "nats://127.0.0.1:4222"
     """NATS server(s); several may be given separated by commas."""

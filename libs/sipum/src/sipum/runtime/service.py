@@ -80,7 +80,7 @@ async def connect_dependencies(
         from sipum.db import create_pool
         from sipum.db.migrate import apply_migrations
 
-        ctx.pool = await create_pool(settings.database_url)
+        ctx.pool = await create_pool(settings.database_url, max_size=settings.database_pool_size)
         if migrate:
             applied = await apply_migrations(ctx.pool)
             if applied:
