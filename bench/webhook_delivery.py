@@ -81,9 +81,9 @@ async def run(messages: int, rate: float, dead_endpoint: bool, dsn: str) -> dict
         if dead_endpoint:
             await webhooks.create(
                 pool,
+                webhooks.Owner.user(alice.id),
                 url=f"http://127.0.0.1:{free_port()}/dead",
                 events=["message.created"],
-                user_id=alice.id,
                 secret=SECRET,
             )
         settings = NotifierSettings(
