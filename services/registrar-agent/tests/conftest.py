@@ -44,15 +44,6 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def wait_for(predicate: Callable[[], Any], limit: float = 10.0, what: str = "") -> None:
-    """Poll ``predicate`` (sync) every 50 ms until true, at most ``limit`` seconds."""
-    for _ in range(int(limit / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not reached in {limit}s: {what}")
-
-
 class FakeRecorder:
     """Serves ``sipum.media.allocate`` on the test's namespace like a media-recorder would:
     answers with its own SDP (``s=sipum-fake-recorder``), ``unsupported`` when no codec fits,
@@ -339,6 +330,23 @@ class Sipp:
             timeout=timeout,
             calls=calls,
             rate=rate,
+        )
+
+    async def direct(
+        self,
+        scenario: str | Path,
+        agent: RegistrarAgentService,
+        *,
+        service: str,
+        keys: dict[str, str] | None = None,
+        timeout: float = 20.0,  # noqa: ASYNC109 - bounds the sipp process
+    ) -> tuple[int, str]:
+        """A call straight to ``agent`` (not through Kamailio): the Request-URI's and the To
+        header's host are the agent's address unless ``keys`` give others."""
+        host, port = agent.sip_address
+        where = {"ruri_host": f"{host}:{port}", "to_host": f"{host}:{port}"}
+        return await self.run(
+            scenario, (host, port), service=service, keys=where | (keys or {}), timeout=timeout
         )
 
 

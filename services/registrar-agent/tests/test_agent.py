@@ -31,6 +31,7 @@ from sipum_protocol.sip.ua import IncomingCall
 from sipum_protocol.sip.ua.aio import UserAgentEndpoint
 from sipum_registrar_agent.registrations import shard_of
 from sipum_testing.kamailio import KamailioServer
+from sipum_testing.polling import wait_for
 
 DOMAIN = "sipum.test"  # the fixtures' domain (conftest.py)
 pytestmark = pytest.mark.timeout(60)
@@ -40,44 +41,29 @@ pytestmark = pytest.mark.timeout(60)
 AgentRunner = EventLog = FakeRecorder = Sipp = Any
 
 
-async def wait_for(predicate: Callable[[], Any], limit: float = 10.0, what: str = "") -> None:
-    """Poll ``predicate`` every 50 ms until true, at most ``limit`` seconds."""
-    for _ in range(int(limit / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not reached in {limit}s: {what}")
-
-
-def contacts(kamailio: KamailioServer, user: str) -> list[str]:
-    return [c.address for c in kamailio.lookup(user)]
-
-
 async def test_registers_users_follows_user_events_and_deregisters_on_stop(
     kamailio: KamailioServer, agents: AgentRunner, pg_pool, event_bus, event_log: EventLog
 ) -> None:
     agent = await agents.start(f"127.0.0.1:{kamailio.port}", registrations_in_flight=2)
-    host, port = agent.sip_address
-    await wait_for(
-        lambda: contacts(kamailio, "alice") and contacts(kamailio, "bob"), what="start-up"
-    )
-    assert contacts(kamailio, "alice") == [f"sip:alice@127.0.0.1:{port}"]
-    assert contacts(kamailio, "bob") == [f"sip:bob@127.0.0.1:{port}"]
+    _, port = agent.sip_address
+    await wait_for(lambda: kamailio.contacts("alice") and kamailio.contacts("bob"), what="start-up")
+    assert kamailio.contacts("alice") == [f"sip:alice@127.0.0.1:{port}"]
+    assert kamailio.contacts("bob") == [f"sip:bob@127.0.0.1:{port}"]
 
     # A user created through the web-api: row in the database, then the event.
     carol = await users.create(pg_pool, "carol", DOMAIN, "carol-password-1")
     await event_bus.publish(UserCreated(username="carol", domain=DOMAIN))
-    await wait_for(lambda: contacts(kamailio, "carol"), what="carol registered")
-    assert contacts(kamailio, "carol") == [f"sip:carol@127.0.0.1:{port}"]
+    await wait_for(lambda: kamailio.contacts("carol"), what="carol registered")
+    assert kamailio.contacts("carol") == [f"sip:carol@127.0.0.1:{port}"]
 
     # A deleted one is de-registered (Expires: 0). The event comes before the row goes: the
     # registrar authenticates the de-registration against the row (docs/registrar-agent.md).
     await event_bus.publish(UserDeleted(username="bob", domain=DOMAIN))
-    await wait_for(lambda: not contacts(kamailio, "bob"), what="bob de-registered")
+    await wait_for(lambda: not kamailio.contacts("bob"), what="bob de-registered")
     bob = await users.get_by_address(pg_pool, "bob", DOMAIN)
     assert bob is not None
     await users.delete(pg_pool, bob.id)
-    assert contacts(kamailio, "alice") and contacts(kamailio, "carol")
+    assert kamailio.contacts("alice") and kamailio.contacts("carol")
 
     # Every transition is published as sipum.evt.registration.changed.
     await wait_for(
@@ -92,7 +78,7 @@ async def test_registers_users_follows_user_events_and_deregisters_on_stop(
 
     # SIGTERM: everybody de-registered.
     await agents.stop(agent)
-    assert contacts(kamailio, "alice") == [] and contacts(kamailio, "carol") == []
+    assert kamailio.contacts("alice") == [] and kamailio.contacts("carol") == []
     await wait_for(
         lambda: event_log.of("registration.changed", username="alice", state="unregistered"),
         what="alice's unregistered event",
@@ -107,7 +93,7 @@ async def test_forked_call_rings_then_answers_with_recorder_sdp_and_bye_hangs_up
     sipp: Sipp,
 ) -> None:
     await agents.start(f"127.0.0.1:{kamailio.port}", trusted_proxies=["127.0.0.1"])
-    await wait_for(lambda: contacts(kamailio, "alice"), what="alice registered")
+    await wait_for(lambda: kamailio.contacts("alice"), what="alice registered")
     byes_before = (
         REGISTRY.get_sample_value("sipum_agent_calls_ended_total", {"end_reason": "bye"}) or 0.0
     )
@@ -157,7 +143,7 @@ async def test_cancel_before_the_ring_timeout_gives_487_and_allocates_nothing(
     sipp: Sipp,
 ) -> None:
     await agents.start(f"127.0.0.1:{kamailio.port}")
-    await wait_for(lambda: contacts(kamailio, "alice"), what="alice registered")
+    await wait_for(lambda: kamailio.contacts("alice"), what="alice registered")
     status, output = await sipp.run(
         "cancel",
         kamailio.address,
@@ -183,9 +169,9 @@ async def test_direct_call_is_answered_at_once(
     """A call diverted to us (RFC 4458 target/cause): no ring delay; trusted PAI passed on."""
     agent = await agents.start(f"127.0.0.1:{kamailio.port}", trusted_proxies=["127.0.0.0/8"])
     host, port = agent.sip_address
-    status, output = await sipp.run(
+    status, output = await sipp.direct(
         "call",
-        (host, port),
+        agent,
         service="voicemail",
         keys={
             "ruri_host": f"{host}:{port};target=sip:alice%40{DOMAIN};cause=486",
@@ -210,14 +196,11 @@ async def test_untrusted_p_asserted_identity_is_ignored(
     kamailio: KamailioServer, agents: AgentRunner, recorder: FakeRecorder, sipp: Sipp
 ) -> None:
     agent = await agents.start(f"127.0.0.1:{kamailio.port}", trusted_proxies=["192.0.2.1"])
-    host, port = agent.sip_address
-    status, output = await sipp.run(
+    status, output = await sipp.direct(
         "call",
-        (host, port),
+        agent,
         service="alice-7-retrieve",
         keys={
-            "ruri_host": f"{host}:{port}",
-            "to_host": f"{host}:{port}",
             "extra": f"P-Asserted-Identity: <sip:alice@{DOMAIN}>",
             "talk_ms": "100",
         },
@@ -250,14 +233,11 @@ async def test_rejected_calls(
 ) -> None:
     recorder = await make_recorder() if with_recorder else None
     agent = await agents.start(f"127.0.0.1:{kamailio.port}")
-    host, port = agent.sip_address
-    code, output = await sipp.run(
+    code, output = await sipp.direct(
         sipp.rejected(status),
-        (host, port),
+        agent,
         service=user,
         keys={
-            "ruri_host": f"{host}:{port}",
-            "to_host": f"{host}:{port}",
             "pt": codec[0],
             "codec": codec[1],
         },
@@ -320,11 +300,7 @@ async def test_session_ended_by_the_recorder_makes_the_agent_send_bye(
     sipp: Sipp,
 ) -> None:
     agent = await agents.start(f"127.0.0.1:{kamailio.port}")
-    host, port = agent.sip_address
-    caller = asyncio.create_task(
-        sipp.run("hungup", (host, port), service="bob", keys={"ruri_host": f"{host}:{port}",
-                                                               "to_host": f"{host}:{port}"})
-    )  # fmt: skip
+    caller = asyncio.create_task(sipp.direct("hungup", agent, service="bob"))
     await wait_for(lambda: event_log.of("call.answered"), what="call.answered")
     await recorder.end_session("fake1", message_id=67212)  # e.g. the caller pressed '#'
     status, output = await asyncio.wait_for(caller, 20)
@@ -345,11 +321,7 @@ async def test_a_recorder_that_stops_beating_is_noticed_within_2s_and_the_call_e
     """The recorder holding the call goes silent (as a SIGKILLed one does): the agent sends
     BYE within 2 s of its last heartbeat, and call.ended says media_lost."""
     agent = await agents.start(f"127.0.0.1:{kamailio.port}")
-    host, port = agent.sip_address
-    caller = asyncio.create_task(
-        sipp.run("hungup", (host, port), service="bob", keys={"ruri_host": f"{host}:{port}",
-                                                               "to_host": f"{host}:{port}"})
-    )  # fmt: skip
+    caller = asyncio.create_task(sipp.direct("hungup", agent, service="bob"))
     await wait_for(lambda: event_log.of("call.answered"), what="call.answered")
     await asyncio.sleep(1.0)  # the call goes on while the recorder beats
     assert event_log.of("call.ended") == []
@@ -376,11 +348,7 @@ async def test_a_recorder_never_heard_from_after_answering_is_taken_for_gone(
 ) -> None:
     recorder.go_silent()  # answers allocations, never beats (it died right after answering)
     agent = await agents.start(f"127.0.0.1:{kamailio.port}", recorder_unknown_seconds=1.0)
-    host, port = agent.sip_address
-    status, output = await sipp.run(
-        "hungup", (host, port), service="bob", keys={"ruri_host": f"{host}:{port}",
-                                                      "to_host": f"{host}:{port}"}
-    )  # fmt: skip
+    status, output = await sipp.direct("hungup", agent, service="bob")
     assert status == 0, output
     await wait_for(lambda: event_log.of("call.ended"), what="call.ended")
     (ended,) = event_log.of("call.ended", username="bob")
@@ -395,11 +363,7 @@ async def test_max_call_seconds_ends_the_call_with_bye(
     sipp: Sipp,
 ) -> None:
     agent = await agents.start(f"127.0.0.1:{kamailio.port}", max_call_seconds=1.5)
-    host, port = agent.sip_address
-    status, output = await sipp.run(
-        "hungup", (host, port), service="bob", keys={"ruri_host": f"{host}:{port}",
-                                                      "to_host": f"{host}:{port}"}
-    )  # fmt: skip
+    status, output = await sipp.direct("hungup", agent, service="bob")
     assert status == 0, output  # our BYE came and was answered
     await wait_for(lambda: event_log.of("call.ended"), what="call.ended")
     (ended,) = event_log.of("call.ended", username="bob")
@@ -418,7 +382,7 @@ async def test_sigterm_lets_a_call_in_progress_finish_and_refuses_new_ones(
     agent = await agents.start(f"127.0.0.1:{kamailio.port}", call_drain_seconds=10.0)
     host, port = agent.sip_address
     direct = {"ruri_host": f"{host}:{port}", "to_host": f"{host}:{port}"}
-    await wait_for(lambda: contacts(kamailio, "alice"), what="alice registered")
+    await wait_for(lambda: kamailio.contacts("alice"), what="alice registered")
     caller = asyncio.create_task(
         sipp.run("call", (host, port), service="alice",
                  keys={**direct, "extra": "X-Test: drain", "talk_ms": "2000"})
@@ -426,7 +390,7 @@ async def test_sigterm_lets_a_call_in_progress_finish_and_refuses_new_ones(
     await wait_for(lambda: event_log.of("call.answered"), what="call.answered")
     stopping = asyncio.create_task(agents.stop(agent))  # what the runtime does on SIGTERM
     # Users are de-registered at once, so the proxy stops sending new calls ...
-    await wait_for(lambda: not contacts(kamailio, "alice"), what="de-registered")
+    await wait_for(lambda: not kamailio.contacts("alice"), what="de-registered")
     # ... and a call that still arrives is refused with 503 + Retry-After.
     status, output = await sipp.run(
         sipp.rejected(503), (host, port), service="bob", keys={**direct, "pt": "0", "codec": "PCMU"}
@@ -450,11 +414,7 @@ async def test_calls_still_going_at_the_drain_deadline_are_hung_up(
     sipp: Sipp,
 ) -> None:
     agent = await agents.start(f"127.0.0.1:{kamailio.port}", call_drain_seconds=0.5)
-    host, port = agent.sip_address
-    caller = asyncio.create_task(
-        sipp.run("hungup", (host, port), service="alice", keys={"ruri_host": f"{host}:{port}",
-                                                                 "to_host": f"{host}:{port}"})
-    )  # fmt: skip
+    caller = asyncio.create_task(sipp.direct("hungup", agent, service="alice"))
     await wait_for(lambda: event_log.of("call.answered"), what="call.answered")
     await asyncio.wait_for(agents.stop(agent), 10)
     status, output = await asyncio.wait_for(caller, 20)
@@ -489,7 +449,7 @@ async def test_process_registers_and_deregisters_on_sigterm(
     )  # fmt: skip
     try:
         await wait_for(
-            lambda: contacts(kamailio, "alice") and contacts(kamailio, "bob"),
+            lambda: kamailio.contacts("alice") and kamailio.contacts("bob"),
             limit=20,
             what="registered by the process",
         )
@@ -500,7 +460,7 @@ async def test_process_registers_and_deregisters_on_sigterm(
             process.kill()
             await process.wait()
     assert process.returncode == 0, out.decode(errors="replace")[-2000:]
-    assert contacts(kamailio, "alice") == [] and contacts(kamailio, "bob") == []
+    assert kamailio.contacts("alice") == [] and kamailio.contacts("bob") == []
     await wait_for(
         lambda: len(event_log.of("registration.changed", state="unregistered")) == 2,
         what="unregistered events",
@@ -517,8 +477,7 @@ async def test_cancel_during_the_allocation_hangs_up_the_new_session(
     """The ring timer fired and the recorder is slow to answer: the CANCEL wins, the session
     it allocated is hung up at once and no 200 goes out."""
     recorder.delay = 1.0
-    agent = await agents.start(f"127.0.0.1:{kamailio.port}", media_timeout=3.0)
-    host, port = agent.sip_address
+    await agents.start(f"127.0.0.1:{kamailio.port}", media_timeout=3.0)
     status, output = await sipp.run(
         "cancel",
         kamailio.address,
@@ -540,7 +499,7 @@ async def test_password_change_re_registers_with_the_new_ha1(
     kamailio: KamailioServer, agents: AgentRunner, pg_pool, event_bus
 ) -> None:
     await agents.start(f"127.0.0.1:{kamailio.port}")
-    await wait_for(lambda: contacts(kamailio, "alice"), what="alice registered")
+    await wait_for(lambda: kamailio.contacts("alice"), what="alice registered")
     (before,) = kamailio.lookup("alice")
     alice = await users.get_by_address(pg_pool, "alice", DOMAIN)
     assert alice is not None
@@ -561,10 +520,10 @@ async def test_two_agents_split_the_users_by_shard(
     first = await agents.start(f"127.0.0.1:{kamailio.port}", shard_index=0, shard_count=2)
     second = await agents.start(f"127.0.0.1:{kamailio.port}", shard_index=1, shard_count=2)
     names = ["alice", "bob", *(f"user{i}" for i in range(6))]
-    await wait_for(lambda: all(contacts(kamailio, n) for n in names), what="all registered")
+    await wait_for(lambda: all(kamailio.contacts(n) for n in names), what="all registered")
     ports = {first.sip_address[1]: 0, second.sip_address[1]: 1}
     for name in names:
-        (contact,) = contacts(kamailio, name)
+        (contact,) = kamailio.contacts(name)
         port = int(contact.rsplit(":", 1)[1])
         assert ports[port] == shard_of(name, DOMAIN, 2), name
     assert set(ports.values()) == {0, 1}
@@ -606,7 +565,7 @@ async def test_phone_answers_first_our_branch_is_cancelled_nothing_recorded(
             )
         )
         await agents.start(f"127.0.0.1:{kamailio.port}")
-        await wait_for(lambda: len(contacts(kamailio, "alice")) == 2, what="phone and agent")
+        await wait_for(lambda: len(kamailio.contacts("alice")) == 2, what="phone and agent")
         status, output = await sipp.run(
             "call",
             kamailio.address,

@@ -13,22 +13,11 @@ import pytest
 from sipum.db import users
 from sipum.events import UserUpdated
 from sipum_testing.kamailio import KamailioServer
+from sipum_testing.polling import wait_for
 
 DOMAIN = "sipum.test"  # the fixtures' domain (conftest.py)
 pytestmark = pytest.mark.timeout(60)
 AgentRunner = EventLog = Sipp = Any
-
-
-async def wait_for(predicate: Callable[[], Any], limit: float = 10.0, what: str = "") -> None:
-    for _ in range(int(limit / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not reached in {limit}s: {what}")
-
-
-def contacts(kamailio: KamailioServer, user: str) -> list[str]:
-    return [c.address for c in kamailio.lookup(user)]
 
 
 async def test_disable_and_enable(
@@ -46,9 +35,9 @@ async def test_disable_and_enable(
     recorder = await make_recorder()
     agent = await agents.start(f"127.0.0.1:{kamailio.port}")
     host, port = agent.sip_address
-    await wait_for(lambda: contacts(kamailio, "bob"), what="bob registered at start-up")
+    await wait_for(lambda: kamailio.contacts("bob"), what="bob registered at start-up")
     await asyncio.sleep(0.5)
-    assert contacts(kamailio, "alice") == []  # disabled: no voicemail contact
+    assert kamailio.contacts("alice") == []  # disabled: no voicemail contact
 
     # A call that reaches the agent for the disabled mailbox anyway: 480, nothing allocated.
     code, output = await sipp.run(
@@ -63,7 +52,7 @@ async def test_disable_and_enable(
 
     await users.set_disabled(pg_pool, alice.id, False)
     await event_bus.publish(UserUpdated(username="alice", domain=DOMAIN, changed=["enabled"]))
-    await wait_for(lambda: contacts(kamailio, "alice"), what="alice registered on enabled")
+    await wait_for(lambda: kamailio.contacts("alice"), what="alice registered on enabled")
     (binding,) = kamailio.lookup("alice")
 
     # A setting changed: announced, but nothing about the REGISTER changed — no re-register.
@@ -77,7 +66,7 @@ async def test_disable_and_enable(
 
     await users.set_disabled(pg_pool, alice.id, True)
     await event_bus.publish(UserUpdated(username="alice", domain=DOMAIN, changed=["disabled"]))
-    await wait_for(lambda: not contacts(kamailio, "alice"), what="alice de-registered")
+    await wait_for(lambda: not kamailio.contacts("alice"), what="alice de-registered")
     await wait_for(
         lambda: event_log.of("registration.changed", username="alice", state="unregistered"),
         what="alice's unregistered event",
@@ -85,4 +74,4 @@ async def test_disable_and_enable(
     # a redelivered "disabled" changes nothing; bob was never touched
     await event_bus.publish(UserUpdated(username="alice", domain=DOMAIN, changed=["disabled"]))
     await asyncio.sleep(0.5)
-    assert contacts(kamailio, "alice") == [] and contacts(kamailio, "bob")
+    assert kamailio.contacts("alice") == [] and kamailio.contacts("bob")

@@ -6,31 +6,17 @@ users of domain A are registered at registrar A, those of B at B, none at the ag
 
 from __future__ import annotations
 
-import asyncio
 import socket
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from sipum.accounts import admin
 from sipum.db import domains, users
 from sipum.events import UserCreated
-from sipum_testing.kamailio import KamailioServer
+from sipum_testing.polling import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 AgentRunner = EventLog = Any
-
-
-async def wait_for(predicate: Callable[[], Any], limit: float = 10.0, what: str = "") -> None:
-    for _ in range(int(limit / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not reached in {limit}s: {what}")
-
-
-def contacts(kamailio: KamailioServer, user: str) -> list[str]:
-    return [c.address for c in kamailio.lookup(user)]
 
 
 def silent_udp_port() -> tuple[socket.socket, int]:
@@ -53,15 +39,15 @@ async def test_each_domain_registers_at_its_registrar_and_moves(
     idle, idle_port = silent_udp_port()
     try:
         await agents.start(f"127.0.0.1:{idle_port}", domain="a.test")
-        await wait_for(lambda: contacts(kam_a, "ann"), what="ann registered at A")
-        await wait_for(lambda: contacts(kam_b, "ben"), what="ben registered at B")
-        assert contacts(kam_b, "ann") == [] and contacts(kam_a, "ben") == []
+        await wait_for(lambda: kam_a.contacts("ann"), what="ann registered at A")
+        await wait_for(lambda: kam_b.contacts("ben"), what="ben registered at B")
+        assert kam_b.contacts("ann") == [] and kam_a.contacts("ben") == []
 
         # A user created later in B: registered at B (the agent knew the domain already).
         await users.create(pg_pool, "bea", "b.test", "bea-password-1")
         await event_bus.publish(UserCreated(username="bea", domain="b.test"))
-        await wait_for(lambda: contacts(kam_b, "bea"), what="bea registered at B")
-        assert contacts(kam_a, "bea") == []
+        await wait_for(lambda: kam_b.contacts("bea"), what="bea registered at B")
+        assert kam_a.contacts("bea") == []
         idle.setblocking(False)
         with pytest.raises(BlockingIOError):
             idle.recv(4096)  # nothing ever went to the agent's own registrar
@@ -72,8 +58,8 @@ async def test_each_domain_registers_at_its_registrar_and_moves(
         await admin.update_domain(
             pg_pool, "a.test", bus=event_bus, registrar=f"127.0.0.1:{kam_a2.port}"
         )
-        await wait_for(lambda: contacts(kam_a2, "ann"), what="ann registered at the new A")
-        await wait_for(lambda: not contacts(kam_a, "ann"), what="ann de-registered at old A")
+        await wait_for(lambda: kam_a2.contacts("ann"), what="ann registered at the new A")
+        await wait_for(lambda: not kam_a.contacts("ann"), what="ann de-registered at old A")
         assert [c.address for c in kam_b.lookup("ben")]  # B's users untouched
         registered = event_log.of("registration.changed", username="ann", state="registered")
         assert registered[-1].registrar == f"127.0.0.1:{kam_a2.port}"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,24 +26,13 @@ from sipum_protocol.sip.transport import EndpointConfig
 from sipum_protocol.sip.ua import IncomingRequest
 from sipum_protocol.sip.ua.aio import UserAgentEndpoint
 from sipum_testing.kamailio import KamailioServer
+from sipum_testing.polling import wait_for
 
 DOMAIN = "sipum.test"  # the fixtures' domain (conftest.py)
 SCENARIO = "mwi.xml"
 pytestmark = pytest.mark.timeout(90)
 
 AgentRunner = Sipp = Any  # conftest.py objects (importlib mode: not importable)
-
-
-async def wait_for(predicate: Callable[[], Any], limit: float = 10.0, what: str = "") -> None:
-    for _ in range(int(limit / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not reached in {limit}s: {what}")
-
-
-def contacts(kamailio: KamailioServer, user: str) -> list[str]:
-    return [c.address for c in kamailio.lookup(user)]
 
 
 async def store_message(pool: Any, bus: EventBus, user: Any, key: str) -> messages.Message:
@@ -127,7 +115,7 @@ async def _sipp_subscriber(
     sipp: Sipp,
 ) -> None:
     service = await agents.start(f"127.0.0.1:{kamailio.port}", mwi_debounce_seconds=0.1)
-    await wait_for(lambda: len(contacts(kamailio, "alice")) == 2, what="phone and agent")
+    await wait_for(lambda: len(kamailio.contacts("alice")) == 2, what="phone and agent")
     scenario = sipp.directory / SCENARIO
     source = Path(__file__).parent / "scenarios" / SCENARIO
     text = source.read_text().replace("$username", "alice")
@@ -220,7 +208,7 @@ class Phone:
         await wait_for(
             lambda: any(
                 str(self.endpoint.addresses["UDP"][1]) in c
-                for c in contacts(kamailio, user.username)
+                for c in kamailio.contacts(user.username)
             ),
             what="phone registered",
         )

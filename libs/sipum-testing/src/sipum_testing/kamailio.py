@@ -219,6 +219,10 @@ class KamailioServer:
                 )
         return contacts
 
+    def contacts(self, user: str) -> list[str]:
+        """The addresses of :meth:`lookup`'s contacts (``sip:alice@127.0.0.1:5070``)."""
+        return [c.address for c in self.lookup(user)]
+
     def statistic(self, name: str) -> int:
         """One counter, e.g. ``usrloc:location_contacts`` (``stats.get_statistics group:``)."""
         group = name.split(":", 1)[0] + ":"
