@@ -3,8 +3,8 @@
     uv run python bench/system_calls.py [--rates 2,5,10,20] [--step-seconds 5] [--recorders 2]
         [--speech 3] [--mailboxes 40] [--json]
 
-Starts the whole system as processes (``tests/e2e/firstcall/system.py``: Kamailio with the
-users from PostgreSQL, moto_server as S3, an aiosmtpd SMTP server, the services, ``--recorders``
+Starts the whole system as processes (``scratch_system``: Kamailio with the users from
+PostgreSQL, moto_server as S3, an aiosmtpd SMTP server, the services, ``--recorders``
 media-recorder replicas) on a fresh database, NATS namespace and bucket, removed at the end.
 Signs up ``--mailboxes`` mailboxes (ring timeout 0: the forked call is answered at once).
 
@@ -42,31 +42,19 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
-sys.path.insert(0, str(REPO / "bench"))
 
-import asyncpg  # noqa: E402
-import httpx  # noqa: E402
-from first_call import ADMIN_DSN, NATS_URL, S3_KEY, S3_SECRET, moto_server, percentile  # noqa: E402
 from firstcall.audio import known_audio  # noqa: E402
 from firstcall.speech_pcap import write_alaw_pcap  # noqa: E402
-from firstcall.system import (  # noqa: E402
-    Backends,
-    FirstCallSystem,
-    free_port_range,
-    free_udp_port,
-    start_system,
-)
-from firstcall.watch import EventWatch, set_ring_timeout  # noqa: E402
-from sipum.db.migrate import apply_migrations  # noqa: E402
-from sipum.events import EventBus  # noqa: E402
-from sipum_testing.postgres import dsn_for, temporary_database  # noqa: E402
+from firstcall.system import FirstCallSystem, free_udp_port  # noqa: E402
+from firstcall.watch import EventWatch  # noqa: E402
+from scratch_system import percentile, scratch_system, sign_up_mailboxes  # noqa: E402
+from sipum_testing.ports import free_port_range  # noqa: E402
 
 SCENARIO = REPO / "bench" / "scenarios" / "system_call.xml"
 GREETING_MS = 8000  # default greeting with the name, then the beep: about 6.5 s
@@ -152,22 +140,6 @@ def parse_byes(log: Path) -> dict[str, float]:
             stamp = datetime.strptime(f"{parts[2]} {parts[3]}", "%Y-%m-%d %H:%M:%S.%f")
             byes[parts[1]] = stamp.timestamp()
     return byes
-
-
-async def sign_up(system: FirstCallSystem, users: list[str]) -> None:
-    async with httpx.AsyncClient(base_url=system.web_url, timeout=15) as http:
-        for user in users:
-            response = await http.post(
-                "/api/v1/signup",
-                json={"username": user, "password": f"{user}-password", "email": f"{user}@m.test"},
-            )
-            response.raise_for_status()
-            await set_ring_timeout(system.backends.database_url, user, 0)
-    deadline = time.monotonic() + 30
-    while any(not system.kamailio.lookup(u) for u in users):  # the agent registered them
-        if time.monotonic() > deadline:
-            raise RuntimeError("the registrar-agent did not register the bench mailboxes")
-        await asyncio.sleep(0.2)
 
 
 async def run_step(
@@ -291,7 +263,7 @@ def report(steps: list[Step], args: argparse.Namespace) -> None:
 
 async def run(system: FirstCallSystem, args: argparse.Namespace, work: Path) -> list[Step]:
     users = [f"bench{i}" for i in range(args.mailboxes)]
-    await sign_up(system, users)
+    await sign_up_mailboxes(system, users)
     pcap = work / "speech.pcap"
     write_alaw_pcap(known_audio(args.speech), pcap)
     watch = await EventWatch(system.backends.nats_url, system.backends.events_prefix).start()
@@ -336,60 +308,22 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="also print the raw figures")
     args = parser.parse_args()
 
-    token = uuid.uuid4().hex[:12]
-    prefix, stream = f"bench{token}", f"BENCH_{token}"
     with (
-        temporary_database(ADMIN_DSN) as database,
-        moto_server() as s3,
+        scratch_system(recorders=0) as system,
         tempfile.TemporaryDirectory(prefix="sipum-bench-") as tmp,
     ):
-        dsn = dsn_for(ADMIN_DSN, database)
-
-        async def migrate() -> None:
-            conn = await asyncpg.connect(dsn)
-            try:
-                await apply_migrations(conn)
-            finally:
-                await conn.close()
-
-        asyncio.run(migrate())
-        backends = Backends(
-            database_url=dsn,
-            nats_url=NATS_URL,
-            events_prefix=prefix,
-            events_stream=stream,
-            s3_endpoint=s3,
-            s3_bucket=f"bench-{token}",
-            s3_access_key=S3_KEY,
-            s3_secret_key=S3_SECRET,
-        )
-        system = start_system(backends, recorders=0)
-        try:
-            for index in range(1, args.recorders + 1):  # wide RTP port ranges
-                first, last = free_port_range(RTP_PORTS_PER_RECORDER)
-                system.start_service(
-                    "media-recorder",
-                    key=f"media-recorder-{index}",
-                    SIPUM_RTP_HOST="127.0.0.1",
-                    SIPUM_RTP_ADVERTISE_ADDRESS="127.0.0.1",
-                    SIPUM_RTP_PORT_MIN=str(first),
-                    SIPUM_RTP_PORT_MAX=str(last),
-                    SIPUM_RECORDER_ID=f"bench-recorder-{index}",
-                ).wait_for_log("service started", timeout=60)
-            steps = asyncio.run(run(system, args, Path(tmp)))
-        finally:
-            system.stop()
-
-            async def delete_stream() -> None:
-                bus = await EventBus.connect(
-                    NATS_URL, "bench-cleanup", prefix=prefix, stream=stream
-                )
-                try:
-                    await bus.delete_stream()
-                finally:
-                    await bus.close()
-
-            asyncio.run(delete_stream())
+        for index in range(1, args.recorders + 1):  # wide RTP port ranges
+            first, last = free_port_range(RTP_PORTS_PER_RECORDER)
+            system.start_service(
+                "media-recorder",
+                key=f"media-recorder-{index}",
+                SIPUM_RTP_HOST="127.0.0.1",
+                SIPUM_RTP_ADVERTISE_ADDRESS="127.0.0.1",
+                SIPUM_RTP_PORT_MIN=str(first),
+                SIPUM_RTP_PORT_MAX=str(last),
+                SIPUM_RECORDER_ID=f"bench-recorder-{index}",
+            ).wait_for_log("service started", timeout=60)
+        steps = asyncio.run(run(system, args, Path(tmp)))
 
     report(steps, args)
     if args.json:

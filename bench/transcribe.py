@@ -23,15 +23,13 @@ import asyncio
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from message_burst import ServiceProcesses, create_alice, p50_p99, service_env, store_messages
 from sipum.blobstore import FileBlobStore
-from sipum.blobstore.keys import message_key
-from sipum.db import domains, messages, open_database, users
-from sipum.events import MessageCreated
+from sipum.db import open_database
 from sipum_testing.nats import isolated_event_namespace
 from sipum_testing.postgres import DEFAULT_ADMIN_DSN, dsn_for, temporary_database
 from sipum_testing.speech import SENTENCES, render, word_error_rate
@@ -81,104 +79,36 @@ async def publish_to_stored(
     async with isolated_event_namespace("nats://127.0.0.1:4222") as ns:
         bus = await ns.connect("bench")
         await bus.ensure_stream()
-        await domains.ensure(pool, "example.com")
-        alice = await users.create(pool, "alice", "example.com", "alice-password-1")
-        blobs = FileBlobStore(blob_root)
-        env = {
-            **os.environ,
-            "SIPUM_DATABASE_URL": dsn,
-            "SIPUM_NATS_URL": ns.url,
-            "SIPUM_EVENTS_PREFIX": ns.prefix,
-            "SIPUM_EVENTS_STREAM": ns.stream,
-            "SIPUM_BLOB_ROOT": blob_root,
-            "SIPUM_HTTP_PORT": "0",
-            "SIPUM_LOG_JSON": "true",
-        }
-        procs = []
-        for _ in range(replicas):
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "sipum_transcriber",
-                env=env,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            assert proc.stderr is not None
-            while b'"service started"' not in (line := await proc.stderr.readline()):
-                assert line, "a replica exited at start-up"
-            procs.append(proc)
-
-        async def drain_logs(proc: asyncio.subprocess.Process) -> None:
-            assert proc.stderr is not None
-            while await proc.stderr.readline():
-                pass
-
-        readers = [asyncio.create_task(drain_logs(p)) for p in procs]
-        events = []
-        for i in range(count):
-            audio = clips[i % len(clips)]
-            message_id = await messages.allocate_id(pool)
-            key = message_key("example.com", "alice", message_id)
-            await blobs.put(key, audio)
-            message, _ = await messages.insert_idempotent(
-                pool,
-                owner_id=alice.id,
-                idempotency_key=f"bench-{message_id}",
-                caller_uri="sip:bob@example.com",
-                called_uri="sip:alice@example.com",
-                duration_ms=round((len(audio) - 44) / 16),
-                codec="PCMU",
-                size_bytes=len(audio),
-                blob_key=key,
-                message_id=message_id,
-            )
-            events.append(
-                MessageCreated(
-                    username="alice",
-                    domain="example.com",
-                    message_id=message.id,
-                    caller_uri=message.caller_uri,
-                    called_uri=message.called_uri,
-                    received_at=message.received_at,
-                    duration_s=message.duration_ms / 1000,
-                    codec="PCMU",
-                    size=len(audio),
-                    blob_key=key,
-                )
-            )
-        published = time.time()
-        await asyncio.gather(*(bus.publish(event) for event in events))
-        for _ in range(3000):  # at most 5 minutes
-            done = await pool.fetchval("SELECT count(*) FROM transcripts")
-            if done >= count:
-                break
-            await asyncio.sleep(0.1)
-        rows = await pool.fetch("SELECT extract(epoch FROM created_at) AS t FROM transcripts")
-        memory = []
-        for proc in procs:
-            engine = children(proc.pid)
-            memory.append(rss_kib(proc.pid) + sum(rss_kib(c) for c in engine))
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            await proc.wait()
-        for reader in readers:
-            reader.cancel()
-        await bus.close()
+        alice = await create_alice(pool)
+        services = ServiceProcesses(service_env(dsn, ns, blob_root))
+        try:
+            for _ in range(replicas):
+                await services.start("sipum_transcriber")
+            events = await store_messages(pool, FileBlobStore(blob_root), alice, clips, count)
+            published = time.time()
+            await asyncio.gather(*(bus.publish(event) for event in events))
+            for _ in range(3000):  # at most 5 minutes
+                done = await pool.fetchval("SELECT count(*) FROM transcripts")
+                if done >= count:
+                    break
+                await asyncio.sleep(0.1)
+            rows = await pool.fetch("SELECT extract(epoch FROM created_at) AS t FROM transcripts")
+            memory = [
+                rss_kib(proc.pid) + sum(rss_kib(c) for c in children(proc.pid))  # + its engine
+                for proc in services.procs
+            ]
+        finally:
+            await services.stop()
+            await bus.close()
     await pool.close()
     latencies = sorted(float(row["t"]) - published for row in rows)
-    q = (
-        statistics.quantiles(latencies, n=100, method="inclusive")
-        if len(latencies) > 1
-        else latencies * 99
-    )
+    p50, p99 = p50_p99(latencies)
     return {
         "messages": count,
         "replicas": replicas,
         "stored": len(latencies),
-        "p50_s": round(q[49], 2),
-        "p99_s": round(q[98], 2),
+        "p50_s": p50,
+        "p99_s": p99,
         "max_s": round(latencies[-1], 2) if latencies else float("nan"),
         "rss_per_replica_mib": round(statistics.mean(memory) / 1024, 1),
     }

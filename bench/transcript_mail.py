@@ -17,20 +17,16 @@ import argparse
 import asyncio
 import email
 import json
-import os
 import socket
-import statistics
-import sys
 import tempfile
 import time
 from email.message import Message
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from message_burst import ServiceProcesses, create_alice, p50_p99, service_env, store_messages
 from sipum.blobstore import FileBlobStore
-from sipum.blobstore.keys import message_key
-from sipum.db import domains, messages, open_database, users
-from sipum.events import MessageCreated
+from sipum.db import open_database
 from sipum_testing.nats import isolated_event_namespace
 from sipum_testing.postgres import DEFAULT_ADMIN_DSN, dsn_for, temporary_database
 from sipum_testing.speech import SENTENCES, render
@@ -51,24 +47,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def quantiles(values: list[float]) -> tuple[float, float]:
-    if len(values) < 2:
-        return (round(values[0], 2),) * 2 if values else (float("nan"), float("nan"))
-    q = statistics.quantiles(sorted(values), n=100, method="inclusive")
-    return round(q[49], 2), round(q[98], 2)
-
-
-async def start(module: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", module, env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    while b'"service started"' not in (line := await proc.stderr.readline()):
-        assert line, f"{module} exited at start-up"
-    return proc
-
-
 async def run(count: int, replicas: int, wait: float, dsn: str, blob_root: str) -> dict[str, Any]:
     clips = [render(sentence) for sentence in SENTENCES]
     inbox = Inbox()
@@ -80,71 +58,32 @@ async def run(count: int, replicas: int, wait: float, dsn: str, blob_root: str) 
         async with isolated_event_namespace("nats://127.0.0.1:4222") as ns:
             bus = await ns.connect("bench")
             await bus.ensure_stream()
-            await domains.ensure(pool, "example.com")
-            alice = await users.create(
-                pool, "alice", "example.com", "alice-password-1", email="alice@mail.test"
-            )
-            await users.update(pool, alice.id, email_attaches_audio=False)
-            blobs = FileBlobStore(blob_root)
-            env = {
-                **os.environ,
-                "SIPUM_DATABASE_URL": dsn,
-                "SIPUM_NATS_URL": ns.url,
-                "SIPUM_EVENTS_PREFIX": ns.prefix,
-                "SIPUM_EVENTS_STREAM": ns.stream,
-                "SIPUM_BLOB_ROOT": blob_root,
-                "SIPUM_HTTP_PORT": "0",
-                "SIPUM_LOG_JSON": "true",
-                "SIPUM_SECRET_KEY": "bench-secret",
-                "SIPUM_SMTP_HOST": "127.0.0.1",
-                "SIPUM_SMTP_PORT": str(port),
-                "SIPUM_TRANSCRIPT_WAIT": str(wait),
-            }
-            procs = [await start("sipum_transcriber", env) for _ in range(replicas)]
-            procs.append(await start("sipum_notifier", env))
-
-            async def drain_logs(proc: asyncio.subprocess.Process) -> None:
-                assert proc.stderr is not None
-                while await proc.stderr.readline():
-                    pass
-
-            readers = [asyncio.create_task(drain_logs(p)) for p in procs]
-            events = []
-            for i in range(count):
-                audio = clips[i % len(clips)]
-                message_id = await messages.allocate_id(pool)
-                key = message_key("example.com", "alice", message_id)
-                await blobs.put(key, audio)
-                message, _ = await messages.insert_idempotent(
-                    pool, owner_id=alice.id, idempotency_key=f"bench-{message_id}",
-                    caller_uri="sip:bob@example.com", called_uri="sip:alice@example.com",
-                    duration_ms=round((len(audio) - 44) / 16), codec="PCMU",
-                    size_bytes=len(audio), blob_key=key, message_id=message_id,
-                )  # fmt: skip
-                events.append(
-                    MessageCreated(
-                        username="alice", domain="example.com", message_id=message.id,
-                        caller_uri=message.caller_uri, called_uri=message.called_uri,
-                        received_at=message.received_at, duration_s=message.duration_ms / 1000,
-                        codec="PCMU", size=len(audio), blob_key=key,
-                    )
-                )  # fmt: skip
-            published = time.time()
-            await asyncio.gather(*(bus.publish(event) for event in events))
-            deadline = time.monotonic() + 300
-            while time.monotonic() < deadline:
-                stored = await pool.fetchval("SELECT count(*) FROM transcripts")
-                if len(inbox.mails) >= count and stored >= count:
-                    break
-                await asyncio.sleep(0.1)
-            rows = await pool.fetch("SELECT extract(epoch FROM created_at) AS t FROM transcripts")
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                await proc.wait()
-            for reader in readers:
-                reader.cancel()
-            await bus.close()
+            alice = await create_alice(pool, email_attaches_audio=False)
+            env = service_env(
+                dsn, ns, blob_root,
+                SIPUM_SECRET_KEY="bench-secret", SIPUM_SMTP_HOST="127.0.0.1",
+                SIPUM_SMTP_PORT=str(port), SIPUM_TRANSCRIPT_WAIT=str(wait),
+            )  # fmt: skip
+            services = ServiceProcesses(env)
+            try:
+                for _ in range(replicas):
+                    await services.start("sipum_transcriber")
+                await services.start("sipum_notifier")
+                events = await store_messages(pool, FileBlobStore(blob_root), alice, clips, count)
+                published = time.time()
+                await asyncio.gather(*(bus.publish(event) for event in events))
+                deadline = time.monotonic() + 300
+                while time.monotonic() < deadline:
+                    stored = await pool.fetchval("SELECT count(*) FROM transcripts")
+                    if len(inbox.mails) >= count and stored >= count:
+                        break
+                    await asyncio.sleep(0.1)
+                rows = await pool.fetch(
+                    "SELECT extract(epoch FROM created_at) AS t FROM transcripts"
+                )
+            finally:
+                await services.stop()
+                await bus.close()
     finally:
         await pool.close()
         smtp.stop()
@@ -153,8 +92,8 @@ async def run(count: int, replicas: int, wait: float, dsn: str, blob_root: str) 
         "machine transcript" in str(m.get_payload(decode=True), "utf-8") for _, m in inbox.mails
     )
     stored_after = [float(row["t"]) - published for row in rows]
-    mail_p50, mail_p99 = quantiles(mailed)
-    stored_p50, stored_p99 = quantiles(stored_after)
+    mail_p50, mail_p99 = p50_p99(mailed)
+    stored_p50, stored_p99 = p50_p99(stored_after)
     return {
         "messages": count,
         "replicas": replicas,

@@ -108,14 +108,22 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
+@contextlib.contextmanager
+def running_moto_server() -> Iterator[MotoServer]:
+    """A moto_server on a free loopback port, stopped by PID at the end (for benchmarks; tests
+    take the session's :func:`moto_server` fixture)."""
     proc, port, log = _start_moto()
     try:
         yield MotoServer(host="127.0.0.1", port=port, pid=proc.pid)
     finally:
         _stop(proc)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    with running_moto_server() as server:
+        yield server
 
 
 def _minio(server: MotoServer, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY):  # type: ignore[no-untyped-def]
