@@ -8,7 +8,6 @@ the message forwarded, spelled on the keypad, to another mailbox of the domain."
 from __future__ import annotations
 
 import asyncio
-import types
 import wave
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,20 +48,15 @@ def seconds_of(library: PromptLibrary, names: list[object]) -> float:
 
 
 async def store_message(system: FirstCallSystem, username: str, audio: np.ndarray) -> int:
+    """A message in ``username``'s inbox, as the media-recorder stores one (blob, then row)."""
     b = system.backends
-    blobs = open_blob_store(
-        types.SimpleNamespace(
-            s3_endpoint=b.s3_endpoint, s3_access_key=b.s3_access_key,
-            s3_secret_key=b.s3_secret_key, s3_bucket=b.s3_bucket, s3_region=b.s3_region,
-        )
-    )  # fmt: skip
     conn = await asyncpg.connect(b.database_url)
     try:
         owner = await conn.fetchval("SELECT id FROM users WHERE username = $1", username)
         message_id = await messages.allocate_id(conn)
         key = message_key(system.domain, username, message_id)
         wav = wav_bytes(audio, RATE)
-        await blobs.put(key, wav, content_type="audio/wav")
+        await open_blob_store(b).put(key, wav, content_type="audio/wav")
         await messages.insert_idempotent(
             conn, owner_id=owner, idempotency_key=f"e2e-menu-{message_id}", caller_uri=CALLER,
             called_uri=f"sip:{username}@{system.domain}", duration_ms=round(len(audio) / 8),
@@ -71,6 +65,71 @@ async def store_message(system: FirstCallSystem, username: str, audio: np.ndarra
         return message_id
     finally:
         await conn.close()
+
+
+async def mailbox_with_a_message(
+    system: FirstCallSystem, username: str, audio: np.ndarray, *, also: tuple[str, ...] = ()
+) -> int:
+    """``username`` (and the mailboxes ``also``) signed up, registered by the agent, with one
+    message of ``audio`` (2 s) in the inbox; its id."""
+    async with httpx.AsyncClient(base_url=system.web_url, timeout=15) as http:
+        for user in (username, *also):
+            await sign_up(http, user, f"{user}-password-1")
+    await wait_registered(system, username)
+    return await store_message(system, username, audio)
+
+
+def message_menu_starts(library: PromptLibrary, message_id: int) -> float:
+    """Seconds into the call when the message menu plays: after the PIN's five keys, the count,
+    the envelope and the 2 s message (the recorder's own prompt files say how long they are)."""
+    entry = Entry(message_id, "inbox", False, CALLER, "", datetime.now(UTC), 2.0)
+    said = [*count_items(1, 0), *envelope_items(1, entry, datetime.now(UTC), ZoneInfo("UTC"))]
+    return 5 * 0.42 + seconds_of(library, said) + 2.0
+
+
+async def owner_calls_the_menu(
+    system: FirstCallSystem,
+    username: str,
+    directory: Path,
+    *,
+    keys: str,
+    keys_after: float,
+    exit_after: float,
+) -> tuple[np.ndarray, list[int]]:
+    """sipp calls ``sip:<username>-retrieve`` through Kamailio (``scenarios/main_menu.xml``):
+    the PIN and ``#``, ``keys`` ``keys_after`` seconds into the call, ``#`` ``exit_after``
+    seconds after those. What it was sent (decoded PCMU) and the RTP sequence numbers."""
+    seq, ts = write_dtmf_pcap(directory / "pin.pcap", PIN + "#")
+    seq, ts = write_dtmf_pcap(directory / "delete.pcap", keys, first_seq=seq, first_timestamp=ts)
+    write_dtmf_pcap(directory / "exit.pcap", "#", first_seq=seq, first_timestamp=ts)
+    media_port = free_udp_port()
+    argv = sipp_argv(
+        "main_menu",
+        system.proxy,
+        port=free_udp_port(),
+        keys={
+            "domain": system.domain,
+            "delete_after": str(round(keys_after * 1000)),
+            "exit_after": str(round(exit_after * 1000)),
+        },
+        timeout=90,
+        extra=["-s", username],
+    )
+    argv[argv.index("-mp") + 1] = str(media_port)
+    capture = LoopbackRtpCapture(media_port).start()
+    try:
+        code, out = await asyncio.to_thread(run_sipp, argv, cwd=directory, limit=100)
+    finally:
+        capture.stop()
+    assert code == 0, f"the sipp owner failed: {out}"
+    return capture.audio(), [seq for _, pt, seq, _ in capture.packets if pt == 0]
+
+
+def heard_at(heard: np.ndarray, needle: np.ndarray) -> float:
+    """Where in ``heard`` (seconds) ``needle`` was said; it must be there."""
+    score, where = best_correlation(heard, needle)
+    assert score > 0.9, (score, len(heard) / RATE)
+    return where / RATE
 
 
 async def test_main_menu_through_kamailio_count_envelope_audio_then_7_deletes(
@@ -82,56 +141,22 @@ async def test_main_menu_through_kamailio_count_envelope_audio_then_7_deletes(
     library = await asyncio.to_thread(PromptLibrary, REPO / "var" / "prompts")
     audio = through_ulaw(known_audio(2.0, seed=41))
     with explained(system):
-        async with httpx.AsyncClient(base_url=system.web_url, timeout=15) as http:
-            await sign_up(http, "fiona", "fiona-password-1")
-        await wait_registered(system, "fiona")
-        message_id = await store_message(system, "fiona", audio)
-
-        # when the message menu will be playing: after the PIN's five keys, the count, the
-        # envelope and the message (the recorder's own prompt files say how long they are)
-        entry = Entry(message_id, "inbox", False, CALLER, "", datetime.now(UTC), 2.0)
-        said = [*count_items(1, 0), *envelope_items(1, entry, datetime.now(UTC), ZoneInfo("UTC"))]
-        menu_starts = 5 * 0.42 + seconds_of(library, said) + 2.0
-        seq, ts = write_dtmf_pcap(tmp_path / "pin.pcap", PIN + "#")
-        seq, ts = write_dtmf_pcap(tmp_path / "delete.pcap", "7", first_seq=seq, first_timestamp=ts)
-        write_dtmf_pcap(tmp_path / "exit.pcap", "#", first_seq=seq, first_timestamp=ts)
-
-        media_port = free_udp_port()
-        argv = sipp_argv(
-            "main_menu",
-            system.proxy,
-            port=free_udp_port(),
-            keys={
-                "domain": system.domain,
-                "delete_after": str(round((menu_starts + 3.0) * 1000)),
-                "exit_after": "3000",
-            },
-            timeout=90,
-            extra=["-s", "fiona"],
+        message_id = await mailbox_with_a_message(system, "fiona", audio)
+        heard, seqs = await owner_calls_the_menu(
+            system,
+            "fiona",
+            tmp_path,
+            keys="7",
+            keys_after=message_menu_starts(library, message_id) + 3.0,
+            exit_after=3.0,
         )
-        argv[argv.index("-mp") + 1] = str(media_port)
-        capture = LoopbackRtpCapture(media_port).start()
-        try:
-            code, out = await asyncio.to_thread(run_sipp, argv, cwd=tmp_path, limit=100)
-        finally:
-            capture.stop()
-        assert code == 0, f"the sipp owner failed: {out}"
-
-        heard = capture.audio()
-        seqs = [seq for _, pt, seq, _ in capture.packets if pt == 0]
         lost = sum(1 for a, b in zip(seqs, seqs[1:], strict=False) if (b - a) % 65536 != 1)
         assert lost == 0, f"{lost} gaps in what sipp was sent"
-
-        def at(needle: np.ndarray) -> float:
-            score, where = best_correlation(heard, needle)
-            assert score > 0.9, (score, len(heard) / RATE)
-            return where / RATE
-
-        t_count = at(prompt(library, "you-have"))
-        t_envelope = at(prompt(library, "received"))
-        t_audio = at(audio)
-        t_menu = at(prompt(library, "message-menu")[: RATE * 2])
-        t_deleted = at(prompt(library, "message-deleted"))
+        t_count = heard_at(heard, prompt(library, "you-have"))
+        t_envelope = heard_at(heard, prompt(library, "received"))
+        t_audio = heard_at(heard, audio)
+        t_menu = heard_at(heard, prompt(library, "message-menu")[: RATE * 2])
+        t_deleted = heard_at(heard, prompt(library, "message-deleted"))
         assert t_count < t_envelope < t_audio < t_menu < t_deleted, (
             t_count, t_envelope, t_audio, t_menu, t_deleted,
         )  # fmt: skip
@@ -161,53 +186,18 @@ async def test_main_menu_through_kamailio_8_forwards_to_another_mailbox_of_the_d
     library = await asyncio.to_thread(PromptLibrary, REPO / "var" / "prompts")
     audio = through_ulaw(known_audio(2.0, seed=43))
     with explained(system):
-        async with httpx.AsyncClient(base_url=system.web_url, timeout=15) as http:
-            await sign_up(http, "hanna", "hanna-password-1")
-            await sign_up(http, "ivan", "ivan-password-1")
-        await wait_registered(system, "hanna")
-        message_id = await store_message(system, "hanna", audio)
-
-        entry = Entry(message_id, "inbox", False, CALLER, "", datetime.now(UTC), 2.0)
-        said = [*count_items(1, 0), *envelope_items(1, entry, datetime.now(UTC), ZoneInfo("UTC"))]
-        menu_starts = 5 * 0.42 + seconds_of(library, said) + 2.0
-        seq, ts = write_dtmf_pcap(tmp_path / "pin.pcap", PIN + "#")
-        # the scenario's second file: here the forward — 8, i-v-a-n, #, 2 (without a comment)
-        seq, ts = write_dtmf_pcap(
-            tmp_path / "delete.pcap", "84826#2", first_seq=seq, first_timestamp=ts
+        message_id = await mailbox_with_a_message(system, "hanna", audio, also=("ivan",))
+        # the forward — 8, i-v-a-n, #, 2 (without a comment); then the end of the digits, the
+        # copy stored, "Message forwarded." said: then # exits
+        heard, _ = await owner_calls_the_menu(
+            system,
+            "hanna",
+            tmp_path,
+            keys="84826#2",
+            keys_after=message_menu_starts(library, message_id) + 3.0,
+            exit_after=7 * 0.42 + seconds_of(library, ["message-forwarded"]) + 2.0,
         )
-        write_dtmf_pcap(tmp_path / "exit.pcap", "#", first_seq=seq, first_timestamp=ts)
-        # the end of the digits, the copy stored, "Message forwarded." said: then # exits
-        forwarded_said = 7 * 0.42 + seconds_of(library, ["message-forwarded"]) + 2.0
-
-        media_port = free_udp_port()
-        argv = sipp_argv(
-            "main_menu",
-            system.proxy,
-            port=free_udp_port(),
-            keys={
-                "domain": system.domain,
-                "delete_after": str(round((menu_starts + 3.0) * 1000)),
-                "exit_after": str(round(forwarded_said * 1000)),
-            },
-            timeout=90,
-            extra=["-s", "hanna"],
-        )
-        argv[argv.index("-mp") + 1] = str(media_port)
-        capture = LoopbackRtpCapture(media_port).start()
-        try:
-            code, out = await asyncio.to_thread(run_sipp, argv, cwd=tmp_path, limit=100)
-        finally:
-            capture.stop()
-        assert code == 0, f"the sipp owner failed: {out}"
-
-        heard = capture.audio()
-
-        def at(needle: np.ndarray) -> float:
-            score, where = best_correlation(heard, needle)
-            assert score > 0.9, (score, len(heard) / RATE)
-            return where / RATE
-
-        assert at(audio) < at(prompt(library, "message-forwarded"))
+        assert heard_at(heard, audio) < heard_at(heard, prompt(library, "message-forwarded"))
 
         created = await watch.wait_for("message.created", limit=10, username="ivan")
         assert created.data["caller_uri"] == f"sip:hanna@{system.domain}"
@@ -223,12 +213,5 @@ async def test_main_menu_through_kamailio_8_forwards_to_another_mailbox_of_the_d
         [copy] = rows
         assert copy["folder"] == "inbox" and copy["id"] == created.data["message_id"]
         assert copy["id"] != message_id and original["folder"] == "inbox"
-        b = system.backends
-        blobs = open_blob_store(
-            types.SimpleNamespace(
-                s3_endpoint=b.s3_endpoint, s3_access_key=b.s3_access_key,
-                s3_secret_key=b.s3_secret_key, s3_bucket=b.s3_bucket, s3_region=b.s3_region,
-            )
-        )  # fmt: skip
-        stored = decode_audio(await blobs.get(copy["blob_key"])).pcm
+        stored = decode_audio(await open_blob_store(system.backends).get(copy["blob_key"])).pcm
         assert best_correlation(stored, audio)[0] > 0.99  # the original's audio, as stored
