@@ -252,7 +252,8 @@ class Outcome:
 @dataclass
 class CallsInProgress:
     """``calls`` callers through Kamailio at once (``async with``: entered when every one of
-    them speaks); ``watch`` opens an :class:`EventWatch` on the system's events first."""
+    them speaks); with ``watch_events`` an :class:`EventWatch` on the system's events
+    (``watch``) is open from before the first call until the end."""
 
     system: FirstCallSystem
     calls: int = CALLS
@@ -312,6 +313,8 @@ class CallsInProgress:
                     await asyncio.wait({waiting, *running}, return_when=asyncio.FIRST_COMPLETED)
             waiting.result()
         finally:
+            if waiting.done() and not waiting.cancelled():
+                waiting.exception()  # retrieved (the caller's own error was raised instead)
             waiting.cancel()
 
     async def _abandon(self) -> None:
