@@ -470,6 +470,11 @@ class MediaAllocateRequest(Envelope):
     trusted: bool = False
     max_duration_s: float | None = None
     agent_id: str | None = None
+    continue_session_id: str | None = None
+    """The call moves here from a replica that is gone (``mode=record``): this session takes over
+    the recording of that session — same session id (the message's idempotency key), the audio
+    the gone replica spooled first, then what is said from now on; one message. Without a
+    spooled recording (the caller was still hearing the greeting) the call starts again."""
 
 
 class MediaAllocateReply(Envelope):
