@@ -51,6 +51,8 @@ from sipum_protocol.sip.ua import (
     CallEnded,
     IncomingCall,
     IncomingRequest,
+    ReofferAccepted,
+    ReofferFailed,
     SessionTimerConfig,
     UserAgentEvent,
 )
@@ -193,7 +195,9 @@ class RegistrarAgentService:
         if s.recorder_liveness:
             self.recorders = RecorderWatch(
                 ctx.bus,
-                on_lost=lambda active: self.calls.media_lost(active) if self.calls else None,
+                on_lost=lambda active, rid: (
+                    self.calls.media_lost(active, rid) if self.calls else None
+                ),
                 unknown_after=s.recorder_unknown_seconds,
             )
             await self.recorders.start()
@@ -206,6 +210,8 @@ class RegistrarAgentService:
                 agent_id=self.agent_id,
                 media_timeout=s.media_timeout,
                 retry_after_seconds=s.retry_after_seconds,
+                move_calls=s.recorder_move_calls,
+                move_reinvite_seconds=s.recorder_move_reinvite_seconds,
             ),
             recorders=self.recorders,
         )
@@ -359,6 +365,8 @@ class RegistrarAgentService:
             state.on_ended(event.reason, event.status)
         elif isinstance(event, CallCancelled):
             state.cancel_reason = event.reason  # CallEnded follows
+        elif isinstance(event, ReofferAccepted | ReofferFailed):
+            state.on_reoffer(event)  # our re-INVITE of a call being moved
 
     def _call_done(self, active: ActiveCall, task: asyncio.Task[Any]) -> None:
         self.active.discard(active)

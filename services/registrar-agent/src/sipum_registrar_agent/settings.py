@@ -57,6 +57,11 @@ class RegistrarAgentSettings(ServiceSettings):
     """Shorter requested intervals get ``422`` with this ``Min-SE``."""
     recorder_liveness: bool = True
     """Watch the media-recorders' heartbeats and end (BYE) the calls of one that is gone."""
+    recorder_move_calls: bool = True
+    """A recording call whose media-recorder is gone is moved to another live replica (which
+    continues the same message) by a re-INVITE with the new SDP; off, or when that fails: BYE."""
+    recorder_move_reinvite_seconds: float = Field(default=4.0, gt=0)
+    """How long the caller has to answer the re-INVITE of a move before we fall back to BYE."""
     recorder_unknown_seconds: float = Field(default=2.0, gt=0)
     """A recorder that answered an allocation but is not heard from within this long is taken
     for gone (it died right after answering, or does not send heartbeats)."""
