@@ -23,6 +23,12 @@ def killed() -> set[str]:
 
 
 @pytest.fixture
+def agent_env() -> dict[str, str]:
+    """More registrar-agent settings for the system (a test module overrides this fixture)."""
+    return {}
+
+
+@pytest.fixture
 def s3_proxy(moto_server: MotoServer) -> Iterator[TcpProxy]:
     """The services reach the blob store through this (``down()``: the store is away)."""
     proxy = TcpProxy(moto_server.host, moto_server.port)
@@ -45,6 +51,7 @@ def system(
     moto_server: MotoServer,
     s3_proxy: TcpProxy,
     killed: set[str],
+    agent_env: dict[str, str],
 ) -> Iterator[FirstCallSystem]:
     token = uuid.uuid4().hex[:16]
     prefix, stream = f"t{token}", f"TEST_{token}"
@@ -63,7 +70,7 @@ def system(
             s3_secret_key=SECRET_KEY,
             s3_region=REGION,
         )
-        running = start_system(backends, recorders=2)
+        running = start_system(backends, recorders=2, agent_env=agent_env)
         try:
             yield running
         finally:

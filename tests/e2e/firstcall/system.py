@@ -299,9 +299,11 @@ def start_system(
     secret_key: str = "e2e-signing-key",
     transcriber: bool = False,
     recorders: int = 1,
+    agent_env: dict[str, str] | None = None,
 ) -> FirstCallSystem:
     """``recorders`` media-recorder replicas: ``media-recorder`` (id ``e2e-recorder``), then
-    ``media-recorder-2`` (``e2e-recorder-2``), …"""
+    ``media-recorder-2`` (``e2e-recorder-2``), …; ``agent_env``: more settings of the
+    registrar-agent (``SIPUM_…``)."""
     smtp = MailServer().start()
     kamailio_db = backends.database_url.replace("postgresql://", "postgres://", 1)
     try:
@@ -360,6 +362,7 @@ def start_system(
             SIPUM_REGISTRAR=f"{kamailio.host}:{kamailio.port}",
             SIPUM_SIP_HOST="127.0.0.1",
             SIPUM_SIP_PORT=str(system.agent_sip_port),
+            **(agent_env or {}),
         )
         for service in system.services.values():
             service.wait_for_log("service started", timeout=60)
