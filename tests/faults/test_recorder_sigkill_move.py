@@ -20,6 +20,10 @@ Counted from outside (PostgreSQL rows, the SMTP server's mails, the message WAVs
 * the survivor's calls: whole messages, not interrupted.
 
 A table with the figures (gap lost, time to move) is printed (``pytest -s``).
+
+The fallback: callers that refuse the re-INVITE (488) are hung up by the agent (BYE) right after
+it; their message — what was said before the kill — is stored once, by the session the move
+allocated (not doubled by recovery).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import asyncpg
 import numpy as np
 import pytest
 from sipum.blobstore import S3BlobStore
-from sipum_protocol.sip.ua import SessionModified, UserAgentEvent
+from sipum_protocol.sip.ua import NotAcceptableOffer, SessionModified, UserAgentEvent
 
 from ..e2e.firstcall.audio import find, known_audio, through_ulaw, wav_pcm
 from ..e2e.firstcall.phone import Caller, RtpPeer, wait_event
@@ -55,11 +59,23 @@ RECORDERS = {"e2e-recorder": "media-recorder", "e2e-recorder-2": "media-recorder
 class FollowingCaller(Caller):
     """A caller whose RTP follows a re-INVITE (RFC 3264 §8: the new offer's address)."""
 
-    def __init__(self, *, user: str, domain: str, rtp: RtpPeer) -> None:
+    def __init__(self, *, user: str, domain: str, rtp: RtpPeer, refuse: bool = False) -> None:
         super().__init__(user=user, domain=domain)
         self.rtp = rtp
+        self.refuse = refuse
+        """Answer every re-offer 488 (a phone that cannot follow)."""
         self.moved_at: float | None = None
         """``time.monotonic()`` when the re-INVITE with a new address arrived."""
+
+    async def __aenter__(self) -> FollowingCaller:
+        await super().__aenter__()
+        if self.refuse:
+
+            def refuse(_ours: bytes, _offer: bytes) -> bytes:
+                raise NotAcceptableOffer("this phone does not follow re-INVITEs")
+
+            self.endpoint.ua.session_answerer = refuse
+        return self
 
     def _on_event(self, event: UserAgentEvent) -> None:
         if isinstance(event, SessionModified) and event.offer is not None:
@@ -77,16 +93,24 @@ class MovedCall:
     speech_start: float = 0.0
     moved_at: float | None = None
     ended_by: str = ""
+    ended_at: float = 0.0
 
 
 async def place_following_call(
-    system: FirstCallSystem, index: int, speaking: asyncio.Event, out: list[MovedCall]
+    system: FirstCallSystem,
+    index: int,
+    speaking: asyncio.Event,
+    out: list[MovedCall],
+    *,
+    refuse: bool = False,
 ) -> None:
     rtp = await RtpPeer().open()
     placed = MovedCall(index)
     out.append(placed)
     try:
-        async with FollowingCaller(user=f"caller{index}", domain=system.domain, rtp=rtp) as caller:
+        async with FollowingCaller(
+            user=f"caller{index}", domain=system.domain, rtp=rtp, refuse=refuse
+        ) as caller:
             record = caller.invite(f"sip:alice@{system.domain}", system.proxy, rtp.offer())
             placed.call_id = record.call.call_id
             await wait_event(record.answered, 30, f"call {index} answered", caller)
@@ -106,6 +130,7 @@ async def place_following_call(
             sender.cancel()
             await wait_event(record.ended, 10, f"call {index} ended", caller)
             placed.ended_by = record.end_reason or ""
+            placed.ended_at = time.monotonic()
             placed.moved_at = caller.moved_at
     finally:
         rtp.close()
@@ -246,3 +271,67 @@ async def test_sigkill_of_a_media_recorder_moves_its_calls_to_the_survivor(
             assert not row["interrupted"], row
             assert abs(row["duration_ms"] / 1000 - SPEECH_SECONDS) < 0.6, row
     assert np.all([len(a) > 0 for a in audio.values()])
+
+
+async def test_a_caller_refusing_the_reinvite_is_hung_up_and_its_message_kept_once(
+    system: FirstCallSystem, killed: set[str]
+) -> None:
+    await sign_up_alice(system)
+    watch = await EventWatch(system.backends.nats_url, system.backends.events_prefix).start()
+    calls_n = 2
+    try:
+        placed: list[MovedCall] = []
+        speaking = [asyncio.Event() for _ in range(calls_n)]
+        calls = [
+            asyncio.create_task(place_following_call(system, i, speaking[i], placed, refuse=True))
+            for i in range(calls_n)
+        ]
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in speaking)), 60)
+        answered = {e.data["call_id"]: e.data for e in watch.of("call.answered")}
+        holders = [answered[p.call_id]["recorder_id"] for p in placed]
+        victim = max(RECORDERS, key=holders.count)
+        await asyncio.sleep(
+            max(0.0, max(p.speech_start for p in placed) + KILL_AFTER - time.monotonic())
+        )
+        killed.add(RECORDERS[victim])
+        system.services[RECORDERS[victim]].proc.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        await asyncio.wait_for(asyncio.gather(*calls), 60)
+        created = await wait_for_count(watch, "message.created", calls_n, limit=20)
+        await asyncio.sleep(max(1.0, killed_at + 5.0 - time.monotonic()))
+        rows = await rows_with_blobs(system.backends.database_url)
+        ended = {e.data["call_id"]: e.data for e in watch.of("call.ended")}
+    finally:
+        await watch.close()
+    sessions = {p.call_id: answered[p.call_id]["session_id"] for p in placed}
+    on_victim = [p for p in placed if answered[p.call_id]["recorder_id"] == victim]
+    by_session: dict[str, list[asyncpg.Record]] = {}
+    for row in rows:
+        by_session.setdefault(row["idempotency_key"], []).append(row)
+    bye_after = [p.ended_at - killed_at for p in on_victim]
+    print(
+        table(
+            [
+                {
+                    "fault": "SIGKILL media-recorder, re-INVITE refused",
+                    "calls": calls_n,
+                    "on killed": len(on_victim),
+                    "stored": sum(1 for p in placed if by_session.get(sessions[p.call_id])),
+                    "rows": len(rows),
+                    "BYE after kill (max)": f"{max(bye_after, default=0.0):.2f} s",
+                }
+            ]
+        )
+    )
+    assert on_victim
+    assert len(created) == calls_n and len(rows) == calls_n  # 0 lost, 0 doubled
+    for p in on_victim:
+        (row,) = by_session[sessions[p.call_id]]
+        assert p.ended_by == "remote-bye"  # the agent hung up after the 488
+        assert ended[p.call_id]["end_reason"] == "media_lost"
+        assert row["interrupted"]
+        # what was said before the kill (less at most 0.5 s), and perhaps the new session's
+        # trailing silence (0.5 s) before our BYE
+        said = killed_at - p.speech_start
+        assert said - 0.6 <= row["duration_ms"] / 1000 <= said + 0.8, (row, said)
+    assert max(bye_after) <= MOVE_LIMIT + 0.5, bye_after
