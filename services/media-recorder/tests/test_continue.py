@@ -218,3 +218,32 @@ async def test_only_a_recording_can_be_continued(world: Any) -> None:
         await caller.allocate(caller.request(mode="menu", continue_session_id="sx", trusted=True))
     assert raised.value.code == "unsupported"
     caller.close()
+
+
+async def test_a_continue_that_fails_after_the_takeover_is_recovered_by_this_replica(
+    world: Any,
+) -> None:
+    """The manifest already names us when the allocation fails (here: the request names a
+    mailbox that does not exist): nobody else would recover it now, so we do, at once."""
+    from sipum.events import RemoteError
+
+    await spool_of(
+        world,
+        "sfails",
+        speech_like(1.5, seed=56),
+        recorder="rec-gone",
+        started=datetime.now(UTC) - timedelta(seconds=1.5),
+    )
+    service = await world.start_recorder(recorder_id="survivor")
+    caller = await world.caller()
+    with pytest.raises(RemoteError) as raised:
+        await caller.allocate(caller.request(continue_session_id="sfails", username="nobody"))
+    assert raised.value.code == "not_found"
+    loop = asyncio.get_running_loop()
+    refused = loop.time()
+    while not service.recovered:
+        await asyncio.sleep(0.02)
+        assert loop.time() - refused < 3, "not recovered"
+    (message,) = await messages.list_for_user(world.pool, world.alice.id, "inbox")
+    assert message.idempotency_key == "sfails" and message.interrupted
+    caller.close()

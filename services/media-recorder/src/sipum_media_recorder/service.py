@@ -273,7 +273,14 @@ class MediaRecorderService:
                 await svc.blobs.put(
                     manifest_key(session_id), meta.to_json(), content_type="application/json"
                 )
-            return await self._allocate(session_id, request, spooled=spooled)
+            try:
+                return await self._allocate(session_id, request, spooled=spooled)
+            except BaseException:
+                if spooled is not None:
+                    # The manifest names us now but no session of ours holds it: our own
+                    # recovery stores it (the agent, refused, ends the call).
+                    self._loop_later(0.0)
+                raise
         finally:
             self._continuing.discard(session_id)
 
