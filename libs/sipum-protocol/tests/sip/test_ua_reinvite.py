@@ -341,3 +341,31 @@ def test_uac_refresher_is_not_refreshed_by_us() -> None:
     _agent, phone, _call, ok = refresher_call("Supported: timer\nSession-Expires: 200")
     assert ok.headers.get("Session-Expires") == "200;refresher=uac"
     assert invites(phone.tick(150.0)) == []
+
+
+def test_glare_on_an_outgoing_call_waits_like_the_call_id_owner() -> None:
+    """We sent the dialog's first INVITE (we own the Call-ID): 2.1-4 s after a 491 (§14.1)."""
+    agent = make_ua()
+    phone = Phone(agent)
+    call = agent.invite("sip:alice@127.0.0.1:5062", peer=PHONE, sdp=ANSWER.encode(), now=0.0)
+    (invite,) = invites(phone.drain())
+    ok = make_response(
+        invite,
+        200,
+        to_tag="callee1",
+        headers=[("Contact", "<sip:alice@127.0.0.1:5062>"), ("Content-Type", "application/sdp")],
+        body=PHONE_ANSWER.encode(),
+    )
+    agent.receive_data(bytes(ok), PHONE, 0.1)
+    assert len(invites(phone.drain(), "ACK")) == 1
+    agent.events()
+    call.reinvite(MOVED.encode(), 1.0)
+    (reinvite,) = invites(phone.drain())
+    assert reinvite.to.tag == "callee1" and reinvite.cseq[0] == invite.cseq[0] + 1
+    agent.receive_data(bytes(make_response(reinvite, 491)), PHONE, 1.1)
+    phone.drain()
+    expected = glare_delay(call_id_owner=True, rng=random.Random(7))
+    assert 2.1 <= expected <= 4.0
+    assert invites(phone.tick(1.1 + expected - 0.02)) == []
+    (retry,) = invites(phone.tick(1.1 + expected + 0.001))
+    assert retry.cseq[0] == reinvite.cseq[0] + 1
