@@ -21,9 +21,10 @@ Counted from outside (PostgreSQL rows, the SMTP server's mails, the message WAVs
 
 A table with the figures (gap lost, time to move) is printed (``pytest -s``).
 
-The fallback: callers that refuse the re-INVITE (488) are hung up by the agent (BYE) right after
-it; their message — what was said before the kill — is stored once, by the session the move
-allocated (not doubled by recovery).
+The fallback: callers that refuse the re-INVITE (488), or never answer it (its datagrams are
+dropped), are hung up by the agent (BYE) right after the 488 / after
+``recorder_move_reinvite_seconds`` (4 s); their message — what was said before the kill — is
+stored once, by the session the move allocated (not doubled by recovery).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import asyncpg
 import numpy as np
 import pytest
 from sipum.blobstore import S3BlobStore
+from sipum_protocol.sip.transaction import Peer
 from sipum_protocol.sip.ua import NotAcceptableOffer, SessionModified, UserAgentEvent
 
 from ..e2e.firstcall.audio import find, known_audio, through_ulaw, wav_pcm
@@ -59,11 +61,23 @@ RECORDERS = {"e2e-recorder": "media-recorder", "e2e-recorder-2": "media-recorder
 class FollowingCaller(Caller):
     """A caller whose RTP follows a re-INVITE (RFC 3264 §8: the new offer's address)."""
 
-    def __init__(self, *, user: str, domain: str, rtp: RtpPeer, refuse: bool = False) -> None:
+    def __init__(
+        self, *, user: str, domain: str, rtp: RtpPeer, refuse: bool = False, deaf: bool = False
+    ) -> None:
         super().__init__(user=user, domain=domain)
         self.rtp = rtp
         self.refuse = refuse
         """Answer every re-offer 488 (a phone that cannot follow)."""
+        if deaf:
+            # Never hears a re-INVITE (a caller only ever receives INVITEs in its dialog);
+            # wrapped before start(), like the trace tap.
+            receive = self.endpoint._receive
+
+            def drop_invites(data: bytes, peer: Peer) -> None:
+                if not data.startswith(b"INVITE "):
+                    receive(data, peer)
+
+            self.endpoint._receive = drop_invites  # type: ignore[method-assign]
         self.moved_at: float | None = None
         """``time.monotonic()`` when the re-INVITE with a new address arrived."""
 
@@ -103,13 +117,15 @@ async def place_following_call(
     out: list[MovedCall],
     *,
     refuse: bool = False,
+    deaf: bool = False,
+    speech_seconds: float = SPEECH_SECONDS,
 ) -> None:
     rtp = await RtpPeer().open()
     placed = MovedCall(index)
     out.append(placed)
     try:
         async with FollowingCaller(
-            user=f"caller{index}", domain=system.domain, rtp=rtp, refuse=refuse
+            user=f"caller{index}", domain=system.domain, rtp=rtp, refuse=refuse, deaf=deaf
         ) as caller:
             record = caller.invite(f"sip:alice@{system.domain}", system.proxy, rtp.offer())
             placed.call_id = record.call.call_id
@@ -120,7 +136,7 @@ async def place_following_call(
             placed.speech_start = time.monotonic()
             speaking.set()
             sender = asyncio.create_task(
-                rtp.send_audio(known_audio(SPEECH_SECONDS, seed=200 + index))
+                rtp.send_audio(known_audio(speech_seconds, seed=200 + index))
             )
             ended = asyncio.create_task(record.ended.wait())
             await asyncio.wait({sender, ended}, return_when=asyncio.FIRST_COMPLETED)
@@ -273,9 +289,11 @@ async def test_sigkill_of_a_media_recorder_moves_its_calls_to_the_survivor(
     assert np.all([len(a) > 0 for a in audio.values()])
 
 
-async def test_a_caller_refusing_the_reinvite_is_hung_up_and_its_message_kept_once(
-    system: FirstCallSystem, killed: set[str]
+@pytest.mark.parametrize("caller_kind", ["refuses", "deaf"])
+async def test_a_caller_not_following_the_reinvite_is_hung_up_and_its_message_kept_once(
+    system: FirstCallSystem, killed: set[str], caller_kind: str
 ) -> None:
+    deaf = caller_kind == "deaf"
     await sign_up_alice(system)
     watch = await EventWatch(system.backends.nats_url, system.backends.events_prefix).start()
     calls_n = 2
@@ -283,7 +301,18 @@ async def test_a_caller_refusing_the_reinvite_is_hung_up_and_its_message_kept_on
         placed: list[MovedCall] = []
         speaking = [asyncio.Event() for _ in range(calls_n)]
         calls = [
-            asyncio.create_task(place_following_call(system, i, speaking[i], placed, refuse=True))
+            asyncio.create_task(
+                place_following_call(
+                    system,
+                    i,
+                    speaking[i],
+                    placed,
+                    refuse=not deaf,
+                    deaf=deaf,
+                    # a deaf caller must still be talking when the agent gives up on it
+                    speech_seconds=SPEECH_SECONDS + (4.0 if deaf else 0.0),
+                )
+            )
             for i in range(calls_n)
         ]
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in speaking)), 60)
@@ -313,7 +342,7 @@ async def test_a_caller_refusing_the_reinvite_is_hung_up_and_its_message_kept_on
         table(
             [
                 {
-                    "fault": "SIGKILL media-recorder, re-INVITE refused",
+                    "fault": f"SIGKILL media-recorder, caller {caller_kind}",
                     "calls": calls_n,
                     "on killed": len(on_victim),
                     "stored": sum(1 for p in placed if by_session.get(sessions[p.call_id])),
@@ -327,11 +356,14 @@ async def test_a_caller_refusing_the_reinvite_is_hung_up_and_its_message_kept_on
     assert len(created) == calls_n and len(rows) == calls_n  # 0 lost, 0 doubled
     for p in on_victim:
         (row,) = by_session[sessions[p.call_id]]
-        assert p.ended_by == "remote-bye"  # the agent hung up after the 488
+        assert p.ended_by == "remote-bye"  # the agent hung up after the 488 / the 4 s
         assert ended[p.call_id]["end_reason"] == "media_lost"
         assert row["interrupted"]
         # what was said before the kill (less at most 0.5 s), and perhaps the new session's
         # trailing silence (0.5 s) before our BYE
         said = killed_at - p.speech_start
         assert said - 0.6 <= row["duration_ms"] / 1000 <= said + 0.8, (row, said)
-    assert max(bye_after) <= MOVE_LIMIT + 0.5, bye_after
+    # the 488 comes at once; a deaf caller is given recorder_move_reinvite_seconds (4 s)
+    assert max(bye_after) <= MOVE_LIMIT + (4.0 if deaf else 0.0) + 0.5, bye_after
+    if deaf:
+        assert min(bye_after) >= 4.0, bye_after
