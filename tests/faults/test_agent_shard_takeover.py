@@ -4,7 +4,12 @@ Within a few seconds agent 1 (the live agent with the lowest index) REGISTERs sh
 at Kamailio with its own contact, and a call for that user — forked by Kamailio to the dead
 contact and to agent 1's — is answered by agent 1 and stored. Agent 0 restarted: it registers
 its user again, says ``up``, and only then does agent 1 withdraw its binding (``Expires: 0``
-for its own contact): at no moment is the user without a live voicemail contact."""
+for its own contact): at no moment is the user without a live voicemail contact.
+
+The user's phone has an MWI subscription with agent 0 all along: agent 1 restores it from the
+store at the takeover (a NOTIFY in the same dialog with agent 1's Contact, so the phone's
+refresh goes to agent 1 — answered 200), NOTIFYs the new message, and gives it back with the
+shard: agent 0 NOTIFYs it again (its Contact) once agent 1 no longer serves shard 0."""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ import time
 import asyncpg
 import httpx
 import pytest
+from sipum_protocol.sip.message import SipRequest
+from sipum_protocol.sip.mwi import parse_summary
 from sipum_registrar_agent.registrations import shard_of
 
 from ..e2e.firstcall.audio import known_audio
@@ -22,6 +29,7 @@ from ..e2e.firstcall.phone import Caller, RtpPeer, wait_event
 from ..e2e.firstcall.system import FirstCallSystem
 from ..e2e.firstcall.watch import set_ring_timeout
 from .calls import table
+from .mwi_phone import MwiPhone
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -87,6 +95,32 @@ async def call_and_speak(system: FirstCallSystem, username: str) -> str:
         rtp.close()
 
 
+def notify_from(port: int, request: SipRequest) -> bool:
+    return f":{port}" in (request.headers.get("Contact") or "")
+
+
+async def notify_matching(
+    phone: MwiPhone, predicate: object, limit: float, what: str
+) -> SipRequest:
+    """The first NOTIFY (from now on) for which ``predicate`` holds."""
+    seen = len(phone.notifies)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while True:
+        for request in phone.notifies[seen:]:
+            if predicate(request):  # type: ignore[operator]
+                return request
+        seen = len(phone.notifies)
+        assert loop.time() < deadline, f"no NOTIFY {what} within {limit} s"
+        await asyncio.sleep(0.05)
+
+
+def waiting(request: SipRequest) -> tuple[bool, int, int]:
+    summary = parse_summary(request.body)
+    voice = summary.voice
+    return summary.waiting, voice.new if voice else 0, voice.old if voice else 0
+
+
 async def stored_for(database_url: str, username: str) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(database_url, timeout=10)
     try:
@@ -104,6 +138,11 @@ async def stored_for(database_url: str, username: str) -> list[asyncpg.Record]:
 async def test_sigkill_of_agent_0_agent_1_takes_its_shard_and_gives_it_back(
     system: FirstCallSystem, killed: set[str]
 ) -> None:
+    async with MwiPhone(system, SHARD0_USER) as phone:
+        await takeover_and_back(system, killed, phone)
+
+
+async def takeover_and_back(system: FirstCallSystem, killed: set[str], phone: MwiPhone) -> None:
     assert shard_of(SHARD0_USER, system.domain, 2) == 0
     assert shard_of(SHARD1_USER, system.domain, 2) == 1
     port0 = system.agent_ports["registrar-agent"]
@@ -116,6 +155,9 @@ async def test_sigkill_of_agent_0_agent_1_takes_its_shard_and_gives_it_back(
     await asyncio.sleep(3.0)  # both agents beat for longer than the 2 s timeout
     assert set(ports_of(system, SHARD0_USER)) == {port0}
     old_call_id = ports_of(system, SHARD0_USER)[port0]
+    await phone.subscribe()  # Kamailio sends it to frank's voicemail contact: agent 0's
+    first = await notify_matching(phone, lambda n: notify_from(port0, n), 10, "from agent 0")
+    assert waiting(first) == (False, 0, 0)
 
     # -- SIGKILL agent 0: agent 1 takes shard 0
     killed.add("registrar-agent")
@@ -126,6 +168,12 @@ async def test_sigkill_of_agent_0_agent_1_takes_its_shard_and_gives_it_back(
     takeover_s = time.monotonic() - killed_at
     agent1 = system.services["registrar-agent-1"]
     assert agent1.logged("took over a shard")[0]["shard"] == 0
+    # the taker restored frank's MWI subscription: same dialog, its Contact, a higher CSeq
+    restored = await notify_matching(phone, lambda n: notify_from(port1, n), 10, "from agent 1")
+    restored_s = time.monotonic() - killed_at
+    assert restored.call_id == first.call_id and restored.to.tag == first.to.tag
+    assert restored.cseq[0] > first.cseq[0] and waiting(restored) == (False, 0, 0)
+    assert (await phone.refresh()).status == 200  # to agent 1 now (the new remote target)
 
     # -- a call for frank is answered (by agent 1) and stored
     target = await call_and_speak(system, SHARD0_USER)
@@ -135,6 +183,8 @@ async def test_sigkill_of_agent_0_agent_1_takes_its_shard_and_gives_it_back(
     while not (rows := await stored_for(system.backends.database_url, SHARD0_USER)):
         assert loop.time() < deadline, "frank's message was never stored"
         await asyncio.sleep(0.2)
+    lit = await notify_matching(phone, lambda n: waiting(n)[0], 10, "saying yes")
+    assert notify_from(port1, lit) and waiting(lit) == (True, 1, 0)
 
     # -- agent 0 back: it registers first, then agent 1 withdraws its own binding
     seen: list[dict[int, str]] = []
@@ -148,6 +198,11 @@ async def test_sigkill_of_agent_0_agent_1_takes_its_shard_and_gives_it_back(
 
     await wait_until(handed_back, 20, "frank back at agent 0 only")
     handback_s = time.monotonic() - restarted_at
+    back = await notify_matching(phone, lambda n: notify_from(port0, n), 15, "from agent 0 again")
+    mwi_back_s = time.monotonic() - restarted_at
+    assert back.call_id == first.call_id and back.cseq[0] > lit.cseq[0]
+    assert waiting(back) == (True, 1, 0)
+    assert (await phone.refresh()).status == 200  # agent 0 holds the dialog again
     # gapless: agent 1's contact only went away after agent 0's new REGISTER was bound
     for snapshot in seen:
         assert port1 in snapshot or snapshot.get(port0, old_call_id) != old_call_id, seen
@@ -161,7 +216,9 @@ async def test_sigkill_of_agent_0_agent_1_takes_its_shard_and_gives_it_back(
                     "takeover (s)": f"{takeover_s:.2f}",
                     "call for shard 0 answered by": target,
                     "stored": len(rows),
+                    "MWI NOTIFY from agent 1 (s)": f"{restored_s:.2f}",
                     "hand-back after restart (s)": f"{handback_s:.2f}",
+                    "MWI NOTIFY from agent 0 again (s)": f"{mwi_back_s:.2f}",
                     "snapshots without a live contact": sum(
                         1
                         for s in seen
