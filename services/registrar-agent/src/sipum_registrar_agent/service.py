@@ -10,7 +10,10 @@ Start: subscribe to ``sipum.evt.user.*`` and ``sipum.evt.domain.*`` (durable con
 events only — created before the lists are read, so no user created meanwhile is missed), then
 load every domain's registrar (setting ``registrar``; unset: ours) and every user, and register
 those of our shard, each at its domain's registrar. A ``domain.updated`` naming ``registrar``
-moves the domain's users: de-registered at the old registrar, registered at the new one. SIGTERM: stop taking calls and events, de-register every user
+moves the domain's users: de-registered at the old registrar, registered at the new one.
+With several agents, ``shard_watch.ShardWatch`` exchanges heartbeats with the others and takes
+over (and gives back) the shard of one that went silent; MWI subscriptions are restored from
+PostgreSQL for our shard at start and for a taken shard. SIGTERM: stop taking calls and events, de-register every user
 (``Expires: 0``, so the proxy stops forking to us), let calls in progress finish for
 ``call_drain_seconds``, hang up the rest, close the sockets.
 """
