@@ -109,8 +109,9 @@ class MwiPhone:
         hop = self.dialog.next_hop()
         return await self._send(request, Peer("UDP", hop.host, hop.port or 5060))
 
-    async def next_notify(self, limit: float) -> SipRequest:
-        seen = len(self.notifies)
+    async def next_notify(self, limit: float, *, since: int | None = None) -> SipRequest:
+        """The first NOTIFY after the first ``since`` ones (default: from now on)."""
+        seen = len(self.notifies) if since is None else since
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
         while len(self.notifies) <= seen:

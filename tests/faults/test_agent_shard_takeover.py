@@ -100,10 +100,11 @@ def notify_from(port: int, request: SipRequest) -> bool:
 
 
 async def notify_matching(
-    phone: MwiPhone, predicate: object, limit: float, what: str
+    phone: MwiPhone, predicate: object, limit: float, what: str, *, since: int | None = None
 ) -> SipRequest:
-    """The first NOTIFY (from now on) for which ``predicate`` holds."""
-    seen = len(phone.notifies)
+    """The first NOTIFY for which ``predicate`` holds, among those after the first ``since``
+    (default: from now on)."""
+    seen = len(phone.notifies) if since is None else since
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
     while True:
@@ -139,7 +140,10 @@ async def test_sigkill_of_agent_0_agent_1_takes_its_shard_and_gives_it_back(
     system: FirstCallSystem, killed: set[str]
 ) -> None:
     async with MwiPhone(system, SHARD0_USER) as phone:
-        await takeover_and_back(system, killed, phone)
+        try:
+            await takeover_and_back(system, killed, phone)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{system.diagnostics(40)}") from None
 
 
 async def takeover_and_back(system: FirstCallSystem, killed: set[str], phone: MwiPhone) -> None:
@@ -156,10 +160,11 @@ async def takeover_and_back(system: FirstCallSystem, killed: set[str], phone: Mw
     assert set(ports_of(system, SHARD0_USER)) == {port0}
     old_call_id = ports_of(system, SHARD0_USER)[port0]
     await phone.subscribe()  # Kamailio sends it to frank's voicemail contact: agent 0's
-    first = await notify_matching(phone, lambda n: notify_from(port0, n), 10, "from agent 0")
+    first = await notify_matching(phone, lambda n: notify_from(port0, n), 10, "from 0", since=0)
     assert waiting(first) == (False, 0, 0)
 
     # -- SIGKILL agent 0: agent 1 takes shard 0
+    before_kill = len(phone.notifies)
     killed.add("registrar-agent")
     system.services["registrar-agent"].proc.send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
@@ -169,7 +174,9 @@ async def takeover_and_back(system: FirstCallSystem, killed: set[str], phone: Mw
     agent1 = system.services["registrar-agent-1"]
     assert agent1.logged("took over a shard")[0]["shard"] == 0
     # the taker restored frank's MWI subscription: same dialog, its Contact, a higher CSeq
-    restored = await notify_matching(phone, lambda n: notify_from(port1, n), 10, "from agent 1")
+    restored = await notify_matching(
+        phone, lambda n: notify_from(port1, n), 10, "from agent 1", since=before_kill
+    )
     restored_s = time.monotonic() - killed_at
     assert restored.call_id == first.call_id and restored.to.tag == first.to.tag
     assert restored.cseq[0] > first.cseq[0] and waiting(restored) == (False, 0, 0)
@@ -183,13 +190,14 @@ async def takeover_and_back(system: FirstCallSystem, killed: set[str], phone: Mw
     while not (rows := await stored_for(system.backends.database_url, SHARD0_USER)):
         assert loop.time() < deadline, "frank's message was never stored"
         await asyncio.sleep(0.2)
-    lit = await notify_matching(phone, lambda n: waiting(n)[0], 10, "saying yes")
+    lit = await notify_matching(phone, lambda n: waiting(n)[0], 10, "yes", since=before_kill)
     assert notify_from(port1, lit) and waiting(lit) == (True, 1, 0)
 
     # -- agent 0 back: it registers first, then agent 1 withdraws its own binding
     seen: list[dict[int, str]] = []
+    before_restart = len(phone.notifies)
     restarted_at = time.monotonic()
-    system.restart("registrar-agent")
+    await asyncio.to_thread(system.restart, "registrar-agent")
 
     def handed_back() -> bool:
         now = ports_of(system, SHARD0_USER)
@@ -198,7 +206,9 @@ async def takeover_and_back(system: FirstCallSystem, killed: set[str], phone: Mw
 
     await wait_until(handed_back, 20, "frank back at agent 0 only")
     handback_s = time.monotonic() - restarted_at
-    back = await notify_matching(phone, lambda n: notify_from(port0, n), 15, "from agent 0 again")
+    back = await notify_matching(
+        phone, lambda n: notify_from(port0, n), 15, "from agent 0 again", since=before_restart
+    )
     mwi_back_s = time.monotonic() - restarted_at
     assert back.call_id == first.call_id and back.cseq[0] > lit.cseq[0]
     assert waiting(back) == (True, 1, 0)

@@ -524,10 +524,11 @@ class MwiNotifier:
         once, so the phone's lamp is right again. Returns how many."""
         if not self.persist:
             return 0
+        wall_now = datetime.fromtimestamp(self.wall_clock(), UTC)
         async with asyncio.timeout(ANSWER_SECONDS):
-            rows = await mwi_subscriptions.list_active(
-                self.pool, datetime.fromtimestamp(self.wall_clock(), UTC)
-            )
+            # rows that ran out while no agent held them (the phone has given up on them)
+            await mwi_subscriptions.delete_expired(self.pool, wall_now)
+            rows = await mwi_subscriptions.list_active(self.pool, wall_now)
         now, wall = self.now(), self.wall_clock()
         restored: list[Subscription] = []
         for row in rows:

@@ -263,6 +263,8 @@ class RegistrarAgentService:
                 on_own_shard_free=self._restore_own_mwi,
             )
             await self.shard_watch.start()
+            registrations = self.registrations
+            metrics.SHARDS_SERVED.set_function(lambda: len(registrations.shards))
         else:
             self._restore_own_mwi()  # nobody else could have served our shard
         log.info(
@@ -435,6 +437,7 @@ class RegistrarAgentService:
         us; we answer for every mailbox anyway), and NOTIFY its stored MWI subscriptions."""
         assert self.registrations is not None
         self.registrations.shards.add(shard)  # user events for it count from now on
+        metrics.SHARD_TAKEOVERS.inc()
         self._spawn(self._load_shard(shard), name=f"take-shard-{shard}")
 
     async def _load_shard(self, shard: int) -> None:
