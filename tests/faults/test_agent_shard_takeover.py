@@ -7,7 +7,8 @@ its user again, says ``up``, and only then does agent 1 withdraw its binding (``
 for its own contact): at no moment is the user without a live voicemail contact.
 
 The user's phone has an MWI subscription with agent 0 all along: agent 1 restores it from the
-store at the takeover (a NOTIFY in the same dialog with agent 1's Contact, so the phone's
+store at the takeover (and a new subscription made then reaches agent 1: Kamailio picks the
+most recently refreshed agent contact) (a NOTIFY in the same dialog with agent 1's Contact, so the phone's
 refresh goes to agent 1 — answered 200), NOTIFYs the new message, and gives it back with the
 shard: agent 0 NOTIFYs it again (its Contact) once agent 1 no longer serves shard 0."""
 
@@ -181,6 +182,11 @@ async def takeover_and_back(system: FirstCallSystem, killed: set[str], phone: Mw
     assert restored.call_id == first.call_id and restored.to.tag == first.to.tag
     assert restored.cseq[0] > first.cseq[0] and waiting(restored) == (False, 0, 0)
     assert (await phone.refresh()).status == 200  # to agent 1 now (the new remote target)
+    # a new subscription now (another phone of frank's) reaches the taker, not the dead contact
+    async with MwiPhone(system, SHARD0_USER) as second_phone:
+        await second_phone.subscribe()
+        fresh = await notify_matching(second_phone, lambda n: True, 10, "new sub", since=0)
+        assert notify_from(port1, fresh), fresh.headers.get("Contact")
 
     # -- a call for frank is answered (by agent 1) and stored
     target = await call_and_speak(system, SHARD0_USER)
