@@ -143,3 +143,10 @@ def test_settled_once_our_own_shard_is_answered() -> None:
     assert regs.settled()
     regs.take(0, EVERYONE)  # a taken shard still registering does not matter
     assert regs.settled()
+
+
+def test_nothing_taken_while_stopping() -> None:
+    client = PoolClient()
+    regs = registrations(client)
+    regs.stopping = True
+    assert regs.take(0, EVERYONE) == 0 and aors(client) == set() and regs.shards == {1}

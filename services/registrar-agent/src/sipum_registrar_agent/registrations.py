@@ -86,7 +86,10 @@ class UserRegistrations:
         return shard_of(username, domain, self.shard_count) in self.shards
 
     def take(self, shard: int, everyone: list[User]) -> int:
-        """Register the (enabled) users of another agent's ``shard`` too; how many added."""
+        """Register the (enabled) users of another agent's ``shard`` too; how many added
+        (none while we stop: every binding is being de-registered)."""
+        if self.stopping:
+            return 0
         self.shards.add(shard)
         return sum(
             self.add(user)

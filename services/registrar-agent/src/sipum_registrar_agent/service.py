@@ -321,6 +321,8 @@ class RegistrarAgentService:
         if self.shard_watch is not None:
             # "stopping": the others take our shard over now, not after the silence timeout.
             await self.shard_watch.stop(final=False)
+        for task in list(self._background):
+            task.cancel()  # a takeover still loading its users adds nobody now
         if self.client is not None:
             # Expires: 0 for every user, so the proxy stops forking new calls to us.
             done = await self.client.stop(grace=self.settings.deregister_seconds)
@@ -328,8 +330,6 @@ class RegistrarAgentService:
                 log.warning("not every de-registration finished in time")
         if self.shard_watch is not None:
             await self.shard_watch.stop(final=True)
-        for task in list(self._background):
-            task.cancel()
 
     async def drain(self) -> None:
         try:
