@@ -13,9 +13,9 @@ those of our shard, each at its domain's registrar. A ``domain.updated`` naming 
 moves the domain's users: de-registered at the old registrar, registered at the new one.
 With several agents, ``shard_watch.ShardWatch`` exchanges heartbeats with the others and takes
 over (and gives back) the shard of one that went silent; MWI subscriptions are restored from
-PostgreSQL for our shard at start and for a taken shard. SIGTERM: stop taking calls and events, de-register every user
-(``Expires: 0``, so the proxy stops forking to us), let calls in progress finish for
-``call_drain_seconds``, hang up the rest, close the sockets.
+PostgreSQL for our shard at start and for a taken shard. SIGTERM: stop taking calls and
+events, de-register every user (``Expires: 0``, so the proxy stops forking to us), let calls
+in progress finish for ``call_drain_seconds``, hang up the rest, close the sockets.
 """
 
 from __future__ import annotations
@@ -427,10 +427,20 @@ class RegistrarAgentService:
     def _restore_own_mwi(self) -> None:
         """Our shard is ours alone (at start, or a taker gave it back): the stored MWI
         subscriptions of its users are NOTIFYed by us from now on."""
-        if self.mwi is not None:
-            self._spawn(
-                self.mwi.restore(self._in_shard(self.settings.shard_index)), name="mwi-restore"
-            )
+        self._spawn(self._restore_mwi(self.settings.shard_index), name="mwi-restore")
+
+    async def _restore_mwi(self, shard: int, attempts: int = 5, retry_after: float = 1.0) -> None:
+        """``MwiNotifier.restore`` for one shard, again a few times if the database is away."""
+        for attempt in range(attempts):
+            if self.mwi is None or not self.work.accepting:
+                return
+            try:
+                await self.mwi.restore(self._in_shard(shard))
+                return
+            except Exception as exc:
+                log.warning("MWI subscriptions of shard %s not restored: %s", shard, exc)
+                if attempt + 1 < attempts:
+                    await asyncio.sleep(retry_after)
 
     def _take_shard(self, shard: int) -> None:
         """A silent agent's shard: REGISTER its users with our contact (calls for them reach
@@ -440,15 +450,22 @@ class RegistrarAgentService:
         metrics.SHARD_TAKEOVERS.inc()
         self._spawn(self._load_shard(shard), name=f"take-shard-{shard}")
 
-    async def _load_shard(self, shard: int) -> None:
+    async def _load_shard(self, shard: int, retry_after: float = 1.0) -> None:
         assert self.ctx is not None and self.registrations is not None
-        everyone = await users.list_users(self.ctx.pool)
+        while True:  # the database may be away a moment: the shard must not stay unserved
+            try:
+                everyone = await users.list_users(self.ctx.pool)
+                break
+            except Exception as exc:
+                log.warning("users of taken shard %s not read (%s): retrying", shard, exc)
+                await asyncio.sleep(retry_after)
+            if shard not in self.registrations.shards:
+                return
         if shard not in self.registrations.shards:
             return  # given back meanwhile
         added = self.registrations.take(shard, everyone)
         log.warning("took over a shard", extra={"shard": shard, "users": added})
-        if self.mwi is not None:
-            await self.mwi.restore(self._in_shard(shard))
+        await self._restore_mwi(shard)
 
     def _release_shard(self, shard: int, deregister: bool) -> None:
         """Its agent is back and registered: stop registering its users (``Expires: 0`` for
