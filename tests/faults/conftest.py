@@ -44,7 +44,14 @@ def system_nats_url(nats_url: str) -> str:
 
 
 @pytest.fixture
+def system_agents() -> int:
+    """How many registrar-agents (shards) the system runs; a test module overrides this."""
+    return 1
+
+
+@pytest.fixture
 def system(
+    system_agents: int,
     pg_admin_dsn: str,
     pg_template: str,
     system_nats_url: str,
@@ -70,7 +77,7 @@ def system(
             s3_secret_key=SECRET_KEY,
             s3_region=REGION,
         )
-        running = start_system(backends, recorders=2, agent_env=agent_env)
+        running = start_system(backends, recorders=2, agents=system_agents, agent_env=agent_env)
         try:
             yield running
         finally:

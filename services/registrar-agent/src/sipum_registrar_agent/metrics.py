@@ -42,3 +42,7 @@ MWI_NOTIFIES = Counter(
 MWI_REJECTED = Counter(
     "sipum_agent_mwi_rejected_total", "SUBSCRIBEs refused with a final error, by status", ["status"]
 )
+SHARDS_SERVED = Gauge(
+    "sipum_agent_shards_served", "Shards whose users we register (ours and those taken over)"
+)
+SHARD_TAKEOVERS = Counter("sipum_agent_shard_takeovers_total", "Shards of silent agents taken over")
