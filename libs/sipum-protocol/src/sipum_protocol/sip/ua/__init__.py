@@ -15,6 +15,8 @@ from sipum_protocol.sip.ua.events import (
     CallProgress,
     IncomingCall,
     IncomingRequest,
+    ReofferAccepted,
+    ReofferFailed,
     SessionModified,
     UserAgentEvent,
 )
@@ -33,6 +35,8 @@ __all__ = [
     "IncomingCall",
     "IncomingRequest",
     "NotAcceptableOffer",
+    "ReofferAccepted",
+    "ReofferFailed",
     "SessionAnswerer",
     "SessionModified",
     "SessionTimer",
