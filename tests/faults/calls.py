@@ -19,14 +19,17 @@ returns when every caller heard the greeting and the beep and started to speak;
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 import asyncpg
 import httpx
+import numpy as np
 
 from ..e2e.firstcall.audio import known_audio
 from ..e2e.firstcall.phone import PTIME, Caller, RtpPeer, wait_event
@@ -48,6 +51,8 @@ class Placed:
     ended_by: str = ""
     """``remote-bye`` (the agent hung up) or ``local-bye`` (the caller did)."""
     rtp: RtpPeer | None = None
+    caller: Caller | None = None
+    """The call's user agent (a test's own subclass, e.g. one that follows a re-INVITE)."""
     speech_seq: int = 0
     """The caller's RTP sequence number (not wrapped) when its speech began."""
 
@@ -81,6 +86,16 @@ async def sign_up_alice(system: FirstCallSystem) -> None:
     await set_ring_timeout(system.backends.database_url, "alice", 1)
 
 
+CallerFactory = Callable[[int, RtpPeer], Caller]
+"""(call index, its RTP) → the user agent that places the call (default: a plain
+:class:`Caller` named ``caller<index>``)."""
+
+
+def spoken_audio(index: int, seconds: float) -> np.ndarray:
+    """What caller ``index`` says: its own known audio (8 kHz int16)."""
+    return known_audio(seconds, seed=100 + index)
+
+
 async def place_call(
     system: FirstCallSystem,
     index: int,
@@ -88,31 +103,35 @@ async def place_call(
     out: list[Placed],
     *,
     speech_seconds: float = SPEECH_SECONDS,
+    caller: CallerFactory | None = None,
+    linger: float = 0.0,
 ) -> None:
-    """One caller: dial alice, wait out the greeting and the beep, speak its own known audio,
-    hang up (unless the far end hung up first)."""
+    """One caller: dial alice, wait out the greeting and the beep, speak its own known audio
+    (:func:`spoken_audio`), ``linger`` seconds more, hang up (unless the far end hung up
+    first)."""
     rtp = await RtpPeer().open()
+    make = caller or (lambda i, _rtp: Caller(user=f"caller{i}", domain=system.domain))
     try:
-        async with Caller(user=f"caller{index}", domain=system.domain) as caller:
-            record = caller.invite(f"sip:alice@{system.domain}", system.proxy, rtp.offer())
-            placed = Placed(index, record.call.call_id, rtp=rtp)
+        async with make(index, rtp) as phone:
+            record = phone.invite(f"sip:alice@{system.domain}", system.proxy, rtp.offer())
+            placed = Placed(index, record.call.call_id, rtp=rtp, caller=phone)
             out.append(placed)
-            await wait_event(record.answered, 30, f"call {index} answered", caller)
+            await wait_event(record.answered, 30, f"call {index} answered", phone)
             assert record.call.remote_sdp is not None
             rtp.use_answer(record.call.remote_sdp)
             await rtp.wait_beep_then_quiet(after=25, limit=40)  # the greeting, the beep
             placed.speech_seq = rtp.seq
             placed.speech_start = time.monotonic()
             speaking.set()
-            sender = asyncio.create_task(
-                rtp.send_audio(known_audio(speech_seconds, seed=100 + index))
-            )
+            sender = asyncio.create_task(rtp.send_audio(spoken_audio(index, speech_seconds)))
             ended = asyncio.create_task(record.ended.wait())
             await asyncio.wait({sender, ended}, return_when=asyncio.FIRST_COMPLETED)
+            if not record.ended.is_set() and linger:
+                await asyncio.sleep(linger)
             sender.cancel()
             if not record.ended.is_set():
-                record.call.hangup(caller.endpoint.now())
-            await wait_event(record.ended, 10, f"call {index} ended", caller)
+                record.call.hangup(phone.endpoint.now())
+            await wait_event(record.ended, 10, f"call {index} ended", phone)
             placed.ended_at = time.monotonic()
             placed.ended_by = record.end_reason or ""
     finally:
@@ -260,6 +279,9 @@ class CallsInProgress:
     speech_seconds: float = SPEECH_SECONDS
     watch_events: bool = True
     start_limit: float = 60.0
+    caller: CallerFactory | None = None
+    linger: float = 0.0
+    """Seconds each caller stays on after its speech before it hangs up."""
     placed: list[Placed] = field(default_factory=list)
     _watch: EventWatch | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -278,7 +300,15 @@ class CallsInProgress:
         speaking = [asyncio.Event() for _ in range(self.calls)]
         self._tasks = [
             asyncio.create_task(
-                place_call(system, i, speaking[i], self.placed, speech_seconds=self.speech_seconds)
+                place_call(
+                    system,
+                    i,
+                    speaking[i],
+                    self.placed,
+                    speech_seconds=self.speech_seconds,
+                    caller=self.caller,
+                    linger=self.linger,
+                )
             )
             for i in range(self.calls)
         ]
@@ -340,3 +370,39 @@ class CallsInProgress:
         await asyncio.sleep(settle)
         rows = await stored_rows(url)
         return Outcome(self.calls, list(self.placed), rows, list(self.system.smtp.mails))
+
+
+RECORDERS = {"e2e-recorder": "media-recorder", "e2e-recorder-2": "media-recorder-2"}
+"""Recorder id → its key in ``system.services`` (``conftest.system`` starts two)."""
+
+
+@dataclass(frozen=True)
+class RecorderKill:
+    victim: str
+    """The killed replica's recorder id."""
+    killed_at: float
+    """``time.monotonic()`` of the SIGKILL."""
+    answered: dict[str, dict[str, Any]]
+    """``call.answered`` by Call-ID (``session_id``, ``recorder_id``)."""
+    on_victim: list[Placed]
+    """The calls the killed replica held."""
+
+    def session(self, placed: Placed) -> str:
+        return str(self.answered[placed.call_id]["session_id"])
+
+
+async def kill_the_busier_recorder(
+    calls: CallsInProgress, killed: set[str], *, after: float
+) -> RecorderKill:
+    """SIGKILL the replica holding the most calls, ``after`` seconds after the last caller
+    began to speak (``call.answered`` names each call's recorder)."""
+    answered = {e.data["call_id"]: e.data for e in calls.watch.of("call.answered")}
+    holders = [answered[p.call_id]["recorder_id"] for p in calls.placed]
+    victim = max(RECORDERS, key=holders.count)
+    last = max(p.speech_start for p in calls.placed)
+    await asyncio.sleep(max(0.0, last + after - time.monotonic()))
+    killed.add(RECORDERS[victim])
+    calls.system.services[RECORDERS[victim]].proc.send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    on_victim = [p for p in calls.placed if answered[p.call_id]["recorder_id"] == victim]
+    return RecorderKill(victim, killed_at, answered, on_victim)

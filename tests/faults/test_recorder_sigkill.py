@@ -17,14 +17,10 @@ A table is printed (``pytest -s``). Bounded: about 30 s on a loaded 2-core machi
 
 from __future__ import annotations
 
-import asyncio
-import signal
-import time
-
 import pytest
 
 from ..e2e.firstcall.system import FirstCallSystem
-from .calls import CallsInProgress, sign_up_alice
+from .calls import CallsInProgress, kill_the_busier_recorder, sign_up_alice
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -33,7 +29,6 @@ KILL_AFTER = 1.0
 """Seconds after the last caller began to speak. With 20 calls the first began up to a second or
 two before the last (the recorders' greetings end at different times on a loaded machine);
 every caller must still speak when the agent's BYE comes (≤ 2.5 s after the kill)."""
-RECORDERS = {"e2e-recorder": "media-recorder", "e2e-recorder-2": "media-recorder-2"}
 
 
 @pytest.fixture
@@ -48,27 +43,18 @@ async def test_sigkill_of_a_media_recorder_with_calls_in_progress(
 ) -> None:
     await sign_up_alice(system)
     async with CallsInProgress(system, speech_seconds=SPEECH) as calls:
-        placed = calls.placed
-        # which replica holds which call (call.answered names the recorder)
-        answered = {e.data["call_id"]: e.data for e in calls.watch.of("call.answered")}
-        holders = [answered[p.call_id]["recorder_id"] for p in placed]
-        victim = max(RECORDERS, key=holders.count)
-        starts = [p.speech_start for p in placed]
-        await asyncio.sleep(max(0.0, max(starts) + KILL_AFTER - time.monotonic()))
-        killed.add(RECORDERS[victim])
-        system.services[RECORDERS[victim]].proc.send_signal(signal.SIGKILL)
-        killed_at = time.monotonic()
-        said = {p.index: p.spoken() for p in placed}  # sent before the kill
+        kill = await kill_the_busier_recorder(calls, killed, after=KILL_AFTER)
+        said = {p.index: p.spoken() for p in calls.placed}  # sent before the kill
         await calls.ended()
         outcome = await calls.count(store_limit=20)
 
-    sessions = {p.call_id: answered[p.call_id]["session_id"] for p in placed}
-    on_victim = [p for p in placed if answered[p.call_id]["recorder_id"] == victim]
+    placed, on_victim = outcome.placed, kill.on_victim
+    starts = [p.speech_start for p in placed]
     by_session = outcome.sessions
-    bye_after = [p.ended_at - killed_at for p in on_victim]
+    bye_after = [p.ended_at - kill.killed_at for p in on_victim]
     speech_lost = []
     for p in on_victim:
-        (row,) = by_session[sessions[p.call_id]]
+        (row,) = by_session[kill.session(p)]
         speech_lost.append(said[p.index] - row["duration_ms"] / 1000)
 
     outcome.report(
@@ -80,9 +66,9 @@ async def test_sigkill_of_a_media_recorder_with_calls_in_progress(
             "speech starts within": f"{max(starts) - min(starts):.2f} s",
         },
     )
-    assert set(by_session) == set(sessions.values())  # a message for each call's session
+    assert set(by_session) == {kill.session(p) for p in placed}  # a message for each call
     outcome.assert_none_lost_or_doubled(interrupted=True)
-    assert {sessions[p.call_id] for p in on_victim} == {
+    assert {kill.session(p) for p in on_victim} == {
         r["idempotency_key"] for r in outcome.interrupted
     }
     for p in on_victim:
@@ -91,7 +77,7 @@ async def test_sigkill_of_a_media_recorder_with_calls_in_progress(
     assert max(speech_lost) <= 0.5, speech_lost
     for p in placed:
         if p not in on_victim:
-            (row,) = by_session[sessions[p.call_id]]
+            (row,) = by_session[kill.session(p)]
             assert not row["interrupted"] and abs(row["duration_ms"] / 1000 - SPEECH) < 0.3
     cut_off = [m for m in outcome.mails if "cut off" in m.message.get_body().get_content()]
     assert len(cut_off) == len(on_victim)

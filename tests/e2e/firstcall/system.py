@@ -339,7 +339,8 @@ def start_system(
         rtsp_first, rtsp_last = free_port_range(40)
         system.start_service("web-api", SIPUM_HTTP_PORT=str(system.web_port), SIPUM_PUBLIC_URL=web)
         for index in range(1, recorders + 1):
-            recorder_first, recorder_last = free_port_range(40)
+            # 30 sessions each: 20 calls and the moves of a dead replica's calls fit in one
+            recorder_first, recorder_last = free_port_range(60)
             suffix = "" if index == 1 else f"-{index}"
             system.start_service(
                 "media-recorder",
