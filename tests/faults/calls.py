@@ -105,15 +105,16 @@ async def place_call(
     speech_seconds: float = SPEECH_SECONDS,
     caller: CallerFactory | None = None,
     linger: float = 0.0,
+    callee: str = "alice",
 ) -> None:
-    """One caller: dial alice, wait out the greeting and the beep, speak its own known audio
+    """One caller: dial ``callee`` (alice), wait out the greeting and the beep, speak its own known audio
     (:func:`spoken_audio`), ``linger`` seconds more, hang up (unless the far end hung up
     first)."""
     rtp = await RtpPeer().open()
     make = caller or (lambda i, _rtp: Caller(user=f"caller{i}", domain=system.domain))
     try:
         async with make(index, rtp) as phone:
-            record = phone.invite(f"sip:alice@{system.domain}", system.proxy, rtp.offer())
+            record = phone.invite(f"sip:{callee}@{system.domain}", system.proxy, rtp.offer())
             placed = Placed(index, record.call.call_id, rtp=rtp, caller=phone)
             out.append(placed)
             await wait_event(record.answered, 30, f"call {index} answered", phone)
@@ -153,25 +154,28 @@ async def wait_for_count(watch: EventWatch, kind: str, count: int, *, limit: flo
     return watch.of(kind)
 
 
-async def stored_rows(database_url: str) -> list[asyncpg.Record]:
+async def stored_rows(database_url: str, username: str = "alice") -> list[asyncpg.Record]:
     conn = await asyncpg.connect(database_url, timeout=10)
     try:
         return list(
             await conn.fetch(
                 "SELECT m.id, m.idempotency_key, m.duration_ms, m.interrupted FROM messages m"
-                " JOIN users u ON u.id = m.owner_id WHERE u.username = 'alice'"
+                " JOIN users u ON u.id = m.owner_id WHERE u.username = $1",
+                username,
             )
         )
     finally:
         await conn.close()
 
 
-async def wait_for_rows(database_url: str, count: int, *, limit: float) -> list[asyncpg.Record]:
-    """alice's messages once there are at least ``count`` (polled: no event stream needed)."""
+async def wait_for_rows(
+    database_url: str, count: int, *, limit: float, username: str = "alice"
+) -> list[asyncpg.Record]:
+    """The user's messages once there are at least ``count`` (polled: no event stream needed)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
     while True:
-        rows = await stored_rows(database_url)
+        rows = await stored_rows(database_url, username)
         if len(rows) >= count:
             return rows
         assert loop.time() < deadline, f"{len(rows)} messages stored within {limit} s"
@@ -282,6 +286,8 @@ class CallsInProgress:
     caller: CallerFactory | None = None
     linger: float = 0.0
     """Seconds each caller stays on after its speech before it hangs up."""
+    callee: str = "alice"
+    """The mailbox called (signed up by the test) and counted."""
     placed: list[Placed] = field(default_factory=list)
     _watch: EventWatch | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -308,6 +314,7 @@ class CallsInProgress:
                     speech_seconds=self.speech_seconds,
                     caller=self.caller,
                     linger=self.linger,
+                    callee=self.callee,
                 )
             )
             for i in range(self.calls)
@@ -362,14 +369,25 @@ class CallsInProgress:
     async def count(
         self, *, store_limit: float = 40.0, mail_limit: float = 40.0, settle: float = 1.0
     ) -> Outcome:
-        """Wait for a row per call and a mail per row, then ``settle`` seconds for anything
-        doubled, and count."""
+        """Wait for a row per call and a mail for each of those rows (other mails of the test
+        do not count), then ``settle`` seconds for anything doubled, and count."""
         url = self.system.backends.database_url
-        await wait_for_rows(url, self.calls, limit=store_limit)
-        await asyncio.to_thread(self.system.smtp.wait_for, self.calls, mail_limit)
+        rows = await wait_for_rows(url, self.calls, limit=store_limit, username=self.callee)
+        ids = {str(r["id"]) for r in rows}
+
+        def mailed() -> int:
+            return len(ids & {str(m.message["X-Sipum-Message-Id"]) for m in self.system.smtp.mails})
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + mail_limit
+        while mailed() < len(ids):
+            assert loop.time() < deadline, f"{mailed()} of {len(ids)} mailed in {mail_limit} s"
+            await asyncio.sleep(0.1)
         await asyncio.sleep(settle)
-        rows = await stored_rows(url)
-        return Outcome(self.calls, list(self.placed), rows, list(self.system.smtp.mails))
+        rows = await stored_rows(url, self.callee)
+        ids = {str(r["id"]) for r in rows}
+        mails = [m for m in self.system.smtp.mails if m.message["X-Sipum-Message-Id"] in ids]
+        return Outcome(self.calls, list(self.placed), rows, mails)
 
 
 RECORDERS = {"e2e-recorder": "media-recorder", "e2e-recorder-2": "media-recorder-2"}

@@ -10,7 +10,11 @@ The user's phone has an MWI subscription with agent 0 all along: agent 1 restore
 store at the takeover (and a new subscription made then reaches agent 1: Kamailio picks the
 most recently refreshed agent contact) (a NOTIFY in the same dialog with agent 1's Contact, so the phone's
 refresh goes to agent 1 — answered 200), NOTIFYs the new message, and gives it back with the
-shard: agent 0 NOTIFYs it again (its Contact) once agent 1 no longer serves shard 0."""
+shard: agent 0 NOTIFYs it again (its Contact) once agent 1 no longer serves shard 0.
+
+Across the kill, 20 calls for gina (shard 0 too) are in progress through agent 0: their callers'
+BYEs reach nobody, each recording ends on ``max_silence_seconds``; all 20 stored and mailed once
+(``calls.CallsInProgress``)."""
 
 from __future__ import annotations
 
@@ -29,12 +33,15 @@ from ..e2e.firstcall.audio import known_audio
 from ..e2e.firstcall.phone import Caller, RtpPeer, wait_event
 from ..e2e.firstcall.system import FirstCallSystem
 from ..e2e.firstcall.watch import set_ring_timeout
-from .calls import table
+from .calls import CallsInProgress, table
 from .mwi_phone import MwiPhone
 
 pytestmark = pytest.mark.timeout(180)
 
 SHARD0_USER, SHARD1_USER = "frank", "alice"
+BUSY_USER = "gina"
+"""Shard 0 too: the 20 calls in progress across the kill are hers (frank's mailbox, with the
+MWI subscription, gets the one call after the takeover)."""
 SPEECH = 2.0
 
 
@@ -154,7 +161,9 @@ async def takeover_and_back(system: FirstCallSystem, killed: set[str], phone: Mw
     port1 = system.agent_ports["registrar-agent-1"]
     await sign_up(system, SHARD0_USER)
     await sign_up(system, SHARD1_USER)
+    await sign_up(system, BUSY_USER)
     await wait_until(lambda: port0 in ports_of(system, SHARD0_USER), 15, "frank at agent 0")
+    await wait_until(lambda: port0 in ports_of(system, BUSY_USER), 15, "gina at agent 0")
     await wait_until(lambda: port1 in ports_of(system, SHARD1_USER), 15, "alice at agent 1")
     assert port1 not in ports_of(system, SHARD0_USER)  # nothing taken while both live
     await asyncio.sleep(3.0)  # both agents beat for longer than the 2 s timeout
@@ -164,29 +173,36 @@ async def takeover_and_back(system: FirstCallSystem, killed: set[str], phone: Mw
     first = await notify_matching(phone, lambda n: notify_from(port0, n), 10, "from 0", since=0)
     assert waiting(first) == (False, 0, 0)
 
-    # -- SIGKILL agent 0: agent 1 takes shard 0
-    before_kill = len(phone.notifies)
-    killed.add("registrar-agent")
-    system.services["registrar-agent"].proc.send_signal(signal.SIGKILL)
-    killed_at = time.monotonic()
-    await asyncio.to_thread(system.services["registrar-agent"].proc.wait, 10)
-    await wait_until(lambda: port1 in ports_of(system, SHARD0_USER), 10, "frank at agent 1")
-    takeover_s = time.monotonic() - killed_at
-    agent1 = system.services["registrar-agent-1"]
-    assert agent1.logged("took over a shard")[0]["shard"] == 0
-    # the taker restored frank's MWI subscription: same dialog, its Contact, a higher CSeq
-    restored = await notify_matching(
-        phone, lambda n: notify_from(port1, n), 10, "from agent 1", since=before_kill
-    )
-    restored_s = time.monotonic() - killed_at
-    assert restored.call_id == first.call_id and restored.to.tag == first.to.tag
-    assert restored.cseq[0] > first.cseq[0] and waiting(restored) == (False, 0, 0)
-    assert (await phone.refresh()).status == 200  # to agent 1 now (the new remote target)
-    # a new subscription now (another phone of frank's) reaches the taker, not the dead contact
-    async with MwiPhone(system, SHARD0_USER) as second_phone:
-        await second_phone.subscribe()
-        fresh = await notify_matching(second_phone, lambda n: True, 10, "new sub", since=0)
-        assert notify_from(port1, fresh), fresh.headers.get("Contact")
+    # -- SIGKILL agent 0 with 20 calls of gina's in progress: agent 1 takes shard 0. Their
+    # callers' BYEs go to the dead agent (the dialogs' route), so each recording ends on
+    # max_silence_seconds and is stored: counted below.
+    calls = CallsInProgress(system, callee=BUSY_USER, speech_seconds=SPEECH, watch_events=False)
+    async with calls:
+        before_kill = len(phone.notifies)
+        killed.add("registrar-agent")
+        system.services["registrar-agent"].proc.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        await asyncio.to_thread(system.services["registrar-agent"].proc.wait, 10)
+        await wait_until(lambda: port1 in ports_of(system, SHARD0_USER), 10, "frank at agent 1")
+        takeover_s = time.monotonic() - killed_at
+        agent1 = system.services["registrar-agent-1"]
+        assert agent1.logged("took over a shard")[0]["shard"] == 0
+        # the taker restored frank's MWI subscription: same dialog, its Contact, a higher CSeq
+        restored = await notify_matching(
+            phone, lambda n: notify_from(port1, n), 10, "from agent 1", since=before_kill
+        )
+        restored_s = time.monotonic() - killed_at
+        assert restored.call_id == first.call_id and restored.to.tag == first.to.tag
+        assert restored.cseq[0] > first.cseq[0] and waiting(restored) == (False, 0, 0)
+        assert (await phone.refresh()).status == 200  # to agent 1 now (the new remote target)
+        # a new subscription now (another phone of frank's) reaches the taker, not the dead
+        # contact
+        async with MwiPhone(system, SHARD0_USER) as second_phone:
+            await second_phone.subscribe()
+            fresh = await notify_matching(second_phone, lambda n: True, 10, "new sub", since=0)
+            assert notify_from(port1, fresh), fresh.headers.get("Contact")
+        await calls.ended()
+        in_progress = await calls.count()
 
     # -- a call for frank is answered (by agent 1) and stored
     target = await call_and_speak(system, SHARD0_USER)
@@ -224,6 +240,11 @@ async def takeover_and_back(system: FirstCallSystem, killed: set[str], phone: Mw
         assert port1 in snapshot or snapshot.get(port0, old_call_id) != old_call_id, seen
     assert set(ports_of(system, SHARD1_USER)) == {port1}  # agent 1's own shard untouched
     assert agent1.logged("gave a shard back")[0]["shard"] == 0
+    in_progress.report(
+        "SIGKILL registrar-agent 0 of 2, 20 calls of shard 0 in progress",
+        durations=f"{in_progress.durations[0]:.2f}-{in_progress.durations[-1]:.2f} s",
+    )
+    in_progress.assert_none_lost_or_doubled()
     print(
         table(
             [
