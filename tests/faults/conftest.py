@@ -51,8 +51,20 @@ def system_agents() -> int:
     return 1
 
 
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    report = yield
+    if report.when == "call" and report.failed:
+        item.stash[FAILED] = True
+    return report
+
+
 @pytest.fixture
 def system(
+    request: pytest.FixtureRequest,
     system_agents: int,
     pg_admin_dsn: str,
     pg_template: str,
@@ -92,6 +104,8 @@ def system(
         )
         try:
             yield running
+            if request.node.stash.get(FAILED, False):  # the processes' last words
+                print(running.diagnostics(60))
         finally:
             codes = running.stop()
             _delete_stream(system_nats_url, prefix, stream)
