@@ -58,9 +58,20 @@ FALLBACK_CALLS = CALLS
 """Calls of the refusing/deaf variants (the same 20)."""
 SPEECH_SECONDS = 7.0
 KILL_AFTER = 2.5
-MOVE_LIMIT = 3.0
-"""Kill → re-INVITE at the caller: the agent's 1.5 s of missed heartbeats, the allocation and
-the proxy hop, on a loaded 2-core machine."""
+MOVE_LIMIT = 6.0
+"""Kill → re-INVITE at the caller: the agent's 1.5 s of missed heartbeats, the allocations on
+the survivor and the proxy hop. With 20 calls the survivor takes over about 10 at once, each
+reading the dead replica's spool (manifest, list, every chunk) and writing its manifest: some
+150 requests to the test's S3 emulator (moto_server, about 100 requests/s in all), on top of the
+survivor's own calls' chunk uploads — 0.2–0.5 s alone, more than 2 s (the agent's default
+``media_timeout``) with other systems on the machine. Hence ``ALLOCATION_WAIT``."""
+ALLOCATION_WAIT = 4.0
+"""The agent's ``media_timeout`` here: long enough for the emulator's queue (see above)."""
+
+
+@pytest.fixture
+def agent_env() -> dict[str, str]:
+    return {"SIPUM_MEDIA_TIMEOUT": str(ALLOCATION_WAIT)}
 
 
 class FollowingCaller(Caller):
