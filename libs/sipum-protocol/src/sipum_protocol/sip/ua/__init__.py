@@ -16,8 +16,10 @@ from sipum_protocol.sip.ua.events import (
     IncomingCall,
     IncomingRequest,
     SessionModified,
+    TransferEnded,
     UserAgentEvent,
 )
+from sipum_protocol.sip.ua.refer import Transfer, TransferState
 from sipum_protocol.sip.ua.reoffer import NotAcceptableOffer, answer_reoffer, offer_direction
 from sipum_protocol.sip.ua.session_timer import SessionTimer, SessionTimerConfig
 
@@ -37,6 +39,9 @@ __all__ = [
     "SessionModified",
     "SessionTimer",
     "SessionTimerConfig",
+    "Transfer",
+    "TransferEnded",
+    "TransferState",
     "UserAgent",
     "UserAgentEvent",
     "answer_reoffer",

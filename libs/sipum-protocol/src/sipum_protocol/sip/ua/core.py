@@ -99,6 +99,8 @@ from sipum_protocol.sip.ua.events import (
     SessionModified,
     UserAgentEvent,
 )
+from sipum_protocol.sip.ua.refer import DEFAULT_TIMEOUT as TRANSFER_TIMEOUT
+from sipum_protocol.sip.ua.refer import Transfer, Transfers
 from sipum_protocol.sip.ua.reoffer import NotAcceptableOffer, answer_reoffer, offer_direction
 from sipum_protocol.sip.ua.session_timer import (
     OPTION_TAG as TIMER_TAG,
@@ -115,8 +117,8 @@ from sipum_protocol.sip.uri import SipUri, parse_name_addr
 
 log = logging.getLogger(__name__)
 
-ALLOWED_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE")
-"""What we implement (``Allow``, RFC 3261 §20.5)."""
+ALLOWED_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "NOTIFY")
+"""What we implement (``Allow``, RFC 3261 §20.5); NOTIFY only for our REFERs (``refer``)."""
 KNOWN_METHODS = frozenset(
     (
         *ALLOWED_METHODS,
@@ -202,6 +204,8 @@ class UserAgent:
         self._seq = itertools.count()
         self.calls_created = 0
         self.calls_ended = 0
+        self.transfers = Transfers(self)
+        """REFERs we sent (RFC 3515, ``sipum_protocol.sip.ua.refer``)."""
 
     # ------------------------------------------------------------------ I/O interface
 
@@ -238,6 +242,7 @@ class UserAgent:
             if call.ended or call.deadline != when:
                 continue  # stale entry (refreshed, or over)
             self._expire(call, now)
+        self.transfers.handle_timer(now)
         self._drain_layer(now)
 
     def get_timer(self) -> float | None:
@@ -256,6 +261,9 @@ class UserAgent:
                 ours = when if ours is None else min(ours, when)
                 break
             heapq.heappop(deadlines)
+        transfer = self.transfers.next_timer()
+        if transfer is not None:
+            ours = transfer if ours is None else min(ours, transfer)
         theirs = self.layer.get_timer()
         if ours is None:
             return theirs
@@ -483,8 +491,10 @@ class UserAgent:
         if method == "BYE":
             self._respond(tx, request, 481, now)  # a BYE without To tag names no dialog
             return
-        if method == "UPDATE":
-            self._respond(tx, request, 481, now)  # UPDATE only inside a dialog (RFC 3311)
+        if method in ("UPDATE", "NOTIFY"):
+            # UPDATE only inside a dialog (RFC 3311); a NOTIFY without To tag names no
+            # subscription of ours (RFC 6665 §4.1.3)
+            self._respond(tx, request, 481, now)
             return
         self._respond(tx, request, 405, now, headers=self._capabilities()[:1])
 
@@ -584,6 +594,8 @@ class UserAgent:
             self._on_session_change(call, request, tx, now)
         elif method == "OPTIONS":
             self._respond(tx, request, 200, now, headers=self._capabilities())
+        elif method == "NOTIFY":
+            self.transfers.on_notify(call, request, tx, now)  # RFC 3515 §2.4.5
         else:
             self._respond(tx, request, 405, now, headers=self._capabilities()[:1])
 
@@ -815,6 +827,13 @@ class UserAgent:
                 self._send_bye(call, now)
                 self._end(call, "local-bye")
         self._poke()
+
+    def refer(
+        self, call: Call, target: str, now: float, *, timeout: float = TRANSFER_TIMEOUT
+    ) -> Transfer:
+        """Ask the peer of the confirmed ``call`` to call ``target`` (REFER, RFC 3515); the
+        outcome comes as ``TransferEnded`` (see ``sipum_protocol.sip.ua.refer``)."""
+        return self.transfers.start(call, target, now, timeout)
 
     def invite(
         self,

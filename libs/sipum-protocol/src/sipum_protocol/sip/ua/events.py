@@ -97,6 +97,22 @@ class IncomingRequest:
     transaction: ServerTransaction
 
 
+@dataclass(frozen=True, slots=True)
+class TransferEnded:
+    """A transfer we asked for by REFER (RFC 3515, ``UserAgent.refer``) is over. ``ok``: the
+    peer reached the target (sipfrag 2xx); the user agent has then sent BYE itself and
+    ``CallEnded`` (reason ``transferred``) follows. Otherwise the call goes on; ``reason`` is
+    ``refused`` (REFER answered 3xx-6xx, ``status`` set), ``failed`` (a sipfrag 3xx-6xx,
+    ``status`` set), ``terminated`` (the subscription ended without a final status),
+    ``timeout`` (no REFER response or no final NOTIFY in time) or ``transport-error``."""
+
+    call: Call
+    target: str
+    ok: bool
+    reason: str
+    status: int | None = None
+
+
 UserAgentEvent = (
     IncomingCall
     | IncomingRequest
@@ -105,5 +121,6 @@ UserAgentEvent = (
     | CallAnswered
     | CallCancelled
     | SessionModified
+    | TransferEnded
     | CallEnded
 )
