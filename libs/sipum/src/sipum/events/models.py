@@ -297,6 +297,7 @@ CallEndReason = Literal[
     "media_lost",  # the media-recorder holding the call was gone (no heartbeat): we sent BYE
     "max_duration",  # the call reached the agent's max_call_seconds: we sent BYE
     "session_expired",  # no RFC 4028 session refresh in time: we sent BYE
+    "transferred",  # the caller pressed 0 and was transferred to the operator (REFER)
     "error",
 ]
 
@@ -490,6 +491,32 @@ class RpcError(Envelope):
 
     code: str
     message: str
+
+
+TransferOutcome = Literal["transferred", "refused", "failed", "timeout", "gone"]
+
+
+class CallTransferRequest(Envelope):
+    """``<prefix>.call.<session_id>.transfer``: the media-recorder asks the registrar-agent
+    holding the call to transfer the caller to ``target_uri`` (the mailbox's ``operator_uri``)
+    by an in-dialog REFER (RFC 3515). The agent replies when the transfer is over, at most
+    ``timeout_s`` after sending the REFER."""
+
+    session_id: str
+    call_id: str
+    target_uri: str
+    timeout_s: float = Field(default=30.0, gt=0, le=300)
+
+
+class CallTransferReply(Envelope):
+    """How the transfer ended. ``transferred``: the caller reached the target (NOTIFY sipfrag
+    2xx) and the agent has sent BYE — the session's ``hangup`` follows. Otherwise the call goes
+    on: ``refused`` (the caller's UA answered the REFER 3xx–6xx, ``status_code``), ``failed``
+    (the target answered 3xx–6xx, ``status_code``), ``timeout`` (no answer or no final NOTIFY
+    in time), ``gone`` (the call is not, or no longer, confirmed)."""
+
+    outcome: TransferOutcome
+    status_code: int | None = None
 
 
 # --- live session control ------------------------------------------------------------------
