@@ -36,6 +36,8 @@ from sipum.events import (
     CallAnswered,
     CallEnded,
     CallStarted,
+    CallTransferReply,
+    CallTransferRequest,
     EventBus,
     MediaAllocateReply,
     MediaAllocateRequest,
@@ -59,6 +61,7 @@ from sipum_registrar_agent.mailbox import (
     reason_cause,
 )
 from sipum_registrar_agent.recorders import RecorderWatch
+from sipum_registrar_agent.transfer import transfer_call
 
 log = logging.getLogger("sipum.misc.calls")
 
@@ -85,6 +88,7 @@ UA_END_REASON: dict[str, CallEndReason] = {
     "local-bye": "completed",
     "max-duration": "max_duration",
     "session-expired": "session_expired",
+    "transferred": "transferred",
 }
 
 
@@ -106,6 +110,8 @@ class ActiveCall:
     """We hung up because the service is stopping."""
     media_lost: bool = False
     """We hung up because the media-recorder holding the call is gone (no heartbeat)."""
+    transfer_waiter: asyncio.Future[Any] | None = None
+    """A REFER in progress (``transfer.transfer_call``) waits here for ``TransferEnded``."""
 
     def on_ended(self, reason: str, status: int | None) -> None:
         self.ua_end_reason = reason
@@ -354,9 +360,14 @@ class CallHandler:
                     self.loop_time()
                 )  # BYE (after the ACK, RFC 3261 §15); no-op if already over
 
+        async def on_transfer(request: CallTransferRequest) -> CallTransferReply:
+            return await transfer_call(active, request, self.loop_time)
+
         subscriptions = await self.bus.subscribe_session(
             reply.session_id, on_session_ended, commands=["ended"]
         )
+        # 0 to the operator: the recorder asks us, who hold the dialog, to send the REFER
+        subscriptions.append(await self.bus.serve_transfer(reply.session_id, on_transfer))
         try:
             if not active.ended.is_set():
                 # A CANCEL that arrived during the allocation has already ended the call
@@ -379,6 +390,7 @@ class CallHandler:
                 reason = {
                     "remote-bye": "bye",
                     "local-bye": "shutdown" if active.shutdown else "bye",
+                    "transferred": "bye",  # the caller left us for the operator
                 }.get(active.ua_end_reason or "", "timeout")
                 await self._hangup_session(reply.session_id, reason)
                 # The recorder answers a hang-up with its "ended" (with the id of the message

@@ -52,6 +52,7 @@ from sipum_protocol.sip.ua import (
     IncomingCall,
     IncomingRequest,
     SessionTimerConfig,
+    TransferEnded,
     UserAgentEvent,
 )
 from sipum_protocol.sip.ua.aio import UserAgentEndpoint
@@ -65,6 +66,7 @@ from sipum_registrar_agent.recorders import RecorderWatch
 from sipum_registrar_agent.registrations import UserRegistrations
 from sipum_registrar_agent.settings import RegistrarAgentSettings
 from sipum_registrar_agent.subscriptions import MailboxKey, MwiLimits
+from sipum_registrar_agent.transfer import transfer_ended
 
 #: ``user.updated`` ``changed`` entries that alter what the agent's REGISTER for the user
 #: carries (its digest credentials, its address of record, its contact): re-register at once.
@@ -359,6 +361,8 @@ class RegistrarAgentService:
             state.on_ended(event.reason, event.status)
         elif isinstance(event, CallCancelled):
             state.cancel_reason = event.reason  # CallEnded follows
+        elif isinstance(event, TransferEnded):
+            transfer_ended(state, event)  # before CallEnded when it succeeded
 
     def _call_done(self, active: ActiveCall, task: asyncio.Task[Any]) -> None:
         self.active.discard(active)
