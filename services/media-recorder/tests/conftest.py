@@ -51,6 +51,10 @@ SHORT_TEXTS.update(
         "message-sent": "sent",
         "message-forwarded": "forwarded",
         "message-paused": "paused",
+        # 0 to the operator
+        "transferring": "hold",
+        "cannot-transfer": "cannot",
+        "enter-mailbox": "mailbox",
     }
 )
 

@@ -53,11 +53,12 @@ from sipum_media_recorder.review import (
 from sipum_media_recorder.session import MediaSession
 from sipum_media_recorder.settings import MediaRecorderSettings
 from sipum_media_recorder.spool import PartialRecording, RecordingMeta
+from sipum_media_recorder.transfer import operator_target, to_operator
 
 log = logging.getLogger("sipum.misc.recorder.record")
 
 EndReason = Literal[
-    "bye", "max_length", "silence", "completed", "mailbox_full", "rejected", "error"
+    "bye", "max_length", "silence", "completed", "mailbox_full", "rejected", "error", "transferred"
 ]
 
 #: Diversion reasons (RFC 5806 ``reason=``) and RFC 4458 ``cause=`` values meaning "busy".
@@ -189,17 +190,33 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
         hold_back=settings.hold_back_seconds,
     )
     escape = settings.owner_escape_digit
-    played = await session.play(items, barge_in=escape)
+    # 0 to the operator (transfer.py): only for a mailbox with an operator_uri, once a call
+    operator = operator_target(settings, effective)
+    op_digit = settings.operator_digit if operator else ""
+    keys = escape + op_digit
+    played = await session.play(items, barge_in=keys)
     if session.hung_up.is_set():
         return ("completed" if session.hangup_reason == "shutdown" else "bye"), None
-    if escape and played is not None:
-        if played.interrupted_by == escape:
-            await session.next_digit(KEY_UP_WAIT, escape)  # the key's up (RFC 4733 end)
-        if played.interrupted_by == escape or take_queued(session, escape) == escape:
-            # the owner calling her own number: her main menu (PIN unless trusted)
-            session.clear_digits()
-            log.info("owner escape to the main menu", extra={"session": session.session_id})
-            return await run_menu(session)
+    pressed = played.interrupted_by if played is not None else None
+    if pressed:
+        await session.next_digit(KEY_UP_WAIT, pressed)  # the key's up (RFC 4733 end)
+    else:
+        pressed = take_queued(session, keys)
+    if escape and pressed == escape:
+        # the owner calling her own number: her main menu (PIN unless trusted)
+        session.clear_digits()
+        log.info("owner escape to the main menu", extra={"session": session.session_id})
+        return await run_menu(session)
+    if op_digit and pressed == op_digit:
+        assert operator is not None
+        session.clear_digits()
+        gone = await to_operator(session, operator)
+        if gone is not None:
+            return gone, None
+        op_digit = ""  # not transferred: the greeting's beep, then the message as usual
+        await session.prompt("beep")
+        if session.hung_up.is_set():
+            return "bye", None
     request = session.request
     meta = RecordingMeta(
         session_id=session.session_id,
@@ -217,10 +234,18 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
         sample_rate=codec.sample_rate,
         received_at=datetime.now(UTC).isoformat(),
     )
+    continued: PartialRecording | None = None  # the take before a failed transfer
+    kept_before = False  # that take alone is long enough to be kept
     while True:
-        spool = PartialRecording(svc.blobs, meta)
+        if continued is None:
+            spool = PartialRecording(svc.blobs, meta)
+        else:
+            spool = PartialRecording(
+                svc.blobs, meta, pcm=list(continued.pcm), first_index=continued.next_index
+            )
+        stops = replace(recording_settings, stop_digits="#" + op_digit)
         try:
-            result = await session.endpoint.record(recording_settings, on_chunk=spool.add)
+            result = await session.endpoint.record(stops, on_chunk=spool.add)
         except asyncio.CancelledError:
             spool.abandon()  # killed hard: what is uploaded stays for recovery
             raise
@@ -238,7 +263,26 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
                 "discarded": result.discarded,
             },
         )
-        if result.discarded:
+        discarded = result.discarded and not (continued is not None and kept_before)
+        stopper = result.digit or (
+            session.command_stop_digit if session.stopped_by_digit_command else None
+        )
+        if op_digit and stopper == op_digit and not session.hung_up.is_set():
+            # 0 after the beep: what was recorded is kept (stored once transferred; a crash
+            # meanwhile leaves a finished recording for recovery)
+            assert operator is not None
+            op_digit = ""
+            outcome = await operator_escape(session, spool, meta, operator, discarded)
+            if outcome is not None:
+                return outcome
+            # not transferred: recording goes on after a beep, into the same message
+            continued, kept_before = spool, not discarded
+            meta.ended = None
+            session.stopped_by_digit_command = False
+            session.command_stop_digit = None
+            continue
+        continued = None
+        if discarded:
             metrics.RECORDINGS_DISCARDED.inc()
             await spool.remove()
             return reason, None
@@ -258,6 +302,37 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
         if session.hung_up.is_set():
             return "bye", None
         session.stopped_by_digit_command = False
+        session.command_stop_digit = None
+
+
+async def operator_escape(
+    session: MediaSession,
+    spool: PartialRecording,
+    meta: RecordingMeta,
+    operator: str,
+    discarded: bool,
+) -> tuple[EndReason, int | None] | None:
+    """``0`` during the recording: transfer to ``operator``, keeping the message. The result
+    of the session when the caller is gone (transferred or hung up), or None to record on."""
+    await spool.finish(upload_rest=True)
+    meta.ended = "completed"
+    try:
+        await spool.write_manifest()
+    except Exception:
+        log.exception("cannot mark %s as ended in its manifest", meta.session_id)
+    gone: EndReason | None = await to_operator(session, operator)
+    if gone is None:
+        session.clear_digits()
+        await session.prompt("beep")
+        if session.hung_up.is_set():
+            gone = "bye"  # hung up after "cannot transfer": the message as recorded so far
+    if gone is None:
+        return None
+    if discarded:
+        metrics.RECORDINGS_DISCARDED.inc()
+        await spool.remove()
+        return gone, None
+    return await store_recording(session, spool, meta, gone)
 
 
 def offers_review(session: MediaSession, reason: StopReason) -> bool:

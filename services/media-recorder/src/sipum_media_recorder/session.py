@@ -81,6 +81,8 @@ class MediaSession:
         self.hung_up = asyncio.Event()
         self.hangup_reason: str | None = None
         self.stopped_by_digit_command = False
+        self.command_stop_digit: str | None = None
+        """The digit (by SIP INFO) that stopped the recording, with ``stopped_by_digit_command``."""
         self.subscriptions: list[Any] = []
         endpoint.on_digit = self._rtp_digit
 
@@ -124,6 +126,7 @@ class MediaSession:
             # the endpoint has no public "digit" input; ending the recording like a hang-up
             # keeps the same audio (an INFO digit leaves no tone in the stream to cut off)
             self.stopped_by_digit_command = True
+            self.command_stop_digit = digit
             endpoint.hangup()
         self.digits.put_nowait(digit)
 

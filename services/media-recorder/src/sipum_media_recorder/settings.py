@@ -75,6 +75,13 @@ class MediaRecorderSettings(ServiceSettings):
     owner_escape_digit: str = Field(default="*", pattern=r"^[0-9*]?$")
     """This key during a mailbox's greeting takes the caller to the mailbox's main menu (the
     PIN asked unless the caller is the trusted owner); empty: no escape."""
+    operator_digit: str = Field(default="0", pattern=r"^[0-9]?$")
+    """This key during the greeting or the recording transfers the caller to the mailbox's
+    ``operator_uri`` (REFER by the registrar-agent); a mailbox without one ignores it; empty:
+    never."""
+    transfer_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    """How long a transfer to the operator may take (REFER to the final NOTIFY) before the
+    caller is told it cannot be transferred."""
 
     recovery_grace_seconds: float = Field(default=60.0, ge=0)
     """A recording whose replica is still alive but has not touched it for this long is a

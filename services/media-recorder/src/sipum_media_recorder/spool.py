@@ -96,10 +96,20 @@ class PartialRecording:
     """Every chunk's audio, also kept in memory: the final WAV does not wait for uploads."""
     uploaded: int = 0
     failures: int = 0
+    first_index: int = 0
+    """Index of the first chunk blob: a recording continued after a failed transfer to the
+    operator (``record.py``) goes on after the chunks already uploaded, ``pcm`` seeded with
+    their audio, so the manifest and chunks stay one recording."""
+
+    @property
+    def next_index(self) -> int:
+        """The index the next chunk blob would get (once the uploader has finished)."""
+        return self._index
 
     def __post_init__(self) -> None:
         self._queue: asyncio.Queue[RecordingChunk | None] = asyncio.Queue()
         self._discard = False
+        self._index = self.first_index
         self._task = asyncio.create_task(self._upload(), name=f"spool-{self.meta.session_id}")
 
     def add(self, chunk: RecordingChunk) -> None:
@@ -129,7 +139,7 @@ class PartialRecording:
 
     async def _upload(self) -> None:
         manifest = await self._try_manifest()
-        index = 0
+        index = self.first_index
         carry: list[bytes] = []  # audio of a put that failed: retried with the next one
         while True:
             chunk = await self._queue.get()
@@ -165,6 +175,7 @@ class PartialRecording:
             carry = []
             self.uploaded += len(parts)
             index += 1
+            self._index = index
             if last:
                 return
 

@@ -158,6 +158,11 @@ PROMPT_TEXTS: dict[str, str] = {
     ),
     "marked-urgent": "Marked urgent.",
     "message-sent": "Your message has been sent.",
+    # 0 at the greeting or after the beep: the mailbox's operator (sipum_media_recorder.transfer).
+    "transferring": "Please hold while your call is transferred.",
+    "cannot-transfer": "The call cannot be transferred.",
+    # The voicemail access number (sip:voicemail@domain): which mailbox?
+    "enter-mailbox": "Please enter your mailbox number, followed by the pound key.",
     # Mailbox side.
     "you-have": "You have",
     "new-message": "new message.",
