@@ -216,7 +216,8 @@ class CallHandler:
     async def find_mailbox(self, call: Call) -> tuple[MailboxCandidate, User] | None:
         """The first candidate (in the resolver's order) that is a user in the database."""
         seen: set[tuple[str, str]] = set()
-        for candidate in self.resolver.candidates(InviteAddressing.from_request(call.invite)):
+        addressing = InviteAddressing.from_request(call.invite)
+        for candidate in self.resolver.candidates(addressing):
             key = (candidate.username, candidate.domain)
             if key in seen:
                 continue
@@ -224,6 +225,10 @@ class CallHandler:
             user = await users.get_by_address(self.pool, *key)
             if user is not None:
                 return candidate, user
+        access = self.resolver.access(addressing)
+        if access is not None:
+            # sip:voicemail@<domain>: the recorder asks which mailbox, then the PIN
+            return access, users.access_number(access.username, access.domain)
         return None
 
     def reject(self, call: Call, status: int, *, retry_after: bool = False) -> None:

@@ -202,7 +202,9 @@ class RegistrarAgentService:
         self.calls = CallHandler(
             pool=ctx.pool,
             bus=ctx.bus,
-            resolver=MailboxResolver(default_domain=s.domain, local_hosts=local_hosts),
+            resolver=MailboxResolver(
+                default_domain=s.domain, local_hosts=local_hosts, access_user=s.voicemail_user
+            ),
             trusted=TrustedProxies(s.trusted_proxies),
             settings=CallSettings(
                 agent_id=self.agent_id,
@@ -230,7 +232,10 @@ class RegistrarAgentService:
         everyone = await users.list_users(ctx.pool)
         served = {u.domain for u in everyone}
         self.calls.resolver = MailboxResolver(
-            default_domain=s.domain, domains=served, local_hosts=local_hosts
+            default_domain=s.domain,
+            domains=served,
+            local_hosts=local_hosts,
+            access_user=s.voicemail_user,
         )
         if s.mwi_enabled:
             await self._start_mwi(ctx, durable_suffix=durable[len(USER_EVENTS_DURABLE) :])

@@ -27,7 +27,9 @@ Folder = Literal["inbox", "saved", "trash"]
 #: How a call reached us: straight to our contact, forked by the proxy, or diverted
 #: (302 / Diversion RFC 5806 / History-Info RFC 7044 / RFC 4458 ``cause=``).
 Reason = Literal["direct", "forked", "diverted"]
-CallMode = Literal["record", "retrieve", "greeting", "menu"]
+CallMode = Literal["record", "retrieve", "greeting", "menu", "access"]
+"""``access``: the voicemail access number (``sip:voicemail@<domain>``): the caller says which
+mailbox (its number), then the PIN; ``username`` is then the access number's user part."""
 GreetingKind = Literal["unavailable", "busy", "name", "temporary"]
 
 # Namespace of deterministic event ids (uuid5); any fixed UUID works, this one is ours.
