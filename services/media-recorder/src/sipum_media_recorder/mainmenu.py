@@ -466,9 +466,12 @@ async def forward_directory(session: MediaSession) -> dict[str, tuple[str, ...]]
     return mailbox_directory([u.username for u in rows if not u.disabled])
 
 
-async def run_menu(session: MediaSession) -> tuple[EndReason, int | None]:
+async def run_menu(
+    session: MediaSession, *, authenticated: bool = False
+) -> tuple[EndReason, int | None]:
+    """The main menu; ``authenticated``: the PIN was checked already (the access number)."""
     svc = session.services
-    auth = await authenticate(session)
+    auth = "ok" if authenticated else await authenticate(session)
     if auth != "ok":
         return await refuse(session, auth), None
     session.clear_digits()

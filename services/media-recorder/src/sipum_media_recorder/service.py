@@ -34,7 +34,7 @@ import socket
 import time
 from typing import Any
 
-from sipum.db import messages, users
+from sipum.db import domains, messages, users
 from sipum.events import (
     MediaAllocateReply,
     MediaAllocateRequest,
@@ -48,6 +48,7 @@ from sipum_protocol.media.ports import PortPool, PortPoolExhausted
 from sipum_protocol.media.recording import RecordingSession, RecordingSettings
 
 from sipum_media_recorder import metrics
+from sipum_media_recorder.access import run_access
 from sipum_media_recorder.address import advertised_address
 from sipum_media_recorder.audio import Prompts
 from sipum_media_recorder.liveness import ReplicaLiveness
@@ -229,12 +230,19 @@ class MediaRecorderService:
     async def _allocate(self, session_id: str, request: MediaAllocateRequest) -> MediaAllocateReply:
         svc = self.services
         assert svc is not None and self.ctx is not None
-        if request.mode not in ("record", "retrieve", "menu"):
+        if request.mode not in ("record", "retrieve", "menu", "access"):
             raise RemoteError(
                 "unsupported", f"mode {request.mode!r} is not served by this recorder"
             )
         negotiated = answer_offer(request.offer_sdp, address=self.address)
-        user = await users.get_by_address(svc.pool, request.username, request.domain)
+        if request.mode == "access":
+            # the voicemail access number: the caller says which mailbox (access.py)
+            domain = await domains.get_by_name(svc.pool, request.domain)
+            if domain is None:
+                raise RemoteError("not_found", f"no domain {request.domain}")
+            user: users.User | None = users.access_number(request.username, domain.name, domain.id)
+        else:
+            user = await users.get_by_address(svc.pool, request.username, request.domain)
         if user is None:
             raise RemoteError("not_found", f"no mailbox {request.username}@{request.domain}")
         message = None
@@ -304,6 +312,8 @@ class MediaRecorderService:
                 reason, message_id = await run_record(session)
             elif session.request.mode == "menu":
                 reason, message_id = await run_menu(session)
+            elif session.request.mode == "access":
+                reason, message_id = await run_access(session)
             else:
                 reason, message_id = await run_retrieve(session)
         except asyncio.CancelledError:
