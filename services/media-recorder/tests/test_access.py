@@ -13,7 +13,7 @@ import pytest
 from sipum.db import pin_lockouts, users
 from sipum_media_recorder.access import mailbox_for
 from sipum_protocol.media.codecs.g711 import ulaw_decode, ulaw_encode
-from sipum_testing.rtp_caller import best_correlation, speech_like
+from sipum_testing.rtp_caller import best_correlation, distinct_voice
 
 from .test_mainmenu import prompt_audio, until_heard, where
 from .test_retrieve import PIN, store_message
@@ -51,7 +51,7 @@ async def heard_after(world: Any, caller: Any, start: int) -> Any:
 
 
 async def test_mailbox_number_and_pin_open_the_mailboxs_main_menu(world: Any) -> None:
-    audio = ulaw_decode(ulaw_encode(speech_like(0.8, seed=81)))
+    audio = ulaw_decode(ulaw_encode(distinct_voice(0.8, seed=81)))
     await store_message(world, audio)
     await world.start_recorder()
     caller = await world.caller()

@@ -20,7 +20,7 @@ from sipum.db import messages
 from sipum.events import CallTransferReply, CallTransferRequest, SessionHangup
 from sipum_media_recorder.audio import decode_audio
 from sipum_protocol.media.codecs.g711 import ulaw_decode, ulaw_encode
-from sipum_testing.rtp_caller import best_correlation, speech_like
+from sipum_testing.rtp_caller import best_correlation, distinct_voice, speech_like
 
 from .test_mainmenu import prompt_audio, until_heard, where
 from .test_owner_escape import greeting_begun
@@ -124,8 +124,8 @@ async def test_a_failed_transfer_says_so_and_the_recording_goes_on(world: Any) -
     agent = FakeAgent(world, "failed", 486)
     await agent.serve(reply.session_id)
     await caller.wait_quiet(after=10)
-    first = ulaw_decode(ulaw_encode(speech_like(1.2, seed=72)))
-    second = ulaw_decode(ulaw_encode(speech_like(1.2, seed=73)))
+    first = ulaw_decode(ulaw_encode(distinct_voice(1.2, seed=72)))
+    second = ulaw_decode(ulaw_encode(distinct_voice(1.2, seed=73)))
     await caller.send_audio(first)
     start = len(caller.received)
     await caller.send_digit("0")

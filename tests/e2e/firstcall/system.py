@@ -304,8 +304,14 @@ def start_system(
     ``media-recorder-2`` (``e2e-recorder-2``), …"""
     smtp = MailServer().start()
     kamailio_db = backends.database_url.replace("postgresql://", "postgres://", 1)
+    agent_sip_port = free_udp_port()
     try:
-        kamailio = start_kamailio(domain=domain, postgres_url=kamailio_db)
+        kamailio = start_kamailio(
+            domain=domain,
+            postgres_url=kamailio_db,
+            # the voicemail access number sip:voicemail@<domain> goes to the agent
+            extra_defines={"VOICEMAIL_AGENT": f'"sip:127.0.0.1:{agent_sip_port}"'},
+        )
     except BaseException:
         smtp.stop()
         raise
@@ -317,7 +323,7 @@ def start_system(
         smtp=smtp,
         web_port=free_tcp_port(),
         rtsp_port=free_tcp_port(),
-        agent_sip_port=free_udp_port(),
+        agent_sip_port=agent_sip_port,
     )
     try:
         web = system.web_url
