@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import re
 import wave
 from datetime import UTC, datetime
@@ -83,6 +84,25 @@ async def call_with_capture(
     return capture.audio(), trace
 
 
+def received(trace: str, method: str) -> list[str]:
+    """The requests of ``method`` sipp received, from its ``-trace_msg`` text."""
+    blocks = trace.split("-----------------------------------------------")
+    return [
+        b
+        for b in blocks
+        if "message received" in b and re.search(rf"^{method} sip:", b, re.M) is not None
+    ]
+
+
+def stamp(trace: str, direction: str, method: str) -> float:
+    """When sipp's trace says it ``sent``/``received`` the first ``method`` request (epoch s)."""
+    for block in trace.split("-----------------------------------------------")[1:]:
+        if f"message {direction}" in block and re.search(rf"^{method} sip:", block, re.M):
+            when = datetime.strptime(block.strip().split("\n", 1)[0], "%Y-%m-%d %H:%M:%S.%f")
+            return when.astimezone().timestamp()  # sipp writes local time
+    raise AssertionError(f"no {method} {direction} in the trace")
+
+
 def take_trace(directory: Path, scenario: str) -> str:
     """The text of sipp's ``-trace_msg`` log of the last run (removed, for the next run)."""
     traces = sorted(directory.glob(f"{scenario}_*_messages.log"))
@@ -120,9 +140,52 @@ async def test_0_at_the_greeting_transfers_to_the_operator_by_refer_through_kama
         bye_at = trace.index("BYE sip:", notify_at)
         assert "SIP/2.0 200" in trace[notify_at:bye_at]
 
+        # figure: the recorder's decision (the key up) → the REFER at the phone (NATS request,
+        # the agent's UA, Kamailio), one machine's clock
+        asked = next(
+            json.loads(line)["ts"]
+            for line in system.services["media-recorder"].lines
+            if '"transfer to the operator"' in line
+        )
+        asked_at = datetime.fromisoformat(asked.replace("Z", "+00:00")).timestamp()
+        refer_ms = (stamp(trace, "received", "REFER") - asked_at) * 1000
+        print(f"recorder asks → REFER at the phone: {refer_ms:.1f} ms")
+        assert 0 < refer_ms < 1000
         ended = await watch.wait_for("call.ended", limit=15, username="olga")
         assert ended.data["end_reason"] == "transferred", ended.data
         assert await sql(system, "SELECT id FROM messages") == []  # nothing recorded
+
+
+async def test_a_refer_the_phone_declines_is_told_and_the_call_goes_on(
+    first_call_system: FirstCallSystem,  # noqa: F811
+    watch: EventWatch,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The caller's phone answers the REFER 603: sipum says it cannot transfer, beeps and
+    records; no BYE from sipum, the caller hangs up (``bye``)."""
+    system = first_call_system
+    library = await asyncio.to_thread(PromptLibrary, REPO / "var" / "prompts")
+    with explained(system):
+        async with httpx.AsyncClient(base_url=system.web_url, timeout=15) as http:
+            await sign_up(http, "rita", "rita-password-1")
+        await wait_registered(system, "rita")
+        operator = f"sip:operator@{system.domain}"
+        await sql(system, "UPDATE users SET operator_uri = $1 WHERE username = 'rita'", operator)
+        write_dtmf_pcap(tmp_path / "zero.pcap", "0")
+        hold = seconds_of(library, ["transferring", "cannot-transfer", "beep"]) + 1.5
+        heard, trace = await call_with_capture(
+            system, "operator_refused", "rita", tmp_path, hold_ms=str(round(hold * 1000))
+        )
+        assert received(trace, "REFER") and not received(trace, "BYE")  # sipum did not hang up
+
+        def at(name: str) -> float:
+            score, where = best_correlation(heard, prompt(library, name))
+            assert score > 0.9, (name, score)
+            return where / RATE
+
+        assert at("transferring") < at("cannot-transfer") < at("beep")
+        ended = await watch.wait_for("call.ended", limit=15, username="rita")
+        assert ended.data["end_reason"] == "bye", ended.data
 
 
 async def test_history_info_cause_486_through_kamailio_plays_the_busy_greeting(
