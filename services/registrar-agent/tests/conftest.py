@@ -33,7 +33,7 @@ from sipum_testing.kamailio import KamailioServer
 DOMAIN = "sipum.test"
 RECORDER_MARK = "sipum-fake-recorder"
 SCENARIOS = Path(__file__).parent / "scenarios"
-LITERAL_KEYS = {"talk_ms", "wait_ms", "answer_mark"}
+LITERAL_KEYS = {"talk_ms", "wait_ms", "answer_mark", "refer_to"}
 
 kamailio_factory = kamailio_plugin.kamailio_factory
 
