@@ -43,7 +43,7 @@ async def test_a_transfer_request_sends_refer_and_a_busy_target_is_failed(
         )
     )
     await wait_for(lambda: event_log.of("call.answered"), what="call.answered")
-    await asyncio.sleep(0.3)  # the ACK (a REFER needs a confirmed dialog)
+    # at once: the agent waits for the ACK of its 2xx itself (a REFER needs the dialog confirmed)
     (request,) = recorder.requests
     transfer = CallTransferRequest(
         session_id="fake1",

@@ -110,6 +110,8 @@ class ActiveCall:
     """We hung up because the service is stopping."""
     media_lost: bool = False
     """We hung up because the media-recorder holding the call is gone (no heartbeat)."""
+    confirmed: asyncio.Event = field(default_factory=asyncio.Event)
+    """The ACK for our 2xx arrived (``CallConfirmed``)."""
     transfer_waiter: asyncio.Future[Any] | None = None
     """A REFER in progress (``transfer.transfer_call``) waits here for ``TransferEnded``."""
 

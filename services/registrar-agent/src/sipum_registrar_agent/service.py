@@ -48,6 +48,7 @@ from sipum_protocol.sip.transaction import Peer
 from sipum_protocol.sip.transport import EndpointConfig
 from sipum_protocol.sip.ua import (
     CallCancelled,
+    CallConfirmed,
     CallEnded,
     IncomingCall,
     IncomingRequest,
@@ -366,6 +367,8 @@ class RegistrarAgentService:
             state.on_ended(event.reason, event.status)
         elif isinstance(event, CallCancelled):
             state.cancel_reason = event.reason  # CallEnded follows
+        elif isinstance(event, CallConfirmed):
+            state.confirmed.set()
         elif isinstance(event, TransferEnded):
             transfer_ended(state, event)  # before CallEnded when it succeeded
 

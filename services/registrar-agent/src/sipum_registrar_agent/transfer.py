@@ -23,6 +23,7 @@ request (``loose_route``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -50,6 +51,8 @@ OUTCOMES: dict[str, TransferOutcome] = {
 
 #: Beyond the request's timeout, how long we wait for the user agent's own verdict.
 GRACE = 1.0
+#: How long a request may wait for the ACK of our 2xx (a key pressed at once).
+CONFIRM_WAIT = 2.0
 
 
 async def transfer_call(
@@ -59,9 +62,13 @@ async def transfer_call(
     call = active.call
     if request.call_id != call.call_id:
         return _reply("gone", None, active)
+    loop = asyncio.get_running_loop()
+    if call.state is CallState.ANSWERED:
+        # our 2xx awaits its ACK (a key pressed at once): a REFER needs the confirmed dialog
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(active.confirmed.wait(), CONFIRM_WAIT)
     if call.ended or call.state is not CallState.CONFIRMED:
         return _reply("gone", None, active)
-    loop = asyncio.get_running_loop()
     waiter: asyncio.Future[TransferEnded] = loop.create_future()
     try:
         call.ua.refer(call, request.target_uri, now(), timeout=request.timeout_s)
