@@ -17,6 +17,13 @@
    ``store.MessageStore`` writes blob, row and event, idempotently — after ``#``, once the
    caller's review (``review``: 1 send, 2 listen, 3 record again, 4 urgent) says so; silence
    or a hang-up in the review stores it too.
+
+A call moved here from a replica that died (``session.spooled``, :func:`continue_recording`)
+skips 0-1: the audio the gone replica spooled comes first, the recording goes on at once (the
+maximum length less what is spooled, the minimum of voice less what the spooled audio holds)
+and the one message holds both, flagged ``interrupted`` only when audio was lost in the move
+(``RecordingMeta.lost_seconds``). A recording that had already ended (the caller was in the
+review) is stored as it is.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from typing import Literal
 import numpy as np
 from sipum.db import greetings, messages, users
 from sipum_protocol.media.playback import PcmItem, PlaybackItem
-from sipum_protocol.media.recording import RecordingSettings, StopReason
+from sipum_protocol.media.recording import RecordingSession, RecordingSettings, StopReason
 
 from sipum_media_recorder import metrics
 from sipum_media_recorder.audio import decode_audio
@@ -52,7 +59,13 @@ from sipum_media_recorder.review import (
 )
 from sipum_media_recorder.session import MediaSession
 from sipum_media_recorder.settings import MediaRecorderSettings
-from sipum_media_recorder.spool import PartialRecording, RecordingMeta
+from sipum_media_recorder.spool import (
+    LOST_AUDIO_SECONDS,
+    PART_SIZE,
+    PartialRecording,
+    RecordingMeta,
+    Spooled,
+)
 from sipum_media_recorder.transfer import operator_target, to_operator
 
 log = logging.getLogger("sipum.misc.recorder.record")
@@ -164,6 +177,8 @@ def end_reason(session: MediaSession, reason: StopReason) -> EndReason:
 
 
 async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
+    if session.spooled is not None:
+        return await continue_recording(session, session.spooled)
     svc = session.services
     settings = svc.settings
     # Everything that needs the database or the disk happens before the greeting, so the
@@ -213,7 +228,7 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
         gone = await to_operator(session, operator)
         if gone is not None:
             return gone, None
-        op_digit = ""  # not transferred: the greeting's beep, then the message as usual
+        operator = None  # not transferred: the greeting's beep, then the message as usual
         await session.prompt("beep")
         if session.hung_up.is_set():
             return "bye", None
@@ -234,18 +249,32 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
         sample_rate=codec.sample_rate,
         received_at=datetime.now(UTC).isoformat(),
     )
-    continued: PartialRecording | None = None  # the take before a failed transfer
-    kept_before = False  # that take alone is long enough to be kept
+    return await record_message(session, meta, recording_settings, operator=operator)
+
+
+async def record_message(
+    session: MediaSession,
+    meta: RecordingMeta,
+    recording_settings: RecordingSettings,
+    *,
+    resumed: PartialRecording | None = None,
+    resumed_settings: RecordingSettings | None = None,
+    operator: str | None = None,
+) -> tuple[EndReason, int | None]:
+    """Steps 2-3: record, review, store (``resumed``: the first round goes on from a spool
+    that already holds a gone replica's audio; ``operator``: where ``operator_digit`` during
+    the recording transfers the caller, once)."""
+    svc = session.services
     while True:
-        if continued is None:
-            spool = PartialRecording(svc.blobs, meta)
+        if resumed is not None:
+            spool, round_settings = resumed, resumed_settings or recording_settings
+            resumed = None
         else:
-            spool = PartialRecording(
-                svc.blobs, meta, pcm=list(continued.pcm), first_index=continued.next_index
-            )
-        stops = replace(recording_settings, stop_digits="#" + op_digit)
+            spool, round_settings = PartialRecording(svc.blobs, meta), recording_settings
+        op_digit = svc.settings.operator_digit if operator else ""
+        round_settings = replace(round_settings, stop_digits="#" + op_digit)
         try:
-            result = await session.endpoint.record(stops, on_chunk=spool.add)
+            result = await session.endpoint.record(round_settings, on_chunk=spool.add)
         except asyncio.CancelledError:
             spool.abandon()  # killed hard: what is uploaded stays for recovery
             raise
@@ -263,26 +292,32 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
                 "discarded": result.discarded,
             },
         )
-        discarded = result.discarded and not (continued is not None and kept_before)
         stopper = result.digit or (
             session.command_stop_digit if session.stopped_by_digit_command else None
         )
-        if op_digit and stopper == op_digit and not session.hung_up.is_set():
+        if operator and op_digit and stopper == op_digit and not session.hung_up.is_set():
             # 0 after the beep: what was recorded is kept (stored once transferred; a crash
             # meanwhile leaves a finished recording for recovery)
-            assert operator is not None
-            op_digit = ""
-            outcome = await operator_escape(session, spool, meta, operator, discarded)
+            outcome = await operator_escape(session, spool, meta, operator, result.discarded)
             if outcome is not None:
                 return outcome
-            # not transferred: recording goes on after a beep, into the same message
-            continued, kept_before = spool, not discarded
+            # not transferred: the recording goes on after a beep, into the same message (the
+            # next part of the spool, as a moved recording does; its limits less this take)
+            operator = None
+            resumed = PartialRecording(
+                svc.blobs, meta, pcm=list(spool.pcm), first_index=spool.first_index + PART_SIZE
+            )
+            have = sum(len(p) for p in spool.pcm) / 2 / meta.sample_rate
+            resumed_settings = replace(
+                round_settings,
+                min_voice=max(0.0, round_settings.min_voice - result.voiced_duration),
+                max_length=max(1.0, round_settings.max_length - have),
+            )
             meta.ended = None
             session.stopped_by_digit_command = False
             session.command_stop_digit = None
             continue
-        continued = None
-        if discarded:
+        if result.discarded:
             metrics.RECORDINGS_DISCARDED.inc()
             await spool.remove()
             return reason, None
@@ -297,6 +332,7 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
         meta = replace(meta, received_at=datetime.now(UTC).isoformat(), message_id=None)
         meta.ended = None
         meta.urgent = False
+        meta.lost_seconds = 0.0  # the moved recording is gone: nothing of it is lost
         session.clear_digits()
         await session.prompt("beep")
         if session.hung_up.is_set():
@@ -333,6 +369,74 @@ async def operator_escape(
         await spool.remove()
         return gone, None
     return await store_recording(session, spool, meta, gone)
+
+
+async def continue_recording(
+    session: MediaSession, spooled: Spooled
+) -> tuple[EndReason, int | None]:
+    """The recording of a gone replica, taken over (see the module doc)."""
+    svc = session.services
+    settings = svc.settings
+    meta = spooled.meta
+    spool = PartialRecording(svc.blobs, meta, first_index=spooled.next_index)
+    if spooled.pcm:
+        spool.pcm.append(spooled.pcm)  # in the message, not uploaded again
+    if meta.ended is not None:
+        # It had ended (the caller was in the review): all of it is spooled; store it.
+        return await store_recording(session, spool, meta, meta.ended)  # type: ignore[arg-type]
+    effective = await users.effective_settings(svc.pool, session.user.id)
+    _full, limit = await mailbox_limits(session, effective)
+    max_silence, min_voice = silence_rules(effective, settings)
+    have = len(spooled.pcm) / 2 / meta.sample_rate
+    voiced = voiced_seconds(spooled.pcm, meta.sample_rate, settings.silence_threshold_dbfs)
+    recording_settings = RecordingSettings(
+        sample_rate=meta.sample_rate,
+        silence_threshold_dbfs=settings.silence_threshold_dbfs,
+        max_silence=max_silence,
+        min_voice=min_voice,
+        max_length=limit.seconds,
+        flush_interval=settings.chunk_seconds,
+        hold_back=settings.hold_back_seconds,
+    )
+    resumed_settings = replace(
+        recording_settings,
+        min_voice=max(0.0, min_voice - voiced),
+        max_length=max(1.0, limit.seconds - have),
+    )
+    log.info(
+        "recording continued",
+        extra={
+            "session": session.session_id,
+            "spooled_s": round(have, 2),
+            "lost_s": meta.lost_seconds,
+            "from_recorder": spooled.meta.recorder_id,
+        },
+    )
+    return await record_message(
+        session, meta, recording_settings, resumed=spool, resumed_settings=resumed_settings
+    )
+
+
+def voiced_seconds(pcm: bytes, sample_rate: int, threshold_dbfs: float) -> float:
+    """Non-silent audio in *pcm* by the recording engine's own measure."""
+    if not pcm:
+        return 0.0
+    seconds = len(pcm) / 2 / sample_rate
+    engine = RecordingSession(
+        RecordingSettings(
+            sample_rate=sample_rate,
+            silence_threshold_dbfs=threshold_dbfs,
+            max_silence=seconds + 1.0,
+            min_voice=0.0,
+            max_length=seconds + 1.0,
+            hold_back=0.0,
+        ),
+        now=0.0,
+    )
+    engine.feed(pcm, now=0.0)
+    engine.hangup(now=0.0)
+    assert engine.result is not None
+    return engine.result.voiced_duration
 
 
 def offers_review(session: MediaSession, reason: StopReason) -> bool:
@@ -460,10 +564,15 @@ async def store_recording(
     while True:
         attempt += 1
         try:
+            lost = meta.lost_seconds > LOST_AUDIO_SECONDS  # moved from a dead replica
             with metrics.STORE_SECONDS.time():
-                message = await svc.store.store(meta, pcm, save_meta=spool.write_manifest)
+                message = await svc.store.store(
+                    meta, pcm, save_meta=spool.write_manifest, interrupted=lost
+                )
             if message is not None:
                 metrics.MESSAGES_STORED.labels("call").inc()
+                if lost:
+                    metrics.MESSAGES_INTERRUPTED.inc()
             break
         except Exception:
             log.exception("storing the message failed (attempt %d)", attempt)
