@@ -156,6 +156,9 @@ PROMPT_TEXTS: dict[str, str] = {
         "To send your message, press 1. To listen to it, press 2. To record it again, press 3. "
         "To mark it urgent and send it, press 4."
     ),
+    "review-message-no-urgent": (
+        "To send your message, press 1. To listen to it, press 2. To record it again, press 3."
+    ),
     "marked-urgent": "Marked urgent.",
     "message-sent": "Your message has been sent.",
     # Mailbox side.
@@ -246,8 +249,9 @@ TONE_NAMES: tuple[str, ...] = ("beep",)
 #: itself; every other language in ``<directory>/<language>/``).
 DEFAULT_LANGUAGE = "en"
 
-#: Prompts in other languages: language → {prompt name → text}. Only the caller-facing phrases
-#: of the greeting (and the digits it may say); every prompt not listed here falls back, one by
+#: Prompts in other languages: language → {prompt name → text}. The caller-facing phrases of
+#: the greeting and the review (and the digits they may say), the owner's main menu in part;
+#: every prompt not listed here falls back, one by
 #: one, to the default set. Machine translations spoken by espeak-ng: machine-voice quality, a
 #: site wanting better records its own greetings.
 PROMPT_TRANSLATIONS: dict[str, dict[str, str]] = {
@@ -267,6 +271,18 @@ PROMPT_TRANSLATIONS: dict[str, dict[str, str]] = {
         "recording-too-short": "Ihre Nachricht war zu kurz und wurde nicht aufgezeichnet.",
         "mailbox-full": "Das Postfach ist voll und kann keine neuen Nachrichten annehmen.",
         "goodbye": "Auf Wiederhören.",
+        # the caller's review after "#" (sipum_media_recorder.review)
+        "review-message": (
+            "Um Ihre Nachricht zu senden, drücken Sie 1. Zum Anhören drücken Sie 2. Um sie neu "
+            "aufzunehmen, drücken Sie 3. Um sie als dringend zu markieren und zu senden, drücken "
+            "Sie 4."
+        ),
+        "review-message-no-urgent": (
+            "Um Ihre Nachricht zu senden, drücken Sie 1. Zum Anhören drücken Sie 2. Um sie neu "
+            "aufzunehmen, drücken Sie 3."
+        ),
+        "marked-urgent": "Als dringend markiert.",
+        "message-sent": "Ihre Nachricht wurde gesendet.",
     },
 }  # fmt: skip
 

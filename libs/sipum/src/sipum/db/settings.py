@@ -312,6 +312,11 @@ SETTINGS: dict[str, Setting] = {
             builtin_from="none: 0 does nothing",
         ),
         Setting(
+            "urgent_allowed", bool, True,
+            "a caller may mark a message urgent (key 4 in the review after recording)",
+            "media-recorder", user_may_set=True,
+        ),
+        Setting(
             "message_order", str, "newest", "order of a folder's messages when listed",
             "web-api", user_may_set=True, choices=("newest", "oldest"),
         ),
