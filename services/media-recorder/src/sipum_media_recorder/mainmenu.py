@@ -20,8 +20,8 @@ machine by their keypad spelling. A forward is a copy: the original (its WAV dec
 the owner's optional comment and ``FORWARD_GAP_SECONDS`` of silence (no beep), is stored as a
 new message in the target's inbox through the recorder's ``MessageStore`` — blob, row and
 ``message.created``, so the target is notified as for any message — at the original's sample
-rate and codec, the caller being the owner (``sip:<owner>@<domain>``, her display name). The
-idempotency key is ``<session>-forward-<n>`` (the n-th forward of the call). A full target
+rate and codec, the caller being the owner (``sip:<owner>@<domain>``, her display name), marked
+``forwarded_from`` the owner's mailbox and urgent if the original is. The idempotency key is ``<session>-forward-<n>`` (the n-th forward of the call). A full target
 mailbox (``limits.full_because``) refuses the forward; the original never changes.
 A message deleted on the web during the call plays as silence (its blob is gone); moves of
 such a message change nothing and publish nothing.
@@ -98,6 +98,7 @@ def entry_of(message: messages.Message) -> Entry:
         received_at=message.received_at,
         duration_s=message.duration_ms / 1000,
         urgent=message.urgent,
+        forwarded_from=message.forwarded_from,
     )
 
 
@@ -273,6 +274,8 @@ class MenuCall:
             codec=original.codec,
             sample_rate=rate,
             received_at=wall_clock().isoformat(),
+            urgent=original.urgent,  # the copy keeps the caller's mark
+            forwarded_from=owner.address,
         )
         stored = await svc.store.store(meta, pcm)
         self.comment = None

@@ -63,6 +63,8 @@ class RecordingMeta:
     urgent: bool = False
     """The caller pressed 4 (urgent) in the review: the manifest is rewritten before storing,
     so a message recovered after a crash keeps the mark."""
+    forwarded_from: str | None = None
+    """A forwarded copy (main menu key 8): the mailbox (``username@domain``) it came from."""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()

@@ -188,6 +188,8 @@ PROMPT_TEXTS: dict[str, str] = {
     "count-saved-messages": "saved messages.",
     "no-messages": "You have no messages.",
     "received": "Received",
+    "envelope-urgent": "Urgent.",
+    "forwarded-from": "Forwarded message from",
     "from": "from",
     "from-unknown": "from an unknown caller.",
     "message-menu": (
@@ -283,6 +285,9 @@ PROMPT_TRANSLATIONS: dict[str, dict[str, str]] = {
         ),
         "marked-urgent": "Als dringend markiert.",
         "message-sent": "Ihre Nachricht wurde gesendet.",
+        # the owner's main menu: the envelope's marks
+        "envelope-urgent": "Dringend.",
+        "forwarded-from": "Weitergeleitete Nachricht von",
     },
 }  # fmt: skip
 
