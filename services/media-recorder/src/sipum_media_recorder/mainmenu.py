@@ -1,6 +1,8 @@
 """The main voicemail menu's adapter (mode ``menu``, ``sip:alice-retrieve@…``): the state
 machine of ``menu`` driven by the call's media session, PostgreSQL and the event bus.
 
+0. the prompt set of the mailbox's ``prompt_language`` (``MediaSession.use_prompt_language``):
+   every prompt of the call, the PIN's included, in it;
 1. PIN as in retrieval mode (``retrieve.authenticate``: trusted owner skips it, lockout);
 2. a snapshot of the mailbox (``messages.list_for_user``, every folder but the trash is
    offered, at most ``menu_max_messages``);
@@ -123,7 +125,7 @@ class MenuCall:
     def __init__(self, session: MediaSession, machine: MailboxMenu) -> None:
         self.session = session
         self.machine = machine
-        self.rate = session.services.prompts.rate_for(session.plan.codec)
+        self.rate = session.prompt_set.rate_for(session.plan.codec)
         self._audio: tuple[int, PcmItem | None] | None = None  # the current message only
         self.record_next: RecordGreeting | None = None
         self.recorded: PcmItem | None = None
@@ -318,7 +320,7 @@ class MenuCall:
         )
 
     async def render(self, items: tuple[Item, ...]) -> list[PlaybackItem]:
-        prompts = self.session.services.prompts
+        prompts = self.session.prompt_set  # the mailbox's prompt_language
         out: list[PlaybackItem] = []
         names: list[str] = []
 
@@ -471,6 +473,10 @@ async def forward_directory(session: MediaSession) -> dict[str, tuple[str, ...]]
 
 async def run_menu(session: MediaSession) -> tuple[EndReason, int | None]:
     svc = session.services
+    # The owner's menu speaks her mailbox's prompt_language, from the PIN prompt on (as the
+    # greeting does for her callers); phrases without a translation: the default set's.
+    effective = await users.effective_settings(svc.pool, session.user.id)
+    session.use_prompt_language(effective.prompt_language if effective else None)
     auth = await authenticate(session)
     if auth != "ok":
         return await refuse(session, auth), None

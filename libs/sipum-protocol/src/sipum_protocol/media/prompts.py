@@ -285,9 +285,87 @@ PROMPT_TRANSLATIONS: dict[str, dict[str, str]] = {
         ),
         "marked-urgent": "Als dringend markiert.",
         "message-sent": "Ihre Nachricht wurde gesendet.",
-        # the owner's main menu: the envelope's marks
+        # the owner's main menu (words and sentences; numbers, dates and times keep the
+        # English word order of sipum_protocol.media.say)
+        **{
+            f"number-{n}": word
+            for n, word in enumerate(
+                ("null", "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht",
+                 "neun", "zehn", "elf", "zwölf", "dreizehn", "vierzehn", "fünfzehn", "sechzehn",
+                 "siebzehn", "achtzehn", "neunzehn")
+            )
+        },
+        **{
+            f"number-{n}": word
+            for n, word in {
+                20: "zwanzig", 30: "dreißig", 40: "vierzig", 50: "fünfzig", 60: "sechzig",
+                70: "siebzig", 80: "achtzig", 90: "neunzig",
+            }.items()
+        },
+        "number-hundred": "hundert",
+        "number-thousand": "tausend",
+        **{
+            f"weekday-{name}": word
+            for name, word in zip(
+                WEEKDAYS,
+                ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"),
+                strict=True,
+            )
+        },
+        **{
+            f"month-{name}": word
+            for name, word in zip(
+                MONTHS,
+                ("Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August",
+                 "September", "Oktober", "November", "Dezember"),
+                strict=True,
+            )
+        },
+        "today": "heute",
+        "yesterday": "gestern",
+        "at": "um",
+        "enter-pin": "Bitte geben Sie Ihre PIN ein, gefolgt von der Rautetaste.",
+        "wrong-pin": "Falsche PIN. Bitte versuchen Sie es noch einmal.",
+        "mailbox-locked": (
+            "Dieses Postfach ist nach zu vielen falschen PINs gesperrt. Bitte versuchen Sie es "
+            "später noch einmal."
+        ),
+        "menu-replay": "Um die Nachricht noch einmal zu hören, drücken Sie 1.",
+        "menu-delete": "Zum Löschen drücken Sie 7.",
+        "menu-save": "Zum Speichern drücken Sie 9.",
+        "menu-end": "Zum Beenden drücken Sie die Rautetaste.",
+        "message-deleted": "Nachricht gelöscht.",
+        "message-saved": "Nachricht gespeichert.",
+        "you-have": "Sie haben",
+        "no": "keine",
+        "and": "und",
+        "count-new-message": "neue Nachricht",
+        "count-new-messages": "neue Nachrichten",
+        "count-urgent": "davon dringend,",
+        "count-saved-message": "gespeicherte Nachricht.",
+        "count-saved-messages": "gespeicherte Nachrichten.",
+        "no-messages": "Sie haben keine Nachrichten.",
+        "message": "Nachricht",
+        "received": "Empfangen",
+        "from": "von",
+        "from-unknown": "von einem unbekannten Anrufer.",
         "envelope-urgent": "Dringend.",
         "forwarded-from": "Weitergeleitete Nachricht von",
+        "no-more-messages": "Es gibt keine weiteren Nachrichten.",
+        "first-message": "Dies ist die erste Nachricht.",
+        "message-undeleted": "Nachricht wiederhergestellt.",
+        "message-menu": (
+            "Um die Nachricht zu wiederholen, drücken Sie 5. Für die nächste Nachricht drücken "
+            "Sie 6. Für die vorige Nachricht drücken Sie 4. Zum Löschen drücken Sie 7. Zum "
+            "Speichern drücken Sie 9. Zum Weiterleiten drücken Sie 8. Für die "
+            "Postfachoptionen drücken Sie 0. Zum Beenden drücken Sie die Rautetaste."
+        ),
+        "end-menu": (
+            "Um Ihre Nachrichten noch einmal zu hören, drücken Sie 1. Für die Postfachoptionen "
+            "drücken Sie 0. Zum Beenden drücken Sie die Rautetaste."
+        ),
+        "message-forwarded": "Nachricht weitergeleitet.",
+        "message-paused": "Angehalten. Zum Fortsetzen drücken Sie 3.",
     },
 }  # fmt: skip
 

@@ -287,7 +287,7 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting(
             "prompt_language", str, None, "language (voice) of the system prompts",
-            "media-recorder (the caller's greeting)", user_may_set=True,
+            "media-recorder (the caller's greeting and review, the owner's menu)", user_may_set=True,
             max_length=35, builtin_from="the default prompt set (en)",
         ),
         Setting(
