@@ -49,6 +49,7 @@ from sipum_protocol.sip.transport import EndpointConfig
 from sipum_protocol.sip.ua import (
     CallCancelled,
     CallEnded,
+    DtmfReceived,
     IncomingCall,
     IncomingRequest,
     SessionTimerConfig,
@@ -111,6 +112,8 @@ class RegistrarAgentService:
         self.calls: CallHandler | None = None
         self.recorders: RecorderWatch[ActiveCall] | None = None
         self.active: set[ActiveCall] = set()
+        self._digit_relays: set[asyncio.Task[None]] = set()
+        """Digits by SIP INFO on their way to the recorders (strong references)."""
         self._user_events: EventSubscription | None = None
         self._domain_events: EventSubscription | None = None
         self.domain_registrars: dict[str, tuple[str, Peer]] = {}
@@ -359,6 +362,14 @@ class RegistrarAgentService:
             state.on_ended(event.reason, event.status)
         elif isinstance(event, CallCancelled):
             state.cancel_reason = event.reason  # CallEnded follows
+        elif isinstance(event, DtmfReceived) and self.calls is not None:
+            # not work.spawn: digits of calls still in progress while we drain go on too
+            relay = asyncio.create_task(
+                self.calls.relay_digit(state, event.digit, event.duration_ms),
+                name=f"dtmf-{event.call.call_id}",
+            )
+            self._digit_relays.add(relay)
+            relay.add_done_callback(self._digit_relays.discard)
 
     def _call_done(self, active: ActiveCall, task: asyncio.Task[Any]) -> None:
         self.active.discard(active)

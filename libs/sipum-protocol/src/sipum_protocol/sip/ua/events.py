@@ -75,6 +75,16 @@ class SessionModified:
 
 
 @dataclass(frozen=True, slots=True)
+class DtmfReceived:
+    """A DTMF digit by SIP INFO in the call's dialog (``application/dtmf-relay`` or
+    ``application/dtmf``, ``sipum_protocol.sip.dtmf_info``); the INFO was answered 200."""
+
+    call: Call
+    digit: str
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class CallEnded:
     """The call is over. ``reason`` is one of: ``remote-bye``, ``local-bye``, ``cancelled``,
     ``rejected`` (we answered 3xx-6xx), ``failed`` (outgoing call got 3xx-6xx, ``status`` set),
@@ -105,5 +115,6 @@ UserAgentEvent = (
     | CallAnswered
     | CallCancelled
     | SessionModified
+    | DtmfReceived
     | CallEnded
 )
