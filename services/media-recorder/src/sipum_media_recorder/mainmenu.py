@@ -24,7 +24,10 @@ new message in the target's inbox through the recorder's ``MessageStore`` — bl
 ``message.created``, so the target is notified as for any message — at the original's sample
 rate and codec, the caller being the owner (``sip:<owner>@<domain>``, her display name), marked
 ``forwarded_from`` the owner's mailbox and urgent if the original is. The idempotency key is ``<session>-forward-<n>`` (the n-th forward of the call). A full target
-mailbox (``limits.full_because``) refuses the forward; the original never changes.
+mailbox (``limits.full_because``) refuses the forward; the original never changes. The copy
+passes through the spool (manifest + one chunk) before it is stored, so a replica killed
+mid-forward leaves it to recovery, which stores it whole (``ended`` in the manifest: not
+flagged interrupted) under the message id already allocated.
 A message deleted on the web during the call plays as silence (its blob is gone); moves of
 such a message change nothing and publish nothing.
 """
@@ -42,7 +45,7 @@ from sipum.db import greetings, messages, users
 from sipum.events import UserUpdated
 from sipum_protocol.media.codecs import resample
 from sipum_protocol.media.playback import PcmItem, PlaybackItem
-from sipum_protocol.media.recording import RecordingSettings, wav_bytes
+from sipum_protocol.media.recording import RecordingChunk, RecordingSettings, wav_bytes
 
 from sipum_media_recorder.audio import decode_audio
 from sipum_media_recorder.limits import full_because
@@ -68,7 +71,7 @@ from sipum_media_recorder.menu import (
 )
 from sipum_media_recorder.retrieve import EndReason, authenticate, refuse
 from sipum_media_recorder.session import ALL_DIGITS, MediaSession
-from sipum_media_recorder.spool import RecordingMeta
+from sipum_media_recorder.spool import PartialRecording, RecordingMeta
 
 log = logging.getLogger("sipum.misc.recorder.menu")
 
@@ -278,8 +281,19 @@ class MenuCall:
             received_at=wall_clock().isoformat(),
             urgent=original.urgent,  # the copy keeps the caller's mark
             forwarded_from=owner.address,
+            ended="completed",  # a whole copy: recovered, it is not "interrupted"
         )
-        stored = await svc.store.store(meta, pcm)
+        # Crash safety as for a recording: the copy goes to the spool first (manifest, then its
+        # audio in one chunk), so a replica killed before the row is written leaves it for
+        # recovery — which stores it whole, with the message id (and so the blob key) the store
+        # wrote into the manifest: no row without audio, no blob without its row. (This
+        # replica's own recovery pass meeting the spool mid-forward stores the same session
+        # id: the row, the blob key and the event id come out the same — idempotent.)
+        spool = PartialRecording(svc.blobs, meta)
+        spool.add(RecordingChunk(index=0, start=0, pcm=pcm, final=True))
+        await spool.finish(upload_rest=True)
+        stored = await svc.store.store(meta, pcm, save_meta=spool.write_manifest)
+        await spool.remove()
         self.comment = None
         log.info(
             "message forwarded",
