@@ -23,6 +23,12 @@ def killed() -> set[str]:
 
 
 @pytest.fixture
+def agent_env() -> dict[str, str]:
+    """More registrar-agent settings for the system (a test module overrides this fixture)."""
+    return {}
+
+
+@pytest.fixture
 def s3_proxy(moto_server: MotoServer) -> Iterator[TcpProxy]:
     """The services reach the blob store through this (``down()``: the store is away)."""
     proxy = TcpProxy(moto_server.host, moto_server.port)
@@ -38,13 +44,21 @@ def system_nats_url(nats_url: str) -> str:
 
 
 @pytest.fixture
+def system_agents() -> int:
+    """How many registrar-agents (shards) the system runs; a test module overrides this."""
+    return 1
+
+
+@pytest.fixture
 def system(
+    system_agents: int,
     pg_admin_dsn: str,
     pg_template: str,
     system_nats_url: str,
     moto_server: MotoServer,
     s3_proxy: TcpProxy,
     killed: set[str],
+    agent_env: dict[str, str],
 ) -> Iterator[FirstCallSystem]:
     token = uuid.uuid4().hex[:16]
     prefix, stream = f"t{token}", f"TEST_{token}"
@@ -63,7 +77,7 @@ def system(
             s3_secret_key=SECRET_KEY,
             s3_region=REGION,
         )
-        running = start_system(backends, recorders=2)
+        running = start_system(backends, recorders=2, agents=system_agents, agent_env=agent_env)
         try:
             yield running
         finally:

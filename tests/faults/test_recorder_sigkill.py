@@ -43,6 +43,13 @@ KILL_AFTER = 2.0
 RECORDERS = {"e2e-recorder": "media-recorder", "e2e-recorder-2": "media-recorder-2"}
 
 
+@pytest.fixture
+def agent_env() -> dict[str, str]:
+    """The fallback path: the agent does not move the calls (test_recorder_sigkill_move.py
+    has the move), it ends them with BYE and recovery stores their messages."""
+    return {"SIPUM_RECORDER_MOVE_CALLS": "false"}
+
+
 async def test_sigkill_of_a_media_recorder_with_calls_in_progress(
     system: FirstCallSystem, killed: set[str]
 ) -> None:

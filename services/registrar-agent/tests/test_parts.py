@@ -40,8 +40,12 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"trusted_proxies": ["not-an-address"]}, {"shard_index": 2, "shard_count": 2}],
-    ids=["bad-proxy", "shard-out-of-range"],
+    [
+        {"trusted_proxies": ["not-an-address"]},
+        {"shard_index": 2, "shard_count": 2},
+        {"agent_heartbeat_seconds": 1.5, "agent_dead_after_seconds": 2.0},
+    ],
+    ids=["bad-proxy", "shard-out-of-range", "dead-after-below-two-heartbeats"],
 )
 def test_bad_settings_are_refused(overrides: dict) -> None:
     with pytest.raises(ValidationError):

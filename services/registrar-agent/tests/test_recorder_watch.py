@@ -36,7 +36,13 @@ async def test_gone_within_2s_but_a_nats_restart_ends_nothing(server: PrivateNat
     agent_bus = await EventBus.connect(server.url, "agent")
     recorder_bus = await EventBus.connect(server.url, "recorder")
     lost: list[str] = []
-    watch: RecorderWatch[str] = RecorderWatch(agent_bus, on_lost=lost.append, unknown_after=2.0)
+    gone: list[str] = []
+
+    def on_lost(call: str, recorder_id: str) -> None:
+        lost.append(call)
+        gone.append(recorder_id)
+
+    watch: RecorderWatch[str] = RecorderWatch(agent_bus, on_lost=on_lost, unknown_after=2.0)
     await watch.start()
     stop_a, stop_b = asyncio.Event(), asyncio.Event()
     beaters = [
@@ -61,8 +67,9 @@ async def test_gone_within_2s_but_a_nats_restart_ends_nothing(server: PrivateNat
         while not lost:
             await asyncio.sleep(0.02)
             assert loop.time() - died < 4
-        assert lost == ["call-b"]
+        assert lost == ["call-b"] and gone == ["rec-b"]
         assert loop.time() - died <= 2.0
+        assert watch.others_alive("rec-b") == ["rec-a"]  # where a moved call can go
         await asyncio.sleep(1.0)
         assert lost == ["call-b"]  # rec-a lives on
     finally:

@@ -210,6 +210,9 @@ class FirstCallSystem:
     web_port: int
     rtsp_port: int
     agent_sip_port: int
+    agent_ports: dict[str, int] = field(default_factory=dict)
+    """Every registrar-agent's SIP port by its key (``registrar-agent``, ``registrar-agent-1``
+    …; with ``agents`` > 1 each one is a shard)."""
     services: dict[str, ServiceProcess] = field(default_factory=dict)
     started_with: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
     """key → (service name, extra environment) it was started with, for ``restart``."""
@@ -299,9 +302,13 @@ def start_system(
     secret_key: str = "e2e-signing-key",
     transcriber: bool = False,
     recorders: int = 1,
+    agent_env: dict[str, str] | None = None,
+    agents: int = 1,
 ) -> FirstCallSystem:
     """``recorders`` media-recorder replicas: ``media-recorder`` (id ``e2e-recorder``), then
-    ``media-recorder-2`` (``e2e-recorder-2``), …"""
+    ``media-recorder-2`` (``e2e-recorder-2``), …; ``agents`` registrar-agents, one shard each
+    (``registrar-agent`` is shard 0 on ``agent_sip_port``, then ``registrar-agent-1``, …);
+    ``agent_env``: more settings of every registrar-agent (``SIPUM_…``)."""
     smtp = MailServer().start()
     kamailio_db = backends.database_url.replace("postgresql://", "postgres://", 1)
     try:
@@ -355,12 +362,24 @@ def start_system(
         )
         if transcriber:
             system.start_service("transcriber")
-        system.start_service(
-            "registrar-agent",
-            SIPUM_REGISTRAR=f"{kamailio.host}:{kamailio.port}",
-            SIPUM_SIP_HOST="127.0.0.1",
-            SIPUM_SIP_PORT=str(system.agent_sip_port),
-        )
+        for index in range(agents):
+            key = "registrar-agent" if index == 0 else f"registrar-agent-{index}"
+            port = system.agent_sip_port if index == 0 else free_udp_port()
+            system.agent_ports[key] = port
+            shards = (
+                {"SIPUM_SHARD_INDEX": str(index), "SIPUM_SHARD_COUNT": str(agents)}
+                if agents > 1
+                else {}
+            )
+            system.start_service(
+                "registrar-agent",
+                key=key,
+                SIPUM_REGISTRAR=f"{kamailio.host}:{kamailio.port}",
+                SIPUM_SIP_HOST="127.0.0.1",
+                SIPUM_SIP_PORT=str(port),
+                **shards,
+                **(agent_env or {}),
+            )
         for service in system.services.values():
             service.wait_for_log("service started", timeout=60)
     except BaseException:

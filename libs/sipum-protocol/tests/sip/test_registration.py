@@ -561,6 +561,22 @@ def test_pool_remove_and_failure_reporting():
     assert pool.remove("sip:nobody@sipum.test", 33.0) == []
 
 
+def test_pool_forget_drops_a_binding_without_deregistering_it():
+    registrar = FakeRegistrar({"alice": "secret", "bob": "secret"})
+    pool = RegistrationPool(max_in_flight=5, max_rate=None, rng=random.Random(25))
+    pool.add(binding("alice"), 0.0)
+    pool.add(binding("bob"), 0.0)
+    drive_pool(pool, registrar, now=5.0, latency=0.001)
+    assert pool.count(RegistrationState.REGISTERED) == 2
+    assert pool.forget("sip:alice@sipum.test")
+    assert not pool.forget("sip:alice@sipum.test")
+    assert pool.get("sip:alice@sipum.test") is None and len(pool) == 1
+    # no Expires: 0 for alice, no refresh either: only bob's refresh comes due
+    later = [reg.aor for reg, _ in pool.requests_to_send(10_000.0)]
+    assert later == ["sip:bob@sipum.test"]
+    assert registrar.bindings.get("alice")  # still bound at the registrar
+
+
 # ----------------------------------------------------------------------------- invariants
 
 _OUTCOMES = ["100", "200", "200-other", "401", "401-stale", "407", "423", "500", "503", "timeout"]

@@ -1,4 +1,4 @@
-"""Locks whose owner was not told (0019): a new lock is unpublished and untold; the sweep's
+"""Locks whose owner was not told (0020): a new lock is unpublished and untold; the sweep's
 ``claim_untold`` takes it once its last publish (or failure) is older than the retry interval,
 once per interval and replica; ``notified_at`` ends it; a new lock starts over."""
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from sipum.events import EventBus, RecorderHeartbeat
+from sipum.events.heartbeat import HeartbeatLoop
 from sipum.events.liveness import LivenessTracker
 
 from sipum_media_recorder import metrics
@@ -46,7 +47,7 @@ class ReplicaLiveness:
         self.state: Literal["up", "stopping", "stopped"] = "up"
         self._loop = asyncio.get_running_loop()
         self._subscription: Any = None
-        self._task: asyncio.Task[None] | None = None
+        self._beats = HeartbeatLoop(self._publish, interval)
         self._timer: asyncio.TimerHandle | None = None
 
     def now(self) -> float:
@@ -56,8 +57,7 @@ class ReplicaLiveness:
         self.bus.on_reconnect(self._on_reconnect)
         self._subscription = await self.bus.subscribe_heartbeats(self._on_heartbeat)
         self.tracker.observe(self.now())
-        await self.beat()
-        self._task = asyncio.create_task(self._beat_loop(), name="heartbeat")
+        await self._beats.start()
 
     def _on_heartbeat(self, heartbeat: RecorderHeartbeat) -> None:
         if heartbeat.recorder_id == self.recorder_id:
@@ -111,21 +111,18 @@ class ReplicaLiveness:
         return self.tracker.silent_since_start(recorder_id, self.now(), self.dead_after)
 
     async def beat(self) -> None:
-        with contextlib.suppress(Exception):  # NATS away: the next beat tries again
-            await self.bus.publish_heartbeat(
-                RecorderHeartbeat(
-                    recorder_id=self.recorder_id,
-                    interval_s=self.interval,
-                    dead_after_s=self.dead_after,
-                    state=self.state,
-                    sessions=self.sessions(),
-                )
-            )
+        await self._beats.beat()  # NATS away: dropped, the next beat tries again
 
-    async def _beat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            await self.beat()
+    async def _publish(self) -> None:
+        await self.bus.publish_heartbeat(
+            RecorderHeartbeat(
+                recorder_id=self.recorder_id,
+                interval_s=self.interval,
+                dead_after_s=self.dead_after,
+                state=self.state,
+                sessions=self.sessions(),
+            )
+        )
 
     async def stop(self, *, final: bool) -> None:
         """``final=False``: say ``stopping`` (still beating); ``True``: say ``stopped`` once
@@ -134,11 +131,7 @@ class ReplicaLiveness:
         if not final:
             await self.beat()
             return
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._beats.stop()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

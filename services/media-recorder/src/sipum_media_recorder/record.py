@@ -18,6 +18,13 @@
    caller's review (``review``: 1 send, 2 listen, 3 record again, 4 urgent where the
    mailbox's ``urgent_allowed`` says so) says so; silence
    or a hang-up in the review stores it too.
+
+A call moved here from a replica that died (``session.spooled``, :func:`continue_recording`)
+skips 0-1: the audio the gone replica spooled comes first, the recording goes on at once (the
+maximum length less what is spooled, the minimum of voice less what the spooled audio holds)
+and the one message holds both, flagged ``interrupted`` only when audio was lost in the move
+(``RecordingMeta.lost_seconds``). A recording that had already ended (the caller was in the
+review) is stored as it is.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from typing import Literal
 import numpy as np
 from sipum.db import greetings, messages, users
 from sipum_protocol.media.playback import PcmItem, PlaybackItem
-from sipum_protocol.media.recording import RecordingSettings, StopReason
+from sipum_protocol.media.recording import RecordingSession, RecordingSettings, StopReason
 
 from sipum_media_recorder import metrics
 from sipum_media_recorder.audio import decode_audio
@@ -53,7 +60,12 @@ from sipum_media_recorder.review import (
 )
 from sipum_media_recorder.session import MediaSession
 from sipum_media_recorder.settings import MediaRecorderSettings
-from sipum_media_recorder.spool import PartialRecording, RecordingMeta
+from sipum_media_recorder.spool import (
+    LOST_AUDIO_SECONDS,
+    PartialRecording,
+    RecordingMeta,
+    Spooled,
+)
 
 log = logging.getLogger("sipum.misc.recorder.record")
 
@@ -164,6 +176,8 @@ def end_reason(session: MediaSession, reason: StopReason) -> EndReason:
 
 
 async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
+    if session.spooled is not None:
+        return await continue_recording(session, session.spooled)
     svc = session.services
     settings = svc.settings
     # Everything that needs the database or the disk happens before the greeting, so the
@@ -218,10 +232,28 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
         sample_rate=codec.sample_rate,
         received_at=datetime.now(UTC).isoformat(),
     )
+    return await record_message(session, meta, recording_settings)
+
+
+async def record_message(
+    session: MediaSession,
+    meta: RecordingMeta,
+    recording_settings: RecordingSettings,
+    *,
+    resumed: PartialRecording | None = None,
+    resumed_settings: RecordingSettings | None = None,
+) -> tuple[EndReason, int | None]:
+    """Steps 2-3: record, review, store (``resumed``: the first round goes on from a spool
+    that already holds a gone replica's audio)."""
+    svc = session.services
     while True:
-        spool = PartialRecording(svc.blobs, meta)
+        if resumed is not None:
+            spool, round_settings = resumed, resumed_settings or recording_settings
+            resumed = None
+        else:
+            spool, round_settings = PartialRecording(svc.blobs, meta), recording_settings
         try:
-            result = await session.endpoint.record(recording_settings, on_chunk=spool.add)
+            result = await session.endpoint.record(round_settings, on_chunk=spool.add)
         except asyncio.CancelledError:
             spool.abandon()  # killed hard: what is uploaded stays for recovery
             raise
@@ -254,11 +286,80 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
         meta = replace(meta, received_at=datetime.now(UTC).isoformat(), message_id=None)
         meta.ended = None
         meta.urgent = False
+        meta.lost_seconds = 0.0  # the moved recording is gone: nothing of it is lost
         session.clear_digits()
         await session.prompt("beep")
         if session.hung_up.is_set():
             return "bye", None
         session.stopped_by_digit_command = False
+
+
+async def continue_recording(
+    session: MediaSession, spooled: Spooled
+) -> tuple[EndReason, int | None]:
+    """The recording of a gone replica, taken over (see the module doc)."""
+    svc = session.services
+    settings = svc.settings
+    meta = spooled.meta
+    spool = PartialRecording(svc.blobs, meta, first_index=spooled.next_index)
+    if spooled.pcm:
+        spool.pcm.append(spooled.pcm)  # in the message, not uploaded again
+    if meta.ended is not None:
+        # It had ended (the caller was in the review): all of it is spooled; store it.
+        return await store_recording(session, spool, meta, meta.ended)  # type: ignore[arg-type]
+    effective = await users.effective_settings(svc.pool, session.user.id)
+    _full, limit = await mailbox_limits(session, effective)
+    max_silence, min_voice = silence_rules(effective, settings)
+    have = len(spooled.pcm) / 2 / meta.sample_rate
+    voiced = voiced_seconds(spooled.pcm, meta.sample_rate, settings.silence_threshold_dbfs)
+    recording_settings = RecordingSettings(
+        sample_rate=meta.sample_rate,
+        silence_threshold_dbfs=settings.silence_threshold_dbfs,
+        max_silence=max_silence,
+        min_voice=min_voice,
+        max_length=limit.seconds,
+        flush_interval=settings.chunk_seconds,
+        hold_back=settings.hold_back_seconds,
+    )
+    resumed_settings = replace(
+        recording_settings,
+        min_voice=max(0.0, min_voice - voiced),
+        max_length=max(1.0, limit.seconds - have),
+    )
+    log.info(
+        "recording continued",
+        extra={
+            "session": session.session_id,
+            "spooled_s": round(have, 2),
+            "lost_s": meta.lost_seconds,
+            "from_recorder": spooled.meta.recorder_id,
+        },
+    )
+    return await record_message(
+        session, meta, recording_settings, resumed=spool, resumed_settings=resumed_settings
+    )
+
+
+def voiced_seconds(pcm: bytes, sample_rate: int, threshold_dbfs: float) -> float:
+    """Non-silent audio in *pcm* by the recording engine's own measure."""
+    if not pcm:
+        return 0.0
+    seconds = len(pcm) / 2 / sample_rate
+    engine = RecordingSession(
+        RecordingSettings(
+            sample_rate=sample_rate,
+            silence_threshold_dbfs=threshold_dbfs,
+            max_silence=seconds + 1.0,
+            min_voice=0.0,
+            max_length=seconds + 1.0,
+            hold_back=0.0,
+        ),
+        now=0.0,
+    )
+    engine.feed(pcm, now=0.0)
+    engine.hangup(now=0.0)
+    assert engine.result is not None
+    return engine.result.voiced_duration
 
 
 def offers_review(session: MediaSession, reason: StopReason) -> bool:
@@ -394,10 +495,15 @@ async def store_recording(
     while True:
         attempt += 1
         try:
+            lost = meta.lost_seconds > LOST_AUDIO_SECONDS  # moved from a dead replica
             with metrics.STORE_SECONDS.time():
-                message = await svc.store.store(meta, pcm, save_meta=spool.write_manifest)
+                message = await svc.store.store(
+                    meta, pcm, save_meta=spool.write_manifest, interrupted=lost
+                )
             if message is not None:
                 metrics.MESSAGES_STORED.labels("call").inc()
+                if lost:
+                    metrics.MESSAGES_INTERRUPTED.inc()
             break
         except Exception:
             log.exception("storing the message failed (attempt %d)", attempt)

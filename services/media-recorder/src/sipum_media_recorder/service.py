@@ -18,6 +18,13 @@
   replica's own at start-up; another replica's as soon as its heartbeats stop (or, never heard
   from, once we have listened for its ``dead_after``); a living replica's leftover once
   untouched for ``recovery_grace_seconds`` (checked every ``recovery_interval_seconds``).
+* A call moved here from a gone replica (``continue_session_id``, the agent's "move the
+  call"): the session keeps the gone one's id, takes over its spooled recording (the manifest
+  rewritten with our ``recorder_id`` before the reply) and records on (``record``); without a
+  spooled recording the call starts again with the greeting. Recovery leaves a gone replica's
+  recording alone for ``recovery_move_grace_seconds`` after its last write, so the two never
+  both store it; a continue that meets a recovery already running for it is refused
+  (``overloaded``: the agent falls back to BYE, the recovery stores the message).
 * SIGTERM: no new allocations (heartbeat ``stopping``); calls in flight go on for
   ``drain_seconds``, then the ones still running are ended like a hang-up and their
   recordings stored; heartbeat ``stopped``.
@@ -58,9 +65,14 @@ from sipum_media_recorder.retrieve import run_retrieve
 from sipum_media_recorder.session import MediaSession, Services
 from sipum_media_recorder.settings import MediaRecorderSettings
 from sipum_media_recorder.spool import (
+    LOST_AUDIO_SECONDS,
+    PART_SIZE,
     Interrupted,
+    RecordingMeta,
+    Spooled,
     find_interrupted,
     is_stale,
+    load_for_continue,
     load_interrupted,
     manifest_key,
     remove_partial,
@@ -113,6 +125,10 @@ class MediaRecorderService:
         self._recovery_task: asyncio.Task[None] | None = None
         self._announce_task: asyncio.Task[None] | None = None
         self._recovering: set[str] = set()
+        self._continuing: set[str] = set()
+        self._passes_due: set[float] = set()
+        """Wall times of the recovery passes scheduled for recordings in their move grace."""
+        """Sessions being taken over from a gone replica (recovery keeps off them)."""
         self._recovery_passes: set[asyncio.Task[list[int]]] = set()
         self.liveness: ReplicaLiveness | None = None
         self.services: Services | None = None
@@ -201,7 +217,7 @@ class MediaRecorderService:
     # -- allocation ----------------------------------------------------------------------------
 
     async def allocate(self, request: MediaAllocateRequest) -> MediaAllocateReply:
-        session_id = session_id_for(request)
+        session_id = request.continue_session_id or session_id_for(request)
         existing = self.sessions.get(session_id)
         if existing is not None:
             return existing.reply
@@ -215,7 +231,10 @@ class MediaRecorderService:
         future: asyncio.Future[MediaAllocateReply] = asyncio.get_running_loop().create_future()
         self._allocating[session_id] = future
         try:
-            reply = await self._allocate(session_id, request)
+            if request.continue_session_id is not None:
+                reply = await self._allocate_continued(session_id, request)
+            else:
+                reply = await self._allocate(session_id, request)
         except BaseException as exc:
             code = exc.code if isinstance(exc, RemoteError) else "internal"
             metrics.ALLOCATIONS.labels(code).inc()
@@ -229,7 +248,48 @@ class MediaRecorderService:
         finally:
             del self._allocating[session_id]
 
-    async def _allocate(self, session_id: str, request: MediaAllocateRequest) -> MediaAllocateReply:
+    async def _allocate_continued(
+        self, session_id: str, request: MediaAllocateRequest
+    ) -> MediaAllocateReply:
+        """Take over the recording of a session whose replica is gone (see module doc)."""
+        svc = self.services
+        assert svc is not None
+        if request.mode != "record":
+            raise RemoteError("unsupported", "only a recording can be continued")
+        if session_id in self._recovering:
+            raise RemoteError("overloaded", f"session {session_id} is being recovered")
+        self._continuing.add(session_id)
+        try:
+            spooled = await load_for_continue(svc.blobs, session_id)
+            if spooled is not None and spooled.next_index >= 10 * PART_SIZE:
+                raise RemoteError("overloaded", f"session {session_id} moved too often")
+            if spooled is not None:
+                meta = spooled.meta
+                meta.recorder_id = self.recorder_id
+                if meta.ended is None:
+                    # what the caller said while nobody recorded: since the recording started,
+                    # minus what is spooled (both clocks are wall clocks; NTP keeps them close)
+                    have = len(spooled.pcm) / 2 / meta.sample_rate
+                    elapsed = time.time() - meta.received_datetime.timestamp()
+                    meta.lost_seconds = round(max(meta.lost_seconds, elapsed - have, 0.0), 3)
+                # ours from now on: a sweeping replica sees a live owner and keeps off
+                await svc.blobs.put(
+                    manifest_key(session_id), meta.to_json(), content_type="application/json"
+                )
+            try:
+                return await self._allocate(session_id, request, spooled=spooled)
+            except BaseException:
+                if spooled is not None:
+                    # The manifest names us now but no session of ours holds it: our own
+                    # recovery stores it (the agent, refused, ends the call).
+                    self._loop_later(0.0)
+                raise
+        finally:
+            self._continuing.discard(session_id)
+
+    async def _allocate(
+        self, session_id: str, request: MediaAllocateRequest, *, spooled: Spooled | None = None
+    ) -> MediaAllocateReply:
         svc = self.services
         assert svc is not None and self.ctx is not None
         if request.mode not in ("record", "retrieve", "menu"):
@@ -273,6 +333,7 @@ class MediaRecorderService:
             reply=reply,
             services=svc,
             message=message,
+            spooled=spooled,
         )
         try:
             session.subscriptions = await self.ctx.bus.subscribe_session(
@@ -295,6 +356,8 @@ class MediaRecorderService:
                 "mailbox": user.address,
                 "codec": plan.codec.name,
                 "rtp": f"{self.address}:{endpoint.local_port}",
+                "continued": spooled is not None,
+                "lost_s": spooled.meta.lost_seconds if spooled is not None else None,
             },
         )
         return reply
@@ -334,6 +397,17 @@ class MediaRecorderService:
             extra={"session": session.session_id, "reason": reason, "message_id": message_id},
         )
 
+    async def _still_unclaimed(self, item: Interrupted) -> bool:
+        """The manifest still names the replica we decided on (another replica may have taken
+        the call over since we listed it): the last look before storing."""
+        svc = self.services
+        assert svc is not None
+        try:
+            now = RecordingMeta.from_json(await svc.blobs.get(manifest_key(item.session_id)))
+        except Exception:
+            return False  # stored and removed meanwhile (or unreadable: leave it)
+        return now.recorder_id == item.meta.recorder_id
+
     def _remember_ended(self, session_id: str) -> None:
         now = time.monotonic()
         self._ended[session_id] = now
@@ -372,6 +446,15 @@ class MediaRecorderService:
         log.info("recovering the recordings of a gone replica", extra={"recorder": recorder_id})
         self._loop_later(0.0)
 
+    def _look_again_at(self, when: float, now: float) -> None:
+        """A recovery pass at wall time ``when`` (one per distinct time is enough)."""
+        due = round(when + 0.05, 1)
+        self._passes_due = {d for d in self._passes_due if d > now}
+        if due in self._passes_due:
+            return
+        self._passes_due.add(due)
+        self._loop_later(max(0.0, due - now))
+
     def _loop_later(self, delay: float) -> None:
         async def later() -> list[int]:
             await asyncio.sleep(delay)
@@ -392,7 +475,14 @@ class MediaRecorderService:
         if own_only:
             return False
         if self.liveness is not None and self.liveness.presumed_gone(item.meta.recorder_id):
-            return True  # its replica stopped beating (or never did while we listened)
+            # Its replica stopped beating (or never did while we listened); the agent may be
+            # moving the call to another replica that takes the recording over: not before it
+            # had the time to (a moved recording's manifest names its new, living replica).
+            grace = self.settings.recovery_move_grace_seconds
+            if is_stale(item, grace=grace, now=now):
+                return True
+            self._look_again_at(item.last_write + grace, now)
+            return False
         # Its replica is alive: only a leftover it has not touched for the grace period.
         return is_stale(item, grace=self.settings.recovery_grace_seconds, now=now)
 
@@ -409,7 +499,11 @@ class MediaRecorderService:
         now = time.time()
         grace = self.settings.recovery_grace_seconds
         for item in found:
-            if item.session_id in self.sessions or item.session_id in self._recovering:
+            if (
+                item.session_id in self.sessions
+                or item.session_id in self._recovering
+                or item.session_id in self._continuing
+            ):
                 continue
             if not self._may_recover(item, own_only=own_only, now=now):
                 continue
@@ -436,6 +530,9 @@ class MediaRecorderService:
         assert svc is not None
         meta = item.meta
         pcm = await load_interrupted(svc.blobs, item)
+        if not await self._still_unclaimed(item):
+            log.info("recording %s was taken over by another replica", meta.session_id)
+            return None
         # Run the audio through the recording engine again: the same silence rules decide
         # whether enough was said to keep it, and trailing silence is trimmed the same way.
         seconds = len(pcm) / 2 / meta.sample_rate
@@ -444,8 +541,9 @@ class MediaRecorderService:
             await users.effective_settings(svc.pool, meta.owner_id), self.settings
         )
         # Cut off by a crash (no end reason in the manifest): the caller did not choose to
-        # stop, so a short fragment with voice is kept, flagged interrupted.
-        interrupted = meta.ended is None
+        # stop, so a short fragment with voice is kept, flagged interrupted. So is a finished
+        # one that lost audio while its call moved.
+        interrupted = meta.ended is None or meta.lost_seconds > LOST_AUDIO_SECONDS
         min_voice = (
             min(self.settings.recovery_min_voice_seconds, owner_min_voice)
             if interrupted

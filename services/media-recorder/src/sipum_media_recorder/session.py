@@ -36,6 +36,7 @@ from sipum_protocol.media.playback import PlaybackItem, PlaybackSession
 from sipum_media_recorder.audio import Prompts
 from sipum_media_recorder.negotiation import MediaPlan
 from sipum_media_recorder.settings import MediaRecorderSettings
+from sipum_media_recorder.spool import Spooled
 from sipum_media_recorder.store import MessageStore
 
 log = logging.getLogger("sipum.misc.recorder.session")
@@ -68,6 +69,7 @@ class MediaSession:
         reply: MediaAllocateReply,
         services: Services,
         message: messages.Message | None = None,
+        spooled: Spooled | None = None,
     ) -> None:
         self.session_id = session_id
         self.request = request
@@ -77,6 +79,8 @@ class MediaSession:
         self.reply = reply
         self.services = services
         self.message = message
+        self.spooled = spooled
+        """A recording taken over from a gone replica (``continue_session_id``)."""
         self.digits: asyncio.Queue[str] = asyncio.Queue()
         self.hung_up = asyncio.Event()
         self.hangup_reason: str | None = None

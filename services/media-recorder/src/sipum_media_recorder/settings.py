@@ -85,6 +85,10 @@ class MediaRecorderSettings(ServiceSettings):
     recovery_interval_seconds: float = Field(default=30.0, gt=0)
     """How often a replica looks for leftover recordings (a gone replica's are recovered as
     soon as its heartbeats stop, and at start-up once we have listened for ``dead_after``)."""
+    recovery_move_grace_seconds: float = Field(default=3.0, ge=0)
+    """A gone replica's recording is recovered only once untouched for this long: the agent
+    may be moving its call to another replica (``continue_session_id``), which then takes the
+    recording over — recovery storing it too would cut the message in two."""
     recovery_min_voice_seconds: float = Field(default=0.2, ge=0)
     """A recording cut off by a crash is kept (flagged ``interrupted``) if it holds at least
     this much non-silent audio, even below ``min_voice_seconds``: the caller did not choose to

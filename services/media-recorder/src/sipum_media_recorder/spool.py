@@ -14,6 +14,13 @@ background task per session; chunks that queued up behind a slow put are joined 
 blob (so the blobs are "what was queued", not one per engine chunk). When the message is stored, the manifest is deleted first (it is
 what recovery looks for), then the chunks. :func:`find_interrupted` lists the recordings a
 crashed process left behind; :func:`load_interrupted` joins their chunks.
+
+A call moved to another replica (``MediaAllocateRequest.continue_session_id``) keeps the session
+id: :func:`load_for_continue` reads what the gone replica spooled, the new replica rewrites the
+manifest with its own ``recorder_id`` (from then on the recording is a live one of a live
+replica: recovery leaves it alone) and uploads its chunks from the next *part* on — index
+``10000 * part`` — so the keys still sort in the order of the audio and a replica that was only
+taken for gone cannot overwrite them.
 """
 
 from __future__ import annotations
@@ -65,6 +72,10 @@ class RecordingMeta:
     so a message recovered after a crash keeps the mark."""
     forwarded_from: str | None = None
     """A forwarded copy (main menu key 8): the mailbox (``username@domain``) it came from."""
+    lost_seconds: float = 0.0
+    """Audio lost while the call moved from a replica that died to another one (wall time
+    since ``received_at`` minus the audio spooled when the new replica took over): more than
+    ``LOST_AUDIO_SECONDS`` flags the message ``interrupted``."""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -78,6 +89,13 @@ class RecordingMeta:
     @property
     def received_datetime(self) -> datetime:
         return datetime.fromisoformat(self.received_at)
+
+
+LOST_AUDIO_SECONDS = 0.2
+"""A continued recording missing more than this (20 ms packets, the jitter of two clocks) lost
+audio: it is flagged ``interrupted``."""
+PART_SIZE = 10000
+"""Chunk indexes per part of a recording (one part per replica that recorded it)."""
 
 
 def manifest_key(session_id: str) -> str:
@@ -98,6 +116,8 @@ class PartialRecording:
     """Every chunk's audio, also kept in memory: the final WAV does not wait for uploads."""
     uploaded: int = 0
     failures: int = 0
+    first_index: int = 0
+    """Index of the first chunk this spool writes (``PART_SIZE * part`` for a continued one)."""
 
     def __post_init__(self) -> None:
         self._queue: asyncio.Queue[RecordingChunk | None] = asyncio.Queue()
@@ -131,7 +151,7 @@ class PartialRecording:
 
     async def _upload(self) -> None:
         manifest = await self._try_manifest()
-        index = 0
+        index = self.first_index
         carry: list[bytes] = []  # audio of a put that failed: retried with the next one
         while True:
             chunk = await self._queue.get()
@@ -240,6 +260,36 @@ async def load_interrupted(blobs: BlobStore, interrupted: Interrupted) -> bytes:
             parts.append(await blobs.get(key))
     pcm = b"".join(parts)
     return pcm[: len(pcm) - len(pcm) % 2]
+
+
+@dataclass(frozen=True)
+class Spooled:
+    """What a gone replica spooled of a session, read to continue it (``load_for_continue``)."""
+
+    meta: RecordingMeta
+    pcm: bytes
+    next_index: int
+    """First chunk index of the next part."""
+
+
+async def load_for_continue(blobs: BlobStore, session_id: str) -> Spooled | None:
+    """The manifest and the joined chunks of ``session_id``; None when nothing is spooled."""
+    try:
+        meta = RecordingMeta.from_json(await blobs.get(manifest_key(session_id)))
+    except BlobNotFoundError:
+        return None
+    keys = sorted(await blobs.list_keys(f"{PARTIAL_PREFIX}{session_id}-"))
+    parts = []
+    last = -1
+    for key in keys:
+        with contextlib.suppress(BlobNotFoundError):
+            parts.append(await blobs.get(key))
+        suffix = key[len(PARTIAL_PREFIX) + len(session_id) + 1 :].split(".", 1)[0]
+        if suffix.isdigit():
+            last = max(last, int(suffix))
+    pcm = b"".join(parts)
+    next_part = last // PART_SIZE + 1 if last >= 0 else 1
+    return Spooled(meta, pcm[: len(pcm) - len(pcm) % 2], next_part * PART_SIZE)
 
 
 def is_stale(interrupted: Interrupted, *, grace: float, now: float | None = None) -> bool:

@@ -133,6 +133,6 @@ class LockoutMailer:
                 extra={"user": event.mailbox, "error": str(exc)[:200]},
             )
             raise LockMailFailure(str(exc)) from exc
-        # the recorder's sweep stops publishing it again (pin_lockouts.notified_at, 0019)
+        # the recorder's sweep stops publishing it again (pin_lockouts.notified_at, 0020)
         await pin_lockouts.mark_notified(pool, user.id, event.locked_until, datetime.now(UTC))
         log.info("lock notice sent", extra={"user": event.mailbox, "lockouts": event.lockouts})

@@ -14,9 +14,15 @@ feeds its events into :class:`ActiveCall`; :class:`CallHandler` is the coroutine
 6. the caller's BYE becomes ``sipum.media.session.<id>.hangup``, a digit the caller sends by
    SIP INFO (``application/dtmf-relay`` / ``application/dtmf``, answered 200 by the user agent)
    ``sipum.media.session.<id>.dtmf`` — in the order they came; a session that ends on its
-   own (``#``, silence, maximum length) makes us send BYE; so does the recorder holding the
-   call going silent (``recorders.RecorderWatch``: no heartbeat for its ``dead_after``);
-7. ``sipum.evt.call.ended``.
+   own (``#``, silence, maximum length) makes us send BYE;
+7. the recorder holding the call going silent (``recorders.RecorderWatch``: no heartbeat for
+   its ``dead_after``) moves a recording call (:meth:`CallHandler._move`): ``sipum.media.allocate``
+   with ``continue_session_id`` (another live replica takes the spooled recording over, same
+   session and message), then our re-INVITE with its SDP (RFC 3261 §14.1) — the caller's RTP
+   goes there and the call goes on. No other live replica, no answer, or the re-INVITE refused
+   or unanswered within ``move_reinvite_seconds``: BYE (``end_reason=media_lost``); what was said
+   is kept by the new session or, without one, by the survivors' recovery;
+8. ``sipum.evt.call.ended``.
 
 A CANCEL before step 5 ends the call without any media session: before step 4 nothing is
 allocated at all; during step 4 the fresh session is hung up at once.
@@ -51,7 +57,7 @@ from sipum.events import (
 )
 from sipum.events.models import CallEndReason, Event
 from sipum_protocol.sip.headers import SipParseError
-from sipum_protocol.sip.ua import Call
+from sipum_protocol.sip.ua import Call, CallState, ReofferAccepted, ReofferFailed
 from sipum_protocol.sip.uri import SipUri, parse_name_addr
 
 from sipum_registrar_agent import metrics
@@ -88,7 +94,11 @@ UA_END_REASON: dict[str, CallEndReason] = {
     "local-bye": "completed",
     "max-duration": "max_duration",
     "session-expired": "session_expired",
+    "reinvite-failed": "media_lost",
 }
+
+MAX_MOVES = 3
+"""A call is moved at most this often (each replica holding it died); then BYE."""
 
 
 @dataclass(eq=False)
@@ -108,15 +118,33 @@ class ActiveCall:
     shutdown: bool = False
     """We hung up because the service is stopping."""
     media_lost: bool = False
-    """We hung up because the media-recorder holding the call is gone (no heartbeat)."""
+    """We hung up because the media-recorder holding the call is gone (no heartbeat) and the
+    call could not be moved: its session is gone too (nothing to tell)."""
     relay_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Digits by SIP INFO go to the recorder one at a time, in the order they came (the lock
     is FIFO)."""
+    move_failed: bool = False
+    """A move got a new session but not the caller (re-INVITE refused or unanswered): we hung
+    up; the new session stores what was said."""
+    request: MediaAllocateRequest | None = None
+    """The allocation of the call's session (a move repeats it with ``continue_session_id``)."""
+    recorder_id: str | None = None
+    """The media-recorder holding the session now."""
+    lost: asyncio.Event = field(default_factory=asyncio.Event)
+    """Its recorder is gone and the call is to be moved (set by ``CallHandler.media_lost``)."""
+    lost_at: float = 0.0
+    moves: int = 0
+    reoffer: asyncio.Future[ReofferAccepted | ReofferFailed] | None = None
+    """The outcome of our re-INVITE of a move (set from the user agent's event)."""
 
     def on_ended(self, reason: str, status: int | None) -> None:
         self.ua_end_reason = reason
         self.ua_end_status = status
         self.ended.set()
+
+    def on_reoffer(self, event: ReofferAccepted | ReofferFailed) -> None:
+        if self.reoffer is not None and not self.reoffer.done():
+            self.reoffer.set_result(event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +200,9 @@ class CallSettings:
     agent_id: str
     media_timeout: float
     retry_after_seconds: int
+    move_calls: bool = False
+    """Move a recording call whose recorder is gone (``_move``) instead of ending it."""
+    move_reinvite_seconds: float = 4.0
 
 
 class CallHandler:
@@ -195,14 +226,37 @@ class CallHandler:
         self.recorders = recorders
         self.loop_time = asyncio.get_running_loop().time
 
-    def media_lost(self, active: ActiveCall) -> None:
-        """``RecorderWatch.on_lost``: the recorder holding the call is gone — end the call (BYE
-        after the ACK). What the caller said is stored by a surviving recorder (recovery)."""
-        if active.call.ended:
+    def media_lost(self, active: ActiveCall, recorder_id: str = "") -> None:
+        """``RecorderWatch.on_lost``: the recorder holding the call is gone. A recording call
+        with another live replica to go to is moved (``_serve_session`` runs ``_move``);
+        otherwise the call is ended (BYE after the ACK) and what the caller said is stored by a
+        surviving recorder (recovery)."""
+        call = active.call
+        if call.ended:
             return
-        log.warning("media-recorder lost; ending call %s", active.call.call_id)
+        others = self.recorders.others_alive(recorder_id) if self.recorders is not None else []
+        request = active.request
+        if (
+            self.settings.move_calls
+            and request is not None
+            and request.mode == "record"
+            and others
+            and active.session_end is None
+            and active.moves < MAX_MOVES
+            and call.state in (CallState.ANSWERED, CallState.CONFIRMED)
+        ):
+            log.warning(
+                "media-recorder lost; moving call %s",
+                call.call_id,
+                extra={"recorder": recorder_id, "alive": others},
+            )
+            active.lost_at = self.loop_time()
+            active.lost.set()
+            return
+        log.warning("media-recorder lost; ending call %s", call.call_id)
+        metrics.CALLS_MOVED.labels("not_tried").inc()
         active.media_lost = True
-        active.call.hangup(self.loop_time())
+        call.hangup(self.loop_time())
 
     # ------------------------------------------------------------------ helpers
 
@@ -324,6 +378,7 @@ class CallHandler:
             max_duration_s=float(effective.max_message_seconds) if effective else None,
             agent_id=self.settings.agent_id,
         )
+        active.request = request
         try:
             with metrics.MEDIA_ALLOCATE_SECONDS.time():
                 reply = await self.bus.allocate_media(request, timeout=self.settings.media_timeout)
@@ -351,6 +406,7 @@ class CallHandler:
     ) -> None:
         call = active.call
         active.session_id = reply.session_id
+        active.recorder_id = reply.recorder_id
 
         async def on_session_ended(command: SessionCommand) -> None:
             if isinstance(command, SessionEnded):
@@ -378,7 +434,7 @@ class CallHandler:
                     **base, mode=mode, session_id=reply.session_id, recorder_id=reply.recorder_id
                 )
             )
-            await active.ended.wait()
+            await self._follow(active)
             if active.media_lost:
                 return  # nobody to tell: the recorder is gone, its recording is recovered
             if active.session_end is None:
@@ -392,8 +448,8 @@ class CallHandler:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(active.session_over.wait(), SESSION_END_WAIT)
         finally:
-            if self.recorders is not None:
-                self.recorders.unwatch(active, reply.recorder_id)
+            if self.recorders is not None and active.recorder_id is not None:
+                self.recorders.unwatch(active, active.recorder_id)
             for sub in subscriptions:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
@@ -414,6 +470,82 @@ class CallHandler:
             except Exception as exc:
                 log.warning("could not relay an INFO digit of session %s: %s", session_id, exc)
 
+    async def _follow(self, active: ActiveCall) -> None:
+        """Until the call ends; each time its recorder is lost meanwhile, move it."""
+        while not active.ended.is_set():
+            ended = asyncio.ensure_future(active.ended.wait())
+            lost = asyncio.ensure_future(active.lost.wait())
+            try:
+                await asyncio.wait({ended, lost}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (ended, lost):
+                    task.cancel()
+            if active.lost.is_set():
+                active.lost.clear()
+                if not active.ended.is_set():
+                    await self._move(active)
+
+    async def _move(self, active: ActiveCall) -> None:
+        """Move the call to another replica (module doc, step 7); on failure hang up."""
+        call = active.call
+        assert active.request is not None and active.session_id is not None
+        active.moves += 1
+        offer = call.remote_sdp or call.invite.body
+        request = MediaAllocateRequest(
+            **active.request.model_dump(exclude={"id", "ts", "offer_sdp", "continue_session_id"}),
+            offer_sdp=offer.decode("utf-8", "replace"),
+            continue_session_id=active.session_id,
+        )
+        try:
+            with metrics.MEDIA_ALLOCATE_SECONDS.time():
+                reply = await self.bus.allocate_media(request, timeout=self.settings.media_timeout)
+        except (NoResponders, RequestTimeout, RemoteError) as exc:
+            log.warning("call %s not moved: no media-recorder took it: %s", call.call_id, exc)
+            metrics.CALLS_MOVED.labels("no_recorder").inc()
+            active.media_lost = True  # the survivors' recovery stores what was said
+            call.hangup(self.loop_time())
+            return
+        active.recorder_id = reply.recorder_id
+        if self.recorders is not None:
+            self.recorders.watch(active, reply.recorder_id)
+        if call.ended:
+            return  # the caller hung up meanwhile: the normal end tells the new session
+        active.reoffer = asyncio.get_running_loop().create_future()
+        try:
+            call.reinvite(
+                reply.answer_sdp.encode(),
+                self.loop_time(),
+                timeout=self.settings.move_reinvite_seconds,
+            )
+            outcome = await active.reoffer
+        except RuntimeError as exc:  # e.g. the caller's own re-INVITE is not over yet
+            outcome = ReofferFailed(call, f"not sent: {exc}")
+        finally:
+            active.reoffer = None
+        took = self.loop_time() - active.lost_at
+        if isinstance(outcome, ReofferAccepted):
+            metrics.CALLS_MOVED.labels("moved").inc()
+            metrics.CALL_MOVE_SECONDS.observe(took)
+            log.info(
+                "call moved",
+                extra={
+                    "call_id": call.call_id,
+                    "session": reply.session_id,
+                    "recorder": reply.recorder_id,
+                    "took_s": round(took, 3),
+                },
+            )
+            return
+        log.warning(
+            "call %s not moved: re-INVITE %s%s",
+            call.call_id,
+            outcome.reason,
+            f" ({outcome.status})" if outcome.status else "",
+        )
+        metrics.CALLS_MOVED.labels("reinvite_failed").inc()
+        active.move_failed = True
+        call.hangup(self.loop_time())  # the new session is hung up when the call has ended
+
     async def _hangup_session(self, session_id: str, reason: str) -> None:
         try:
             await self.bus.send_command(SessionHangup(session_id=session_id, reason=reason))  # type: ignore[arg-type]
@@ -426,6 +558,8 @@ class CallHandler:
             return UA_END_REASON[
                 active.ua_end_reason
             ]  # we ended it: our reason, not the recorder's
+        if active.move_failed:
+            return "media_lost"  # we ended it: the recorder was lost and the move failed
         if active.session_end is not None:
             return active.session_end.end_reason  # the recorder's word (max_length, silence…)
         if active.media_lost:

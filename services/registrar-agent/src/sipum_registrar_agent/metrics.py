@@ -19,6 +19,17 @@ MEDIA_ALLOCATE_SECONDS = Histogram(
     "Time for a media-recorder to answer sipum.media.allocate",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0),
 )
+CALLS_MOVED = Counter(
+    "sipum_agent_calls_moved_total",
+    "Calls whose media-recorder was lost, by outcome (moved, no_recorder, reinvite_failed,"
+    " not_tried)",
+    ["result"],
+)
+CALL_MOVE_SECONDS = Histogram(
+    "sipum_agent_call_move_seconds",
+    "From a recorder taken for gone to the caller's 2xx to our re-INVITE (a moved call)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0),
+)
 REGISTRATIONS = Gauge(
     "sipum_agent_registrations", "User bindings at the registrar, by state", ["state"]
 )
@@ -31,3 +42,7 @@ MWI_NOTIFIES = Counter(
 MWI_REJECTED = Counter(
     "sipum_agent_mwi_rejected_total", "SUBSCRIBEs refused with a final error, by status", ["status"]
 )
+SHARDS_SERVED = Gauge(
+    "sipum_agent_shards_served", "Shards whose users we register (ours and those taken over)"
+)
+SHARD_TAKEOVERS = Counter("sipum_agent_shard_takeovers_total", "Shards of silent agents taken over")

@@ -17,8 +17,13 @@ address; Kamailio routes it to the agent that registered the user's voicemail co
 6. a NOTIFY answered 481 or 408, or without any answer (timeout, transport error), ends the
    subscription (RFC 6665 §4.2.2); expiry sends ``terminated;reason=timeout``.
 
-Subscriptions live in memory: a restarted agent has none, and phones subscribe again when
-their refresh is answered 481 (RFC 6665 §4.1.2.2) or the subscription runs out.
+Subscriptions are kept in memory and in PostgreSQL (``sipum.db.mwi_subscriptions``, with the
+dialog state an in-dialog NOTIFY needs, RFC 3261 §12.2.1.1): stored on the 200, updated on
+each refresh and before each NOTIFY goes out (its CSeq, so whoever sends the next one in the
+dialog goes higher), deleted when the subscription ends. :meth:`MwiNotifier.restore` reads
+the unexpired ones of our shards back (at start, on a shard takeover) and NOTIFYs each with
+the current counts, our Contact in it: NOTIFY is a target refresh request (RFC 6665; RFC
+3261 §12.2), so the phone's next refresh comes to us, not to the agent that is gone.
 """
 
 from __future__ import annotations
@@ -32,12 +37,14 @@ import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
-from sipum.db import messages, users
+from sipum.db import messages, mwi_subscriptions, users
+from sipum.db.mwi_subscriptions import DialogKey, StoredSubscription
 from sipum.db.users import User
 from sipum.events import MessageCreated, MessageDeleted, MessageUpdated
-from sipum_protocol.sip.dialog import incoming_request_dialog_id
+from sipum_protocol.sip.dialog import Dialog, DialogId, DialogState, incoming_request_dialog_id
 from sipum_protocol.sip.digest import (
     DigestError,
     SignedNonces,
@@ -158,8 +165,13 @@ class MwiNotifier:
         debounce: float = 0.25,
         guard: DigestGuard | None = None,
         wall_clock: Callable[[], float] = time.time,
+        agent_id: str = "",
+        persist: bool = True,
     ) -> None:
         self.endpoint = endpoint
+        self.agent_id = agent_id
+        self.persist = persist
+        """Store the subscriptions in PostgreSQL (off: memory only, as before 0017)."""
         self.pool = pool
         self.resolver = resolver
         self.table = SubscriptionTable(limits)
@@ -319,6 +331,8 @@ class MwiNotifier:
             "MWI subscription",
             extra={"mailbox": mailbox.account, "expires": expires, "call_id": request.call_id},
         )
+        if expires:
+            await self._store(sub)
         return sub, None if expires else ""
 
     async def _refresh(self, event: IncomingRequest) -> FollowUp | None:
@@ -338,6 +352,10 @@ class MwiNotifier:
         expires = decision
         sub.dialog.refresh_target(request)  # SUBSCRIBE is a target refresh (RFC 6665 §4.1.2.2)
         self.table.refresh(sub, expires, self.now())
+        if expires == 0:
+            await self._unstore(sub)
+        else:
+            await self._store_refresh(sub)
         self.endpoint.respond(
             event.transaction,
             request,
@@ -394,6 +412,9 @@ class MwiNotifier:
             request = self.table.notify_request(
                 sub, summary, self.now(), via=ua.via_for(peer.transport), terminated=terminated
             )
+            if terminated is None:
+                # Before it leaves: after a crash, whoever NOTIFYs next goes above this CSeq.
+                await self._store_cseq(sub, request.cseq[0])
             try:
                 response = await self.endpoint.send_request(request, peer)
             except (SipTimeoutError, SipTransportError) as exc:
@@ -423,11 +444,145 @@ class MwiNotifier:
             self._spawn(
                 self.notify(sub, None, terminated=reason), name=f"mwi-gone-{mailbox.account}"
             )
+            self._spawn(self._unstore(sub), name=f"mwi-unstore-{sub.dialog.id.call_id}")
         return len(subs)
 
     def _end(self, sub: Subscription) -> None:
         if not sub.terminated:
             self.table.remove(sub)
+        self._spawn(self._unstore(sub), name=f"mwi-unstore-{sub.dialog.id.call_id}")
+
+    # ------------------------------------------------------------------ the store
+
+    def _wall(self, loop_time: float) -> datetime:
+        """A time of the loop clock as wall-clock time (the rows are wall-clock)."""
+        return datetime.fromtimestamp(self.wall_clock() + (loop_time - self.now()), UTC)
+
+    @staticmethod
+    def _key(sub: Subscription) -> DialogKey:
+        dialog_id = sub.dialog.id
+        return DialogKey(dialog_id.call_id, dialog_id.local_tag, dialog_id.remote_tag)
+
+    async def _stored_op(self, what: str, sub: Subscription, coro: Any) -> None:
+        """Run one store operation, bounded; a failure is logged (the subscription goes on
+        in memory; only a restart would lose it)."""
+        try:
+            async with asyncio.timeout(ANSWER_SECONDS):
+                await coro
+        except Exception as exc:
+            log.warning("MWI store: %s of %s failed: %s", what, sub.mailbox.account, exc)
+
+    async def _store(self, sub: Subscription) -> None:
+        if not self.persist:
+            return
+        d = sub.dialog
+        row = StoredSubscription(
+            key=self._key(sub),
+            user_id=sub.user_id,
+            event_id=sub.event_id,
+            local_uri=d.local_uri,
+            remote_uri=d.remote_uri,
+            remote_target=d.remote_target,
+            route_set=tuple(d.route_set),
+            local_seq=d.local_seq,
+            remote_seq=d.remote_seq,
+            peer_transport=sub.peer.transport,
+            peer_host=sub.peer.host,
+            peer_port=sub.peer.port,
+            expires_at=self._wall(sub.expires_at),
+            agent_id=self.agent_id,
+        )
+        await self._stored_op("save", sub, mwi_subscriptions.save(self.pool, row))
+
+    async def _store_refresh(self, sub: Subscription) -> None:
+        if not self.persist:
+            return
+        update = mwi_subscriptions.refresh(
+            self.pool,
+            self._key(sub),
+            expires_at=self._wall(sub.expires_at),
+            remote_seq=sub.dialog.remote_seq,
+            remote_target=sub.dialog.remote_target,
+            agent_id=self.agent_id,
+        )
+        await self._stored_op("refresh", sub, update)
+
+    async def _store_cseq(self, sub: Subscription, cseq: int) -> None:
+        if not self.persist:
+            return
+        update = mwi_subscriptions.advance_local_seq(self.pool, self._key(sub), cseq, self.agent_id)
+        await self._stored_op("cseq", sub, update)
+
+    async def _unstore(self, sub: Subscription) -> None:
+        if not self.persist:
+            return
+        await self._stored_op("delete", sub, mwi_subscriptions.delete(self.pool, self._key(sub)))
+
+    async def restore(self, accept: Callable[[MailboxKey], bool]) -> int:
+        """Take over the stored, unexpired subscriptions whose mailbox ``accept`` says is ours
+        (our shard at start; a taken shard): each gets a NOTIFY with the current counts at
+        once, so the phone's lamp is right again. Returns how many."""
+        if not self.persist:
+            return 0
+        wall_now = datetime.fromtimestamp(self.wall_clock(), UTC)
+        async with asyncio.timeout(ANSWER_SECONDS):
+            # rows that ran out while no agent held them (the phone has given up on them)
+            await mwi_subscriptions.delete_expired(self.pool, wall_now)
+            rows = await mwi_subscriptions.list_active(self.pool, wall_now)
+        now, wall = self.now(), self.wall_clock()
+        restored: list[Subscription] = []
+        for row in rows:
+            mailbox = MailboxKey.of(row.username, row.domain)
+            if not accept(mailbox):
+                continue
+            peer = Peer(row.peer_transport, row.peer_host, row.peer_port)
+            dialog = Dialog(
+                id=DialogId(row.key.call_id, row.key.local_tag, row.key.remote_tag),
+                local_uri=row.local_uri,
+                remote_uri=row.remote_uri,
+                remote_target=row.remote_target,
+                route_set=list(row.route_set),
+                secure=False,
+                # ours now: the NOTIFY carries it, so the phone's refreshes come here
+                local_contact=self.endpoint.ua.contact_for(peer.transport),
+                local_seq=row.local_seq,
+                remote_seq=row.remote_seq,
+                state=DialogState.CONFIRMED,
+                is_uas=True,
+            )
+            sub = self.table.adopt(
+                dialog,
+                mailbox=mailbox,
+                user_id=row.user_id,
+                event_id=row.event_id,
+                peer=peer,
+                expires_at=now + (row.expires_at.timestamp() - wall),
+                now=now,
+            )
+            if sub is not None:
+                restored.append(sub)
+        for sub in restored:
+            self._spawn(self._notify_counts(sub), name=f"mwi-restore-{sub.mailbox.account}")
+        if restored:
+            log.info("MWI subscriptions restored", extra={"subscriptions": len(restored)})
+        return len(restored)
+
+    def drop(self, accept: Callable[[MailboxKey], bool]) -> int:
+        """Forget (no NOTIFY, the rows stay) the subscriptions whose mailbox ``accept`` names:
+        a shard given back to its agent, which restores them from the store."""
+        subs = [sub for sub in self.table if accept(sub.mailbox)]
+        for sub in subs:
+            self.table.remove(sub)
+        return len(subs)
+
+    async def _notify_counts(self, sub: Subscription) -> None:
+        try:
+            async with asyncio.timeout(ANSWER_SECONDS):
+                summary: MessageSummary | None = await self.summary(sub)
+        except Exception as exc:
+            log.warning("no counts for %s: %s", sub.mailbox.account, exc)
+            summary = None
+        await self.notify(sub, summary, force=True)
 
     # ------------------------------------------------------------------ changes
 
@@ -461,6 +616,7 @@ class MwiNotifier:
                 self._spawn(
                     self.notify(sub, None, terminated="timeout"), name=f"mwi-expired-{sub.mailbox}"
                 )
+                self._spawn(self._unstore(sub), name=f"mwi-unstore-{sub.dialog.id.call_id}")
             await asyncio.sleep(tick)
 
 

@@ -4,8 +4,9 @@ The recorders' heartbeats (``sipum.media.recorder.heartbeat``, see ``sipum.event
 feed one ``LivenessTracker``; one timer at its next deadline. A call is watched from our 200 on
 (``watch``) until it ends (``unwatch``). When the replica holding it goes silent for its
 ``dead_after`` (1.5 s by default), or a replica that answered an allocation was never heard
-from within ``unknown_after`` of it, every call it held is handed to ``on_lost`` — the call
-handler ends it with BYE (``end_reason=media_lost``); what the caller said up to the crash is
+from within ``unknown_after`` of it, every call it held is handed to ``on_lost(call,
+recorder_id)`` — the call handler moves it to another live replica (``others_alive``) or, failing
+that, ends it with BYE (``end_reason=media_lost``); what the caller said up to the crash is then
 stored by a surviving replica (media-recorder recovery), flagged ``interrupted``.
 """
 
@@ -30,7 +31,7 @@ class RecorderWatch(Generic[C]):
         self,
         bus: EventBus,
         *,
-        on_lost: Callable[[C], None],
+        on_lost: Callable[[C, str], None],
         unknown_after: float,
     ) -> None:
         self.bus = bus
@@ -45,6 +46,10 @@ class RecorderWatch(Generic[C]):
 
     def now(self) -> float:
         return self._loop.time()
+
+    def others_alive(self, recorder_id: str) -> list[str]:
+        """Replicas other than ``recorder_id`` whose heartbeats say they are alive now."""
+        return [rid for rid in self.tracker.alive_ids(self.now()) if rid != recorder_id]
 
     async def start(self) -> None:
         self.bus.on_reconnect(self._on_reconnect)
@@ -143,6 +148,6 @@ class RecorderWatch(Generic[C]):
         for call in calls:
             self.unwatch(call, recorder_id)
             try:
-                self.on_lost(call)
+                self.on_lost(call, recorder_id)
             except Exception:
                 log.exception("ending a call of a lost recorder failed")

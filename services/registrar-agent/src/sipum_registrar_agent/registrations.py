@@ -23,6 +23,7 @@ from sipum_protocol.sip.registration import (
     DigestCredentials,
     RegistrationBinding,
     RegistrationClient,
+    RegistrationState,
 )
 from sipum_protocol.sip.transaction import Peer
 
@@ -51,7 +52,8 @@ def credentials_for(user: User) -> DigestCredentials:
 
 
 class UserRegistrations:
-    """The users this agent registers (its shard) and their bindings in the client's pool."""
+    """The users this agent registers (its shard, and the shards it took over from silent
+    agents: ``shards``) and their bindings in the client's pool."""
 
     def __init__(
         self,
@@ -77,9 +79,52 @@ class UserRegistrations:
         self.expires = expires
         self.shard_index = shard_index
         self.shard_count = shard_count
+        self.shards: set[int] = {shard_index}
+        """Our shard and those taken over (``take`` / ``release``)."""
 
     def owns(self, username: str, domain: str) -> bool:
-        return shard_of(username, domain, self.shard_count) == self.shard_index
+        return shard_of(username, domain, self.shard_count) in self.shards
+
+    def take(self, shard: int, everyone: list[User]) -> int:
+        """Register the (enabled) users of another agent's ``shard`` too; how many added
+        (none while we stop: every binding is being de-registered)."""
+        if self.stopping:
+            return 0
+        self.shards.add(shard)
+        return sum(
+            self.add(user)
+            for user in everyone
+            if not user.disabled and shard_of(user.username, user.domain, self.shard_count) == shard
+        )
+
+    def release(self, shard: int, *, deregister: bool) -> int:
+        """Give ``shard`` back: ``Expires: 0`` for our contact of each of its users, or (the
+        returning agent registered the very same contact) just stop refreshing."""
+        if shard == self.shard_index:
+            raise ValueError("our own shard is not released")
+        self.shards.discard(shard)
+        released = 0
+        for registration in self.client.pool:
+            binding = registration.binding
+            if shard_of(binding.user, binding.domain, self.shard_count) != shard:
+                continue
+            self._after_deregistration.pop(registration.aor, None)
+            if not deregister:
+                self.client.forget(registration.aor)
+            elif not registration.stopping:
+                self.client.remove(registration.aor)
+            released += 1
+        return released
+
+    def settled(self) -> bool:
+        """Every binding of our own shard has had an answer (registered, or failed and
+        waiting to retry): our contact is at the registrar as far as it will be."""
+        done = (RegistrationState.REGISTERED, RegistrationState.FAILED)
+        return all(
+            r.state in done or r.stopping
+            for r in self.client.pool
+            if shard_of(r.binding.user, r.binding.domain, self.shard_count) == self.shard_index
+        )
 
     def binding_for(self, user: User) -> RegistrationBinding:
         """``LookupError`` if the domain's registrar is not known."""

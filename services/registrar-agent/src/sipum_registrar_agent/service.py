@@ -10,9 +10,12 @@ Start: subscribe to ``sipum.evt.user.*`` and ``sipum.evt.domain.*`` (durable con
 events only — created before the lists are read, so no user created meanwhile is missed), then
 load every domain's registrar (setting ``registrar``; unset: ours) and every user, and register
 those of our shard, each at its domain's registrar. A ``domain.updated`` naming ``registrar``
-moves the domain's users: de-registered at the old registrar, registered at the new one. SIGTERM: stop taking calls and events, de-register every user
-(``Expires: 0``, so the proxy stops forking to us), let calls in progress finish for
-``call_drain_seconds``, hang up the rest, close the sockets.
+moves the domain's users: de-registered at the old registrar, registered at the new one.
+With several agents, ``shard_watch.ShardWatch`` exchanges heartbeats with the others and takes
+over (and gives back) the shard of one that went silent; MWI subscriptions are restored from
+PostgreSQL for our shard at start and for a taken shard. SIGTERM: stop taking calls and
+events, de-register every user (``Expires: 0``, so the proxy stops forking to us), let calls
+in progress finish for ``call_drain_seconds``, hang up the rest, close the sockets.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ from sipum_protocol.sip.ua import (
     DtmfReceived,
     IncomingCall,
     IncomingRequest,
+    ReofferAccepted,
+    ReofferFailed,
     SessionTimerConfig,
     UserAgentEvent,
 )
@@ -63,9 +68,11 @@ from sipum_registrar_agent.calls import ActiveCall, CallHandler, CallSettings, T
 from sipum_registrar_agent.mailbox import MailboxResolver
 from sipum_registrar_agent.mwi import MwiNotifier
 from sipum_registrar_agent.recorders import RecorderWatch
-from sipum_registrar_agent.registrations import UserRegistrations
+from sipum_registrar_agent.registrations import UserRegistrations, shard_of
 from sipum_registrar_agent.settings import RegistrarAgentSettings
+from sipum_registrar_agent.shard_watch import ShardWatch
 from sipum_registrar_agent.subscriptions import MailboxKey, MwiLimits
+from sipum_registrar_agent.takeover import ShardTakeover
 
 #: ``user.updated`` ``changed`` entries that alter what the agent's REGISTER for the user
 #: carries (its digest credentials, its address of record, its contact): re-register at once.
@@ -126,6 +133,8 @@ class RegistrarAgentService:
         self._message_events: EventSubscription | None = None
         self.mwi: MwiNotifier | None = None
         self._publishing: set[asyncio.Task[Any]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        self.shard_watch: ShardWatch | None = None
         self.contact_host = ""
         self.via_host = ""
 
@@ -196,7 +205,9 @@ class RegistrarAgentService:
         if s.recorder_liveness:
             self.recorders = RecorderWatch(
                 ctx.bus,
-                on_lost=lambda active: self.calls.media_lost(active) if self.calls else None,
+                on_lost=lambda active, rid: (
+                    self.calls.media_lost(active, rid) if self.calls else None
+                ),
                 unknown_after=s.recorder_unknown_seconds,
             )
             await self.recorders.start()
@@ -209,6 +220,8 @@ class RegistrarAgentService:
                 agent_id=self.agent_id,
                 media_timeout=s.media_timeout,
                 retry_after_seconds=s.retry_after_seconds,
+                move_calls=s.recorder_move_calls,
+                move_reinvite_seconds=s.recorder_move_reinvite_seconds,
             ),
             recorders=self.recorders,
         )
@@ -242,6 +255,27 @@ class RegistrarAgentService:
                 functools.partial(pool.count, state)
             )
         self.client.start()
+        if s.shard_count > 1 and s.shard_takeover:
+            self.shard_watch = ShardWatch(
+                ctx.bus,
+                ShardTakeover(
+                    agent_id=self.agent_id,
+                    shard_index=s.shard_index,
+                    shard_count=s.shard_count,
+                    dead_after=s.agent_dead_after_seconds,
+                    contact=f"{self.contact_host}:{ua_port}",
+                ),
+                interval=s.agent_heartbeat_seconds,
+                ready=self.registrations.settled,
+                on_take=self._take_shard,
+                on_release=self._release_shard,
+                on_own_shard_free=self._restore_own_mwi,
+            )
+            await self.shard_watch.start()
+            registrations = self.registrations
+            metrics.SHARDS_SERVED.set_function(lambda: len(registrations.shards))
+        else:
+            self._restore_own_mwi()  # nobody else could have served our shard
         log.info(
             "registering users",
             extra={
@@ -269,6 +303,7 @@ class RegistrarAgentService:
                 max_subscriptions=s.mwi_max_subscriptions,
             ),
             debounce=s.mwi_debounce_seconds,
+            agent_id=self.agent_id,
         )
         mwi = self.mwi
         mwi.start()
@@ -292,11 +327,18 @@ class RegistrarAgentService:
             await self.mwi.close()
         if self.registrations is not None:
             self.registrations.stopping = True  # no moved binding is registered again
+        if self.shard_watch is not None:
+            # "stopping": the others take our shard over now, not after the silence timeout.
+            await self.shard_watch.stop(final=False)
+        for task in list(self._background):
+            task.cancel()  # a takeover still loading its users adds nobody now
         if self.client is not None:
             # Expires: 0 for every user, so the proxy stops forking new calls to us.
             done = await self.client.stop(grace=self.settings.deregister_seconds)
             if not done:
                 log.warning("not every de-registration finished in time")
+        if self.shard_watch is not None:
+            await self.shard_watch.stop(final=True)
 
     async def drain(self) -> None:
         try:
@@ -370,6 +412,8 @@ class RegistrarAgentService:
             )
             self._digit_relays.add(relay)
             relay.add_done_callback(self._digit_relays.discard)
+        elif isinstance(event, ReofferAccepted | ReofferFailed):
+            state.on_reoffer(event)  # our re-INVITE of a call being moved
 
     def _call_done(self, active: ActiveCall, task: asyncio.Task[Any]) -> None:
         self.active.discard(active)
@@ -382,6 +426,77 @@ class RegistrarAgentService:
             if not active.call.ended:
                 with contextlib.suppress(Exception):
                     active.call.hangup(self.now())
+
+    # ------------------------------------------------------------------ shards
+
+    def _in_shard(self, shard: int) -> Any:
+        count = self.settings.shard_count
+        return lambda key: shard_of(key.username, key.domain, count) == shard
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
+
+    def _restore_own_mwi(self) -> None:
+        """Our shard is ours alone (at start, or a taker gave it back): the stored MWI
+        subscriptions of its users are NOTIFYed by us from now on."""
+        self._spawn(self._restore_mwi(self.settings.shard_index), name="mwi-restore")
+
+    async def _restore_mwi(self, shard: int, attempts: int = 5, retry_after: float = 1.0) -> None:
+        """``MwiNotifier.restore`` for one shard, again a few times if the database is away."""
+        for attempt in range(attempts):
+            if self.mwi is None or not self.work.accepting:
+                return
+            try:
+                await self.mwi.restore(self._in_shard(shard))
+                return
+            except Exception as exc:
+                log.warning("MWI subscriptions of shard %s not restored: %s", shard, exc)
+                if attempt + 1 < attempts:
+                    await asyncio.sleep(retry_after)
+
+    def _take_shard(self, shard: int) -> None:
+        """A silent agent's shard: REGISTER its users with our contact (calls for them reach
+        us; we answer for every mailbox anyway), and NOTIFY its stored MWI subscriptions."""
+        assert self.registrations is not None
+        self.registrations.shards.add(shard)  # user events for it count from now on
+        metrics.SHARD_TAKEOVERS.inc()
+        self._spawn(self._load_shard(shard), name=f"take-shard-{shard}")
+
+    async def _load_shard(self, shard: int, retry_after: float = 1.0) -> None:
+        assert self.ctx is not None and self.registrations is not None
+        while True:  # the database may be away a moment: the shard must not stay unserved
+            try:
+                everyone = await users.list_users(self.ctx.pool)
+                break
+            except Exception as exc:
+                log.warning("users of taken shard %s not read (%s): retrying", shard, exc)
+                await asyncio.sleep(retry_after)
+            if shard not in self.registrations.shards:
+                return
+        if shard not in self.registrations.shards:
+            return  # given back meanwhile
+        added = self.registrations.take(shard, everyone)
+        log.warning("took over a shard", extra={"shard": shard, "users": added})
+        await self._restore_mwi(shard)
+
+    def _release_shard(self, shard: int, deregister: bool) -> None:
+        """Its agent is back and registered: stop registering its users (``Expires: 0`` for
+        our contact, or only no more refreshes when its contact is ours too) and leave its MWI
+        subscriptions to it (it restores them from the store)."""
+        assert self.registrations is not None
+        released = self.registrations.release(shard, deregister=deregister)
+        dropped = self.mwi.drop(self._in_shard(shard)) if self.mwi is not None else 0
+        log.info(
+            "gave a shard back",
+            extra={"shard": shard, "users": released, "mwi_subscriptions": dropped},
+        )
 
     # ------------------------------------------------------------------ registrations
 

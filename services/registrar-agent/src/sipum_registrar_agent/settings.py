@@ -34,6 +34,13 @@ class RegistrarAgentSettings(ServiceSettings):
     shard_count: int = Field(default=1, ge=1)
     """With several agents: this one registers the users whose shard (CRC-32 of
     ``user@domain`` modulo ``shard_count``) is ``shard_index``."""
+    shard_takeover: bool = True
+    """With ``shard_count`` > 1: heartbeats between the agents; the live agent with the lowest
+    index registers the users of a silent agent's shard until that one is back."""
+    agent_heartbeat_seconds: float = Field(default=0.5, gt=0, le=10)
+    """Seconds between two of our ``AgentHeartbeat``s."""
+    agent_dead_after_seconds: float = Field(default=2.0, gt=0, le=60)
+    """An agent silent this long is gone: its shard is taken over."""
     media_timeout: float = Field(default=2.0, gt=0)
     """Seconds to wait for a media-recorder to answer ``sipum.media.allocate``."""
     retry_after_seconds: int = Field(default=30, ge=1)
@@ -57,6 +64,11 @@ class RegistrarAgentSettings(ServiceSettings):
     """Shorter requested intervals get ``422`` with this ``Min-SE``."""
     recorder_liveness: bool = True
     """Watch the media-recorders' heartbeats and end (BYE) the calls of one that is gone."""
+    recorder_move_calls: bool = True
+    """A recording call whose media-recorder is gone is moved to another live replica (which
+    continues the same message) by a re-INVITE with the new SDP; off, or when that fails: BYE."""
+    recorder_move_reinvite_seconds: float = Field(default=4.0, gt=0)
+    """How long the caller has to answer the re-INVITE of a move before we fall back to BYE."""
     recorder_unknown_seconds: float = Field(default=2.0, gt=0)
     """A recorder that answered an allocation but is not heard from within this long is taken
     for gone (it died right after answering, or does not send heartbeats)."""
@@ -91,6 +103,8 @@ class RegistrarAgentSettings(ServiceSettings):
     def _check_shard(self) -> RegistrarAgentSettings:
         if self.shard_index >= self.shard_count:
             raise ValueError("shard_index must be below shard_count")
+        if self.agent_dead_after_seconds < 2 * self.agent_heartbeat_seconds:
+            raise ValueError("agent_dead_after_seconds must be at least two heartbeats")
         if self.min_se_seconds > self.session_expires_seconds:
             raise ValueError("min_se_seconds must not exceed session_expires_seconds")
         if not self.mwi_min_expires <= self.mwi_default_expires <= self.mwi_max_expires:

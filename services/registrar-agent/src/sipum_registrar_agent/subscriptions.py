@@ -236,6 +236,42 @@ class SubscriptionTable:
             sub.terminated = True
         return sub
 
+    def get(self, dialog_id: DialogId) -> Subscription | None:
+        return self._by_dialog.get(dialog_id)
+
+    def adopt(
+        self,
+        dialog: Dialog,
+        *,
+        mailbox: MailboxKey,
+        user_id: int,
+        event_id: str | None,
+        peer: Peer,
+        expires_at: float,
+        now: float,
+    ) -> Subscription | None:
+        """A subscription created before (by us before a restart, or by an agent whose shard
+        we took over), read back from the store; None if its dialog is known already, it ran
+        out, or there is no room (the limits hold for restored ones too)."""
+        if dialog.id in self._by_dialog or expires_at <= now:
+            return None
+        if self.check_room(mailbox) is not None:
+            return None
+        dialog.confirm()
+        sub = Subscription(
+            dialog=dialog,
+            mailbox=mailbox,
+            user_id=user_id,
+            event_id=event_id,
+            peer=peer,
+            expires_at=expires_at,
+            created_at=now,
+        )
+        self._by_dialog[dialog.id] = sub
+        self._by_mailbox.setdefault(mailbox, set()).add(sub)
+        heapq.heappush(self._expiry, (sub.expires_at, next(self._seq), sub))
+        return sub
+
     def refresh(self, sub: Subscription, expires: int, now: float) -> None:
         """§4.2.1.2: a new interval from now; 0 ends the subscription (§4.2.1.4)."""
         sub.expires_at = now + expires

@@ -70,7 +70,7 @@ class Message:
     urgent: bool = False
     """The caller marked it urgent (key 4 in the review after the recording, 0014)."""
     forwarded_from: str | None = None
-    """A copy forwarded by phone: the mailbox (``username@domain``) it came from (0018)."""
+    """A copy forwarded by phone: the mailbox (``username@domain``) it came from (0019)."""
 
     @property
     def duration_seconds(self) -> float:

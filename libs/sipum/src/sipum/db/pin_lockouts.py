@@ -53,7 +53,7 @@ async def add_failure(
         )
         outcome = record_failure(_state(row), now, policy)
         s = outcome.state
-        # a new lock is neither published nor told yet (0019): the sweep retries until it is
+        # a new lock is neither published nor told yet (0020): the sweep retries until it is
         await conn.execute(
             """UPDATE pin_lockouts
                SET failures = $2, window_started_at = $3, locked_until = $4, lockouts = $5,

@@ -85,7 +85,7 @@ class User:
     email_notifications: bool | None = None
     command_notifications: bool | None = None
     urgent_allowed: bool | None = None
-    """Migration 0017; None = the domain's value."""
+    """Migration 0018; None = the domain's value."""
     disabled_at: datetime | None = None
     """When an administrator disabled the mailbox (migration 0011); None = enabled."""
 

@@ -11,6 +11,7 @@ from sipum.events.errors import EventBusError, NoResponders, RemoteError, Reques
 from sipum.events.models import (
     EVENT_MODELS,
     SESSION_COMMAND_MODELS,
+    AgentHeartbeat,
     CallAnswered,
     CallEnded,
     CallStarted,
@@ -75,6 +76,7 @@ __all__ = [
     "MessageUpdated",
     "NoResponders",
     "MailboxLocked",
+    "AgentHeartbeat",
     "NotificationFailed",
     "NotificationSent",
     "RecorderHeartbeat",

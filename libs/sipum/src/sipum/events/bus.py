@@ -12,8 +12,9 @@ hands each job to the module that does it:
   (``sipum.media.allocate``), error replies as ``RemoteError``;
 * ``sipum.events.session_control`` — ``send_command()``/``subscribe_session()``: live session
   commands, plain core NATS messages (no stream);
-* ``publish_heartbeat()``/``subscribe_heartbeats()`` — media-recorder liveness, core NATS
-  (``sipum.events.liveness`` interprets them);
+* ``publish_heartbeat()``/``subscribe_heartbeats()`` — media-recorder liveness, and
+  ``publish_agent_heartbeat()``/``subscribe_agent_heartbeats()`` — registrar-agent liveness,
+  core NATS (``sipum.events.liveness`` interprets both);
 * ``sipum.events.errors`` — what all of them raise.
 """
 
@@ -39,6 +40,8 @@ from sipum.events.connection import DEFAULT_NATS_URL, connect_nats
 from sipum.events.consumer import DEFAULT_RETRY_DELAYS, EventHandler, EventSubscription
 from sipum.events.errors import EventBusError
 from sipum.events.models import (
+    AgentHeartbeat,
+    Envelope,
     Event,
     MediaAllocateReply,
     MediaAllocateRequest,
@@ -58,6 +61,7 @@ log = logging.getLogger("sipum.events")
 
 E = TypeVar("E", bound=Event)
 Req = TypeVar("Req", bound=BaseModel)
+H = TypeVar("H", bound=Envelope)
 Rep = TypeVar("Rep", bound=BaseModel)
 
 
@@ -335,10 +339,26 @@ class EventBus:
     ) -> CoreSubscription:
         """Every replica's heartbeats; an undecodable one is logged and dropped. The handler
         runs in the subscription's callback and must not block."""
+        return await self._subscribe_beats(
+            self.subjects.recorder_heartbeat, RecorderHeartbeat, handler
+        )
 
+    async def publish_agent_heartbeat(self, heartbeat: AgentHeartbeat) -> None:
+        """One registrar-agent heartbeat (core NATS, fire and forget)."""
+        await self.nc.publish(self.subjects.agent_heartbeat, heartbeat.to_json())
+
+    async def subscribe_agent_heartbeats(
+        self, handler: Callable[[AgentHeartbeat], None]
+    ) -> CoreSubscription:
+        """Every registrar-agent's heartbeats (our own too), like :meth:`subscribe_heartbeats`."""
+        return await self._subscribe_beats(self.subjects.agent_heartbeat, AgentHeartbeat, handler)
+
+    async def _subscribe_beats(
+        self, subject: str, model: type[H], handler: Callable[[H], None]
+    ) -> CoreSubscription:
         async def on_msg(msg: Msg) -> None:
             try:
-                heartbeat = RecorderHeartbeat.model_validate_json(msg.data)
+                heartbeat = model.model_validate_json(msg.data)
             except ValidationError as exc:
                 log.error("dropping undecodable heartbeat: %s", exc)
                 return
@@ -347,4 +367,4 @@ class EventBus:
             except Exception:
                 log.exception("heartbeat handler failed")
 
-        return await self.nc.subscribe(self.subjects.recorder_heartbeat, cb=on_msg)
+        return await self.nc.subscribe(subject, cb=on_msg)

@@ -137,6 +137,16 @@ def render() -> str:
     w(_json(ex.RECORDER_HEARTBEAT))
     w("```\n")
 
+    w("## Registrar-agent liveness\n")
+    w(
+        f"Core NATS, `{subjects.agent_heartbeat}`. {_doc(ex.AGENT_HEARTBEAT)} "
+        "Interpreted by `sipum_registrar_agent.takeover.ShardTakeover` "
+        "([registrar-agent.md](registrar-agent.md#several-agents-behind-kamailio)).\n"
+    )
+    w("```json")
+    w(_json(ex.AGENT_HEARTBEAT))
+    w("```\n")
+
     w("## Stream\n")
     w(
         "Created or updated idempotently at service start (`EventBus.ensure_stream()`); "

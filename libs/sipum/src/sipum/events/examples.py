@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime
 
 from sipum.events.models import (
+    AgentHeartbeat,
     CallAnswered,
     CallEnded,
     CallStarted,
@@ -264,6 +265,19 @@ RECORDER_HEARTBEAT = RecorderHeartbeat(
     sessions=12,
 )
 
+AGENT_HEARTBEAT = AgentHeartbeat(
+    id=_id(41),
+    ts=T0,
+    agent_id="registrar-agent-2",
+    shard_index=1,
+    shard_count=2,
+    interval_s=0.5,
+    dead_after_s=2.0,
+    state="up",
+    serving=[0, 1],
+    contact="10.0.0.12:5070",
+)
+
 ALL_EXAMPLES: list[Envelope] = [
     *EVENT_EXAMPLES,
     MEDIA_ALLOCATE_REQUEST,
@@ -271,4 +285,5 @@ ALL_EXAMPLES: list[Envelope] = [
     RPC_ERROR,
     *SESSION_EXAMPLES,
     RECORDER_HEARTBEAT,
+    AGENT_HEARTBEAT,
 ]

@@ -1,4 +1,5 @@
-"""Liveness of the media-recorder replicas from their heartbeats (sans-I/O).
+"""Liveness of replicas from their heartbeats (sans-I/O): the media-recorders', and the
+registrar-agents' (``AgentHeartbeat``, ``note``; see ``sipum_registrar_agent.takeover``).
 
 Every replica publishes ``RecorderHeartbeat`` on ``<prefix>.media.recorder.heartbeat`` every
 ``interval_s`` (core NATS). A replica silent for ``dead_after_s`` (the value it announced itself,
@@ -58,15 +59,24 @@ class LivenessTracker:
             self.started_at = now
 
     def beat(self, heartbeat: RecorderHeartbeat, now: float) -> None:
-        self.observe(now)
-        rid = heartbeat.recorder_id
-        if heartbeat.state == "stopped":
-            # A clean stop: it stored or handed back everything; forget it without mourning.
-            self._replicas.pop(rid, None)
-            return
-        self._replicas[rid] = _Replica(
-            now, heartbeat.dead_after_s, heartbeat.state, heartbeat.sessions
+        self.note(
+            heartbeat.recorder_id,
+            now,
+            dead_after=heartbeat.dead_after_s,
+            state=heartbeat.state,
+            sessions=heartbeat.sessions,
         )
+
+    def note(
+        self, replica_id: str, now: float, *, dead_after: float, state: str, sessions: int = 0
+    ) -> None:
+        """A heartbeat of any kind of replica: its id, its own ``dead_after`` and state."""
+        self.observe(now)
+        if state == "stopped":
+            # A clean stop: it stored or handed back everything; forget it without mourning.
+            self._replicas.pop(replica_id, None)
+            return
+        self._replicas[replica_id] = _Replica(now, dead_after, state, sessions)
 
     def hold(self, until: float) -> None:
         """Our own view was blind (our NATS connection was away, or just came back): silence

@@ -476,6 +476,11 @@ class MediaAllocateRequest(Envelope):
     trusted: bool = False
     max_duration_s: float | None = None
     agent_id: str | None = None
+    continue_session_id: str | None = None
+    """The call moves here from a replica that is gone (``mode=record``): this session takes over
+    the recording of that session — same session id (the message's idempotency key), the audio
+    the gone replica spooled first, then what is said from now on; one message. Without a
+    spooled recording (the caller was still hearing the greeting) the call starts again."""
 
 
 class MediaAllocateReply(Envelope):
@@ -544,6 +549,25 @@ class RecorderHeartbeat(Envelope):
     dead_after_s: float = Field(gt=0, le=600)
     state: Literal["up", "stopping", "stopped"] = "up"
     sessions: int = Field(default=0, ge=0)
+
+
+class AgentHeartbeat(Envelope):
+    """A registrar-agent is alive (``<prefix>.registrar.agent.heartbeat``, core NATS, every
+    ``interval_s``). Silence for ``dead_after_s`` (or ``state`` ``stopping``/``stopped``) means
+    its shard is unserved: the live agent with the lowest ``shard_index`` REGISTERs that
+    shard's users until the shard's own agent says ``up`` again. ``starting``: its own shard's
+    first REGISTERs are not all answered yet (a taker keeps the shard meanwhile). ``serving``:
+    the shards whose users it registers now (its own and those it took over); ``contact`` is
+    the ``host:port`` of its registered contact."""
+
+    agent_id: str
+    shard_index: int = Field(ge=0)
+    shard_count: int = Field(ge=1)
+    interval_s: float = Field(gt=0, le=60)
+    dead_after_s: float = Field(gt=0, le=600)
+    state: Literal["starting", "up", "stopping", "stopped"] = "up"
+    serving: list[int] = Field(default_factory=list)
+    contact: str = ""
 
 
 SESSION_COMMAND_MODELS: dict[str, type[SessionCommand]] = {

@@ -11,6 +11,8 @@ suites running at the same time on one NATS server never see each other's messag
   session (the recorder that owns the session subscribes to ``<p>.media.session.<id>.>``).
 * ``<p>.media.recorder.heartbeat`` — core NATS: every media-recorder replica says it is alive
   every ``heartbeat_interval_seconds``; agents and the other replicas listen (liveness).
+* ``<p>.registrar.agent.heartbeat`` — core NATS: every registrar-agent says it is alive, which
+  shard it owns and which shards it serves; the other agents take over a silent one's shard.
 
 Media subjects are deliberately *not* in the stream: a session lives on one replica for a few
 minutes, and replaying a stale ``hangup`` after a restart would do harm, not good.
@@ -127,6 +129,11 @@ class Subjects:
     def recorder_heartbeat(self) -> str:
         """Liveness of the media-recorder replicas (``RecorderHeartbeat``, core NATS)."""
         return f"{self.prefix}.media.recorder.heartbeat"
+
+    @property
+    def agent_heartbeat(self) -> str:
+        """Liveness of the registrar-agents and their shards (``AgentHeartbeat``, core NATS)."""
+        return f"{self.prefix}.registrar.agent.heartbeat"
 
     def media_session_all(self, session_id: str) -> str:
         """Wildcard for every command of one session (what its recorder subscribes to)."""

@@ -94,6 +94,15 @@ class RegistrationClient:
         self._wake.set()
         self._outcome()
 
+    def forget(self, aor: str) -> bool:
+        """Stop refreshing a binding without de-registering it (see ``RegistrationPool.forget``)."""
+        found = self.pool.forget(aor)
+        if self.pool.idle:
+            self._idle.set()
+        self._wake.set()
+        self._outcome()
+        return found
+
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="registration")

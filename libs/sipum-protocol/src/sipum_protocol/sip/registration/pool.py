@@ -143,6 +143,16 @@ class RegistrationPool:
             return []
         return self._after(registration, registration.stop(now))
 
+    def forget(self, aor: str) -> bool:
+        """Drop a binding without de-registering it: no more refreshes, no ``Expires: 0``
+        (someone else now refreshes the same contact); a response still in flight is ignored."""
+        registration = self._by_aor.pop(aor, None)
+        if registration is None:
+            return False
+        self._by_call_id.pop(registration.call_id, None)
+        self._in_flight.discard(registration.call_id)
+        return True
+
     def stop(self, now: float) -> list[RegistrationChanged]:
         """De-register everything (shutdown). Keep driving the pool until :attr:`idle`."""
         events: list[RegistrationChanged] = []

@@ -16,6 +16,8 @@ from sipum_protocol.sip.ua.events import (
     DtmfReceived,
     IncomingCall,
     IncomingRequest,
+    ReofferAccepted,
+    ReofferFailed,
     SessionModified,
     UserAgentEvent,
 )
@@ -35,6 +37,8 @@ __all__ = [
     "IncomingCall",
     "IncomingRequest",
     "NotAcceptableOffer",
+    "ReofferAccepted",
+    "ReofferFailed",
     "SessionAnswerer",
     "SessionModified",
     "SessionTimer",

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from sipum_protocol.sip.message import SipRequest, SipResponse
     from sipum_protocol.sip.transaction import ClientTransaction, InviteServerTransaction, Peer
     from sipum_protocol.sip.ua.core import UserAgent
+    from sipum_protocol.sip.ua.reinvite import OutgoingReoffer, ReinviteAck
     from sipum_protocol.sip.ua.session_timer import SessionTimer
 
 
@@ -64,6 +65,9 @@ class Call:
         "_deadline_reason",
         "_max_end",
         "_bye_reason",
+        "_reoffer",
+        "_reinvite_ack",
+        "_refresh_at",
     )
 
     def __init__(
@@ -111,6 +115,12 @@ class Call:
         """Answer time + the user agent's ``max_call_duration``."""
         self._bye_reason = "local-bye"
         """The ``CallEnded`` reason of our BYE (``max-duration``, ``session-expired``)."""
+        self._reoffer: OutgoingReoffer | None = None
+        """Our re-INVITE (or refreshing UPDATE) in progress (``reinvite``)."""
+        self._reinvite_ack: ReinviteAck | None = None
+        """The ACK of the 2xx to our last re-INVITE (sent again for a retransmitted 2xx)."""
+        self._refresh_at: float | None = None
+        """RFC 4028 §10: when we, the refresher, send the next session refresh."""
 
     @property
     def ended(self) -> bool:
@@ -147,6 +157,23 @@ class Call:
         """End the call: BYE when confirmed (after the ACK, §15), CANCEL for an unanswered
         outgoing call, 480 for an unanswered incoming one."""
         self.ua.hangup(self, now)
+
+    def reinvite(
+        self,
+        sdp: bytes,
+        now: float,
+        *,
+        timeout: float | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Send a new offer in this dialog (re-INVITE, RFC 3261 §14.1): ``ReofferAccepted`` or
+        ``ReofferFailed`` follows (see ``sipum_protocol.sip.ua.reinvite``)."""
+        self.ua.reinvite(self, sdp, now, timeout=timeout, headers=headers)
+
+    @property
+    def reoffer_in_progress(self) -> bool:
+        """A re-INVITE of ours has not had its outcome yet."""
+        return self._reoffer is not None and not self._reoffer.failed
 
     def __repr__(self) -> str:
         direction = "in" if self.incoming else "out"

@@ -27,6 +27,11 @@ After each input the UA drains the layer's events and acts on them:
   within 64*T1 the dialog is confirmed but the session is ended with a BYE. A retransmitted
   INVITE after the 2xx is absorbed by the transaction (RFC 6026 §8.7); the next 2xx
   retransmission answers it.
+* Our own re-INVITE in an established dialog (``reinvite``, §14.1; the media moved to another
+  server): a client transaction with the next CSeq; 2xx → our ACK and ``ReofferAccepted``,
+  non-2xx → ``ReofferFailed`` with the session unchanged, 491 → again after the §14.1 random
+  delay, a deadline of the application's; see ``sipum_protocol.sip.ua.reinvite``. As RFC 4028
+  refresher the same machinery sends the session refreshes at half the interval.
 * ``CancelReceived``: the layer already sent 200 and 487; the call ends (``CallCancelled``).
 * Outgoing calls (``invite``): the INVITE goes in a client transaction; a 2xx creates the
   dialog and we send the ACK ourselves (§13.2.2.4), again for every retransmitted 2xx.
@@ -49,6 +54,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import random
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Literal
@@ -99,8 +105,20 @@ from sipum_protocol.sip.ua.events import (
     DtmfReceived,
     IncomingCall,
     IncomingRequest,
+    ReofferAccepted,
+    ReofferFailed,
     SessionModified,
     UserAgentEvent,
+)
+from sipum_protocol.sip.ua.reinvite import (
+    DEFAULT_TIMEOUT as REINVITE_TIMEOUT,
+)
+from sipum_protocol.sip.ua.reinvite import (
+    GLARE_RETRIES,
+    OutgoingReoffer,
+    ReinviteAck,
+    glare_delay,
+    next_version,
 )
 from sipum_protocol.sip.ua.reoffer import NotAcceptableOffer, answer_reoffer, offer_direction
 from sipum_protocol.sip.ua.session_timer import (
@@ -110,6 +128,8 @@ from sipum_protocol.sip.ua.session_timer import (
     SessionTimer,
     SessionTimerConfig,
     TooSmall,
+    parse_min_se,
+    parse_session_expires,
 )
 from sipum_protocol.sip.ua.session_timer import (
     negotiate as negotiate_session_timer,
@@ -165,6 +185,7 @@ class UserAgent:
         request_methods: Iterable[str] = (),
         session_timers: SessionTimerConfig | None = None,
         max_call_duration: float | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         if not local:
             raise ValueError("need at least one local transport address")
@@ -184,6 +205,10 @@ class UserAgent:
         self.max_call_duration = max_call_duration
         """An answered call is ended (BYE, reason ``max-duration``) this long after our 2xx."""
         self._deadline_heap: list[tuple[float, int, Call]] = []
+        self._reoffer_heap: list[tuple[float, int, Call]] = []
+        """Our re-INVITEs' retry times and deadlines, and session refresh times (``reinvite``)."""
+        self.rng = rng or random.Random()
+        """For the §14.1 glare delays (a seeded one makes tests repeatable)."""
         self.request_methods = tuple(m.upper() for m in request_methods)
         """Methods handed to the application as ``IncomingRequest`` (see module doc)."""
         self.allowed_methods = ALLOWED_METHODS + tuple(
@@ -240,6 +265,11 @@ class UserAgent:
             if call.ended or call.deadline != when:
                 continue  # stale entry (refreshed, or over)
             self._expire(call, now)
+        reoffers = self._reoffer_heap
+        while reoffers and reoffers[0][0] <= now:
+            _when, _, call = heapq.heappop(reoffers)
+            if not call.ended:
+                self._reoffer_timer(call, now)
         self._drain_layer(now)
 
     def get_timer(self) -> float | None:
@@ -258,6 +288,12 @@ class UserAgent:
                 ours = when if ours is None else min(ours, when)
                 break
             heapq.heappop(deadlines)
+        reoffers = self._reoffer_heap
+        while reoffers and reoffers[0][2].ended:
+            heapq.heappop(reoffers)
+        if reoffers:
+            # Possibly stale (a retry that was not needed): a wake-up that finds nothing to do.
+            ours = reoffers[0][0] if ours is None else min(ours, reoffers[0][0])
         theirs = self.layer.get_timer()
         if ours is None:
             return theirs
@@ -637,9 +673,15 @@ class UserAgent:
                 tx, request, 500, now, headers=[("Retry-After", "1")], reason="Overlapping Requests"
             )
             return
-        if call._awaiting_answer or (method == "INVITE" and call._pending_2xx is not None):
-            # Our offer waits for its answer, or our 2xx for its ACK: an offer/answer exchange
-            # is in progress (§14.2, RFC 3311 §5.2).
+        ours = call._reoffer
+        ours_in_flight = ours is not None and ours.transaction is not None
+        if (
+            call._awaiting_answer
+            or (method == "INVITE" and call._pending_2xx is not None)
+            or (ours_in_flight and (offer is not None or method == "INVITE"))
+        ):
+            # Our offer waits for its answer (in an ACK, or to our own re-INVITE), or our 2xx
+            # for its ACK: an offer/answer exchange is in progress (§14.2, RFC 3311 §5.2).
             self._respond(tx, request, 491, now)
             return
         if offer is not None and call.local_sdp is None:
@@ -676,6 +718,7 @@ class UserAgent:
             if timer is not None:
                 headers.extend(timer.response_headers())
             self._arm_deadline(call, now)
+            self._arm_refresh(call, now)
         if method == "INVITE":
             body = answer if answer is not None else (call.local_sdp or b"")
             if body:
@@ -790,6 +833,7 @@ class UserAgent:
         if self.max_call_duration is not None:
             call._max_end = now + self.max_call_duration
         self._arm_deadline(call, now)
+        self._arm_refresh(call, now)
         self._poke()
 
     def reject(
@@ -901,6 +945,274 @@ class UserAgent:
         self._poke()
         return tx
 
+    # ------------------------------------------------------------------ our re-INVITEs (§14.1)
+
+    def reinvite(
+        self,
+        call: Call,
+        sdp: bytes,
+        now: float,
+        *,
+        timeout: float | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Offer ``sdp`` in the call's dialog (re-INVITE, §14.1; see ``reinvite`` module doc):
+        ``ReofferAccepted`` or ``ReofferFailed`` follows, within ``timeout`` seconds (default
+        timer B). The ``o=`` line is our previous one with the version one higher (RFC 3264
+        §8). Raises ``RuntimeError`` if the call is not established or a re-INVITE of ours is
+        still in progress."""
+        if call.ended or call.dialog is None:
+            raise RuntimeError("the call is over")
+        if call.state not in (CallState.ANSWERED, CallState.CONFIRMED):
+            raise RuntimeError(f"cannot re-INVITE in state {call.state.value}")
+        if call._reoffer is not None:
+            raise RuntimeError("a re-INVITE of ours is still in progress")
+        if not sdp:
+            raise ValueError("a re-INVITE of ours carries an offer")
+        reoffer = OutgoingReoffer(
+            purpose="offer",
+            method="INVITE",
+            sdp=next_version(call.local_sdp, sdp),
+            deadline=now + (timeout if timeout is not None else REINVITE_TIMEOUT),
+            headers=list(headers),
+        )
+        call._reoffer = reoffer
+        self._push_reoffer(call, reoffer.deadline)
+        self._send_reoffer(call, reoffer, now)
+        self._poke()
+
+    def _push_reoffer(self, call: Call, when: float) -> None:
+        heapq.heappush(self._reoffer_heap, (when, next(self._seq), call))
+
+    def _offer_answer_busy(self, call: Call) -> bool:
+        """An exchange of the peer's (or our first 2xx) is still open: do not collide (§14.1)."""
+        if call._pending_2xx is not None or call._awaiting_answer:
+            return True
+        tx = call.server_transaction
+        return call.state is CallState.ANSWERED or (tx is not None and not tx.final_sent)
+
+    def _send_reoffer(self, call: Call, reoffer: OutgoingReoffer, now: float) -> None:
+        reoffer.retry_at = None
+        if self._offer_answer_busy(call):
+            reoffer.retry_at = now + self.timers.t1
+            self._push_reoffer(call, reoffer.retry_at)
+            return
+        dialog = call.dialog
+        assert dialog is not None
+        destination = self._peer_for(call, dialog.next_hop())
+        extra = [*self._capabilities(), *self._timer_request_headers(call), *reoffer.headers]
+        request = dialog.create_request(
+            reoffer.method,
+            via=self._via_for(destination.transport),
+            body=reoffer.sdp,
+            headers=extra,
+        )
+        reoffer.cseq = request.cseq[0]
+        reoffer.provisional = False
+        try:
+            tx = self.layer.send_request(request, destination, now)
+        except ValueError:
+            log.exception("could not send the re-INVITE of %s", call.call_id)
+            reoffer.transaction = None
+            self._fail_reoffer(call, reoffer, "transport-error", None, now)
+            return
+        reoffer.transaction = tx
+        self._by_client_tx[id(tx)] = call
+
+    def _timer_request_headers(self, call: Call) -> list[tuple[str, str]]:
+        """RFC 4028 §7.4: a re-INVITE (or UPDATE) of ours is a session refresh too.
+        ``refresher`` names the role in *this* transaction: we are its UAC."""
+        timer = call.session_timer
+        if self.session_timers is None or timer is None:
+            return []
+        role = "uac" if timer.refresher == "uas" else "uas"
+        return [
+            ("Session-Expires", f"{timer.expires};refresher={role}"),
+            ("Min-SE", str(self.session_timers.min_se)),
+        ]
+
+    def _on_reoffer_response(
+        self, call: Call, reoffer: OutgoingReoffer, response: SipResponse, now: float
+    ) -> None:
+        status = response.status
+        if status < 200:
+            reoffer.provisional = True
+            return
+        tx = reoffer.transaction
+        if tx is not None and status >= 300:
+            # (after a 2xx the mapping stays until the transaction ends: its retransmissions
+            # come through it, RFC 6026 §8.4)
+            self._by_client_tx.pop(id(tx), None)
+        reoffer.transaction = None
+        if status < 300:
+            self._reoffer_accepted(call, reoffer, response, now)
+            return
+        # 3xx-6xx: the transaction sent the ACK (§17.1.1.3); the session is unchanged (§14.1).
+        if reoffer.failed or call.ended:
+            call._reoffer = None
+            return
+        if status == 491 and reoffer.glare_retries < GLARE_RETRIES:
+            # §14.1: glare; the owner of the Call-ID (the dialog's UAC) waits 2.1-4 s, the
+            # other side 0-2 s, so one of the two re-INVITEs goes first.
+            reoffer.glare_retries += 1
+            delay = glare_delay(call_id_owner=not call.incoming, rng=self.rng)
+            reoffer.retry_at = now + delay
+            self._push_reoffer(call, reoffer.retry_at)
+            return
+        if status == 422 and not reoffer.too_small_retried and call.session_timer is not None:
+            # RFC 4028 §7.4 (as UAC of the refresh): retry with the peer's Min-SE.
+            try:
+                floor = parse_min_se(response.headers.get("Min-SE") or "")
+            except SipParseError:
+                floor = None
+            if floor is not None and floor > call.session_timer.expires:
+                reoffer.too_small_retried = True
+                call.session_timer = SessionTimer(floor, call.session_timer.refresher)
+                self._send_reoffer(call, reoffer, now)
+                return
+        self._fail_reoffer(call, reoffer, "rejected", status, now)
+        if status in (408, 481):
+            # §12.2.1.2 (RFC 4028 §10 for a refresh): the dialog is gone at the far end.
+            self._bye_after_failed_reoffer(call, reoffer, now)
+
+    def _reoffer_accepted(
+        self, call: Call, reoffer: OutgoingReoffer, response: SipResponse, now: float
+    ) -> None:
+        dialog = call.dialog
+        assert dialog is not None
+        if reoffer.method == "INVITE":
+            # §13.2.2.4: the ACK of a 2xx is ours, with the INVITE's CSeq number.
+            destination = self._peer_for(call, dialog.next_hop())
+            ack = dialog.create_request(
+                "ACK", via=self._via_for(destination.transport), cseq=reoffer.cseq
+            )
+            call._reinvite_ack = ReinviteAck(reoffer.cseq, ack, destination)
+            self.layer.send_stateless(ack, destination)
+        call._reoffer = None
+        if call.ended:
+            return
+        dialog.refresh_target(response)  # a 2xx to a target refresh (§12.2.1.2)
+        answer = response.body or None
+        if reoffer.sdp:
+            call.local_sdp = reoffer.sdp
+            if answer is not None:
+                call.remote_sdp = answer
+                call.on_hold = offer_direction(answer) in ("sendonly", "inactive")
+        self._timer_from_response(call, response, now)
+        if not reoffer.failed:
+            self._emit(ReofferAccepted(call, reoffer.sdp, answer, reoffer.purpose))
+        self._poke()
+
+    def _timer_from_response(self, call: Call, response: SipResponse, now: float) -> None:
+        """RFC 4028 §7.2 as UAC of our re-INVITE/UPDATE: the 2xx's Session-Expires is the new
+        interval (``refresher=uac`` is us); none: no session timer any more."""
+        if self.session_timers is None or call.session_timer is None:
+            return
+        value = response.headers.get("Session-Expires")
+        if value is None:
+            call.session_timer = None
+        else:
+            try:
+                expires, refresher = parse_session_expires(value)
+            except SipParseError:
+                expires, refresher = call.session_timer.expires, None
+            # Stored from our side as UAS of the call: "uas" means we refresh.
+            call.session_timer = SessionTimer(
+                max(expires, 1), "uac" if refresher == "uas" else "uas"
+            )
+        self._arm_deadline(call, now)
+        self._arm_refresh(call, now)
+
+    def _reoffer_timer(self, call: Call, now: float) -> None:
+        reoffer = call._reoffer
+        refresh_at = call._refresh_at
+        if reoffer is None:
+            if refresh_at is not None and refresh_at <= now:
+                self._send_refresh(call, now)
+            return
+        if reoffer.failed:
+            return
+        if reoffer.retry_at is not None and reoffer.retry_at <= now and now < reoffer.deadline:
+            self._send_reoffer(call, reoffer, now)
+            return
+        if now >= reoffer.deadline:
+            tx = reoffer.transaction
+            if tx is not None and reoffer.provisional:
+                self.layer.cancel(tx, now)  # §9.1; the 487 then ends the transaction
+            if tx is None:
+                call._reoffer = None
+            self._fail_reoffer(call, reoffer, "timeout", None, now)
+
+    def _reoffer_transaction_failed(
+        self, call: Call, reoffer: OutgoingReoffer, reason: str, now: float
+    ) -> None:
+        """Timer B or a transport error: no response at all (§12.2.1.2: the dialog is over)."""
+        reoffer.transaction = None
+        call._reoffer = None
+        if call.ended:
+            return
+        self._fail_reoffer(call, reoffer, reason, None, now)
+        self._bye_after_failed_reoffer(call, reoffer, now)
+
+    def _fail_reoffer(
+        self, call: Call, reoffer: OutgoingReoffer, reason: str, status: int | None, now: float
+    ) -> None:
+        if reoffer.transaction is None:
+            call._reoffer = None
+        if reoffer.failed:
+            return
+        reoffer.failed = True
+        self._emit(ReofferFailed(call, reason, status, reoffer.purpose))
+        overdue = call._refresh_at is not None and call._refresh_at <= now
+        if not call.ended and (reoffer.purpose == "refresh" or overdue):
+            self._arm_refresh(call, now, retry=True)
+
+    def _bye_after_failed_reoffer(self, call: Call, reoffer: OutgoingReoffer, now: float) -> None:
+        if call.ended:
+            return
+        reason = "session-expired" if reoffer.purpose == "refresh" else "reinvite-failed"
+        self._send_bye(call, now)
+        self._end(call, reason)
+
+    # ------------------------------------------------------------------ refresher (RFC 4028)
+
+    def _arm_refresh(self, call: Call, now: float, *, retry: bool = False) -> None:
+        """§10: the refresher sends a refresh at half the interval. We are it when our 2xx
+        said ``refresher=uas`` (a UAC without timer support, or one that asked us to)."""
+        timer = call.session_timer
+        if self.session_timers is None or timer is None or timer.refresher != "uas":
+            call._refresh_at = None
+            return
+        if retry:
+            # A failed refresh: once more a little later, still before the expiry.
+            remaining = (call.deadline or now) - now
+            if remaining <= 2 * self.timers.t1:
+                call._refresh_at = None
+                return
+            call._refresh_at = now + remaining / 2
+        else:
+            call._refresh_at = now + timer.expires / 2
+        self._push_reoffer(call, call._refresh_at)
+
+    def _send_refresh(self, call: Call, now: float) -> None:
+        call._refresh_at = None
+        if call.dialog is None or call.ended:
+            return
+        # RFC 3311: an UPDATE without a body refreshes the session without offer/answer (and
+        # without an ACK) — when the peer said it takes UPDATE; else a re-INVITE with our
+        # unchanged description (same version, RFC 3264 §8).
+        allow = {m.strip().upper() for m in call.invite.headers.get_all("Allow")}
+        update = "UPDATE" in allow
+        reoffer = OutgoingReoffer(
+            purpose="refresh",
+            method="UPDATE" if update else "INVITE",
+            sdp=b"" if update else (call.local_sdp or b""),
+            deadline=now + self.timers.timeout,
+        )
+        call._reoffer = reoffer
+        self._push_reoffer(call, reoffer.deadline)
+        self._send_reoffer(call, reoffer, now)
+
     # ------------------------------------------------------------------ 2xx reliability (UAS)
 
     def _start_2xx_retransmission(
@@ -984,6 +1296,20 @@ class UserAgent:
             return
         status = response.status
         method = tx.method
+        reoffer = call._reoffer
+        if reoffer is not None and tx is reoffer.transaction:
+            self._on_reoffer_response(call, reoffer, response, now)
+            return
+        again = call._reinvite_ack
+        if (
+            again is not None
+            and method == "INVITE"
+            and 200 <= status < 300
+            and response.cseq[0] == again.cseq
+        ):
+            # A retransmitted 2xx to our re-INVITE: the same ACK again (§13.2.2.4).
+            self.layer.send_stateless(again.request, again.peer)
+            return
         if method != "INVITE" or tx is not call.client_transaction:
             # BYE and friends: the call already ended when we sent them.
             if tx.terminated or status >= 200:
@@ -1083,6 +1409,10 @@ class UserAgent:
         except SipParseError:
             return
         call = self._calls.get(dialog_id) if dialog_id is not None else None
+        again = call._reinvite_ack if call is not None else None
+        if again is not None and response.cseq[0] == again.cseq:
+            self.layer.send_stateless(again.request, again.peer)
+            return
         if call is not None and call._ack is not None:
             ack, peer = call._ack
             self.layer.send_stateless(ack, peer)
@@ -1101,6 +1431,9 @@ class UserAgent:
             return
         if isinstance(tx, ClientTransaction):
             call = self._by_client_tx.pop(id(tx), None)
+            if call is not None and call._reoffer is not None and tx is call._reoffer.transaction:
+                self._reoffer_transaction_failed(call, call._reoffer, reason, now)
+                return
             if call is not None and tx is call.client_transaction and not call.ended:
                 self._end(call, reason)
             return
@@ -1128,6 +1461,14 @@ class UserAgent:
     def _end(self, call: Call, reason: str, status: int | None = None) -> None:
         if call.ended:
             return
+        reoffer = call._reoffer
+        if reoffer is not None:
+            call._reoffer = None if reoffer.transaction is None else reoffer
+            if not reoffer.failed:
+                # Kept while its transaction runs: a 2xx that still comes gets its ACK (§15).
+                reoffer.failed = True
+                self._emit(ReofferFailed(call, "ended", None, reoffer.purpose))
+        call._refresh_at = None
         call.state = CallState.ENDED
         call.end_reason = reason
         call._pending_2xx = None

@@ -85,11 +85,39 @@ class DtmfReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class ReofferAccepted:
+    """Our re-INVITE (``UserAgent.reinvite``) got a 2xx and we sent the ACK (RFC 3261 §14.1):
+    ``offer`` is what we sent (``call.local_sdp`` now), ``answer`` the peer's answer
+    (``call.remote_sdp`` now). ``purpose`` is ``offer`` for the application's re-INVITE,
+    ``refresh`` for an RFC 4028 session refresh we sent as refresher."""
+
+    call: Call
+    offer: bytes
+    answer: bytes | None
+    purpose: str = "offer"
+
+
+@dataclass(frozen=True, slots=True)
+class ReofferFailed:
+    """Our re-INVITE did not change the session; the old one stays (RFC 3261 §14.1).
+    ``reason``: ``rejected`` (a final non-2xx, ``status`` set; a 491 only after the glare
+    retries), ``timeout`` (no final response by the deadline, or timer B), ``transport-error``,
+    ``ended`` (the call ended first)."""
+
+    call: Call
+    reason: str
+    status: int | None = None
+    purpose: str = "offer"
+
+
+@dataclass(frozen=True, slots=True)
 class CallEnded:
     """The call is over. ``reason`` is one of: ``remote-bye``, ``local-bye``, ``cancelled``,
     ``rejected`` (we answered 3xx-6xx), ``failed`` (outgoing call got 3xx-6xx, ``status`` set),
     ``no-ack`` (our 2xx was never acknowledged; we sent BYE, §13.3.1.4), ``timeout`` (no
-    response to our INVITE), ``transport-error``."""
+    response to our INVITE), ``transport-error``, ``max-duration``, ``session-expired`` (no
+    refresh in time, or our refresh got 408/481/no answer, RFC 4028 §10), ``reinvite-failed``
+    (our re-INVITE got 408/481 or no answer at all: we sent BYE, RFC 3261 §12.2.1.2)."""
 
     call: Call
     reason: str
@@ -116,5 +144,7 @@ UserAgentEvent = (
     | CallCancelled
     | SessionModified
     | DtmfReceived
+    | ReofferAccepted
+    | ReofferFailed
     | CallEnded
 )

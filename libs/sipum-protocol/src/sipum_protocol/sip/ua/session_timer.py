@@ -1,4 +1,5 @@
-"""RFC 4028 session timers, UAS side (pure functions; the user agent applies them).
+"""RFC 4028 session timers, UAS side (pure functions; the user agent applies them, and sends
+the refreshes when it is the refresher — ``sipum_protocol.sip.ua.reinvite``).
 
 A caller that vanished without BYE (crash, lost network) would otherwise hold its dialog — and
 the agent's media session — until something else ends it. With session timers the session
@@ -14,11 +15,18 @@ What we do as UAS (§9), for the initial INVITE and every refresh:
   request and ours); none in the request but the UAC supports ``timer``: ``default_expires``.
   Neither: no session timer (the call's maximum duration still bounds it).
 * The refresher (§9 table 2): the request's ``refresher`` if the UAC supports ``timer``;
-  else ``uac`` if it supports ``timer`` (our choice: we do not send refreshes); else ``uas``.
+  else ``uac`` if it supports ``timer`` (our choice: the caller refreshes); else ``uas``.
   ``refresher=uac`` goes with ``Require: timer`` in the 2xx (§9).
 * Expiry: with no refresh, the session is over ``expires - min(32, expires / 3)`` seconds after
-  the last 2xx (§10) — then the user agent sends BYE. We never send refreshes ourselves: when we
-  are the refresher (``uas``) the session lasts one interval.
+  the last 2xx (§10) — then the user agent sends BYE.
+* Refresher ``uas`` (us): the user agent sends a refresh at half the interval (§10) — an UPDATE
+  without body when the caller's INVITE allowed UPDATE (RFC 3311), else a re-INVITE with our
+  unchanged SDP; its 2xx restarts the interval (§7.2: a 2xx without ``Session-Expires`` turns
+  the timer off); a 408/481 or no answer at all ends the call with BYE (§10).
+
+``SessionTimer.refresher`` is always seen from our side as UAS of the call: ``uas`` means we
+refresh. In a request of ours the parameter names the role in *that* transaction (§4), where we
+are the UAC: the user agent translates.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
--- 0018: a message that is a forwarded copy (key 8 in the phone's main menu) names the mailbox
+-- 0019: a message that is a forwarded copy (key 8 in the phone's main menu) names the mailbox
 -- it was forwarded from (username@domain, the same domain). NULL: a message a caller left.
 -- The message JSON, message.created, the inbox and the main menu's envelope ("Forwarded
 -- message from …") show it.

@@ -1,4 +1,4 @@
--- 0019: a lock must reach its owner even when its mailbox.locked event was lost (NATS away at
+-- 0020: a lock must reach its owner even when its mailbox.locked event was lost (NATS away at
 -- the moment of locking). published_at: when mailbox.locked was last published for the
 -- current lock (NULL: not yet); notified_at: when the notifier's e-mail about it went out
 -- (NULL: not yet). Both are reset when a new lock begins. The media-recorder's sweep
