@@ -47,6 +47,10 @@ SHORT_TEXTS.update(
         "message-deleted": "deleted",
         # the caller's review after "#"
         "review-message": "review",
+        "review-message-no-urgent": "send or listen",
+        # the envelope's marks
+        "envelope-urgent": "important",
+        "forwarded-from": "passed on by",
         "marked-urgent": "urgent",
         "message-sent": "sent",
         "message-forwarded": "forwarded",

@@ -95,7 +95,7 @@ class FakeRecorder:
             raise RemoteError("unsupported", str(exc)) from None
         answer.session_name = RECORDER_MARK
         self._subs += await self.bus.subscribe_session(
-            session_id, self._command, commands=["hangup"]
+            session_id, self._command, commands=["hangup", "dtmf"]
         )
         return MediaAllocateReply(
             session_id=session_id, answer_sdp=bytes(answer).decode(), recorder_id="fake"

@@ -15,7 +15,8 @@
    (``spool.PartialRecording``).
 3. Less than ``min_voice_seconds`` of non-silent audio: discarded, nothing stored. Otherwise
    ``store.MessageStore`` writes blob, row and event, idempotently — after ``#``, once the
-   caller's review (``review``: 1 send, 2 listen, 3 record again, 4 urgent) says so; silence
+   caller's review (``review``: 1 send, 2 listen, 3 record again, 4 urgent where the
+   mailbox's ``urgent_allowed`` says so) says so; silence
    or a hang-up in the review stores it too.
 
 A call moved here from a replica that died (``session.spooled``, :func:`continue_recording`)
@@ -465,10 +466,16 @@ async def caller_review(
     codec = session.plan.codec
     pcm = np.frombuffer(b"".join(spool.pcm), dtype="<i2").astype(np.int16)
     recorded = PcmItem(pcm, codec.sample_rate)
-    rate = svc.prompts.rate_for(codec)
+    # The mailbox's settings as they are now: its prompt_language (as the greeting) and
+    # whether its callers may mark a message urgent (urgent_allowed: else no key 4).
+    effective = await users.effective_settings(svc.pool, session.user.id)
+    prompts = svc.prompts.language(effective.prompt_language if effective else None)
+    rate = prompts.rate_for(codec)
     loop = asyncio.get_running_loop()
     machine = CallerReview(
-        digit_timeout=svc.settings.digit_timeout_seconds, repeats=svc.settings.menu_repeats
+        digit_timeout=svc.settings.digit_timeout_seconds,
+        repeats=svc.settings.menu_repeats,
+        urgent_allowed=effective is None or effective.urgent_allowed,
     )
     session.clear_digits()  # the "#" that ended the recording
     stored: tuple[EndReason, int | None] | None = None
@@ -500,7 +507,7 @@ async def caller_review(
             continue
         if isinstance(play, (PlayPrompts, PlayRecording)):
             if isinstance(play, PlayPrompts):
-                items: list[PlaybackItem] = list(await svc.prompts.names(play.names, rate))
+                items: list[PlaybackItem] = list(await prompts.names(play.names, rate))
             else:
                 items = [recorded]
             early = take_queued(session, play.barge_in)
@@ -526,6 +533,8 @@ async def caller_review(
             log.error("caller review stalled", extra={"session": session.session_id})
             actions = machine.hangup(loop.time())
             continue
+        # the keys of the offer, and the others that make it again (REVIEW_KEYS: a 4 where
+        # urgent is not allowed is such a key)
         digit = await session.next_digit(max(0.0, deadline - loop.time()), REVIEW_KEYS + "#*0")
         if digit is None:
             actions = (

@@ -54,7 +54,7 @@ from sipum_protocol.media.endpoint import RtpEndpoint
 from sipum_protocol.media.ports import PortPool, PortPoolExhausted
 from sipum_protocol.media.recording import RecordingSession, RecordingSettings
 
-from sipum_media_recorder import metrics
+from sipum_media_recorder import lockout, metrics
 from sipum_media_recorder.access import run_access
 from sipum_media_recorder.address import advertised_address
 from sipum_media_recorder.audio import Prompts
@@ -124,6 +124,7 @@ class MediaRecorderService:
         self._ended: dict[str, float] = {}
         self._subscription: Any = None
         self._recovery_task: asyncio.Task[None] | None = None
+        self._announce_task: asyncio.Task[None] | None = None
         self._recovering: set[str] = set()
         self._continuing: set[str] = set()
         self._passes_due: set[float] = set()
@@ -175,6 +176,7 @@ class MediaRecorderService:
         # after start() returns must not see "no responders"
         await ctx.bus.nc.flush()
         self._recovery_task = asyncio.create_task(self._recovery_loop(), name="recovery")
+        self._announce_task = asyncio.create_task(self._announce_loop(), name="lock-announce")
         log.info(
             "media-recorder ready",
             extra={
@@ -201,10 +203,11 @@ class MediaRecorderService:
             log.info("ending session for shutdown", extra={"session": session.session_id})
             session.hangup("shutdown")
         await self.work.wait()
-        if self._recovery_task is not None:
-            self._recovery_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._recovery_task
+        for loop_task in (self._recovery_task, self._announce_task):
+            if loop_task is not None:
+                loop_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop_task
         for task in list(self._recovery_passes):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -431,6 +434,22 @@ class MediaRecorderService:
                 await self.recover(own_only=False)
             except Exception:
                 log.exception("recovery pass failed")
+
+    async def _announce_loop(self) -> None:
+        """Locks whose ``mailbox.locked`` never got out are published again
+        (``lockout.announce_untold``)."""
+        while True:
+            await asyncio.sleep(self.settings.lockout_announce_retry_seconds)
+            assert self.ctx is not None
+            try:
+                await lockout.announce_untold(
+                    pool=self.ctx.pool,
+                    bus=self.ctx.bus,
+                    settings=self.settings,
+                    recorder_id=self.recorder_id,
+                )
+            except Exception:
+                log.exception("lock announcement pass failed")
 
     def _replica_gone(self, recorder_id: str) -> None:
         """Heartbeats of ``recorder_id`` stopped: store its recordings now."""

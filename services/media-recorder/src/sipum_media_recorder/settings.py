@@ -52,6 +52,9 @@ class MediaRecorderSettings(ServiceSettings):
     """Length of the first lock; each further lock in a row lasts twice as long."""
     pin_lockout_max_seconds: float = Field(default=86400.0, gt=0)
     """No lock lasts longer than this."""
+    lockout_announce_retry_seconds: float = Field(default=60.0, gt=0)
+    """A lock whose owner was not told yet (its ``mailbox.locked`` lost, say NATS was away) is
+    published again this long after the last try; the sweep runs this often."""
     digit_timeout_seconds: float = Field(default=8.0, gt=0)
     """How long to wait for the next PIN digit or a menu choice."""
     menu_repeats: int = Field(default=3, ge=1)

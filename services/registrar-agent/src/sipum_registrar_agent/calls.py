@@ -11,7 +11,9 @@ feeds its events into :class:`ActiveCall`; :class:`CallHandler` is the coroutine
 4. ``sipum.media.allocate`` to the media-recorder queue group: ``503`` + ``Retry-After`` when
    nobody answers, ``488`` when the recorder has no codec in common with the offer;
 5. ``200 OK`` with the recorder's SDP, ``sipum.evt.call.answered``;
-6. the caller's BYE becomes ``sipum.media.session.<id>.hangup``; a session that ends on its
+6. the caller's BYE becomes ``sipum.media.session.<id>.hangup``, a digit the caller sends by
+   SIP INFO (``application/dtmf-relay`` / ``application/dtmf``, answered 200 by the user agent)
+   ``sipum.media.session.<id>.dtmf`` — in the order they came; a session that ends on its
    own (``#``, silence, maximum length) makes us send BYE;
 7. the recorder holding the call going silent (``recorders.RecorderWatch``: no heartbeat for
    its ``dead_after``) moves a recording call (:meth:`CallHandler._move`): ``sipum.media.allocate``
@@ -51,6 +53,7 @@ from sipum.events import (
     RemoteError,
     RequestTimeout,
     SessionCommand,
+    SessionDtmf,
     SessionEnded,
     SessionHangup,
 )
@@ -121,6 +124,9 @@ class ActiveCall:
     media_lost: bool = False
     """We hung up because the media-recorder holding the call is gone (no heartbeat) and the
     call could not be moved: its session is gone too (nothing to tell)."""
+    relay_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Digits by SIP INFO go to the recorder one at a time, in the order they came (the lock
+    is FIFO)."""
     move_failed: bool = False
     """A move got a new session but not the caller (re-INVITE refused or unanswered): we hung
     up; the new session stores what was said."""
@@ -466,6 +472,22 @@ class CallHandler:
             for sub in subscriptions:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
+
+    async def relay_digit(self, active: ActiveCall, digit: str, duration_ms: int) -> None:
+        """A digit the caller sent by SIP INFO → ``sipum.media.session.<id>.dtmf`` (the
+        recorder treats it as an RFC 4733 event). Before the session exists (not answered yet)
+        there is nobody to tell: dropped."""
+        async with active.relay_lock:
+            session_id = active.session_id
+            if session_id is None or active.session_over.is_set():
+                log.info("INFO digit with no media session (call %s)", active.call.call_id)
+                return
+            try:
+                await self.bus.send_command(
+                    SessionDtmf(session_id=session_id, digit=digit, duration_ms=duration_ms)
+                )
+            except Exception as exc:
+                log.warning("could not relay an INFO digit of session %s: %s", session_id, exc)
 
     async def _follow(self, active: ActiveCall) -> None:
         """Until the call ends; each time its recorder is lost meanwhile, move it."""

@@ -53,6 +53,7 @@ from sipum_protocol.sip.ua import (
     CallCancelled,
     CallConfirmed,
     CallEnded,
+    DtmfReceived,
     IncomingCall,
     IncomingRequest,
     ReofferAccepted,
@@ -121,6 +122,8 @@ class RegistrarAgentService:
         self.calls: CallHandler | None = None
         self.recorders: RecorderWatch[ActiveCall] | None = None
         self.active: set[ActiveCall] = set()
+        self._digit_relays: set[asyncio.Task[None]] = set()
+        """Digits by SIP INFO on their way to the recorders (strong references)."""
         self._user_events: EventSubscription | None = None
         self._domain_events: EventSubscription | None = None
         self.domain_registrars: dict[str, tuple[str, Peer]] = {}
@@ -413,6 +416,14 @@ class RegistrarAgentService:
             state.confirmed.set()
         elif isinstance(event, TransferEnded):
             transfer_ended(state, event)  # before CallEnded when it succeeded
+        elif isinstance(event, DtmfReceived) and self.calls is not None:
+            # not work.spawn: digits of calls still in progress while we drain go on too
+            relay = asyncio.create_task(
+                self.calls.relay_digit(state, event.digit, event.duration_ms),
+                name=f"dtmf-{event.call.call_id}",
+            )
+            self._digit_relays.add(relay)
+            relay.add_done_callback(self._digit_relays.discard)
         elif isinstance(event, ReofferAccepted | ReofferFailed):
             state.on_reoffer(event)  # our re-INVITE of a call being moved
 

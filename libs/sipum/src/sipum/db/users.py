@@ -84,6 +84,8 @@ class User:
     message_order: str | None = None
     email_notifications: bool | None = None
     command_notifications: bool | None = None
+    urgent_allowed: bool | None = None
+    """Migration 0018; None = the domain's value."""
     disabled_at: datetime | None = None
     """When an administrator disabled the mailbox (migration 0011); None = enabled."""
 
@@ -129,6 +131,8 @@ class EffectiveSettings:
     pin_lockout_failures: int | None = None
     """None: the media-recorder's ``pin_lockout_failures``."""
     operator_uri: str | None = None
+    urgent_allowed: bool = True
+    """A caller may mark a message urgent (the review's key 4)."""
     message_order: str = "newest"
     email_notifications: bool = True
     command_notifications: bool = True
@@ -146,7 +150,7 @@ SELECT u.id, u.domain_id, d.name AS domain, u.username, u.display_name, u.email,
        u.transcription_enabled, u.transcription_language,
        u.min_message_seconds, u.max_silence_seconds, u.delete_after_email, u.greeting_mode,
        u.prompt_language, u.time_zone, u.operator_uri, u.message_order, u.email_notifications,
-       u.command_notifications, u.disabled_at
+       u.command_notifications, u.urgent_allowed, u.disabled_at
 FROM users u JOIN domains d ON d.id = u.domain_id
 """
 

@@ -122,15 +122,21 @@ class MessageCreated(MailboxEvent):
     interrupted: bool = False
     """Recovered after the recorder holding the call died: the caller was cut off."""
     urgent: bool = False
-    """The caller marked the message urgent (key 4 in the review after the recording)."""
+    """The caller marked the message urgent (key 4 in the review after the recording); a
+    forwarded copy keeps the original's mark."""
+    forwarded_from: str | None = Field(default=None, examples=["alice@example.com"])
+    """A copy forwarded by phone (main menu key 8): the mailbox it came from; None: a message
+    a caller left."""
 
     def summary(self) -> str:
         name = f' "{self.caller_display}"' if self.caller_display else ""
         cut = " interrupted" if self.interrupted else ""
         urgent = " urgent" if self.urgent else ""
+        fwd = f" forwarded-from={self.forwarded_from}" if self.forwarded_from else ""
         return (
             f"{self.mailbox} id={self.message_id} dur={self.duration_s:.1f}s "
             f"from={self.caller_uri}{name} reason={self.reason} size={self.size}{cut}{urgent}"
+            f"{fwd}"
         )
 
 

@@ -75,6 +75,16 @@ class SessionModified:
 
 
 @dataclass(frozen=True, slots=True)
+class DtmfReceived:
+    """A DTMF digit by SIP INFO in the call's dialog (``application/dtmf-relay`` or
+    ``application/dtmf``, ``sipum_protocol.sip.dtmf_info``); the INFO was answered 200."""
+
+    call: Call
+    digit: str
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class ReofferAccepted:
     """Our re-INVITE (``UserAgent.reinvite``) got a 2xx and we sent the ACK (RFC 3261 §14.1):
     ``offer`` is what we sent (``call.local_sdp`` now), ``answer`` the peer's answer
@@ -150,6 +160,7 @@ UserAgentEvent = (
     | CallCancelled
     | SessionModified
     | TransferEnded
+    | DtmfReceived
     | ReofferAccepted
     | ReofferFailed
     | CallEnded
