@@ -47,10 +47,18 @@ SHORT_TEXTS.update(
         "message-deleted": "deleted",
         # the caller's review after "#"
         "review-message": "review",
+        "review-message-no-urgent": "send or listen",
+        # the envelope's marks
+        "envelope-urgent": "important",
+        "forwarded-from": "passed on by",
         "marked-urgent": "urgent",
         "message-sent": "sent",
         "message-forwarded": "forwarded",
         "message-paused": "paused",
+        # 0 to the operator
+        "transferring": "hold",
+        "cannot-transfer": "cannot",
+        "enter-mailbox": "mailbox",
     }
 )
 

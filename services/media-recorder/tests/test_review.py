@@ -96,3 +96,17 @@ def test_bad_settings_are_refused() -> None:
         CallerReview(digit_timeout=0.0)
     with pytest.raises(ValueError):
         CallerReview(digit_timeout=1.0, repeats=0)
+
+
+def test_without_urgent_allowed_4_is_not_offered_and_only_repeats_the_offer() -> None:
+    """The mailbox's ``urgent_allowed`` off: the offer has no "press 4", 4 is not a barge-in
+    key, and typed anyway it makes the offer again (like ``#``): nothing is marked urgent."""
+    review = CallerReview(digit_timeout=4.0, urgent_allowed=False)
+    offer = PlayPrompts(("review-message-no-urgent",), barge_in="123")
+    assert review.start(0.0) == [offer]
+    assert review.play_finished(5.0) == []
+    assert review.digit("4", 6.0) == [offer]
+    assert not review.stored and not review.urgent
+    assert review.digit("2", 7.0) == [PlayRecording(barge_in="123")]
+    assert review.digit("1", 8.0) == [Store(urgent=False), SENT]
+    assert not review.urgent

@@ -189,3 +189,30 @@ async def test_the_review_by_sip_info_digits_records_again_and_sends(world: Any)
     expected = ulaw_decode(ulaw_encode(second))
     assert best_correlation(pcm, expected)[0] > 0.99 and abs(len(pcm) - len(expected)) < 800
     caller.close()
+
+
+async def test_a_mailbox_without_urgent_allowed_offers_no_4_and_ignores_it(world: Any) -> None:
+    """``urgent_allowed`` off for alice (her own setting): the review's offer is the one without
+    "press 4"; a 4 makes the offer again, 1 sends — not urgent."""
+    from sipum.db import users
+
+    await users.update(world.pool, world.alice.id, urgent_allowed=False)
+    await world.upload_greeting(0.1)
+    await world.start_recorder()
+    caller = await world.caller()
+    reply = await caller.allocate()
+    sent = speech_like(1.5, seed=44)
+    await record_then_hash(world, caller, sent)
+    no_urgent = prompt_audio(world, "review-message-no-urgent")
+    assert best_correlation(caller.audio(), no_urgent)[0] > 0.9
+    assert best_correlation(caller.audio(), prompt_audio(world, "review-message"))[0] < 0.9
+    start = len(caller.received)
+    await caller.send_digit("4")  # not a key here: the offer again
+    await caller.wait_quiet(after=start + 5)
+    assert best_correlation(caller.audio(start), no_urgent)[0] > 0.9
+    assert await messages.list_for_user(world.pool, world.alice.id) == []
+    await caller.send_digit("1")
+    ended = await world.wait_ended(reply.session_id)
+    (message,) = await messages.list_for_user(world.pool, world.alice.id)
+    assert message.id == ended.message_id and not message.urgent
+    caller.close()

@@ -33,7 +33,7 @@ from sipum_testing.kamailio import KamailioServer
 DOMAIN = "sipum.test"
 RECORDER_MARK = "sipum-fake-recorder"
 SCENARIOS = Path(__file__).parent / "scenarios"
-LITERAL_KEYS = {"talk_ms", "wait_ms", "answer_mark"}
+LITERAL_KEYS = {"talk_ms", "wait_ms", "answer_mark", "refer_to"}
 
 kamailio_factory = kamailio_plugin.kamailio_factory
 
@@ -86,7 +86,7 @@ class FakeRecorder:
             raise RemoteError("unsupported", str(exc)) from None
         answer.session_name = RECORDER_MARK
         self._subs += await self.bus.subscribe_session(
-            session_id, self._command, commands=["hangup"]
+            session_id, self._command, commands=["hangup", "dtmf"]
         )
         return MediaAllocateReply(
             session_id=session_id, answer_sdp=bytes(answer).decode(), recorder_id="fake"

@@ -253,3 +253,40 @@ def test_from_request_reads_headers_of_a_real_invite() -> None:
     assert sources == ["target-param", "request-uri", "history-info", "diversion", "to"]
     best = resolver().resolve(addressing, known)
     assert best is not None and best.username == "alice" and best.diversion_cause == "486"
+
+
+@pytest.mark.parametrize(
+    ("ruri", "history", "diversion", "expected"),
+    [
+        ("sip:voicemail@example.com", (), (), ("voicemail", DOMAIN)),
+        ("sip:VoiceMail@other.org", (), (), ("voicemail", "other.org")),
+        (f"sip:voicemail@{AGENT}", (), (), ("voicemail", DOMAIN)),  # our address: the default
+        ("sip:voicemail@example.com;target=sip:nobody%40example.com;cause=486", (), (), None),
+        ("sip:voicemail@example.com", ("<sip:nobody@example.com>;index=1",), (), None),
+        ("sip:voicemail@example.com", (), ("<sip:nobody@example.com>;reason=user-busy",), None),
+        ("sip:nobody@example.com", (), (), None),
+    ],
+)
+def test_voicemail_access_uri(
+    ruri: str,
+    history: tuple[str, ...],
+    diversion: tuple[str, ...],
+    expected: tuple[str, str] | None,
+) -> None:
+    """``sip:voicemail@<domain>`` with nothing else naming a mailbox: mode ``access``; a call
+    diverted for a mailbox that does not exist is not one (it stays a 404)."""
+    r = MailboxResolver(
+        default_domain=DOMAIN,
+        domains=[DOMAIN, "other.org"],
+        local_hosts=["10.0.0.5"],
+        access_user="voicemail",
+    )
+    invite = InviteAddressing(ruri, "<sip:voicemail@example.com>", diversion, history)
+    assert r.resolve(invite, known) is None  # no candidate is a mailbox
+    found = r.access(invite)
+    if expected is None:
+        assert found is None
+    else:
+        assert found is not None and (found.username, found.domain) == expected
+        assert (found.mode, found.reason, found.source) == ("access", "direct", "access-uri")
+    assert resolver().access(invite) is None  # no access_user: no access URI

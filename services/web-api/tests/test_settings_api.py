@@ -147,3 +147,40 @@ async def test_openapi_describes_the_settings_routes(api) -> None:  # noqa: F811
     }
     assert "delete" in spec["paths"]["/api/v1/settings/{key}"]
     assert "SettingOut" in spec["components"]["schemas"]
+
+
+async def test_urgent_allowed_set_by_the_owner_and_by_the_administrator(api) -> None:  # noqa: F811
+    """``urgent_allowed`` (true by default): the owner turns it off for her mailbox; the
+    administrator turns it off for a domain, the owner's own value still wins over that."""
+    from .test_admin_api import admin_auth
+
+    client, ctx = api
+    auth = await login(client, "alice")
+    got = by_key((await client.get("/api/v1/settings", headers=auth)).json())
+    assert (got["urgent_allowed"]["value"], got["urgent_allowed"]["source"]) == (True, "default")
+    assert got["urgent_allowed"]["overridable"] is True
+    r = await client.patch("/api/v1/settings", headers=auth, json={"urgent_allowed": False})
+    assert r.status_code == 200, r.text
+    assert by_key(r.json())["urgent_allowed"]["value"] is False
+    alice = await users.get_by_address(ctx.pool, "alice", "example.com")
+    assert alice is not None
+    effective = await users.effective_settings(ctx.pool, alice.id)
+    assert effective is not None and effective.urgent_allowed is False
+    assert (
+        await client.patch("/api/v1/settings", headers=auth, json={"urgent_allowed": "no"})
+    ).status_code == 422
+    # the administrator: the domain off, alice's own back to the domain's, then on for her
+    admin = await admin_auth(client, ctx.pool)
+    r = await client.patch(
+        "/api/v1/admin/domains/example.com", headers=admin, json={"urgent_allowed": False}
+    )
+    assert r.status_code == 200 and r.json()["urgent_allowed"] is False, r.text
+    await client.delete("/api/v1/settings/urgent_allowed", headers=auth)
+    effective = await users.effective_settings(ctx.pool, alice.id)
+    assert effective is not None and effective.urgent_allowed is False  # the domain's
+    r = await client.patch(
+        "/api/v1/admin/users/alice@example.com", headers=admin, json={"urgent_allowed": True}
+    )
+    assert r.status_code == 200 and r.json()["overrides"] == {"urgent_allowed": True}, r.text
+    effective = await users.effective_settings(ctx.pool, alice.id)
+    assert effective is not None and effective.urgent_allowed is True

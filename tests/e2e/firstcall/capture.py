@@ -137,11 +137,15 @@ def write_dtmf_pcap(
     ssrc: int = 0x5EED,
     payload_type: int = 101,
 ) -> tuple[int, int]:
-    """Write *digits* as RFC 4733 events; returns the next (sequence number, timestamp), so a
-    second file for the same call can go on where this one stopped."""
+    """Write *digits* as RFC 4733 events (a space: a second without a key); returns the next
+    (sequence number, timestamp), so a second file for the same call can go on where this one
+    stopped."""
     records: list[tuple[float, bytes]] = []
     at, seq, ts = 0.0, first_seq, first_timestamp
     for digit in digits:
+        if digit == " ":
+            at += 1.0
+            continue
         event = DTMF_EVENTS[digit]
         for n in range(1, 9):  # 8 × 20 ms
             marker = 0x80 if n == 1 else 0

@@ -316,8 +316,14 @@ def start_system(
     each service's most PostgreSQL connections (default: the services' own)."""
     smtp = MailServer().start()
     kamailio_db = backends.database_url.replace("postgresql://", "postgres://", 1)
+    agent_sip_port = free_udp_port()
     try:
-        kamailio = start_kamailio(domain=domain, postgres_url=kamailio_db)
+        kamailio = start_kamailio(
+            domain=domain,
+            postgres_url=kamailio_db,
+            # the voicemail access number sip:voicemail@<domain> goes to the agent
+            extra_defines={"VOICEMAIL_AGENT": f'"sip:127.0.0.1:{agent_sip_port}"'},
+        )
     except BaseException:
         smtp.stop()
         raise
@@ -329,7 +335,7 @@ def start_system(
         smtp=smtp,
         web_port=free_tcp_port(),
         rtsp_port=free_tcp_port(),
-        agent_sip_port=free_udp_port(),
+        agent_sip_port=agent_sip_port,
     )
     if database_pool_size is not None:
         system.common_env["SIPUM_DATABASE_POOL_SIZE"] = str(database_pool_size)

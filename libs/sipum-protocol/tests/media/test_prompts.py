@@ -192,7 +192,7 @@ def test_a_language_set_speaks_its_phrases_and_falls_back_per_phrase(
     assert leave != library.path("leave-message", 8000)
     assert len(pcm) != len(read(library.path("leave-message", 8000))[1])
     # Untranslated prompts and the beep are the default set's files.
-    assert german.path("menu-replay", 8000) == library.path("menu-replay", 8000)
+    assert german.path("options-menu", 8000) == library.path("options-menu", 8000)
     assert german.path("beep", 8000) == library.path("beep", 8000)
     # The greeting sequence mixes them: German phrases and digits, the default beep.
     sequence = german.prompt_sequence_for("unavailable", rate=8000, number="12")

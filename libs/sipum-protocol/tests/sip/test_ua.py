@@ -404,6 +404,8 @@ def test_options_lists_capabilities(ua: UserAgent) -> None:
         "CANCEL",
         "OPTIONS",
         "UPDATE",
+        "NOTIFY",
+        "INFO",
     }
     assert resp.headers.get("Accept") == "application/sdp"
     assert "Supported" in resp.headers
@@ -442,7 +444,16 @@ def test_unknown_well_formed_method_gets_501_with_allow(ua: UserAgent, method: s
     (resp,) = phone.send(phone.request(method, branch="z9hG4bKu"), 0.0)
     assert isinstance(resp, SipResponse)
     assert (resp.status, resp.reason) == (501, "Not Implemented")
-    assert allow_of(resp) == {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE"}
+    assert allow_of(resp) == {
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "UPDATE",
+        "INFO",
+        "NOTIFY",
+    }
     assert resp.cseq == (1, method)  # §8.2.6.2: CSeq copied, method and all
     assert resp.to.tag  # a final response outside a dialog gets a To tag
     assert ua.events() == []

@@ -271,3 +271,22 @@ def speech_like(seconds: float, *, seed: int = 1, rate: int = 8000) -> np.ndarra
     x = (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t)) * x
     x = 6000 * x + 300 * rng.standard_normal(len(t))
     return np.clip(np.round(x), -32768, 32767).astype(np.int16)
+
+
+def distinct_voice(seconds: float, *, seed: int, rate: int = 8000) -> np.ndarray:
+    """A loud, never silent test signal whose content depends on ``seed`` (unlike
+    ``speech_like``, where only the noise does): gliding tones at random pitches and rates, so
+    two seeds do not correlate and a correlation peak tells which one was heard."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * rate)) / rate
+    x = np.zeros(len(t))
+    for _ in range(4):
+        f0 = rng.uniform(200, 1500)
+        glide = rng.uniform(20, 200) * np.sin(
+            2 * np.pi * rng.uniform(0.3, 2.0) * t + rng.uniform(0, 6.3)
+        )
+        x += np.sin(2 * np.pi * np.cumsum(f0 + glide) / rate) * rng.uniform(0.4, 1.0)
+    x *= 0.6 + 0.4 * np.sin(2 * np.pi * rng.uniform(1.5, 4.0) * t) ** 2
+    x = 5000 * x / max(1.0, float(np.abs(x).max()) / 1.5) + 300 * rng.standard_normal(len(t))
+    out: np.ndarray = np.clip(np.round(x), -32768, 32767).astype(np.int16)
+    return out

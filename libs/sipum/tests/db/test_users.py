@@ -161,3 +161,20 @@ async def test_list_and_delete_user_and_domain(pg_pool: asyncpg.Pool) -> None:
     assert await users.delete(pg_pool, u1.id) is None
     assert await users.get(pg_pool, u1.id) is None
     assert await pg_pool.fetchval("SELECT count(*) FROM messages") == 0
+
+
+async def test_access_number_is_no_mailbox_and_verify_no_pin_is_always_false(
+    pg_pool: asyncpg.Pool,
+) -> None:
+    domain = await domains.ensure(pg_pool, "example.com")
+    access = users.access_number("voicemail", domain.name, domain.id)
+    assert (access.id, access.address, access.has_pin, access.disabled) == (
+        0,
+        "voicemail@example.com",
+        False,
+        False,
+    )
+    assert await users.get(pg_pool, access.id) is None  # not a row
+    assert await users.effective_settings(pg_pool, access.id) is None
+    assert not await users.verify_pin(pg_pool, access.id, "2468")
+    assert await users.verify_no_pin("2468") is False

@@ -1,6 +1,8 @@
 """The main voicemail menu's adapter (mode ``menu``, ``sip:alice-retrieve@…``): the state
 machine of ``menu`` driven by the call's media session, PostgreSQL and the event bus.
 
+0. the prompt set of the mailbox's ``prompt_language`` (``MediaSession.use_prompt_language``):
+   every prompt of the call, the PIN's included, in it;
 1. PIN as in retrieval mode (``retrieve.authenticate``: trusted owner skips it, lockout);
 2. a snapshot of the mailbox (``messages.list_for_user``, every folder but the trash is
    offered, at most ``menu_max_messages``);
@@ -20,9 +22,12 @@ machine by their keypad spelling. A forward is a copy: the original (its WAV dec
 the owner's optional comment and ``FORWARD_GAP_SECONDS`` of silence (no beep), is stored as a
 new message in the target's inbox through the recorder's ``MessageStore`` — blob, row and
 ``message.created``, so the target is notified as for any message — at the original's sample
-rate and codec, the caller being the owner (``sip:<owner>@<domain>``, her display name). The
-idempotency key is ``<session>-forward-<n>`` (the n-th forward of the call). A full target
-mailbox (``limits.full_because``) refuses the forward; the original never changes.
+rate and codec, the caller being the owner (``sip:<owner>@<domain>``, her display name), marked
+``forwarded_from`` the owner's mailbox and urgent if the original is. The idempotency key is ``<session>-forward-<n>`` (the n-th forward of the call). A full target
+mailbox (``limits.full_because``) refuses the forward; the original never changes. The copy
+passes through the spool (manifest + one chunk) before it is stored, so a replica killed
+mid-forward leaves it to recovery, which stores it whole (``ended`` in the manifest: not
+flagged interrupted) under the message id already allocated.
 A message deleted on the web during the call plays as silence (its blob is gone); moves of
 such a message change nothing and publish nothing.
 """
@@ -40,7 +45,7 @@ from sipum.db import greetings, messages, users
 from sipum.events import UserUpdated
 from sipum_protocol.media.codecs import resample
 from sipum_protocol.media.playback import PcmItem, PlaybackItem
-from sipum_protocol.media.recording import RecordingSettings, wav_bytes
+from sipum_protocol.media.recording import RecordingChunk, RecordingSettings, wav_bytes
 
 from sipum_media_recorder.audio import decode_audio
 from sipum_media_recorder.limits import full_because
@@ -66,7 +71,7 @@ from sipum_media_recorder.menu import (
 )
 from sipum_media_recorder.retrieve import EndReason, authenticate, refuse
 from sipum_media_recorder.session import ALL_DIGITS, MediaSession
-from sipum_media_recorder.spool import RecordingMeta
+from sipum_media_recorder.spool import PartialRecording, RecordingMeta
 
 log = logging.getLogger("sipum.misc.recorder.menu")
 
@@ -98,6 +103,7 @@ def entry_of(message: messages.Message) -> Entry:
         received_at=message.received_at,
         duration_s=message.duration_ms / 1000,
         urgent=message.urgent,
+        forwarded_from=message.forwarded_from,
     )
 
 
@@ -122,7 +128,7 @@ class MenuCall:
     def __init__(self, session: MediaSession, machine: MailboxMenu) -> None:
         self.session = session
         self.machine = machine
-        self.rate = session.services.prompts.rate_for(session.plan.codec)
+        self.rate = session.prompt_set.rate_for(session.plan.codec)
         self._audio: tuple[int, PcmItem | None] | None = None  # the current message only
         self.record_next: RecordGreeting | None = None
         self.recorded: PcmItem | None = None
@@ -273,8 +279,21 @@ class MenuCall:
             codec=original.codec,
             sample_rate=rate,
             received_at=wall_clock().isoformat(),
+            urgent=original.urgent,  # the copy keeps the caller's mark
+            forwarded_from=owner.address,
+            ended="completed",  # a whole copy: recovered, it is not "interrupted"
         )
-        stored = await svc.store.store(meta, pcm)
+        # Crash safety as for a recording: the copy goes to the spool first (manifest, then its
+        # audio in one chunk), so a replica killed before the row is written leaves it for
+        # recovery — which stores it whole, with the message id (and so the blob key) the store
+        # wrote into the manifest: no row without audio, no blob without its row. (This
+        # replica's own recovery pass meeting the spool mid-forward stores the same session
+        # id: the row, the blob key and the event id come out the same — idempotent.)
+        spool = PartialRecording(svc.blobs, meta)
+        spool.add(RecordingChunk(index=0, start=0, pcm=pcm, final=True))
+        await spool.finish(upload_rest=True)
+        stored = await svc.store.store(meta, pcm, save_meta=spool.write_manifest)
+        await spool.remove()
         self.comment = None
         log.info(
             "message forwarded",
@@ -315,7 +334,7 @@ class MenuCall:
         )
 
     async def render(self, items: tuple[Item, ...]) -> list[PlaybackItem]:
-        prompts = self.session.services.prompts
+        prompts = self.session.prompt_set  # the mailbox's prompt_language
         out: list[PlaybackItem] = []
         names: list[str] = []
 
@@ -466,9 +485,16 @@ async def forward_directory(session: MediaSession) -> dict[str, tuple[str, ...]]
     return mailbox_directory([u.username for u in rows if not u.disabled])
 
 
-async def run_menu(session: MediaSession) -> tuple[EndReason, int | None]:
+async def run_menu(
+    session: MediaSession, *, authenticated: bool = False
+) -> tuple[EndReason, int | None]:
+    """The main menu; ``authenticated``: the PIN was checked already (the access number)."""
     svc = session.services
-    auth = await authenticate(session)
+    # The owner's menu speaks her mailbox's prompt_language, from the PIN prompt on (as the
+    # greeting does for her callers); phrases without a translation: the default set's.
+    effective = await users.effective_settings(svc.pool, session.user.id)
+    session.use_prompt_language(effective.prompt_language if effective else None)
+    auth = "ok" if authenticated else await authenticate(session)
     if auth != "ok":
         return await refuse(session, auth), None
     session.clear_digits()

@@ -11,8 +11,8 @@ The listening order: new messages (inbox, not heard) oldest first — those the 
 urgent before the others, and counted ("… 3 new messages, 1 urgent, and …") — then the saved ones (the
 ``saved`` folder and inbox messages heard before), oldest first; the trash is not offered. The
 menu starts with "You have N new and M saved messages", then plays each message's **envelope**
-("Message 1. Received today at 9 oh 5 A M from 5 5 5 …", the time in the mailbox's zone) and
-its audio, then the message menu. Keys (Asterisk VoiceMailMain's where they exist):
+("Message 1. [Urgent.] Received today at 9 oh 5 A M from 5 5 5 …", the time in the mailbox's
+zone; a forwarded copy "… Forwarded message from alice" instead of the caller) and its audio, then the message menu. Keys (Asterisk VoiceMailMain's where they exist):
 
 =====  ==============================================================================
 key    during the envelope / the message / the message menu
@@ -149,7 +149,11 @@ class Entry:
     received_at: datetime
     duration_s: float
     urgent: bool = False
-    """The caller marked it urgent: counted and played first among the new messages."""
+    """The caller marked it urgent: counted and played first among the new messages, and
+    its envelope says so."""
+    forwarded_from: str | None = None
+    """A copy forwarded from another mailbox (``username@domain``): the envelope names it
+    instead of the caller."""
 
 
 # -- what the adapter is told to do --------------------------------------------------------
@@ -309,14 +313,25 @@ def count_items(new: int, saved: int, urgent: int = 0) -> list[Item]:
     ]
 
 
+def forwarded_items(mailbox: str) -> list[Item]:
+    """ "Forwarded message from <the mailbox's username>" (a number digit by digit, a name with
+    the prompt voice; the domain is the owner's own and not said)."""
+    username = mailbox.rpartition("@")[0] or mailbox
+    if _NUMBER.match(username):
+        return ["forwarded-from", *say.digits(username)]
+    return ["forwarded-from", Spoken(username[:60])]
+
+
 def envelope_items(position: int, entry: Entry, now: datetime, zone: tzinfo) -> list[Item]:
-    """ "Message <n>. Received <when> from <caller>."."""
+    """ "Message <n>. [Urgent.] Received <when> from <caller>." — for a forwarded copy "…
+    Received <when>. Forwarded message from <mailbox>." instead of the caller."""
     return [
         "message",
         *say.number(position),
+        *(["envelope-urgent"] if entry.urgent else []),
         "received",
         *say.when(entry.received_at, now, zone),
-        *caller_items(entry),
+        *(forwarded_items(entry.forwarded_from) if entry.forwarded_from else caller_items(entry)),
     ]
 
 

@@ -15,7 +15,8 @@
    (``spool.PartialRecording``).
 3. Less than ``min_voice_seconds`` of non-silent audio: discarded, nothing stored. Otherwise
    ``store.MessageStore`` writes blob, row and event, idempotently — after ``#``, once the
-   caller's review (``review``: 1 send, 2 listen, 3 record again, 4 urgent) says so; silence
+   caller's review (``review``: 1 send, 2 listen, 3 record again, 4 urgent where the
+   mailbox's ``urgent_allowed`` says so) says so; silence
    or a hang-up in the review stores it too.
 
 A call moved here from a replica that died (``session.spooled``, :func:`continue_recording`)
@@ -61,15 +62,17 @@ from sipum_media_recorder.session import MediaSession
 from sipum_media_recorder.settings import MediaRecorderSettings
 from sipum_media_recorder.spool import (
     LOST_AUDIO_SECONDS,
+    PART_SIZE,
     PartialRecording,
     RecordingMeta,
     Spooled,
 )
+from sipum_media_recorder.transfer import operator_target, to_operator
 
 log = logging.getLogger("sipum.misc.recorder.record")
 
 EndReason = Literal[
-    "bye", "max_length", "silence", "completed", "mailbox_full", "rejected", "error"
+    "bye", "max_length", "silence", "completed", "mailbox_full", "rejected", "error", "transferred"
 ]
 
 #: Diversion reasons (RFC 5806 ``reason=``) and RFC 4458 ``cause=`` values meaning "busy".
@@ -203,17 +206,33 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
         hold_back=settings.hold_back_seconds,
     )
     escape = settings.owner_escape_digit
-    played = await session.play(items, barge_in=escape)
+    # 0 to the operator (transfer.py): only for a mailbox with an operator_uri, once a call
+    operator = operator_target(settings, effective)
+    op_digit = settings.operator_digit if operator else ""
+    keys = escape + op_digit
+    played = await session.play(items, barge_in=keys)
     if session.hung_up.is_set():
         return ("completed" if session.hangup_reason == "shutdown" else "bye"), None
-    if escape and played is not None:
-        if played.interrupted_by == escape:
-            await session.next_digit(KEY_UP_WAIT, escape)  # the key's up (RFC 4733 end)
-        if played.interrupted_by == escape or take_queued(session, escape) == escape:
-            # the owner calling her own number: her main menu (PIN unless trusted)
-            session.clear_digits()
-            log.info("owner escape to the main menu", extra={"session": session.session_id})
-            return await run_menu(session)
+    pressed = played.interrupted_by if played is not None else None
+    if pressed:
+        await session.next_digit(KEY_UP_WAIT, pressed)  # the key's up (RFC 4733 end)
+    else:
+        pressed = take_queued(session, keys)
+    if escape and pressed == escape:
+        # the owner calling her own number: her main menu (PIN unless trusted)
+        session.clear_digits()
+        log.info("owner escape to the main menu", extra={"session": session.session_id})
+        return await run_menu(session)
+    if op_digit and pressed == op_digit:
+        assert operator is not None
+        session.clear_digits()
+        gone = await to_operator(session, operator)
+        if gone is not None:
+            return gone, None
+        operator = None  # not transferred: the greeting's beep, then the message as usual
+        await session.prompt("beep")
+        if session.hung_up.is_set():
+            return "bye", None
     request = session.request
     meta = RecordingMeta(
         session_id=session.session_id,
@@ -231,7 +250,7 @@ async def run_record(session: MediaSession) -> tuple[EndReason, int | None]:
         sample_rate=codec.sample_rate,
         received_at=datetime.now(UTC).isoformat(),
     )
-    return await record_message(session, meta, recording_settings)
+    return await record_message(session, meta, recording_settings, operator=operator)
 
 
 async def record_message(
@@ -241,9 +260,11 @@ async def record_message(
     *,
     resumed: PartialRecording | None = None,
     resumed_settings: RecordingSettings | None = None,
+    operator: str | None = None,
 ) -> tuple[EndReason, int | None]:
     """Steps 2-3: record, review, store (``resumed``: the first round goes on from a spool
-    that already holds a gone replica's audio)."""
+    that already holds a gone replica's audio; ``operator``: where ``operator_digit`` during
+    the recording transfers the caller, once)."""
     svc = session.services
     while True:
         if resumed is not None:
@@ -251,6 +272,8 @@ async def record_message(
             resumed = None
         else:
             spool, round_settings = PartialRecording(svc.blobs, meta), recording_settings
+        op_digit = svc.settings.operator_digit if operator else ""
+        round_settings = replace(round_settings, stop_digits="#" + op_digit)
         try:
             result = await session.endpoint.record(round_settings, on_chunk=spool.add)
         except asyncio.CancelledError:
@@ -270,6 +293,31 @@ async def record_message(
                 "discarded": result.discarded,
             },
         )
+        stopper = result.digit or (
+            session.command_stop_digit if session.stopped_by_digit_command else None
+        )
+        if operator and op_digit and stopper == op_digit and not session.hung_up.is_set():
+            # 0 after the beep: what was recorded is kept (stored once transferred; a crash
+            # meanwhile leaves a finished recording for recovery)
+            outcome = await operator_escape(session, spool, meta, operator, result.discarded)
+            if outcome is not None:
+                return outcome
+            # not transferred: the recording goes on after a beep, into the same message (the
+            # next part of the spool, as a moved recording does; its limits less this take)
+            operator = None
+            resumed = PartialRecording(
+                svc.blobs, meta, pcm=list(spool.pcm), first_index=spool.first_index + PART_SIZE
+            )
+            have = sum(len(p) for p in spool.pcm) / 2 / meta.sample_rate
+            resumed_settings = replace(
+                round_settings,
+                min_voice=max(0.0, round_settings.min_voice - result.voiced_duration),
+                max_length=max(1.0, round_settings.max_length - have),
+            )
+            meta.ended = None
+            session.stopped_by_digit_command = False
+            session.command_stop_digit = None
+            continue
         if result.discarded:
             metrics.RECORDINGS_DISCARDED.inc()
             await spool.remove()
@@ -291,6 +339,37 @@ async def record_message(
         if session.hung_up.is_set():
             return "bye", None
         session.stopped_by_digit_command = False
+        session.command_stop_digit = None
+
+
+async def operator_escape(
+    session: MediaSession,
+    spool: PartialRecording,
+    meta: RecordingMeta,
+    operator: str,
+    discarded: bool,
+) -> tuple[EndReason, int | None] | None:
+    """``0`` during the recording: transfer to ``operator``, keeping the message. The result
+    of the session when the caller is gone (transferred or hung up), or None to record on."""
+    await spool.finish(upload_rest=True)
+    meta.ended = "completed"
+    try:
+        await spool.write_manifest()
+    except Exception:
+        log.exception("cannot mark %s as ended in its manifest", meta.session_id)
+    gone: EndReason | None = await to_operator(session, operator)
+    if gone is None:
+        session.clear_digits()
+        await session.prompt("beep")
+        if session.hung_up.is_set():
+            gone = "bye"  # hung up after "cannot transfer": the message as recorded so far
+    if gone is None:
+        return None
+    if discarded:
+        metrics.RECORDINGS_DISCARDED.inc()
+        await spool.remove()
+        return gone, None
+    return await store_recording(session, spool, meta, gone)
 
 
 async def continue_recording(
@@ -387,10 +466,16 @@ async def caller_review(
     codec = session.plan.codec
     pcm = np.frombuffer(b"".join(spool.pcm), dtype="<i2").astype(np.int16)
     recorded = PcmItem(pcm, codec.sample_rate)
-    rate = svc.prompts.rate_for(codec)
+    # The mailbox's settings as they are now: its prompt_language (as the greeting) and
+    # whether its callers may mark a message urgent (urgent_allowed: else no key 4).
+    effective = await users.effective_settings(svc.pool, session.user.id)
+    prompts = svc.prompts.language(effective.prompt_language if effective else None)
+    rate = prompts.rate_for(codec)
     loop = asyncio.get_running_loop()
     machine = CallerReview(
-        digit_timeout=svc.settings.digit_timeout_seconds, repeats=svc.settings.menu_repeats
+        digit_timeout=svc.settings.digit_timeout_seconds,
+        repeats=svc.settings.menu_repeats,
+        urgent_allowed=effective is None or effective.urgent_allowed,
     )
     session.clear_digits()  # the "#" that ended the recording
     stored: tuple[EndReason, int | None] | None = None
@@ -422,7 +507,7 @@ async def caller_review(
             continue
         if isinstance(play, (PlayPrompts, PlayRecording)):
             if isinstance(play, PlayPrompts):
-                items: list[PlaybackItem] = list(await svc.prompts.names(play.names, rate))
+                items: list[PlaybackItem] = list(await prompts.names(play.names, rate))
             else:
                 items = [recorded]
             early = take_queued(session, play.barge_in)
@@ -448,6 +533,8 @@ async def caller_review(
             log.error("caller review stalled", extra={"session": session.session_id})
             actions = machine.hangup(loop.time())
             continue
+        # the keys of the offer, and the others that make it again (REVIEW_KEYS: a 4 where
+        # urgent is not allowed is such a key)
         digit = await session.next_digit(max(0.0, deadline - loop.time()), REVIEW_KEYS + "#*0")
         if digit is None:
             actions = (

@@ -115,6 +115,9 @@ async def run_retrieve(session: MediaSession) -> tuple[EndReason, int | None]:
     svc = session.services
     message = session.message
     assert message is not None
+    # the mailbox's prompt_language, as in the main menu (the PIN prompt included)
+    effective = await users.effective_settings(svc.pool, session.user.id)
+    session.use_prompt_language(effective.prompt_language if effective else None)
     auth = await authenticate(session)
     if auth != "ok":
         return await refuse(session, auth), None

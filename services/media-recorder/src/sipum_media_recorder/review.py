@@ -6,7 +6,9 @@ Keys (Asterisk's ``VoiceMail`` review keys where they exist):
 * ``1`` send: store the message as recorded;
 * ``2`` listen: play back what was recorded, then offer the keys again (any key interrupts);
 * ``3`` re-record: discard what was recorded, beep, record again;
-* ``4`` urgent: mark it urgent and send it.
+* ``4`` urgent: mark it urgent and send it — only where the mailbox's ``urgent_allowed``
+  setting says callers may (``urgent_allowed=False``: the offer leaves ``4`` out, prompt
+  ``review-message-no-urgent``, and ``4`` is one of the other keys).
 
 The offer ("To send your message, press 1 …") is repeated ``repeats`` times when nothing is
 pressed for ``digit_timeout`` seconds after it; then the message is stored, as it is on a
@@ -21,6 +23,8 @@ from enum import Enum
 
 #: The keys the review acts on.
 REVIEW_KEYS = "1234"
+#: The keys without ``4`` (the mailbox does not allow urgent messages).
+REVIEW_KEYS_NO_URGENT = "123"
 
 
 @dataclass(frozen=True)
@@ -62,11 +66,16 @@ class _State(Enum):
 
 
 class CallerReview:
-    def __init__(self, *, digit_timeout: float, repeats: int = 3) -> None:
+    def __init__(
+        self, *, digit_timeout: float, repeats: int = 3, urgent_allowed: bool = True
+    ) -> None:
         if digit_timeout <= 0 or repeats < 1:
             raise ValueError("digit_timeout must be positive and repeats at least 1")
         self.digit_timeout = digit_timeout
         self.repeats = repeats
+        self.urgent_allowed = urgent_allowed
+        self.keys = REVIEW_KEYS if urgent_allowed else REVIEW_KEYS_NO_URGENT
+        """The keys offered (and barging in)."""
         self._state = _State.ENDED
         self._offers = 0
         self.deadline: float | None = None
@@ -108,12 +117,12 @@ class CallerReview:
             return []
         if digit == "1":
             return self._store(now, urgent=False)
-        if digit == "4":
+        if digit == "4" and self.urgent_allowed:
             return self._store(now, urgent=True)
         if digit == "2":
             self._state = _State.LISTEN
             self.deadline = None
-            return [PlayRecording()]
+            return [PlayRecording(barge_in=self.keys)]
         if digit == "3":
             self._state = _State.ENDED
             self.deadline = None
@@ -148,7 +157,9 @@ class CallerReview:
         self._state = _State.OFFER
         self._offers += 1
         self.deadline = None
-        return [PlayPrompts(("review-message",))]
+        if self.urgent_allowed:
+            return [PlayPrompts(("review-message",), barge_in=self.keys)]
+        return [PlayPrompts(("review-message-no-urgent",), barge_in=self.keys)]
 
     def _store(self, now: float, *, urgent: bool) -> list[ReviewAction]:
         self._state = _State.CLOSING

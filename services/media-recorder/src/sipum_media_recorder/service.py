@@ -41,7 +41,7 @@ import socket
 import time
 from typing import Any
 
-from sipum.db import messages, users
+from sipum.db import domains, messages, users
 from sipum.events import (
     MediaAllocateReply,
     MediaAllocateRequest,
@@ -54,7 +54,8 @@ from sipum_protocol.media.endpoint import RtpEndpoint
 from sipum_protocol.media.ports import PortPool, PortPoolExhausted
 from sipum_protocol.media.recording import RecordingSession, RecordingSettings
 
-from sipum_media_recorder import metrics
+from sipum_media_recorder import lockout, metrics
+from sipum_media_recorder.access import run_access
 from sipum_media_recorder.address import advertised_address
 from sipum_media_recorder.audio import Prompts
 from sipum_media_recorder.liveness import ReplicaLiveness
@@ -123,6 +124,7 @@ class MediaRecorderService:
         self._ended: dict[str, float] = {}
         self._subscription: Any = None
         self._recovery_task: asyncio.Task[None] | None = None
+        self._announce_task: asyncio.Task[None] | None = None
         self._recovering: set[str] = set()
         self._continuing: set[str] = set()
         self._passes_due: set[float] = set()
@@ -174,6 +176,7 @@ class MediaRecorderService:
         # after start() returns must not see "no responders"
         await ctx.bus.nc.flush()
         self._recovery_task = asyncio.create_task(self._recovery_loop(), name="recovery")
+        self._announce_task = asyncio.create_task(self._announce_loop(), name="lock-announce")
         log.info(
             "media-recorder ready",
             extra={
@@ -200,10 +203,11 @@ class MediaRecorderService:
             log.info("ending session for shutdown", extra={"session": session.session_id})
             session.hangup("shutdown")
         await self.work.wait()
-        if self._recovery_task is not None:
-            self._recovery_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._recovery_task
+        for loop_task in (self._recovery_task, self._announce_task):
+            if loop_task is not None:
+                loop_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop_task
         for task in list(self._recovery_passes):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -289,12 +293,19 @@ class MediaRecorderService:
     ) -> MediaAllocateReply:
         svc = self.services
         assert svc is not None and self.ctx is not None
-        if request.mode not in ("record", "retrieve", "menu"):
+        if request.mode not in ("record", "retrieve", "menu", "access"):
             raise RemoteError(
                 "unsupported", f"mode {request.mode!r} is not served by this recorder"
             )
         negotiated = answer_offer(request.offer_sdp, address=self.address)
-        user = await users.get_by_address(svc.pool, request.username, request.domain)
+        if request.mode == "access":
+            # the voicemail access number: the caller says which mailbox (access.py)
+            domain = await domains.get_by_name(svc.pool, request.domain)
+            if domain is None:
+                raise RemoteError("not_found", f"no domain {request.domain}")
+            user: users.User | None = users.access_number(request.username, domain.name, domain.id)
+        else:
+            user = await users.get_by_address(svc.pool, request.username, request.domain)
         if user is None:
             raise RemoteError("not_found", f"no mailbox {request.username}@{request.domain}")
         message = None
@@ -367,6 +378,8 @@ class MediaRecorderService:
                 reason, message_id = await run_record(session)
             elif session.request.mode == "menu":
                 reason, message_id = await run_menu(session)
+            elif session.request.mode == "access":
+                reason, message_id = await run_access(session)
             else:
                 reason, message_id = await run_retrieve(session)
         except asyncio.CancelledError:
@@ -421,6 +434,22 @@ class MediaRecorderService:
                 await self.recover(own_only=False)
             except Exception:
                 log.exception("recovery pass failed")
+
+    async def _announce_loop(self) -> None:
+        """Locks whose ``mailbox.locked`` never got out are published again
+        (``lockout.announce_untold``)."""
+        while True:
+            await asyncio.sleep(self.settings.lockout_announce_retry_seconds)
+            assert self.ctx is not None
+            try:
+                await lockout.announce_untold(
+                    pool=self.ctx.pool,
+                    bus=self.ctx.bus,
+                    settings=self.settings,
+                    recorder_id=self.recorder_id,
+                )
+            except Exception:
+                log.exception("lock announcement pass failed")
 
     def _replica_gone(self, recorder_id: str) -> None:
         """Heartbeats of ``recorder_id`` stopped: store its recordings now."""

@@ -85,7 +85,10 @@ class MediaSession:
         self.hung_up = asyncio.Event()
         self.hangup_reason: str | None = None
         self.stopped_by_digit_command = False
+        self.command_stop_digit: str | None = None
+        """The digit (by SIP INFO) that stopped the recording, with ``stopped_by_digit_command``."""
         self.subscriptions: list[Any] = []
+        self._prompt_set: Prompts | None = None
         endpoint.on_digit = self._rtp_digit
 
     def _rtp_digit(self, digit: str) -> None:
@@ -95,6 +98,17 @@ class MediaSession:
             # the key went down before this prompt began (no barge-in then): stop it now
             self.endpoint.stop_playback()
         self.digits.put_nowait(digit)
+
+    @property
+    def prompt_set(self) -> Prompts:
+        """The prompts this call speaks: the mailbox's ``prompt_language`` set once a flow chose
+        it (:meth:`use_prompt_language`), else the default set."""
+        return self._prompt_set or self.services.prompts
+
+    def use_prompt_language(self, tag: str | None) -> None:
+        """Speak the set of *tag* (the mailbox's ``prompt_language``; None: the default) from
+        now on — every :meth:`prompt`, and what the flows render through :attr:`prompt_set`."""
+        self._prompt_set = self.services.prompts.language(tag)
 
     @property
     def ended_by_caller(self) -> bool:
@@ -128,6 +142,7 @@ class MediaSession:
             # the endpoint has no public "digit" input; ending the recording like a hang-up
             # keeps the same audio (an INFO digit leaves no tone in the stream to cut off)
             self.stopped_by_digit_command = True
+            self.command_stop_digit = digit
             endpoint.hangup()
         self.digits.put_nowait(digit)
 
@@ -150,8 +165,9 @@ class MediaSession:
         return played
 
     async def prompt(self, *names: str, barge_in: str = "") -> PlaybackSession | None:
-        rate = self.services.prompts.rate_for(self.plan.codec)
-        return await self.play(await self.services.prompts.names(names, rate), barge_in=barge_in)
+        prompts = self.prompt_set
+        rate = prompts.rate_for(self.plan.codec)
+        return await self.play(await prompts.names(names, rate), barge_in=barge_in)
 
     async def next_digit(self, wait: float, accept: str = ALL_DIGITS) -> str | None:
         """The next digit in *accept* (others are dropped); None after *wait* seconds without

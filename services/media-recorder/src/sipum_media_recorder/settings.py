@@ -52,6 +52,9 @@ class MediaRecorderSettings(ServiceSettings):
     """Length of the first lock; each further lock in a row lasts twice as long."""
     pin_lockout_max_seconds: float = Field(default=86400.0, gt=0)
     """No lock lasts longer than this."""
+    lockout_announce_retry_seconds: float = Field(default=60.0, gt=0)
+    """A lock whose owner was not told yet (its ``mailbox.locked`` lost, say NATS was away) is
+    published again this long after the last try; the sweep runs this often."""
     digit_timeout_seconds: float = Field(default=8.0, gt=0)
     """How long to wait for the next PIN digit or a menu choice."""
     menu_repeats: int = Field(default=3, ge=1)
@@ -75,6 +78,13 @@ class MediaRecorderSettings(ServiceSettings):
     owner_escape_digit: str = Field(default="*", pattern=r"^[0-9*]?$")
     """This key during a mailbox's greeting takes the caller to the mailbox's main menu (the
     PIN asked unless the caller is the trusted owner); empty: no escape."""
+    operator_digit: str = Field(default="0", pattern=r"^[0-9]?$")
+    """This key during the greeting or the recording transfers the caller to the mailbox's
+    ``operator_uri`` (REFER by the registrar-agent); a mailbox without one ignores it; empty:
+    never."""
+    transfer_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    """How long a transfer to the operator may take (REFER to the final NOTIFY) before the
+    caller is told it cannot be transferred."""
 
     recovery_grace_seconds: float = Field(default=60.0, ge=0)
     """A recording whose replica is still alive but has not touched it for this long is a

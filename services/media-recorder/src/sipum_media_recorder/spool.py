@@ -70,6 +70,8 @@ class RecordingMeta:
     urgent: bool = False
     """The caller pressed 4 (urgent) in the review: the manifest is rewritten before storing,
     so a message recovered after a crash keeps the mark."""
+    forwarded_from: str | None = None
+    """A forwarded copy (main menu key 8): the mailbox (``username@domain``) it came from."""
     lost_seconds: float = 0.0
     """Audio lost while the call moved from a replica that died to another one (wall time
     since ``received_at`` minus the audio spooled when the new replica took over): more than

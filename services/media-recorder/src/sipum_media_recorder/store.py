@@ -82,6 +82,7 @@ class MessageStore:
                 message_id=meta.message_id,
                 interrupted=interrupted,
                 urgent=meta.urgent,
+                forwarded_from=meta.forwarded_from,
             )
         except IdempotencyConflictError:
             log.info("message of session %s was stored and deleted since", meta.session_id)
@@ -132,5 +133,6 @@ class MessageStore:
                 session_id=meta.session_id,
                 interrupted=message.interrupted,
                 urgent=message.urgent,
+                forwarded_from=message.forwarded_from,
             )
         )

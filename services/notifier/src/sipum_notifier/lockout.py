@@ -9,16 +9,22 @@ the event is redelivered with back-off. Delivery is at least once: a redelivery 
 ack may mail twice, with the same ``Message-ID`` (mail clients thread or drop it). ``-e`` (no
 e-mail) consumes the events without mailing. The consumer starts with events that arrive after
 it was first created: turning the notifier on does not mail about old locks.
+
+A mail that went out is noted in the lock's row (``pin_lockouts.notified_at``): the
+media-recorder's sweep publishes ``mailbox.locked`` again for a lock in force nobody was told
+about (its event was lost, NATS away when the PIN locked it), and a lock already told is
+skipped — one notice per lock, however often its event arrives.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from sipum.db import users
+from sipum.db import pin_lockouts, users
 from sipum.events import MailboxLocked
 from sipum.runtime import ServiceContext
 
@@ -102,9 +108,15 @@ class LockoutMailer:
         assert self.ctx is not None
         if not self.settings.send_email:
             return
-        user = await users.get_by_address(self.ctx.pool, event.username, event.domain)
+        pool = self.ctx.pool
+        user = await users.get_by_address(pool, event.username, event.domain)
         if user is None or not user.email:
             log.info("mailbox locked; no e-mail address to tell", extra={"user": event.mailbox})
+            return
+        if await pin_lockouts.notified(pool, user.id, event.locked_until):
+            # published again by the recorder's sweep (or redelivered) after the notice went
+            # out: one e-mail per lock
+            log.info("lock notice sent before; skipped", extra={"user": event.mailbox})
             return
         mail = compose_lock_mail(
             event,
@@ -121,4 +133,6 @@ class LockoutMailer:
                 extra={"user": event.mailbox, "error": str(exc)[:200]},
             )
             raise LockMailFailure(str(exc)) from exc
+        # the recorder's sweep stops publishing it again (pin_lockouts.notified_at, 0020)
+        await pin_lockouts.mark_notified(pool, user.id, event.locked_until, datetime.now(UTC))
         log.info("lock notice sent", extra={"user": event.mailbox, "lockouts": event.lockouts})

@@ -11,7 +11,9 @@ feeds its events into :class:`ActiveCall`; :class:`CallHandler` is the coroutine
 4. ``sipum.media.allocate`` to the media-recorder queue group: ``503`` + ``Retry-After`` when
    nobody answers, ``488`` when the recorder has no codec in common with the offer;
 5. ``200 OK`` with the recorder's SDP, ``sipum.evt.call.answered``;
-6. the caller's BYE becomes ``sipum.media.session.<id>.hangup``; a session that ends on its
+6. the caller's BYE becomes ``sipum.media.session.<id>.hangup``, a digit the caller sends by
+   SIP INFO (``application/dtmf-relay`` / ``application/dtmf``, answered 200 by the user agent)
+   ``sipum.media.session.<id>.dtmf`` — in the order they came; a session that ends on its
    own (``#``, silence, maximum length) makes us send BYE;
 7. the recorder holding the call going silent (``recorders.RecorderWatch``: no heartbeat for
    its ``dead_after``) moves a recording call (:meth:`CallHandler._move`): ``sipum.media.allocate``
@@ -42,6 +44,8 @@ from sipum.events import (
     CallAnswered,
     CallEnded,
     CallStarted,
+    CallTransferReply,
+    CallTransferRequest,
     EventBus,
     MediaAllocateReply,
     MediaAllocateRequest,
@@ -49,6 +53,7 @@ from sipum.events import (
     RemoteError,
     RequestTimeout,
     SessionCommand,
+    SessionDtmf,
     SessionEnded,
     SessionHangup,
 )
@@ -65,6 +70,7 @@ from sipum_registrar_agent.mailbox import (
     reason_cause,
 )
 from sipum_registrar_agent.recorders import RecorderWatch
+from sipum_registrar_agent.transfer import transfer_call
 
 log = logging.getLogger("sipum.misc.calls")
 
@@ -91,6 +97,7 @@ UA_END_REASON: dict[str, CallEndReason] = {
     "local-bye": "completed",
     "max-duration": "max_duration",
     "session-expired": "session_expired",
+    "transferred": "transferred",
     "reinvite-failed": "media_lost",
 }
 
@@ -117,6 +124,9 @@ class ActiveCall:
     media_lost: bool = False
     """We hung up because the media-recorder holding the call is gone (no heartbeat) and the
     call could not be moved: its session is gone too (nothing to tell)."""
+    relay_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Digits by SIP INFO go to the recorder one at a time, in the order they came (the lock
+    is FIFO)."""
     move_failed: bool = False
     """A move got a new session but not the caller (re-INVITE refused or unanswered): we hung
     up; the new session stores what was said."""
@@ -130,6 +140,10 @@ class ActiveCall:
     moves: int = 0
     reoffer: asyncio.Future[ReofferAccepted | ReofferFailed] | None = None
     """The outcome of our re-INVITE of a move (set from the user agent's event)."""
+    confirmed: asyncio.Event = field(default_factory=asyncio.Event)
+    """The ACK for our 2xx arrived (``CallConfirmed``)."""
+    transfer_waiter: asyncio.Future[Any] | None = None
+    """A REFER in progress (``transfer.transfer_call``) waits here for ``TransferEnded``."""
 
     def on_ended(self, reason: str, status: int | None) -> None:
         self.ua_end_reason = reason
@@ -264,7 +278,8 @@ class CallHandler:
     async def find_mailbox(self, call: Call) -> tuple[MailboxCandidate, User] | None:
         """The first candidate (in the resolver's order) that is a user in the database."""
         seen: set[tuple[str, str]] = set()
-        for candidate in self.resolver.candidates(InviteAddressing.from_request(call.invite)):
+        addressing = InviteAddressing.from_request(call.invite)
+        for candidate in self.resolver.candidates(addressing):
             key = (candidate.username, candidate.domain)
             if key in seen:
                 continue
@@ -272,6 +287,10 @@ class CallHandler:
             user = await users.get_by_address(self.pool, *key)
             if user is not None:
                 return candidate, user
+        access = self.resolver.access(addressing)
+        if access is not None:
+            # sip:voicemail@<domain>: the recorder asks which mailbox, then the PIN
+            return access, users.access_number(access.username, access.domain)
         return None
 
     def reject(self, call: Call, status: int, *, retry_after: bool = False) -> None:
@@ -410,9 +429,14 @@ class CallHandler:
                     self.loop_time()
                 )  # BYE (after the ACK, RFC 3261 §15); no-op if already over
 
+        async def on_transfer(request: CallTransferRequest) -> CallTransferReply:
+            return await transfer_call(active, request, self.loop_time)
+
         subscriptions = await self.bus.subscribe_session(
             reply.session_id, on_session_ended, commands=["ended"]
         )
+        # 0 to the operator: the recorder asks us, who hold the dialog, to send the REFER
+        subscriptions.append(await self.bus.serve_transfer(reply.session_id, on_transfer))
         try:
             if not active.ended.is_set():
                 # A CANCEL that arrived during the allocation has already ended the call
@@ -435,6 +459,7 @@ class CallHandler:
                 reason = {
                     "remote-bye": "bye",
                     "local-bye": "shutdown" if active.shutdown else "bye",
+                    "transferred": "bye",  # the caller left us for the operator
                 }.get(active.ua_end_reason or "", "timeout")
                 await self._hangup_session(reply.session_id, reason)
                 # The recorder answers a hang-up with its "ended" (with the id of the message
@@ -447,6 +472,22 @@ class CallHandler:
             for sub in subscriptions:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
+
+    async def relay_digit(self, active: ActiveCall, digit: str, duration_ms: int) -> None:
+        """A digit the caller sent by SIP INFO → ``sipum.media.session.<id>.dtmf`` (the
+        recorder treats it as an RFC 4733 event). Before the session exists (not answered yet)
+        there is nobody to tell: dropped."""
+        async with active.relay_lock:
+            session_id = active.session_id
+            if session_id is None or active.session_over.is_set():
+                log.info("INFO digit with no media session (call %s)", active.call.call_id)
+                return
+            try:
+                await self.bus.send_command(
+                    SessionDtmf(session_id=session_id, digit=digit, duration_ms=duration_ms)
+                )
+            except Exception as exc:
+                log.warning("could not relay an INFO digit of session %s: %s", session_id, exc)
 
     async def _follow(self, active: ActiveCall) -> None:
         """Until the call ends; each time its recorder is lost meanwhile, move it."""

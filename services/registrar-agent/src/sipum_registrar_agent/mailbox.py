@@ -50,9 +50,16 @@ from sipum_protocol.sip.message import SipRequest
 from sipum_protocol.sip.uri import SipUri, parse_name_addr, parse_params, parse_uri
 
 Reason = Literal["direct", "forked", "diverted"]
-Mode = Literal["record", "retrieve", "menu"]
+Mode = Literal["record", "retrieve", "menu", "access"]
 Source = Literal[
-    "target-param", "retrieve-uri", "menu-uri", "request-uri", "history-info", "diversion", "to"
+    "target-param",
+    "retrieve-uri",
+    "menu-uri",
+    "request-uri",
+    "history-info",
+    "diversion",
+    "to",
+    "access-uri",
 ]
 
 _RETRIEVE = re.compile(r"^(?P<user>.+)-(?P<id>[0-9]{1,18})-retrieve$")
@@ -125,10 +132,13 @@ class MailboxResolver:
         default_domain: str,
         domains: Collection[str] = (),
         local_hosts: Collection[str] = (),
+        access_user: str = "",
     ) -> None:
         self.default_domain = default_domain.lower()
         self.domains = {d.lower() for d in domains} | {self.default_domain}
         self.local_hosts = {h.lower() for h in local_hosts}
+        self.access_user = access_user.lower()
+        """User part of the voicemail access URI (``voicemail``); empty: none."""
 
     # ------------------------------------------------------------------ public
 
@@ -190,6 +200,25 @@ class MailboxResolver:
                 )
             )
         return out
+
+    def access(self, invite: InviteAddressing) -> MailboxCandidate | None:
+        """The voicemail access URI ``sip:<access_user>@<domain>`` (mode ``access``: the
+        caller says which mailbox) — only for a call that names no mailbox in any other way
+        (no RFC 4458 ``target``, History-Info or Diversion: a call diverted to the voicemail
+        server for a mailbox that does not exist is not an access call). Asked only when no
+        candidate is a mailbox: a user literally named so keeps its calls."""
+        ruri = _uri_or_none(invite.request_uri)
+        if not self.access_user or ruri is None or (ruri.user or "").lower() != self.access_user:
+            return None
+        if ruri.params.get("target") or invite.history_info or invite.diversion:
+            return None
+        return MailboxCandidate(
+            username=self.access_user,
+            domain=self._domain_of(ruri),
+            source="access-uri",
+            reason="direct",
+            mode="access",
+        )
 
     # ------------------------------------------------------------------ readers
 

@@ -42,6 +42,11 @@ MWI_NOTIFIES = Counter(
 MWI_REJECTED = Counter(
     "sipum_agent_mwi_rejected_total", "SUBSCRIBEs refused with a final error, by status", ["status"]
 )
+TRANSFERS = Counter(
+    "sipum_agent_transfers_total",
+    "Calls transferred by REFER (0 to the operator), by outcome",
+    ["outcome"],
+)
 SHARDS_SERVED = Gauge(
     "sipum_agent_shards_served", "Shards whose users we register (ours and those taken over)"
 )

@@ -51,12 +51,15 @@ from sipum_protocol.sip.transaction import Peer
 from sipum_protocol.sip.transport import EndpointConfig
 from sipum_protocol.sip.ua import (
     CallCancelled,
+    CallConfirmed,
     CallEnded,
+    DtmfReceived,
     IncomingCall,
     IncomingRequest,
     ReofferAccepted,
     ReofferFailed,
     SessionTimerConfig,
+    TransferEnded,
     UserAgentEvent,
 )
 from sipum_protocol.sip.ua.aio import UserAgentEndpoint
@@ -72,6 +75,7 @@ from sipum_registrar_agent.settings import RegistrarAgentSettings
 from sipum_registrar_agent.shard_watch import ShardWatch
 from sipum_registrar_agent.subscriptions import MailboxKey, MwiLimits
 from sipum_registrar_agent.takeover import ShardTakeover
+from sipum_registrar_agent.transfer import transfer_ended
 
 #: ``user.updated`` ``changed`` entries that alter what the agent's REGISTER for the user
 #: carries (its digest credentials, its address of record, its contact): re-register at once.
@@ -118,6 +122,8 @@ class RegistrarAgentService:
         self.calls: CallHandler | None = None
         self.recorders: RecorderWatch[ActiveCall] | None = None
         self.active: set[ActiveCall] = set()
+        self._digit_relays: set[asyncio.Task[None]] = set()
+        """Digits by SIP INFO on their way to the recorders (strong references)."""
         self._user_events: EventSubscription | None = None
         self._domain_events: EventSubscription | None = None
         self.domain_registrars: dict[str, tuple[str, Peer]] = {}
@@ -211,7 +217,9 @@ class RegistrarAgentService:
         self.calls = CallHandler(
             pool=ctx.pool,
             bus=ctx.bus,
-            resolver=MailboxResolver(default_domain=s.domain, local_hosts=local_hosts),
+            resolver=MailboxResolver(
+                default_domain=s.domain, local_hosts=local_hosts, access_user=s.voicemail_user
+            ),
             trusted=TrustedProxies(s.trusted_proxies),
             settings=CallSettings(
                 agent_id=self.agent_id,
@@ -241,7 +249,10 @@ class RegistrarAgentService:
         everyone = await users.list_users(ctx.pool)
         served = {u.domain for u in everyone}
         self.calls.resolver = MailboxResolver(
-            default_domain=s.domain, domains=served, local_hosts=local_hosts
+            default_domain=s.domain,
+            domains=served,
+            local_hosts=local_hosts,
+            access_user=s.voicemail_user,
         )
         if s.mwi_enabled:
             await self._start_mwi(ctx, durable_suffix=durable[len(USER_EVENTS_DURABLE) :])
@@ -401,6 +412,18 @@ class RegistrarAgentService:
             state.on_ended(event.reason, event.status)
         elif isinstance(event, CallCancelled):
             state.cancel_reason = event.reason  # CallEnded follows
+        elif isinstance(event, CallConfirmed):
+            state.confirmed.set()
+        elif isinstance(event, TransferEnded):
+            transfer_ended(state, event)  # before CallEnded when it succeeded
+        elif isinstance(event, DtmfReceived) and self.calls is not None:
+            # not work.spawn: digits of calls still in progress while we drain go on too
+            relay = asyncio.create_task(
+                self.calls.relay_digit(state, event.digit, event.duration_ms),
+                name=f"dtmf-{event.call.call_id}",
+            )
+            self._digit_relays.add(relay)
+            relay.add_done_callback(self._digit_relays.discard)
         elif isinstance(event, ReofferAccepted | ReofferFailed):
             state.on_reoffer(event)  # our re-INVITE of a call being moved
 

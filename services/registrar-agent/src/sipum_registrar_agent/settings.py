@@ -84,6 +84,9 @@ class RegistrarAgentSettings(ServiceSettings):
     """Message events for a mailbox within this long give one NOTIFY."""
     mwi_max_subscriptions: int = Field(default=20000, ge=1)
     """Subscriptions held at once (all mailboxes); more get 503."""
+    voicemail_user: str = Field(default="voicemail", pattern=r"^[A-Za-z0-9._~+-]*$")
+    """User part of the voicemail access URI ``sip:<voicemail_user>@<domain>``: the caller is
+    asked for the mailbox number, then the PIN (mode ``access``); empty: no access URI."""
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -121,7 +121,10 @@ class MessageOut(BaseModel):
     interrupted: bool = False
     """Recovered after the recorder died mid-call: the caller was cut off."""
     urgent: bool = False
-    """The caller marked it urgent (key 4 after recording)."""
+    """The caller marked it urgent (key 4 after recording); a forwarded copy keeps it."""
+    forwarded_from: str | None = Field(default=None, examples=["alice@example.com"])
+    """A copy forwarded by phone (main menu key 8): the mailbox it came from; null: a message
+    a caller left."""
     audio_url: str
     peaks_url: str = Field(description="its waveform peaks (GET, JSON), for drawing")
     rtsp_path: str

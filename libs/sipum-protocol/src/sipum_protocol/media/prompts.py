@@ -156,8 +156,16 @@ PROMPT_TEXTS: dict[str, str] = {
         "To send your message, press 1. To listen to it, press 2. To record it again, press 3. "
         "To mark it urgent and send it, press 4."
     ),
+    "review-message-no-urgent": (
+        "To send your message, press 1. To listen to it, press 2. To record it again, press 3."
+    ),
     "marked-urgent": "Marked urgent.",
     "message-sent": "Your message has been sent.",
+    # 0 at the greeting or after the beep: the mailbox's operator (sipum_media_recorder.transfer).
+    "transferring": "Please hold while your call is transferred.",
+    "cannot-transfer": "The call cannot be transferred.",
+    # The voicemail access number (sip:voicemail@domain): which mailbox?
+    "enter-mailbox": "Please enter your mailbox number, followed by the pound key.",
     # Mailbox side.
     "you-have": "You have",
     "new-message": "new message.",
@@ -185,6 +193,8 @@ PROMPT_TEXTS: dict[str, str] = {
     "count-saved-messages": "saved messages.",
     "no-messages": "You have no messages.",
     "received": "Received",
+    "envelope-urgent": "Urgent.",
+    "forwarded-from": "Forwarded message from",
     "from": "from",
     "from-unknown": "from an unknown caller.",
     "message-menu": (
@@ -246,8 +256,9 @@ TONE_NAMES: tuple[str, ...] = ("beep",)
 #: itself; every other language in ``<directory>/<language>/``).
 DEFAULT_LANGUAGE = "en"
 
-#: Prompts in other languages: language → {prompt name → text}. Only the caller-facing phrases
-#: of the greeting (and the digits it may say); every prompt not listed here falls back, one by
+#: Prompts in other languages: language → {prompt name → text}. The caller-facing phrases of
+#: the greeting and the review (and the digits they may say), the owner's main menu in part;
+#: every prompt not listed here falls back, one by
 #: one, to the default set. Machine translations spoken by espeak-ng: machine-voice quality, a
 #: site wanting better records its own greetings.
 PROMPT_TRANSLATIONS: dict[str, dict[str, str]] = {
@@ -267,6 +278,99 @@ PROMPT_TRANSLATIONS: dict[str, dict[str, str]] = {
         "recording-too-short": "Ihre Nachricht war zu kurz und wurde nicht aufgezeichnet.",
         "mailbox-full": "Das Postfach ist voll und kann keine neuen Nachrichten annehmen.",
         "goodbye": "Auf Wiederhören.",
+        # the caller's review after "#" (sipum_media_recorder.review)
+        "review-message": (
+            "Um Ihre Nachricht zu senden, drücken Sie 1. Zum Anhören drücken Sie 2. Um sie neu "
+            "aufzunehmen, drücken Sie 3. Um sie als dringend zu markieren und zu senden, drücken "
+            "Sie 4."
+        ),
+        "review-message-no-urgent": (
+            "Um Ihre Nachricht zu senden, drücken Sie 1. Zum Anhören drücken Sie 2. Um sie neu "
+            "aufzunehmen, drücken Sie 3."
+        ),
+        "marked-urgent": "Als dringend markiert.",
+        "message-sent": "Ihre Nachricht wurde gesendet.",
+        # the owner's main menu (words and sentences; numbers, dates and times keep the
+        # English word order of sipum_protocol.media.say)
+        **{
+            f"number-{n}": word
+            for n, word in enumerate(
+                ("null", "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht",
+                 "neun", "zehn", "elf", "zwölf", "dreizehn", "vierzehn", "fünfzehn", "sechzehn",
+                 "siebzehn", "achtzehn", "neunzehn")
+            )
+        },
+        **{
+            f"number-{n}": word
+            for n, word in {
+                20: "zwanzig", 30: "dreißig", 40: "vierzig", 50: "fünfzig", 60: "sechzig",
+                70: "siebzig", 80: "achtzig", 90: "neunzig",
+            }.items()
+        },
+        "number-hundred": "hundert",
+        "number-thousand": "tausend",
+        **{
+            f"weekday-{name}": word
+            for name, word in zip(
+                WEEKDAYS,
+                ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"),
+                strict=True,
+            )
+        },
+        **{
+            f"month-{name}": word
+            for name, word in zip(
+                MONTHS,
+                ("Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August",
+                 "September", "Oktober", "November", "Dezember"),
+                strict=True,
+            )
+        },
+        "today": "heute",
+        "yesterday": "gestern",
+        "at": "um",
+        "enter-pin": "Bitte geben Sie Ihre PIN ein, gefolgt von der Rautetaste.",
+        "wrong-pin": "Falsche PIN. Bitte versuchen Sie es noch einmal.",
+        "mailbox-locked": (
+            "Dieses Postfach ist nach zu vielen falschen PINs gesperrt. Bitte versuchen Sie es "
+            "später noch einmal."
+        ),
+        "menu-replay": "Um die Nachricht noch einmal zu hören, drücken Sie 1.",
+        "menu-delete": "Zum Löschen drücken Sie 7.",
+        "menu-save": "Zum Speichern drücken Sie 9.",
+        "menu-end": "Zum Beenden drücken Sie die Rautetaste.",
+        "message-deleted": "Nachricht gelöscht.",
+        "message-saved": "Nachricht gespeichert.",
+        "you-have": "Sie haben",
+        "no": "keine",
+        "and": "und",
+        "count-new-message": "neue Nachricht",
+        "count-new-messages": "neue Nachrichten",
+        "count-urgent": "davon dringend,",
+        "count-saved-message": "gespeicherte Nachricht.",
+        "count-saved-messages": "gespeicherte Nachrichten.",
+        "no-messages": "Sie haben keine Nachrichten.",
+        "message": "Nachricht",
+        "received": "Empfangen",
+        "from": "von",
+        "from-unknown": "von einem unbekannten Anrufer.",
+        "envelope-urgent": "Dringend.",
+        "forwarded-from": "Weitergeleitete Nachricht von",
+        "no-more-messages": "Es gibt keine weiteren Nachrichten.",
+        "first-message": "Dies ist die erste Nachricht.",
+        "message-undeleted": "Nachricht wiederhergestellt.",
+        "message-menu": (
+            "Um die Nachricht zu wiederholen, drücken Sie 5. Für die nächste Nachricht drücken "
+            "Sie 6. Für die vorige Nachricht drücken Sie 4. Zum Löschen drücken Sie 7. Zum "
+            "Speichern drücken Sie 9. Zum Weiterleiten drücken Sie 8. Für die "
+            "Postfachoptionen drücken Sie 0. Zum Beenden drücken Sie die Rautetaste."
+        ),
+        "end-menu": (
+            "Um Ihre Nachrichten noch einmal zu hören, drücken Sie 1. Für die Postfachoptionen "
+            "drücken Sie 0. Zum Beenden drücken Sie die Rautetaste."
+        ),
+        "message-forwarded": "Nachricht weitergeleitet.",
+        "message-paused": "Angehalten. Zum Fortsetzen drücken Sie 3.",
     },
 }  # fmt: skip
 

@@ -49,6 +49,8 @@ class Domain:
     pin_lockout_failures: int | None = None
     """Migration 0016; None = the media-recorder's ``pin_lockout_failures``."""
     operator_uri: str | None = None
+    urgent_allowed: bool | None = None
+    """Migration 0018; None = the built-in (true)."""
     message_order: str | None = None
     email_notifications: bool | None = None
     command_notifications: bool | None = None

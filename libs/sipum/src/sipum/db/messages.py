@@ -69,6 +69,8 @@ class Message:
     """Recovered from a recording whose recorder died mid-call (the caller was cut off)."""
     urgent: bool = False
     """The caller marked it urgent (key 4 in the review after the recording, 0014)."""
+    forwarded_from: str | None = None
+    """A copy forwarded by phone: the mailbox (``username@domain``) it came from (0019)."""
 
     @property
     def duration_seconds(self) -> float:
@@ -141,7 +143,8 @@ class MailboxUsage:
 _COLUMNS = (
     "id, owner_id, folder, caller_uri, caller_display_name, called_uri, arrival, "
     "diversion_cause, diverted_from, received_at, duration_ms, codec, size_bytes, blob_key, "
-    "heard, idempotency_key, created_at, updated_at, expires_at, interrupted, urgent"
+    "heard, idempotency_key, created_at, updated_at, expires_at, interrupted, urgent, "
+    "forwarded_from"
 )
 
 
@@ -169,6 +172,7 @@ async def insert_idempotent(
     message_id: int | None = None,
     interrupted: bool = False,
     urgent: bool = False,
+    forwarded_from: str | None = None,
 ) -> tuple[Message, bool]:
     """Store a message once per ``idempotency_key``; returns (message, created).
 
@@ -181,9 +185,9 @@ async def insert_idempotent(
         f"""INSERT INTO messages (id, owner_id, idempotency_key, caller_uri, caller_display_name,
                                   called_uri, arrival, diversion_cause, diverted_from,
                                   received_at, duration_ms, codec, size_bytes, blob_key,
-                                  interrupted, urgent)
+                                  interrupted, urgent, forwarded_from)
             VALUES (coalesce($1, nextval('message_id_seq')), $2, $3, $4, $5, $6, $7, $8, $9,
-                    coalesce($10, now()), $11, $12, $13, $14, $15, $16)
+                    coalesce($10, now()), $11, $12, $13, $14, $15, $16, $17)
             ON CONFLICT (idempotency_key) DO NOTHING
             RETURNING {_COLUMNS}""",
         message_id,
@@ -202,6 +206,7 @@ async def insert_idempotent(
         blob_key,
         interrupted,
         urgent,
+        forwarded_from,
     )
     if row is not None:
         message = Message.from_row(row)

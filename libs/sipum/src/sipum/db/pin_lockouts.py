@@ -9,7 +9,8 @@ times, so replicas with slightly different clocks disagree by at most that diffe
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -52,10 +53,13 @@ async def add_failure(
         )
         outcome = record_failure(_state(row), now, policy)
         s = outcome.state
+        # a new lock is neither published nor told yet (0020): the sweep retries until it is
         await conn.execute(
             """UPDATE pin_lockouts
                SET failures = $2, window_started_at = $3, locked_until = $4, lockouts = $5,
-                   last_failure_at = $6, updated_at = now()
+                   last_failure_at = $6, updated_at = now(),
+                   published_at = CASE WHEN $7 THEN NULL ELSE published_at END,
+                   notified_at = CASE WHEN $7 THEN NULL ELSE notified_at END
                WHERE user_id = $1""",
             user_id,
             s.failures,
@@ -63,8 +67,76 @@ async def add_failure(
             s.locked_until,
             s.lockouts,
             s.last_failure_at,
+            outcome.newly_locked,
         )
     return outcome
+
+
+async def mark_published(db: Executor, user_id: int, locked_until: datetime, now: datetime) -> None:
+    """``mailbox.locked`` for the lock ending at *locked_until* is in the stream."""
+    await db.execute(
+        "UPDATE pin_lockouts SET published_at = $3 WHERE user_id = $1 AND locked_until = $2",
+        user_id,
+        locked_until,
+        now,
+    )
+
+
+async def mark_notified(db: Executor, user_id: int, locked_until: datetime, now: datetime) -> None:
+    """The owner was told about the lock ending at *locked_until* (the notifier's e-mail)."""
+    await db.execute(
+        "UPDATE pin_lockouts SET notified_at = $3 WHERE user_id = $1 AND locked_until = $2",
+        user_id,
+        locked_until,
+        now,
+    )
+
+
+async def notified(db: Executor, user_id: int, locked_until: datetime) -> bool:
+    """Whether the owner was told about the lock ending at *locked_until* already."""
+    value = await db.fetchval(
+        "SELECT notified_at FROM pin_lockouts WHERE user_id = $1 AND locked_until = $2",
+        user_id,
+        locked_until,
+    )
+    return value is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Untold:
+    """A lock in force whose owner was not told yet (for the re-publishing sweep)."""
+
+    user_id: int
+    username: str
+    domain: str
+    lockouts: int
+    locked_until: datetime
+
+
+async def claim_untold(
+    db: Executor, now: datetime, *, retry_after: timedelta, limit: int = 100
+) -> list[Untold]:
+    """Locks still in force with ``notified_at`` NULL whose last publish (or, never published,
+    last failure) is older than *retry_after*; each claimed one gets ``published_at = now``,
+    so one replica's sweep takes it per retry interval (``FOR UPDATE SKIP LOCKED``)."""
+    rows = await db.fetch(
+        """WITH due AS (
+               SELECT user_id FROM pin_lockouts
+               WHERE locked_until > $1 AND notified_at IS NULL
+                 AND coalesce(published_at, last_failure_at) <= $1 - $2::interval
+               ORDER BY user_id LIMIT $3
+               FOR UPDATE SKIP LOCKED
+           )
+           UPDATE pin_lockouts p SET published_at = $1
+           FROM due, users u, domains d
+           WHERE p.user_id = due.user_id AND u.id = p.user_id AND d.id = u.domain_id
+           RETURNING p.user_id, u.username, d.name AS domain, p.lockouts,
+                     p.locked_until""",
+        now,
+        retry_after,
+        limit,
+    )
+    return [Untold(**dict(row)) for row in rows]
 
 
 async def clear(db: Executor, user_id: int) -> bool:

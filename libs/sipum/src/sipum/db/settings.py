@@ -287,7 +287,7 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting(
             "prompt_language", str, None, "language (voice) of the system prompts",
-            "media-recorder (the caller's greeting)", user_may_set=True,
+            "media-recorder (the caller's greeting and review, the owner's menu)", user_may_set=True,
             max_length=35, builtin_from="the default prompt set (en)",
         ),
         Setting(
@@ -310,6 +310,11 @@ SETTINGS: dict[str, Setting] = {
             "operator_uri", str, None, "where 0 during the greeting transfers the caller",
             "— (stored; no service transfers yet)", max_length=256,
             builtin_from="none: 0 does nothing",
+        ),
+        Setting(
+            "urgent_allowed", bool, True,
+            "a caller may mark a message urgent (key 4 in the review after recording)",
+            "media-recorder", user_may_set=True,
         ),
         Setting(
             "message_order", str, "newest", "order of a folder's messages when listed",

@@ -12,7 +12,7 @@ import logging
 import re
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -84,6 +84,8 @@ class User:
     message_order: str | None = None
     email_notifications: bool | None = None
     command_notifications: bool | None = None
+    urgent_allowed: bool | None = None
+    """Migration 0018; None = the domain's value."""
     disabled_at: datetime | None = None
     """When an administrator disabled the mailbox (migration 0011); None = enabled."""
 
@@ -129,6 +131,8 @@ class EffectiveSettings:
     pin_lockout_failures: int | None = None
     """None: the media-recorder's ``pin_lockout_failures``."""
     operator_uri: str | None = None
+    urgent_allowed: bool = True
+    """A caller may mark a message urgent (the review's key 4)."""
     message_order: str = "newest"
     email_notifications: bool = True
     command_notifications: bool = True
@@ -146,7 +150,7 @@ SELECT u.id, u.domain_id, d.name AS domain, u.username, u.display_name, u.email,
        u.transcription_enabled, u.transcription_language,
        u.min_message_seconds, u.max_silence_seconds, u.delete_after_email, u.greeting_mode,
        u.prompt_language, u.time_zone, u.operator_uri, u.message_order, u.email_notifications,
-       u.command_notifications, u.disabled_at
+       u.command_notifications, u.urgent_allowed, u.disabled_at
 FROM users u JOIN domains d ON d.id = u.domain_id
 """
 
@@ -307,6 +311,27 @@ async def verify_pin(db: Executor, user_id: int, pin: str) -> bool:
     if stored is None:
         return False
     return await verify_secret_async(stored, pin)
+
+
+async def verify_no_pin(pin: str) -> bool:
+    """A PIN check for a mailbox that does not exist (the voicemail access number's wrong
+    mailbox number): as slow as a real one, so timing tells nothing; always False."""
+    await verify_secret_async(_dummy_hash(), pin)
+    return False
+
+
+def access_number(username: str, domain: str, domain_id: int = 0) -> User:
+    """Not a mailbox: the voicemail access number ``sip:<username>@<domain>`` (id 0, no
+    credentials, no PIN) standing in for the mailbox until the caller has said which one
+    (the registrar-agent's call and the media-recorder's session need a ``User``)."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return User(
+        id=0, domain_id=domain_id, domain=domain, username=username, display_name="",
+        email=None, realm=domain, ha1="", ha1b="", ha1_sha256="", has_pin=False,
+        quota_bytes=None, max_messages=None, max_message_seconds=None,
+        ring_timeout_seconds=None, email_attaches_audio=None, created_at=epoch,
+        updated_at=epoch,
+    )  # fmt: skip
 
 
 async def set_password(db: Executor, user_id: int, password: str) -> bool:

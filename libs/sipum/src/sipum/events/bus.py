@@ -41,6 +41,8 @@ from sipum.events.consumer import DEFAULT_RETRY_DELAYS, EventHandler, EventSubsc
 from sipum.events.errors import EventBusError
 from sipum.events.models import (
     AgentHeartbeat,
+    CallTransferReply,
+    CallTransferRequest,
     Envelope,
     Event,
     MediaAllocateReply,
@@ -53,6 +55,7 @@ from sipum.events.subjects import (
     DEFAULT_PREFIX,
     DEFAULT_STREAM,
     MEDIA_RECORDER_QUEUE,
+    TRANSFER_QUEUE,
     Subjects,
     validate_stream_name,
 )
@@ -309,6 +312,33 @@ class EventBus:
     ) -> CoreSubscription:
         return await self.serve(
             self.subjects.media_allocate, MediaAllocateRequest, handler, queue=queue
+        )
+
+    async def request_transfer(
+        self,
+        request: CallTransferRequest,
+        *,
+        timeout: float,  # noqa: ASYNC109 - passed on to the NATS request
+    ) -> CallTransferReply:
+        """Ask the agent holding the session's call to transfer it (``<p>.call.<id>.transfer``)."""
+        return await self.request(
+            self.subjects.call_transfer(request.session_id),
+            request,
+            CallTransferReply,
+            timeout=timeout,
+        )
+
+    async def serve_transfer(
+        self,
+        session_id: str,
+        handler: Callable[[CallTransferRequest], Awaitable[CallTransferReply]],
+    ) -> CoreSubscription:
+        """Answer transfer requests for one call (the agent that holds its dialog)."""
+        return await self.serve(
+            self.subjects.call_transfer(session_id),
+            CallTransferRequest,
+            handler,
+            queue=TRANSFER_QUEUE,
         )
 
     async def send_command(self, command: SessionCommand) -> None:

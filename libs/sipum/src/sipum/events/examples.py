@@ -14,6 +14,8 @@ from sipum.events.models import (
     CallAnswered,
     CallEnded,
     CallStarted,
+    CallTransferReply,
+    CallTransferRequest,
     DomainUpdated,
     Envelope,
     Event,
@@ -242,6 +244,17 @@ RPC_ERROR = RpcError(
     id=_id(22), ts=T0, code="unsupported", message="no common codec in the offer (PCMA only?)"
 )
 
+CALL_TRANSFER_REQUEST = CallTransferRequest(
+    id=_id(23),
+    ts=T0,
+    session_id=SESSION_ID,
+    call_id=CALL_ID,
+    target_uri="sip:operator@example.com",
+    timeout_s=30.0,
+)
+
+CALL_TRANSFER_REPLY = CallTransferReply(id=_id(24), ts=T0, outcome="failed", status_code=486)
+
 SESSION_EXAMPLES: list[SessionCommand] = [
     SessionHangup(id=_id(30), ts=T0, session_id=SESSION_ID, reason="bye"),
     SessionDtmf(id=_id(31), ts=T0, session_id=SESSION_ID, digit="#", duration_ms=160),
@@ -283,6 +296,8 @@ ALL_EXAMPLES: list[Envelope] = [
     MEDIA_ALLOCATE_REQUEST,
     MEDIA_ALLOCATE_REPLY,
     RPC_ERROR,
+    CALL_TRANSFER_REQUEST,
+    CALL_TRANSFER_REPLY,
     *SESSION_EXAMPLES,
     RECORDER_HEARTBEAT,
     AGENT_HEARTBEAT,

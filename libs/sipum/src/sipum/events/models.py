@@ -27,7 +27,9 @@ Folder = Literal["inbox", "saved", "trash"]
 #: How a call reached us: straight to our contact, forked by the proxy, or diverted
 #: (302 / Diversion RFC 5806 / History-Info RFC 7044 / RFC 4458 ``cause=``).
 Reason = Literal["direct", "forked", "diverted"]
-CallMode = Literal["record", "retrieve", "greeting", "menu"]
+CallMode = Literal["record", "retrieve", "greeting", "menu", "access"]
+"""``access``: the voicemail access number (``sip:voicemail@<domain>``): the caller says which
+mailbox (its number), then the PIN; ``username`` is then the access number's user part."""
 GreetingKind = Literal["unavailable", "busy", "name", "temporary"]
 
 # Namespace of deterministic event ids (uuid5); any fixed UUID works, this one is ours.
@@ -120,15 +122,21 @@ class MessageCreated(MailboxEvent):
     interrupted: bool = False
     """Recovered after the recorder holding the call died: the caller was cut off."""
     urgent: bool = False
-    """The caller marked the message urgent (key 4 in the review after the recording)."""
+    """The caller marked the message urgent (key 4 in the review after the recording); a
+    forwarded copy keeps the original's mark."""
+    forwarded_from: str | None = Field(default=None, examples=["alice@example.com"])
+    """A copy forwarded by phone (main menu key 8): the mailbox it came from; None: a message
+    a caller left."""
 
     def summary(self) -> str:
         name = f' "{self.caller_display}"' if self.caller_display else ""
         cut = " interrupted" if self.interrupted else ""
         urgent = " urgent" if self.urgent else ""
+        fwd = f" forwarded-from={self.forwarded_from}" if self.forwarded_from else ""
         return (
             f"{self.mailbox} id={self.message_id} dur={self.duration_s:.1f}s "
             f"from={self.caller_uri}{name} reason={self.reason} size={self.size}{cut}{urgent}"
+            f"{fwd}"
         )
 
 
@@ -297,6 +305,7 @@ CallEndReason = Literal[
     "media_lost",  # the media-recorder holding the call was gone (no heartbeat): we sent BYE
     "max_duration",  # the call reached the agent's max_call_seconds: we sent BYE
     "session_expired",  # no RFC 4028 session refresh in time: we sent BYE
+    "transferred",  # the caller pressed 0 and was transferred to the operator (REFER)
     "error",
 ]
 
@@ -495,6 +504,32 @@ class RpcError(Envelope):
 
     code: str
     message: str
+
+
+TransferOutcome = Literal["transferred", "refused", "failed", "timeout", "gone"]
+
+
+class CallTransferRequest(Envelope):
+    """``<prefix>.call.<session_id>.transfer``: the media-recorder asks the registrar-agent
+    holding the call to transfer the caller to ``target_uri`` (the mailbox's ``operator_uri``)
+    by an in-dialog REFER (RFC 3515). The agent replies when the transfer is over, at most
+    ``timeout_s`` after sending the REFER."""
+
+    session_id: str
+    call_id: str
+    target_uri: str
+    timeout_s: float = Field(default=30.0, gt=0, le=300)
+
+
+class CallTransferReply(Envelope):
+    """How the transfer ended. ``transferred``: the caller reached the target (NOTIFY sipfrag
+    2xx) and the agent has sent BYE — the session's ``hangup`` follows. Otherwise the call goes
+    on: ``refused`` (the caller's UA answered the REFER 3xx–6xx, ``status_code``), ``failed``
+    (the target answered 3xx–6xx, ``status_code``), ``timeout`` (no answer or no final NOTIFY
+    in time), ``gone`` (the call is not, or no longer, confirmed)."""
+
+    outcome: TransferOutcome
+    status_code: int | None = None
 
 
 # --- live session control ------------------------------------------------------------------

@@ -9,6 +9,9 @@ suites running at the same time on one NATS server never see each other's messag
   queue group ``media-recorder`` so each request reaches exactly one of them.
 * ``<p>.media.session.<session_id>.<command>`` — core NATS control messages for one live media
   session (the recorder that owns the session subscribes to ``<p>.media.session.<id>.>``).
+* ``<p>.call.<session_id>.transfer`` — core NATS request/reply: the media-recorder asks the
+  registrar-agent holding the session's call to transfer the caller (REFER, RFC 3515); the
+  agent subscribes for each answered call, so the request reaches the one holding the dialog.
 * ``<p>.media.recorder.heartbeat`` — core NATS: every media-recorder replica says it is alive
   every ``heartbeat_interval_seconds``; agents and the other replicas listen (liveness).
 * ``<p>.registrar.agent.heartbeat`` — core NATS: every registrar-agent says it is alive, which
@@ -28,6 +31,9 @@ DEFAULT_STREAM = "SIPUM"
 
 #: Queue group of the media-recorder replicas serving ``<p>.media.allocate``.
 MEDIA_RECORDER_QUEUE = "media-recorder"
+#: Queue group of the registrar-agent serving ``<p>.call.<session_id>.transfer`` (one member:
+#: the agent holding the call).
+TRANSFER_QUEUE = "registrar-agent"
 
 # Event kinds: ``<entity>.<verb>``; the subject is ``<prefix>.evt.<kind>``.
 MESSAGE_CREATED = "message.created"
@@ -124,6 +130,11 @@ class Subjects:
         validate_token(session_id, "session id")
         validate_token(command, "session command")
         return f"{self.prefix}.media.session.{session_id}.{command}"
+
+    def call_transfer(self, session_id: str) -> str:
+        """Transfer request for the call of one media session (``CallTransferRequest``)."""
+        validate_token(session_id, "session id")
+        return f"{self.prefix}.call.{session_id}.transfer"
 
     @property
     def recorder_heartbeat(self) -> str:

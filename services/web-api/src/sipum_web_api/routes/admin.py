@@ -71,6 +71,7 @@ class Settings(BaseModel):
     pin_min_length: int | None = Field(default=None, ge=4, le=12, description="domains only")
     pin_lockout_failures: int | None = Field(default=None, ge=2, le=100, description="domains only")
     operator_uri: str | None = Field(default=None, max_length=256)
+    urgent_allowed: bool | None = None
     message_order: Literal["newest", "oldest"] | None = None
     email_notifications: bool | None = None
     command_notifications: bool | None = None
@@ -120,6 +121,7 @@ class DomainOut(BaseModel):
     pin_min_length: int | None
     pin_lockout_failures: int | None
     operator_uri: str | None
+    urgent_allowed: bool | None = Field(default=None, description="null: the built-in (true)")
     message_order: str | None
     email_notifications: bool | None
     command_notifications: bool | None

@@ -69,6 +69,7 @@ def message_out(
         heard=m.heard,
         interrupted=m.interrupted,
         urgent=m.urgent,
+        forwarded_from=m.forwarded_from,
         audio_url=f"/api/v1/messages/{m.id}/audio",
         peaks_url=f"/api/v1/messages/{m.id}/peaks",
         rtsp_path=f"/{user.username}/{m.folder.value}/{m.id}.wav",

@@ -65,6 +65,7 @@ class SettingsPatch(BaseModel):
     greeting_mode: Literal["auto", "system"] | None = None
     prompt_language: str | None = Field(default=None, max_length=35, examples=["de-DE"])
     time_zone: str | None = Field(default=None, max_length=64, examples=["Europe/Berlin"])
+    urgent_allowed: bool | None = None
     message_order: Literal["newest", "oldest"] | None = None
     email_notifications: bool | None = None
     command_notifications: bool | None = None

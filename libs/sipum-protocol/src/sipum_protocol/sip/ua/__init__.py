@@ -13,13 +13,16 @@ from sipum_protocol.sip.ua.events import (
     CallConfirmed,
     CallEnded,
     CallProgress,
+    DtmfReceived,
     IncomingCall,
     IncomingRequest,
     ReofferAccepted,
     ReofferFailed,
     SessionModified,
+    TransferEnded,
     UserAgentEvent,
 )
+from sipum_protocol.sip.ua.refer import Transfer, TransferState
 from sipum_protocol.sip.ua.reoffer import NotAcceptableOffer, answer_reoffer, offer_direction
 from sipum_protocol.sip.ua.session_timer import SessionTimer, SessionTimerConfig
 
@@ -32,6 +35,7 @@ __all__ = [
     "CallEnded",
     "CallProgress",
     "CallState",
+    "DtmfReceived",
     "IncomingCall",
     "IncomingRequest",
     "NotAcceptableOffer",
@@ -41,6 +45,9 @@ __all__ = [
     "SessionModified",
     "SessionTimer",
     "SessionTimerConfig",
+    "Transfer",
+    "TransferEnded",
+    "TransferState",
     "UserAgent",
     "UserAgentEvent",
     "answer_reoffer",

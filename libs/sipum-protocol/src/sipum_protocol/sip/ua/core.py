@@ -17,7 +17,8 @@ After each input the UA drains the layer's events and acts on them:
   answered (§11.2) and an INVITE becomes a ``Call`` handed to the application
   (``IncomingCall``). A request with a To tag that names no dialog gets 481 (§12.2.2).
 * Inside a dialog: CSeq lower than the last one gets 500 (§12.2.2); BYE gets 200 and ends the
-  call (§15.1.2, with 487 for an INVITE still unanswered); re-INVITE and UPDATE are target
+  call (§15.1.2, with 487 for an INVITE still unanswered); INFO with a DTMF body gets 200 and
+  becomes ``DtmfReceived`` (RFC 6086, ``sipum_protocol.sip.dtmf_info``); re-INVITE and UPDATE are target
   refreshes and carry new offers (hold, session refresh), answered from our last SDP
   (``reoffer.answer_reoffer``), with 491 while another offer/answer is in progress (§14.2,
   RFC 3311 §5.2) and 500 + Retry-After for an INVITE that overlaps an unanswered one (§14.2).
@@ -65,6 +66,7 @@ from sipum_protocol.sip.dialog import (
     incoming_request_dialog_id,
     incoming_response_dialog_id,
 )
+from sipum_protocol.sip.dtmf_info import DTMF_INFO_TYPES, parse_dtmf_info
 from sipum_protocol.sip.headers import SipParseError
 from sipum_protocol.sip.message import (
     Headers,
@@ -100,6 +102,7 @@ from sipum_protocol.sip.ua.events import (
     CallConfirmed,
     CallEnded,
     CallProgress,
+    DtmfReceived,
     IncomingCall,
     IncomingRequest,
     ReofferAccepted,
@@ -107,6 +110,8 @@ from sipum_protocol.sip.ua.events import (
     SessionModified,
     UserAgentEvent,
 )
+from sipum_protocol.sip.ua.refer import DEFAULT_TIMEOUT as TRANSFER_TIMEOUT
+from sipum_protocol.sip.ua.refer import Transfer, Transfers
 from sipum_protocol.sip.ua.reinvite import (
     DEFAULT_TIMEOUT as REINVITE_TIMEOUT,
 )
@@ -135,12 +140,12 @@ from sipum_protocol.sip.uri import SipUri, parse_name_addr
 
 log = logging.getLogger(__name__)
 
-ALLOWED_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE")
-"""What we implement (``Allow``, RFC 3261 §20.5)."""
+ALLOWED_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO", "NOTIFY")
+"""What we implement (``Allow``, RFC 3261 §20.5); INFO for DTMF digits (RFC 6086), NOTIFY only
+for our REFERs (``refer``)."""
 KNOWN_METHODS = frozenset(
     (
         *ALLOWED_METHODS,
-        "INFO",  # RFC 6086
         "MESSAGE",  # RFC 3428
         "NOTIFY",  # RFC 6665
         "PRACK",  # RFC 3262
@@ -227,6 +232,8 @@ class UserAgent:
         self._seq = itertools.count()
         self.calls_created = 0
         self.calls_ended = 0
+        self.transfers = Transfers(self)
+        """REFERs we sent (RFC 3515, ``sipum_protocol.sip.ua.refer``)."""
 
     # ------------------------------------------------------------------ I/O interface
 
@@ -263,6 +270,7 @@ class UserAgent:
             if call.ended or call.deadline != when:
                 continue  # stale entry (refreshed, or over)
             self._expire(call, now)
+        self.transfers.handle_timer(now)
         reoffers = self._reoffer_heap
         while reoffers and reoffers[0][0] <= now:
             _when, _, call = heapq.heappop(reoffers)
@@ -286,6 +294,9 @@ class UserAgent:
                 ours = when if ours is None else min(ours, when)
                 break
             heapq.heappop(deadlines)
+        transfer = self.transfers.next_timer()
+        if transfer is not None:
+            ours = transfer if ours is None else min(ours, transfer)
         reoffers = self._reoffer_heap
         while reoffers and reoffers[0][2].ended:
             heapq.heappop(reoffers)
@@ -519,8 +530,13 @@ class UserAgent:
         if method == "BYE":
             self._respond(tx, request, 481, now)  # a BYE without To tag names no dialog
             return
-        if method == "UPDATE":
-            self._respond(tx, request, 481, now)  # UPDATE only inside a dialog (RFC 3311)
+        if method in ("UPDATE", "NOTIFY"):
+            # UPDATE only inside a dialog (RFC 3311); a NOTIFY without To tag names no
+            # subscription of ours (RFC 6665 §4.1.3)
+            self._respond(tx, request, 481, now)
+            return
+        if method == "INFO":
+            self._respond(tx, request, 481, now)  # INFO only inside a dialog (RFC 6086 §4.2.2)
             return
         self._respond(tx, request, 405, now, headers=self._capabilities()[:1])
 
@@ -620,8 +636,31 @@ class UserAgent:
             self._on_session_change(call, request, tx, now)
         elif method == "OPTIONS":
             self._respond(tx, request, 200, now, headers=self._capabilities())
+        elif method == "NOTIFY":
+            self.transfers.on_notify(call, request, tx, now)  # RFC 3515 §2.4.5
+        elif method == "INFO":
+            self._on_info(call, request, tx, now)
         else:
             self._respond(tx, request, 405, now, headers=self._capabilities()[:1])
+
+    def _on_info(self, call: Call, request: SipRequest, tx: ServerTransaction, now: float) -> None:
+        """RFC 6086 in a call's dialog, the legacy usage (no ``Info-Package``): a DTMF body
+        (``dtmf_info``) → 200 and :class:`DtmfReceived`; no body → 200 (nothing to do, §4.2.2);
+        any other body → 415 with ``Accept`` (RFC 3261 §21.4.13). An Info Package we do not
+        support → 469 with an empty ``Recv-Info`` (RFC 6086 §4.2.2, §8.2)."""
+        if request.headers.get("Info-Package") is not None:
+            self._respond(tx, request, 469, now, headers=[("Recv-Info", "")])
+            return
+        if not request.body:
+            self._respond(tx, request, 200, now)
+            return
+        try:
+            found = parse_dtmf_info(request.headers.get("Content-Type"), request.body)
+        except ValueError:
+            self._respond(tx, request, 415, now, headers=[("Accept", ", ".join(DTMF_INFO_TYPES))])
+            return
+        self._respond(tx, request, 200, now)
+        self._emit(DtmfReceived(call, found.digit, found.duration_ms))
 
     def _on_bye(self, call: Call, request: SipRequest, tx: ServerTransaction, now: float) -> None:
         self._respond(tx, request, 200, now)
@@ -859,6 +898,13 @@ class UserAgent:
                 self._send_bye(call, now)
                 self._end(call, "local-bye")
         self._poke()
+
+    def refer(
+        self, call: Call, target: str, now: float, *, timeout: float = TRANSFER_TIMEOUT
+    ) -> Transfer:
+        """Ask the peer of the confirmed ``call`` to call ``target`` (REFER, RFC 3515); the
+        outcome comes as ``TransferEnded`` (see ``sipum_protocol.sip.ua.refer``)."""
+        return self.transfers.start(call, target, now, timeout)
 
     def invite(
         self,

@@ -75,6 +75,16 @@ class SessionModified:
 
 
 @dataclass(frozen=True, slots=True)
+class DtmfReceived:
+    """A DTMF digit by SIP INFO in the call's dialog (``application/dtmf-relay`` or
+    ``application/dtmf``, ``sipum_protocol.sip.dtmf_info``); the INFO was answered 200."""
+
+    call: Call
+    digit: str
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class ReofferAccepted:
     """Our re-INVITE (``UserAgent.reinvite``) got a 2xx and we sent the ACK (RFC 3261 §14.1):
     ``offer`` is what we sent (``call.local_sdp`` now), ``answer`` the peer's answer
@@ -125,6 +135,22 @@ class IncomingRequest:
     transaction: ServerTransaction
 
 
+@dataclass(frozen=True, slots=True)
+class TransferEnded:
+    """A transfer we asked for by REFER (RFC 3515, ``UserAgent.refer``) is over. ``ok``: the
+    peer reached the target (sipfrag 2xx); the user agent has then sent BYE itself and
+    ``CallEnded`` (reason ``transferred``) follows. Otherwise the call goes on; ``reason`` is
+    ``refused`` (REFER answered 3xx-6xx, ``status`` set), ``failed`` (a sipfrag 3xx-6xx,
+    ``status`` set), ``terminated`` (the subscription ended without a final status),
+    ``timeout`` (no REFER response or no final NOTIFY in time) or ``transport-error``."""
+
+    call: Call
+    target: str
+    ok: bool
+    reason: str
+    status: int | None = None
+
+
 UserAgentEvent = (
     IncomingCall
     | IncomingRequest
@@ -133,6 +159,8 @@ UserAgentEvent = (
     | CallAnswered
     | CallCancelled
     | SessionModified
+    | TransferEnded
+    | DtmfReceived
     | ReofferAccepted
     | ReofferFailed
     | CallEnded
