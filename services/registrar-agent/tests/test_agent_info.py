@@ -19,11 +19,7 @@ async def test_info_digits_are_relayed_to_the_recorder_in_order(
     kamailio: KamailioServer, agents: Any, recorder: Any, event_log: Any, sipp: Any
 ) -> None:
     agent = await agents.start(f"127.0.0.1:{kamailio.port}")
-    host, port = agent.sip_address
-    status, output = await sipp.run(
-        "info_digits", (host, port), service="bob",
-        keys={"ruri_host": f"{host}:{port}", "to_host": f"{host}:{port}"},
-    )  # fmt: skip
+    status, output = await sipp.direct("info_digits", agent, service="bob")
     assert status == 0, output  # every INFO got the status the scenario expects
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 5

@@ -11,8 +11,9 @@ import asyncio
 import pytest
 from sipum.events import CallTransferRequest, EventBus, NoResponders
 from sipum_testing.kamailio import KamailioServer
+from sipum_testing.polling import wait_for
 
-from .conftest import AgentRunner, EventLog, FakeRecorder, Sipp, wait_for
+from .conftest import AgentRunner, EventLog, FakeRecorder, Sipp
 
 DOMAIN = "sipum.test"
 
@@ -30,9 +31,9 @@ async def test_a_transfer_request_sends_refer_and_a_busy_target_is_failed(
     agent = await agents.start(f"127.0.0.1:{kamailio.port}")
     host, port = agent.sip_address
     caller = asyncio.create_task(
-        sipp.run(
+        sipp.direct(
             "refer_busy",
-            (host, port),
+            agent,
             service="voicemail",
             keys={
                 "ruri_host": f"{host}:{port};target=sip:alice%40{DOMAIN};cause=408",
