@@ -48,6 +48,7 @@ from sipum.events import (
     RemoteError,
     SessionEnded,
 )
+from sipum.events.liveness import format_link
 from sipum.runtime import ServiceContext
 from sipum.runtime.work import InFlightWork
 from sipum_protocol.media.endpoint import RtpEndpoint
@@ -57,7 +58,7 @@ from sipum_protocol.media.recording import RecordingSession, RecordingSettings
 from sipum_media_recorder import metrics
 from sipum_media_recorder.address import advertised_address
 from sipum_media_recorder.audio import Prompts
-from sipum_media_recorder.liveness import ReplicaLiveness
+from sipum_media_recorder.liveness import LinkListener, ReplicaLiveness
 from sipum_media_recorder.mainmenu import run_menu
 from sipum_media_recorder.negotiation import answer_offer
 from sipum_media_recorder.record import run_record, silence_rules
@@ -130,6 +131,7 @@ class MediaRecorderService:
         """Sessions being taken over from a gone replica (recovery keeps off them)."""
         self._recovery_passes: set[asyncio.Task[list[int]]] = set()
         self.liveness: ReplicaLiveness | None = None
+        self.link: LinkListener | None = None
         self.services: Services | None = None
         self.recovered: list[int] = []
         """Message ids stored by recovery (for logs and tests)."""
@@ -153,6 +155,19 @@ class MediaRecorderService:
             store=MessageStore(pool=ctx.pool, blobs=ctx.blobs, bus=ctx.bus),
             recorder_id=self.recorder_id,
         )
+        link_address: str | None = None
+        if s.liveness_link:
+            host = s.liveness_link_host or s.rtp_host
+            self.link = LinkListener(
+                recorder_id=self.recorder_id,
+                host=host,
+                port=s.liveness_link_port,
+                max_links=s.liveness_link_max,
+            )
+            await self.link.start()
+            if host in ("", "0.0.0.0", "::"):
+                host = self.address
+            link_address = format_link(host, self.link.bound_port)
         self.liveness = ReplicaLiveness(
             ctx.bus,
             recorder_id=self.recorder_id,
@@ -160,6 +175,7 @@ class MediaRecorderService:
             misses=s.heartbeat_misses,
             sessions=lambda: len(self.sessions),
             on_gone=self._replica_gone,
+            link=lambda: link_address,
         )
         await self.liveness.start()
         try:
@@ -184,6 +200,9 @@ class MediaRecorderService:
 
     async def stop_accepting(self) -> None:
         self.work.close()
+        if self.link is not None:
+            # Before the "stopping" heartbeat: the link closing later is no crash.
+            self.link.drain()
         if self.liveness is not None:
             await self.liveness.stop(final=False)
         if self._subscription is not None:
@@ -210,6 +229,8 @@ class MediaRecorderService:
                 await task
         if self.liveness is not None:
             await self.liveness.stop(final=True)
+        if self.link is not None:
+            await self.link.close()
 
     # -- allocation ----------------------------------------------------------------------------
 

@@ -199,6 +199,7 @@ class RegistrarAgentService:
                     self.calls.media_lost(active, rid) if self.calls else None
                 ),
                 unknown_after=s.recorder_unknown_seconds,
+                links=s.recorder_liveness_links,
             )
             await self.recorders.start()
         self.calls = CallHandler(
