@@ -231,12 +231,18 @@ async def test_sigkill_of_a_media_recorder_moves_its_calls_to_the_survivor(
             if after_at + 8000 <= len(sent)
             else (0.0, -1)
         )
+        # The audio missing at the move, exactly: how much further back in the message the
+        # speech after the move sits than the speech before the kill (sent offset − stored
+        # offset, after − before); the message's edges (silence trimmed, the caller's hang-up)
+        # do not enter into it.
+        missing = ((after_at - after_where) - (before_at - before_where)) / 8000
         figures.append(
             {
                 "call": p.index,
                 "gap (kill → re-INVITE)": round(gap, 2),
                 "stored": round(row["duration_ms"] / 1000, 2),
                 "lost": round(SPEECH_SECONDS - row["duration_ms"] / 1000, 2),
+                "missing at the move": round(missing, 3),
                 "before kill": round(before_score, 2),
                 "after move": round(after_score, 2),
                 "row": row,
@@ -256,6 +262,9 @@ async def test_sigkill_of_a_media_recorder_moves_its_calls_to_the_survivor(
                     "doubled": doubled_rows + doubled_mails,
                     "time to move (max)": f"{max(move_after, default=0.0):.2f} s",
                     "audio lost (max)": f"{max((f['lost'] for f in figures), default=0):.2f} s",
+                    "missing at the move (max)": (
+                        f"{max((f['missing at the move'] for f in figures), default=0):.3f} s"
+                    ),
                 }
             ]
         )
@@ -264,6 +273,16 @@ async def test_sigkill_of_a_media_recorder_moves_its_calls_to_the_survivor(
         table([{k: v for k, v in f.items() if k not in ("row", "where")} for f in figures])
         if figures
         else ""
+    )
+    agent = system.services["registrar-agent"]
+    detected = agent.logged("media-recorder gone (liveness link closed)") or agent.logged(
+        "media-recorder gone (no heartbeat)"
+    )
+    print(
+        "agent:",
+        [e["msg"] for e in detected],
+        "lost → re-INVITE answered:",
+        [e.get("took_s") for e in agent.logged("call moved")],
     )
     assert on_victim, "the killed replica held no call"
     assert len(created) == CALLS
