@@ -197,6 +197,8 @@ class CallSettings:
     move_calls: bool = False
     """Move a recording call whose recorder is gone (``_move``) instead of ending it."""
     move_reinvite_seconds: float = 4.0
+    move_attempt_seconds: float = 0.5
+    """Each try of a move's allocation waits this long (retried within ``media_timeout``)."""
 
 
 class CallHandler:
@@ -476,7 +478,7 @@ class CallHandler:
         )
         try:
             with metrics.MEDIA_ALLOCATE_SECONDS.time():
-                reply = await self.bus.allocate_media(request, timeout=self.settings.media_timeout)
+                reply = await self._allocate_move(request)
         except (NoResponders, RequestTimeout, RemoteError) as exc:
             log.warning("call %s not moved: no media-recorder took it: %s", call.call_id, exc)
             metrics.CALLS_MOVED.labels("no_recorder").inc()
@@ -523,6 +525,26 @@ class CallHandler:
         metrics.CALLS_MOVED.labels("reinvite_failed").inc()
         active.move_failed = True
         call.hangup(self.loop_time())  # the new session is hung up when the call has ended
+
+    async def _allocate_move(self, request: MediaAllocateRequest) -> MediaAllocateReply:
+        """The move's allocation, tried again every ``move_attempt_seconds`` until
+        ``media_timeout``. The liveness link tells us of a dead process within milliseconds —
+        sooner, at times, than the NATS server drops that process's queue subscription, so
+        the first request can go to the dead replica and vanish. Retrying is safe: the
+        allocation is idempotent (``continue_session_id`` is the session id; a replica that
+        is still working on the first try answers the second with the same reply)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.media_timeout
+        while True:
+            left = deadline - loop.time()
+            try:
+                return await self.bus.allocate_media(
+                    request, timeout=max(0.05, min(self.settings.move_attempt_seconds, left))
+                )
+            except RequestTimeout:
+                if deadline - loop.time() <= 0.05:
+                    raise
+                log.info("move of call %s: allocation not answered, again", request.call_id)
 
     async def _hangup_session(self, session_id: str, reason: str) -> None:
         try:

@@ -213,6 +213,7 @@ class RegistrarAgentService:
                 retry_after_seconds=s.retry_after_seconds,
                 move_calls=s.recorder_move_calls,
                 move_reinvite_seconds=s.recorder_move_reinvite_seconds,
+                move_attempt_seconds=s.recorder_move_attempt_seconds,
             ),
             recorders=self.recorders,
         )

@@ -64,6 +64,10 @@ class RegistrarAgentSettings(ServiceSettings):
     recorder_move_calls: bool = True
     """A recording call whose media-recorder is gone is moved to another live replica (which
     continues the same message) by a re-INVITE with the new SDP; off, or when that fails: BYE."""
+    recorder_move_attempt_seconds: float = Field(default=0.5, gt=0)
+    """A move's allocation is tried again after this long without an answer (within
+    ``media_timeout``): the first request may reach the dead replica's subscription before the
+    NATS server has dropped it."""
     recorder_move_reinvite_seconds: float = Field(default=4.0, gt=0)
     """How long the caller has to answer the re-INVITE of a move before we fall back to BYE."""
     recorder_unknown_seconds: float = Field(default=2.0, gt=0)
