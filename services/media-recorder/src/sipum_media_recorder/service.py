@@ -123,6 +123,8 @@ class MediaRecorderService:
         self._allocating: dict[str, asyncio.Future[MediaAllocateReply]] = {}
         self._ended: dict[str, float] = {}
         self._subscription: Any = None
+        self._direct: Any = None
+        """Our own allocation subject (``media_allocate_at``: a moved call sent to us)."""
         self._recovery_task: asyncio.Task[None] | None = None
         self._recovering: set[str] = set()
         self._continuing: set[str] = set()
@@ -186,6 +188,9 @@ class MediaRecorderService:
         # speak (then their silence means they are gone).
         self._loop_later(self.liveness.dead_after + 0.05)
         self._subscription = await ctx.bus.serve_media_allocate(self.allocate)
+        self._direct = await ctx.bus.serve_media_allocate(
+            self.allocate, recorder_id=self.recorder_id
+        )
         # the server knows we are in the queue group once it has our SUB: a request sent right
         # after start() returns must not see "no responders"
         await ctx.bus.nc.flush()
@@ -205,10 +210,12 @@ class MediaRecorderService:
             self.link.drain()
         if self.liveness is not None:
             await self.liveness.stop(final=False)
-        if self._subscription is not None:
-            with contextlib.suppress(Exception):
-                await self._subscription.unsubscribe()
-            self._subscription = None
+        for name in ("_subscription", "_direct"):
+            subscription = getattr(self, name)
+            if subscription is not None:
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
+                setattr(self, name, None)
 
     async def drain(self) -> None:
         """Let calls go on for ``drain_seconds``, then end the rest and store their recordings."""

@@ -67,6 +67,11 @@ def render() -> str:
         f"| `{subjects.media_allocate}` | `MediaAllocateRequest` → `MediaAllocateReply` "
         f"| request/reply, queue group `{MEDIA_RECORDER_QUEUE}` | registrar-agent | media-recorder |"
     )
+    w(
+        f"| `{subjects.media_allocate}.<recorder_id, hex>` | `MediaAllocateRequest` → "
+        "`MediaAllocateReply` | request/reply, one replica (a moved call's continue) "
+        "| registrar-agent | media-recorder |"
+    )
     for cmd in ex.SESSION_EXAMPLES:
         producer, consumer = (
             ("media-recorder", "registrar-agent")
