@@ -1,8 +1,9 @@
 """The liveness link between a real media-recorder and the registrar-agent's ``RecorderWatch``:
 a recorder process SIGKILLed is known gone within 0.2 s (not the heartbeats' 1.5 s), a clean
 stop (SIGTERM drain with a call in progress) is no crash, a replica that only goes silent (its
-link stays open: a partition) still takes the heartbeats' ``dead_after``, a restarted replica
-is linked again, and a replica over its link limit is not taken for dead."""
+link stays open: a partition) still takes the heartbeats' ``dead_after``, a link that breaks
+while its replica lives is probed and opened again, a restarted replica is linked again, and a
+replica over its link limit is not taken for dead."""
 
 from __future__ import annotations
 
@@ -98,8 +99,9 @@ async def test_a_sigkilled_recorder_is_known_gone_within_200_ms_and_relinked_whe
 
 
 async def test_a_silent_replica_with_its_link_open_waits_for_the_heartbeats(world: Any) -> None:
-    """A partition (or a hung process): the link stays open, the heartbeats stop — gone after
-    ``dead_after`` (1.5 s), not sooner. And a replica whose link limit is reached closes the
+    """A broken connection to a live replica is no death (the probe is accepted). A partition
+    (or a hung process): the link stays open, the heartbeats stop — gone after ``dead_after``
+    (1.5 s), not sooner. And a replica whose link limit is reached closes the
     agent's connection before its hello: that is no death."""
     listener = LinkListener(recorder_id="quiet", host="127.0.0.1", port=0, max_links=1)
     await listener.start()
@@ -124,19 +126,30 @@ async def test_a_silent_replica_with_its_link_open_waits_for_the_heartbeats(worl
         await asyncio.sleep(0.05)
         for _ in range(4):
             await beat("quiet", format_link("127.0.0.1", listener.bound_port))
+            last_quiet_beat = loop.time()
             await beat("full", format_link("127.0.0.1", full.bound_port))
             await asyncio.sleep(0.5)
         assert watch.links is not None and watch.links.state("quiet") == "open"
         assert watch.links.state("full") is None  # refused, to be retried; not dead
+        # the connection breaks (a middlebox, a reset) but the replica lives: the probe finds
+        # it listening and the link is open again, no call is touched
+        links = watch.links
+        before = links.link_ids()
+        for writer in list(listener._writers):
+            writer.close()
+        await until(
+            lambda: links.state("quiet") == "open" and links.link_ids() != before, 2, "no probe"
+        )
+        await asyncio.sleep(0.1)
+        assert lost.calls == []
         watch.watch("call-q", "quiet")
         watch.watch("call-f", "full")
-        silent_from = loop.time()  # the last beats went out 0.5 s ago
         await beat("full", format_link("127.0.0.1", full.bound_port))
         await asyncio.sleep(0.5)
         await beat("full", format_link("127.0.0.1", full.bound_port))
         await asyncio.wait_for(lost.event.wait(), 4)
         assert [c[:2] for c in lost.calls] == [("call-q", "quiet")]
-        assert lost.calls[0][2] - silent_from >= 0.9  # 1.5 s after its last beat
+        assert lost.calls[0][2] - last_quiet_beat >= 1.4  # 1.5 s after its last beat
     finally:
         if hog is not None:
             hog.close()

@@ -9,6 +9,7 @@ import asyncio
 from sipum.events import EventBus, RecorderHeartbeat
 from sipum.events.liveness import (
     LINK_DRAINING,
+    LINK_PROBE_DELAY,
     CloseLink,
     LivenessLinks,
     LivenessTracker,
@@ -124,14 +125,48 @@ def open_one(links: LivenessLinks, rid: str, now: float = 0.0) -> int:
     return action.link_id
 
 
-def test_a_link_closing_after_its_hello_is_the_death_of_the_replica() -> None:
+def test_a_link_closing_after_its_hello_then_refused_is_the_death_of_the_replica() -> None:
     links = LivenessLinks()
     link_id = open_one(links, "a")
     assert links.state("a") == "open"
     assert links.heartbeat(linked("a"), 0.5) == []  # one link per replica
-    assert links.closed(link_id, 1.0) == "a"
+    probe = links.closed(link_id, 1.0)  # EOF: confirm at once
+    assert probe is not None
+    assert probe == OpenLink(probe.link_id, "a", "127.0.0.1", 7001, probe=True)
+    assert links.state("a") == "probing"
+    assert links.heartbeat(linked("a"), 1.01) == []  # no second link meanwhile
+    assert links.refused(probe.link_id, 1.01) == "a"
     assert links.state("a") is None
     assert links.closed(link_id, 1.0) is None  # reported once
+    assert links.refused(probe.link_id, 1.02) is None
+
+
+def test_a_broken_link_whose_replica_answers_the_probe_is_no_death() -> None:
+    links = LivenessLinks()
+    link_id = open_one(links, "a")
+    probe = links.closed(link_id, 1.0)  # a reset by a middlebox
+    assert probe is not None
+    assert links.opened(probe.link_id, link_hello("a"))  # it lives: open again
+    assert links.state("a") == "open"
+    # the probed link breaking again: no second probe, the heartbeats decide
+    assert links.closed(probe.link_id, 1.5) is None
+    # a probe that is not refused but gets no answer (host unreachable): no decision either
+    (fresh,) = links.heartbeat(linked("a"), 2.6)
+    assert isinstance(fresh, OpenLink) and not fresh.probe
+    assert links.opened(fresh.link_id, link_hello("a"))
+    second = links.closed(fresh.link_id, 3.0)
+    assert second is not None
+    # accepted but closed before the hello (a process being torn down): probed again, 20 ms
+    # later, up to LINK_PROBES in all; then no decision
+    again = links.closed(second.link_id, 3.01)
+    assert again is not None and again.probe and again.delay == LINK_PROBE_DELAY
+    last = links.closed(again.link_id, 3.05)
+    assert last is not None and links.closed(last.link_id, 3.3) is None
+    assert links.state("a") is None
+    # refused although it was no probe (the first connect): no death
+    (third,) = links.heartbeat(linked("a"), 4.3)
+    assert isinstance(third, OpenLink)
+    assert links.refused(third.link_id, 4.3) is None
 
 
 def test_a_failed_connect_or_a_wrong_hello_is_no_death_and_is_retried_later() -> None:
@@ -156,7 +191,7 @@ def test_a_draining_replica_closing_its_link_is_no_crash() -> None:
     link_id = open_one(links, "a")
     links.received(link_id, LINK_DRAINING)
     assert links.state("a") == "draining"
-    assert links.closed(link_id, 3.0) is None
+    assert links.closed(link_id, 3.0) is None  # not even probed
     assert links.heartbeat(linked("a", state="stopping"), 3.5) == []  # no new link
     # the "stopping" heartbeat alone (its line not read yet) is enough too
     link_b = open_one(links, "b")

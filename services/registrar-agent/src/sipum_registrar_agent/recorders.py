@@ -23,12 +23,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 from sipum.events import EventBus, RecorderHeartbeat
 from sipum.events.liveness import (
     LINK_LINE_MAX,
+    LINK_PROBE,
     CloseLink,
     LinkAction,
     LivenessLinks,
@@ -39,6 +41,19 @@ from sipum.events.liveness import (
 log = logging.getLogger("sipum.misc.registrar_agent.recorders")
 
 C = TypeVar("C", bound=Hashable)
+
+
+def keep_alive(writer: asyncio.StreamWriter) -> None:
+    """TCP keep-alives on the idle link, so a firewall or NAT on the way does not drop it for
+    idleness (a link that breaks is probed, not taken for a death, but then it is gone until
+    a heartbeat ≥ 1 s later)."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 30)
 
 
 class RecorderWatch(Generic[C]):
@@ -177,11 +192,15 @@ class RecorderWatch(Generic[C]):
 
     async def _hold_link(self, action: OpenLink) -> None:
         writer: asyncio.StreamWriter | None = None
+        refused = False
         try:
-            async with asyncio.timeout(self.link_connect_seconds):
+            if action.delay:
+                await asyncio.sleep(action.delay)
+            async with asyncio.timeout(LINK_PROBE if action.probe else self.link_connect_seconds):
                 reader, writer = await asyncio.open_connection(
                     action.host, action.port, limit=LINK_LINE_MAX
                 )
+                keep_alive(writer)
                 hello = await reader.readline()
             if self.links is None or not self.links.opened(action.link_id, hello):
                 return
@@ -190,16 +209,24 @@ class RecorderWatch(Generic[C]):
                 if self.links is None:
                     return
                 self.links.received(action.link_id, line)
+        except ConnectionRefusedError:
+            refused = True  # nobody listens there any more
         except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError):
-            pass  # refused, reset, too long a line: closed() below decides what it means
+            pass  # reset, unreachable, too long a line: closed() below decides what it means
         finally:
             if writer is not None:
                 writer.close()
             self._link_tasks.pop(action.link_id, None)
             if self.links is not None:
-                gone = self.links.closed(action.link_id, self.now())
-                if gone is not None:
-                    self._link_lost(gone)
+                if refused:
+                    gone = self.links.refused(action.link_id, self.now())
+                    if gone is not None:
+                        self._link_lost(gone)
+                else:
+                    probe = self.links.closed(action.link_id, self.now())
+                    if probe is not None:
+                        # confirm at once: refused = the process is gone
+                        self._link_actions([probe])
 
     def _link_lost(self, recorder_id: str) -> None:
         """The replica's process is gone (its link closed without ``draining``)."""

@@ -153,6 +153,13 @@ LINK_LINE_MAX = 200
 """Longest line a link carries (a hello with a long id); the reader reads no more."""
 LINK_RETRY = 1.0
 """Seconds before a link that failed or closed is tried again (at the next heartbeat)."""
+LINK_PROBE = 0.25
+"""Seconds a probe (the connect right after an open link closed) may take to be refused."""
+LINK_PROBES = 3
+"""Probes, ``LINK_PROBE_DELAY`` apart, while each is accepted but closed before the hello: the
+kernel of a process being torn down can still accept on its listening socket for a moment
+after the connection we held was closed (then it resets what it accepted)."""
+LINK_PROBE_DELAY = 0.02
 
 
 def link_hello(recorder_id: str) -> bytes:
@@ -183,12 +190,16 @@ def parse_link(text: str) -> tuple[str, int]:
 @dataclass(frozen=True)
 class OpenLink:
     """Connect to ``host:port``; report it with ``link_id`` (``opened``/``received``/
-    ``closed``)."""
+    ``refused``/``closed``). ``probe``: the link just closed — connect once more, at once and
+    briefly (``LINK_PROBE``), to tell a dead process (refused) from a broken connection."""
 
     link_id: int
     recorder_id: str
     host: str
     port: int
+    probe: bool = False
+    delay: float = 0.0
+    """Seconds to wait before connecting (a second probe)."""
 
 
 @dataclass(frozen=True)
@@ -205,7 +216,12 @@ LinkAction = OpenLink | CloseLink
 class _Link:
     link_id: int
     address: str
-    state: Literal["connecting", "open", "draining"] = "connecting"
+    state: Literal["connecting", "open", "draining", "probing"] = "connecting"
+    host: str = ""
+    port: int = 0
+    from_probe: bool = False
+    probes: int = 0
+    """Opened by a probe: if it closes again, no second probe (the heartbeats decide)."""
 
 
 class LivenessLinks:
@@ -214,9 +230,14 @@ class LivenessLinks:
     Fed the heartbeats (``heartbeat``) it says which links to open or close; fed what happens
     on them (``opened`` with the replica's first line, ``received``, ``closed``) it says whether
     the replica is gone. Only a link that was *open* — its hello named the replica we expected —
-    and never said ``draining`` means death when it closes; a connect that fails, a hello that
-    never comes or names another replica (a port reused), only means "try again after
-    ``retry``" (at a later heartbeat): the heartbeats decide then.
+    and never said ``draining`` can mean death when it closes, and only once confirmed: the
+    close asks for a **probe**, one more connect at once. Refused (nobody listens on that port
+    any more: the kernel of a host that is up answers at once) — the process is gone. Accepted
+    with the same hello — the connection broke (a middlebox, a reset) but the replica lives:
+    the link is open again. Anything else (no answer within ``LINK_PROBE``, unreachable) — no
+    decision, the heartbeats decide. A connect that fails, a hello that never comes or names
+    another replica (a port reused), only means "try again after ``retry``" (at a later
+    heartbeat).
     """
 
     def __init__(self, *, retry: float = LINK_RETRY) -> None:
@@ -263,7 +284,7 @@ class LivenessLinks:
             return actions
         link_id = self._next_id
         self._next_id += 1
-        self._links[rid] = _Link(link_id, heartbeat.link)
+        self._links[rid] = _Link(link_id, heartbeat.link, host=host, port=port)
         self._by_id[link_id] = rid
         actions.append(OpenLink(link_id, rid, host, port))
         return actions
@@ -278,7 +299,9 @@ class LivenessLinks:
         link = self._links[rid]
         if first_line.rstrip(b"\r\n") != link_hello(rid).rstrip(b"\n"):
             return False
-        if link.state == "connecting":
+        if link.state == "probing":
+            link.from_probe = True
+        if link.state in ("connecting", "probing"):
             link.state = "open"
         return True
 
@@ -287,16 +310,42 @@ class LivenessLinks:
         if rid is not None and line.rstrip(b"\r\n") == LINK_DRAINING.rstrip(b"\n"):
             self._links[rid].state = "draining"
 
-    def closed(self, link_id: int, now: float) -> str | None:
-        """The connection ended (EOF, reset, failed connect, or closed by us): the
-        ``recorder_id`` whose process is gone, or None."""
+    def closed(self, link_id: int, now: float) -> OpenLink | None:
+        """The connection ended (EOF, reset, a connect that failed other than refused, or
+        closed by us). An open link: the probe to make (``OpenLink(probe=True)``); else None."""
         rid = self._by_id.get(link_id)
         if rid is None:
             return None  # ours, closed on purpose (CloseLink), or already replaced
         link = self._forget(rid)
         assert link is not None
         self._retry_at[rid] = now + self.retry
-        return rid if link.state == "open" else None
+        if link.state == "probing" and link.probes < LINK_PROBES:
+            # accepted (or reset) but no hello: the process may be half torn down; again
+            return self._probe(rid, link, link.probes + 1, LINK_PROBE_DELAY)
+        if link.state != "open" or link.from_probe:
+            return None
+        return self._probe(rid, link, 1, 0.0)
+
+    def _probe(self, rid: str, link: _Link, probes: int, delay: float) -> OpenLink:
+        probe_id = self._next_id
+        self._next_id += 1
+        self._links[rid] = _Link(
+            probe_id, link.address, "probing", link.host, link.port, probes=probes
+        )
+        self._by_id[probe_id] = rid
+        return OpenLink(probe_id, rid, link.host, link.port, probe=True, delay=delay)
+
+    def refused(self, link_id: int, now: float) -> str | None:
+        """The connect of ``link_id`` was refused: the ``recorder_id`` whose process is gone
+        if it was a probe, else None (as ``closed``)."""
+        rid = self._by_id.get(link_id)
+        if rid is None:
+            return None
+        link = self._links[rid]
+        probing = link.state == "probing"
+        self._forget(rid)
+        self._retry_at[rid] = now + self.retry
+        return rid if probing else None
 
     def link_ids(self) -> list[int]:
         return sorted(self._by_id)
