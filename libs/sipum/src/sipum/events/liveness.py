@@ -24,7 +24,9 @@ from; :class:`LivenessLinks` is the core of that (which links to open, what a cl
 the replica, nothing from the agent: ``sipum-recorder <id>`` when it accepts (a connection the
 replica closes before that — over its limit, or a port now held by someone else — proves
 nothing), ``draining`` when it stops cleanly (SIGTERM: the link closes later, when the replica
-is done, and that is no crash). A host that dies, or a partition, closes nothing: those still
+is done, and that is no crash). A link that closes is confirmed by a probe — connecting again at
+once: refused means nobody listens any more (the process is gone), a hello means the connection
+was only cut on the way. A host that dies, or a partition, closes nothing: those still
 take ``dead_after`` of missed heartbeats, which stay the authority for being alive.
 
 Our own blindness is not their death: while the listener's NATS connection is away, and for
