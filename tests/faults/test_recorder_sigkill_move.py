@@ -5,7 +5,7 @@ The system as processes with two media-recorder replicas behind Kamailio (``conf
 to the address of the new offer from the next packet on — dial alice, wait for the greeting and
 the beep and speak ``SPEECH_SECONDS`` of known audio, then hang up themselves. ``KILL_AFTER``
 seconds into the speech the replica holding the most calls is SIGKILLed. The agent notices
-(heartbeats), allocates each of its calls on the survivor with ``continue_session_id`` and
+(its liveness link to the replica closes), allocates each of its calls on the survivor with ``continue_session_id`` and
 re-INVITEs the caller with the survivor's SDP.
 
 Counted from outside (PostgreSQL rows, the SMTP server's mails, the message WAVs in the bucket):
@@ -14,9 +14,10 @@ Counted from outside (PostgreSQL rows, the SMTP server's mails, the message WAVs
   sweep does not store the moved recordings a second time);
 * the killed replica's calls: not ended by the agent (the caller hangs up after its speech), a
   re-INVITE within ``MOVE_LIMIT`` of the kill; one message holding speech from before the kill
-  AND from after the move (found by correlation with what was sent), as long as what was said
-  less the gap (kill → re-INVITE) less at most 0.5 s; flagged ``interrupted`` (audio was lost in
-  the gap);
+  AND from after the move (found by correlation with what was sent); the audio missing at the
+  move (measured by aligning both parts with what was sent) at most the gap (kill → re-INVITE)
+  plus what the replica had not spooled (``SPOOL_BOUND`` + ``PUT_LATENCY``) — whether it is
+  within the issue's 0.5 s (``MISSING_GOAL``) is shown, not asserted; flagged ``interrupted`` (audio was lost in the gap);
 * the survivor's calls: whole messages, not interrupted.
 
 A table with the figures (gap lost, time to move) is printed (``pytest -s``).
@@ -52,9 +53,20 @@ pytestmark = pytest.mark.timeout(180)
 CALLS = 4
 SPEECH_SECONDS = 7.0
 KILL_AFTER = 2.5
-MOVE_LIMIT = 3.0
-"""Kill → re-INVITE at the caller: the agent's 1.5 s of missed heartbeats, the allocation and
-the proxy hop, on a loaded 2-core machine."""
+MOVE_LIMIT = 1.0
+"""Kill → re-INVITE at the caller: the agent reading its liveness link's EOF (a few ms), the
+continue allocation (reading the spool: ~0.1 s on the test's S3 emulator) and the proxy hop —
+0.11–0.21 s measured — with room for a loaded 2-core machine. (Heartbeats alone: 1.5 s.)"""
+SPOOL_BOUND = 0.28
+"""The most audio the killed replica can hold that the spool does not have yet (chunk_seconds
+0.2 + hold_back 0.1 on 20 ms packets; test_spool.py)."""
+PUT_LATENCY = 0.12
+"""The last chunk's PUT still under way at the kill (the emulator, busy with every call)."""
+MISSING_GOAL = 0.5
+"""The issue's bound on the audio missing from a moved call's message: shown in the table,
+not asserted — the gap it includes is mostly the continue allocation reading the spool from
+the test's S3 emulator (0.1–0.4 s, with other tests loading the machine), so on this machine
+it holds in most runs, not in every one (docs/operations.md)."""
 RECORDERS = {"e2e-recorder": "media-recorder", "e2e-recorder-2": "media-recorder-2"}
 
 
@@ -231,12 +243,18 @@ async def test_sigkill_of_a_media_recorder_moves_its_calls_to_the_survivor(
             if after_at + 8000 <= len(sent)
             else (0.0, -1)
         )
+        # The audio missing at the move, exactly: how much further back in the message the
+        # speech after the move sits than the speech before the kill (sent offset − stored
+        # offset, after − before); the message's edges (silence trimmed, the caller's hang-up)
+        # do not enter into it.
+        missing = ((after_at - after_where) - (before_at - before_where)) / 8000
         figures.append(
             {
                 "call": p.index,
                 "gap (kill → re-INVITE)": round(gap, 2),
                 "stored": round(row["duration_ms"] / 1000, 2),
                 "lost": round(SPEECH_SECONDS - row["duration_ms"] / 1000, 2),
+                "missing at the move": round(missing, 3),
                 "before kill": round(before_score, 2),
                 "after move": round(after_score, 2),
                 "row": row,
@@ -256,6 +274,12 @@ async def test_sigkill_of_a_media_recorder_moves_its_calls_to_the_survivor(
                     "doubled": doubled_rows + doubled_mails,
                     "time to move (max)": f"{max(move_after, default=0.0):.2f} s",
                     "audio lost (max)": f"{max((f['lost'] for f in figures), default=0):.2f} s",
+                    "missing at the move (max)": (
+                        f"{max((f['missing at the move'] for f in figures), default=0):.3f} s"
+                    ),
+                    f"≤ {MISSING_GOAL} s": all(
+                        f["missing at the move"] <= MISSING_GOAL for f in figures
+                    ),
                 }
             ]
         )
@@ -264,6 +288,20 @@ async def test_sigkill_of_a_media_recorder_moves_its_calls_to_the_survivor(
         table([{k: v for k, v in f.items() if k not in ("row", "where")} for f in figures])
         if figures
         else ""
+    )
+    agent = system.services["registrar-agent"]
+    detected = agent.logged("media-recorder gone (liveness link closed)") or agent.logged(
+        "media-recorder gone (no heartbeat)"
+    )
+    print(
+        "agent:",
+        [e["msg"] for e in detected],
+        "lost → re-INVITE answered:",
+        [e.get("took_s") for e in agent.logged("call moved")],
+        "allocations tried again:",
+        sum("allocation not answered, again" in line for line in agent.lines),
+        "not moved:",
+        [line[:300] for line in agent.lines if "not moved" in line],
     )
     assert on_victim, "the killed replica held no call"
     assert len(created) == CALLS
@@ -279,7 +317,10 @@ async def test_sigkill_of_a_media_recorder_moves_its_calls_to_the_survivor(
         assert f["before kill"] > 0.9 and f["after move"] > 0.9, f
         assert before_where < after_where, f  # both parts, in order, in one message
         gap = f["gap (kill → re-INVITE)"]
-        assert f["lost"] <= gap + 0.5 + 0.3, f  # the gap, ≤ 0.5 s before the kill, jitter
+        # what the caller said into the dead address, and what the dead replica had not
+        # spooled yet — no more
+        assert f["missing at the move"] <= gap + SPOOL_BOUND + PUT_LATENCY, f
+        assert abs(f["lost"] - f["missing at the move"]) < 0.1, f  # nothing lost elsewhere
     for p in placed:
         if p not in on_victim:
             (row,) = by_session[sessions[p.call_id]]
