@@ -90,10 +90,11 @@ async def test_finish_without_upload_rest_drops_the_queue() -> None:
     assert [k for k in store.puts if k.endswith(".pcm")] == []
 
 
-def test_the_default_settings_bound_what_a_crash_loses_to_0_4_s() -> None:
+def test_the_default_settings_bound_what_a_crash_loses_to_0_28_s() -> None:
     """The recording engine as record mode configures it, fed continuous voice on a fake clock:
-    the audio received but not yet handed to the spool never exceeds 0.40 s (the issue asks
-    ≤ 0.5 s, leaving room for the upload itself)."""
+    the audio received but not yet handed to the spool never exceeds 0.28 s (the issue asks
+    ≤ 0.5 s missing in all; a moved call adds the move's gap, ~0.15 s, and the upload's own
+    latency)."""
     import numpy as np
     from sipum_media_recorder.settings import MediaRecorderSettings
     from sipum_protocol.media.codecs import create_decoder
@@ -128,4 +129,4 @@ def test_the_default_settings_bound_what_a_crash_loses_to_0_4_s() -> None:
         if timer is not None and timer <= now:
             rec.handle_timer(now)
         worst = max(worst, ((i + 1) * 160 - handed_out[0]) / 8000)
-    assert 0.2 < worst <= 0.40 + 1e-9, worst
+    assert 0.2 < worst <= 0.28 + 1e-9, worst

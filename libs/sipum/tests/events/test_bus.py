@@ -307,6 +307,44 @@ async def test_request_reply_split_across_queue_group(event_namespace: EventName
             await bus.close()
 
 
+async def test_a_request_addressed_to_one_replica_reaches_only_it(
+    event_namespace: EventNamespace,
+) -> None:
+    """A moved call's continue goes to the replica the agent chose (``recorder_id``), never to
+    another member of the queue group; a replica without its own subject: no responders."""
+    caller, r1, r2 = [await event_namespace.connect(n) for n in ("agent", "rec.1", "rec 2")]
+    try:
+        served: Counter[str] = Counter()
+
+        def serve_as(name: str):  # type: ignore[no-untyped-def]
+            async def handle(req: MediaAllocateRequest) -> MediaAllocateReply:
+                served[name] += 1
+                return reply_for(name, req)
+
+            return handle
+
+        for bus, name in ((r1, "rec.1"), (r2, "rec 2")):  # any id is one subject token
+            await bus.serve_media_allocate(serve_as(name))
+            await bus.serve_media_allocate(serve_as(name), recorder_id=name)
+            await bus.nc.flush()
+        replies = await asyncio.gather(
+            *(
+                caller.allocate_media(
+                    MEDIA_ALLOCATE_REQUEST.model_copy(update={"call_id": f"c{i}"}),
+                    recorder_id="rec 2",
+                )
+                for i in range(20)
+            )
+        )
+        assert {rep.recorder_id for rep in replies} == {"rec 2"}
+        assert served == Counter({"rec 2": 20})
+        with pytest.raises(NoResponders):
+            await caller.allocate_media(MEDIA_ALLOCATE_REQUEST, timeout=3, recorder_id="rec3")
+    finally:
+        for bus in (caller, r1, r2):
+            await bus.close()
+
+
 async def test_no_responders(event_bus: EventBus) -> None:
     started = time.monotonic()
     with pytest.raises(NoResponders):

@@ -7,6 +7,9 @@
 * Every replica's heartbeats feed one ``LivenessTracker``; one timer at its next deadline
   calls ``on_gone(recorder_id)`` for each replica that went silent — the service then
   recovers that replica's recordings at once (not after a fixed grace period).
+* ``LinkListener``: the liveness link (``liveness_link_port``, advertised as the heartbeat's
+  ``link``) — the agents keep a connection open to it and learn of this process's death the
+  moment the kernel closes it; ``draining`` on SIGTERM, closed after the last session ended.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any, Literal
 
 from sipum.events import EventBus, RecorderHeartbeat
 from sipum.events.heartbeat import HeartbeatLoop
-from sipum.events.liveness import LivenessTracker
+from sipum.events.liveness import LINK_DRAINING, LINK_LINE_MAX, LivenessTracker, link_hello
 
 from sipum_media_recorder import metrics
 
@@ -36,7 +39,10 @@ class ReplicaLiveness:
         misses: int,
         sessions: Callable[[], int],
         on_gone: Callable[[str], None],
+        link: Callable[[], str | None] = lambda: None,
     ) -> None:
+        self.link = link
+        """Our liveness link's ``host:port`` for the heartbeats (None: no link)."""
         self.bus = bus
         self.recorder_id = recorder_id
         self.interval = interval
@@ -121,6 +127,7 @@ class ReplicaLiveness:
                 dead_after_s=self.dead_after,
                 state=self.state,
                 sessions=self.sessions(),
+                link=self.link(),
             )
         )
 
@@ -140,3 +147,79 @@ class ReplicaLiveness:
             with contextlib.suppress(Exception):
                 await self._subscription.unsubscribe()
             self._subscription = None
+
+
+class LinkListener:
+    """This replica's end of the liveness link (``sipum.events.liveness``, module doc).
+
+    Accepts TCP connections (at most ``max_links`` at a time: beyond that a connection is
+    closed before the hello, which the agent does not take for a death), writes the hello line,
+    and reads only to learn that the peer went away — at most ``LINK_LINE_MAX`` bytes in all
+    from a peer, which has nothing to say; more and it is cut off. ``drain()`` (SIGTERM) writes
+    ``draining`` on every link and to every later one; ``close()`` (the clean stop, after the
+    last session ended) closes them. A killed process needs none of this: the kernel closes its
+    sockets, and that is the signal.
+    """
+
+    def __init__(self, *, recorder_id: str, host: str, port: int, max_links: int) -> None:
+        self.recorder_id = recorder_id
+        self.host = host
+        self.port = port
+        self.max_links = max_links
+        self.draining = False
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def bound_port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._accepted, self.host, self.port, limit=LINK_LINE_MAX
+        )
+
+    async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._writers) >= self.max_links:
+            metrics.LINKS_REFUSED.inc()
+            writer.close()
+            return
+        self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            writer.write(link_hello(self.recorder_id) + (LINK_DRAINING if self.draining else b""))
+            received = 0
+            while received <= LINK_LINE_MAX:
+                data = await reader.read(LINK_LINE_MAX)
+                if not data:
+                    break  # the agent closed its end
+                received += len(data)
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            if task is not None:
+                self._tasks.discard(task)
+            writer.close()
+
+    def drain(self) -> None:
+        self.draining = True
+        for writer in list(self._writers):
+            with contextlib.suppress(Exception):
+                writer.write(LINK_DRAINING)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            with contextlib.suppress(Exception):
+                await writer.drain()  # the "draining" line goes out first
+            writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        self._writers.clear()

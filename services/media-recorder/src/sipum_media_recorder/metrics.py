@@ -39,3 +39,7 @@ MESSAGES_INTERRUPTED = Counter(
     "sipum_recorder_messages_interrupted_total",
     "Recovered messages flagged interrupted (the caller was cut off by a crash)",
 )
+LINKS_REFUSED = Counter(
+    "sipum_recorder_liveness_links_refused_total",
+    "Liveness-link connections closed at once: liveness_link_max were open already",
+)

@@ -48,6 +48,7 @@ from sipum.events import (
     RemoteError,
     SessionEnded,
 )
+from sipum.events.liveness import format_link
 from sipum.runtime import ServiceContext
 from sipum.runtime.work import InFlightWork
 from sipum_protocol.media.endpoint import RtpEndpoint
@@ -58,7 +59,7 @@ from sipum_media_recorder import lockout, metrics
 from sipum_media_recorder.access import run_access
 from sipum_media_recorder.address import advertised_address
 from sipum_media_recorder.audio import Prompts
-from sipum_media_recorder.liveness import ReplicaLiveness
+from sipum_media_recorder.liveness import LinkListener, ReplicaLiveness
 from sipum_media_recorder.mainmenu import run_menu
 from sipum_media_recorder.negotiation import answer_offer
 from sipum_media_recorder.record import run_record, silence_rules
@@ -123,6 +124,8 @@ class MediaRecorderService:
         self._allocating: dict[str, asyncio.Future[MediaAllocateReply]] = {}
         self._ended: dict[str, float] = {}
         self._subscription: Any = None
+        self._direct: Any = None
+        """Our own allocation subject (``media_allocate_at``: a moved call sent to us)."""
         self._recovery_task: asyncio.Task[None] | None = None
         self._announce_task: asyncio.Task[None] | None = None
         self._recovering: set[str] = set()
@@ -132,6 +135,7 @@ class MediaRecorderService:
         """Sessions being taken over from a gone replica (recovery keeps off them)."""
         self._recovery_passes: set[asyncio.Task[list[int]]] = set()
         self.liveness: ReplicaLiveness | None = None
+        self.link: LinkListener | None = None
         self.services: Services | None = None
         self.recovered: list[int] = []
         """Message ids stored by recovery (for logs and tests)."""
@@ -155,6 +159,19 @@ class MediaRecorderService:
             store=MessageStore(pool=ctx.pool, blobs=ctx.blobs, bus=ctx.bus),
             recorder_id=self.recorder_id,
         )
+        link_address: str | None = None
+        if s.liveness_link:
+            host = s.liveness_link_host or s.rtp_host
+            self.link = LinkListener(
+                recorder_id=self.recorder_id,
+                host=host,
+                port=s.liveness_link_port,
+                max_links=s.liveness_link_max,
+            )
+            await self.link.start()
+            if host in ("", "0.0.0.0", "::"):
+                host = self.address
+            link_address = format_link(host, self.link.bound_port)
         self.liveness = ReplicaLiveness(
             ctx.bus,
             recorder_id=self.recorder_id,
@@ -162,6 +179,7 @@ class MediaRecorderService:
             misses=s.heartbeat_misses,
             sessions=lambda: len(self.sessions),
             on_gone=self._replica_gone,
+            link=lambda: link_address,
         )
         await self.liveness.start()
         try:
@@ -172,6 +190,9 @@ class MediaRecorderService:
         # speak (then their silence means they are gone).
         self._loop_later(self.liveness.dead_after + 0.05)
         self._subscription = await ctx.bus.serve_media_allocate(self.allocate)
+        self._direct = await ctx.bus.serve_media_allocate(
+            self.allocate, recorder_id=self.recorder_id
+        )
         # the server knows we are in the queue group once it has our SUB: a request sent right
         # after start() returns must not see "no responders"
         await ctx.bus.nc.flush()
@@ -187,12 +208,17 @@ class MediaRecorderService:
 
     async def stop_accepting(self) -> None:
         self.work.close()
+        if self.link is not None:
+            # Before the "stopping" heartbeat: the link closing later is no crash.
+            self.link.drain()
         if self.liveness is not None:
             await self.liveness.stop(final=False)
-        if self._subscription is not None:
-            with contextlib.suppress(Exception):
-                await self._subscription.unsubscribe()
-            self._subscription = None
+        for name in ("_subscription", "_direct"):
+            subscription = getattr(self, name)
+            if subscription is not None:
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
+                setattr(self, name, None)
 
     async def drain(self) -> None:
         """Let calls go on for ``drain_seconds``, then end the rest and store their recordings."""
@@ -214,6 +240,8 @@ class MediaRecorderService:
                 await task
         if self.liveness is not None:
             await self.liveness.stop(final=True)
+        if self.link is not None:
+            await self.link.close()
 
     # -- allocation ----------------------------------------------------------------------------
 

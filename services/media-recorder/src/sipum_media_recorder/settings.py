@@ -33,10 +33,11 @@ class MediaRecorderSettings(ServiceSettings):
     quota_min_message_seconds: float = Field(default=5.0, gt=0)
     """A mailbox that is not full but whose quota holds less than this much audio still takes
     a message this long (it may end up that much over its quota); see ``limits``."""
-    chunk_seconds: float = Field(default=0.3, gt=0)
+    chunk_seconds: float = Field(default=0.2, gt=0)
     """A recording in progress is written to the blob store at least this often. With
-    ``hold_back_seconds`` it bounds what a crash loses: at most 0.40 s of audio with the defaults
-    (plus the upload's own latency); see docs/recorder.md for the measured cost."""
+    ``hold_back_seconds`` it bounds what a crash loses: at most 0.28 s of audio with the defaults
+    (plus the upload's own latency) — a moved call adds the move's gap to it (≤ 0.5 s in all,
+    measured); see docs/recorder.md for the measured cost (~5 PUTs/s per call)."""
     hold_back_seconds: float = Field(default=0.1, ge=0, le=1)
     """Newest audio not yet committed, so the tone of a ``#`` that arrives a little after its
     audio (RFC 4733 events travel with the audio) can still be cut off; part of the crash loss."""
@@ -68,6 +69,18 @@ class MediaRecorderSettings(ServiceSettings):
     heartbeat_misses: int = Field(default=3, ge=2, le=20)
     """Heartbeats missed before a replica counts as gone (1.5 s with the defaults): the agent
     ends its calls, the other replicas recover its recordings at once."""
+    liveness_link: bool = True
+    """Listen on a TCP port (the liveness link, advertised in the heartbeats) to which each
+    registrar-agent keeps a connection open: when this process dies the kernel closes them and
+    the agents move its calls at once instead of after ``heartbeat_misses`` heartbeats."""
+    liveness_link_host: str | None = None
+    """Address the liveness link listens on; default: ``rtp_host``. Advertised as is unless a
+    wildcard, then the RTP advertised address (``rtp_advertise_address`` or the address that
+    reaches NATS)."""
+    liveness_link_port: int = Field(default=0, ge=0, le=65535)
+    """Port of the liveness link; 0: any free one (the heartbeats say which)."""
+    liveness_link_max: int = Field(default=64, ge=1, le=10000)
+    """Liveness-link connections at a time (one per registrar-agent); more are closed at once."""
     time_zone: str = "UTC"
     """Time zone in which the main menu says when a message arrived (an IANA name such as
     ``Europe/Berlin``) for a mailbox whose user and domain chose no ``time_zone`` setting."""

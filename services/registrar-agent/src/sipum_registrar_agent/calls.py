@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -211,6 +212,8 @@ class CallSettings:
     move_calls: bool = False
     """Move a recording call whose recorder is gone (``_move``) instead of ending it."""
     move_reinvite_seconds: float = 4.0
+    move_attempt_seconds: float = 0.5
+    """Each try of a move's allocation waits this long (retried within ``media_timeout``)."""
 
 
 class CallHandler:
@@ -515,9 +518,16 @@ class CallHandler:
             offer_sdp=offer.decode("utf-8", "replace"),
             continue_session_id=active.session_id,
         )
+        others = (
+            self.recorders.others_alive(active.recorder_id or "")
+            if self.recorders is not None
+            else []
+        )
         try:
             with metrics.MEDIA_ALLOCATE_SECONDS.time():
-                reply = await self.bus.allocate_media(request, timeout=self.settings.media_timeout)
+                reply = await self._allocate_move(
+                    request, random.choice(others) if others else None
+                )
         except (NoResponders, RequestTimeout, RemoteError) as exc:
             log.warning("call %s not moved: no media-recorder took it: %s", call.call_id, exc)
             metrics.CALLS_MOVED.labels("no_recorder").inc()
@@ -564,6 +574,38 @@ class CallHandler:
         metrics.CALLS_MOVED.labels("reinvite_failed").inc()
         active.move_failed = True
         call.hangup(self.loop_time())  # the new session is hung up when the call has ended
+
+    async def _allocate_move(
+        self, request: MediaAllocateRequest, target: str | None
+    ) -> MediaAllocateReply:
+        """The move's allocation, sent to ``target`` — a replica alive by its heartbeats —
+        on its own subject, not to the queue group: the liveness link tells us of a dead
+        process within milliseconds, sooner at times than the NATS server drops that
+        process's queue subscription, and a request the server hands to it vanishes (seen in
+        the fault test: one move in three waited for a timeout). Tried again every
+        ``move_attempt_seconds`` until ``media_timeout``, always at the same replica, so a
+        slow one never makes two replicas take the recording over; safe, as the allocation is
+        idempotent (``continue_session_id`` is the session id: a replica still working on the
+        first try answers the second with the same reply). A target without its own subject
+        (no responders: an older recorder) gets the request through the queue group."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.media_timeout
+        while True:
+            left = deadline - loop.time()
+            try:
+                return await self.bus.allocate_media(
+                    request,
+                    timeout=max(0.05, min(self.settings.move_attempt_seconds, left)),
+                    recorder_id=target,
+                )
+            except NoResponders:
+                if target is None:
+                    raise
+                target = None
+            except RequestTimeout:
+                if deadline - loop.time() <= 0.05:
+                    raise
+                log.info("move of call %s: allocation not answered, again", request.call_id)
 
     async def _hangup_session(self, session_id: str, reason: str) -> None:
         try:

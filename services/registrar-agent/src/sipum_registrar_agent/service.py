@@ -212,6 +212,7 @@ class RegistrarAgentService:
                     self.calls.media_lost(active, rid) if self.calls else None
                 ),
                 unknown_after=s.recorder_unknown_seconds,
+                links=s.recorder_liveness_links,
             )
             await self.recorders.start()
         self.calls = CallHandler(
@@ -227,6 +228,7 @@ class RegistrarAgentService:
                 retry_after_seconds=s.retry_after_seconds,
                 move_calls=s.recorder_move_calls,
                 move_reinvite_seconds=s.recorder_move_reinvite_seconds,
+                move_attempt_seconds=s.recorder_move_attempt_seconds,
             ),
             recorders=self.recorders,
         )

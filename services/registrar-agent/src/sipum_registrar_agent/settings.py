@@ -64,9 +64,17 @@ class RegistrarAgentSettings(ServiceSettings):
     """Shorter requested intervals get ``422`` with this ``Min-SE``."""
     recorder_liveness: bool = True
     """Watch the media-recorders' heartbeats and end (BYE) the calls of one that is gone."""
+    recorder_liveness_links: bool = True
+    """Keep a TCP connection open to each media-recorder's liveness link (the ``link`` of its
+    heartbeats): a recorder process that dies closes it and its calls are moved at once, not
+    after its heartbeats' ``dead_after`` (needs ``recorder_liveness``)."""
     recorder_move_calls: bool = True
     """A recording call whose media-recorder is gone is moved to another live replica (which
     continues the same message) by a re-INVITE with the new SDP; off, or when that fails: BYE."""
+    recorder_move_attempt_seconds: float = Field(default=0.5, gt=0)
+    """A move's allocation is tried again after this long without an answer (within
+    ``media_timeout``): the first request may reach the dead replica's subscription before the
+    NATS server has dropped it."""
     recorder_move_reinvite_seconds: float = Field(default=4.0, gt=0)
     """How long the caller has to answer the re-INVITE of a move before we fall back to BYE."""
     recorder_unknown_seconds: float = Field(default=2.0, gt=0)

@@ -298,18 +298,33 @@ class EventBus:
         request: MediaAllocateRequest,
         *,
         timeout: float = 2.0,  # noqa: ASYNC109 - passed on to the NATS request
+        recorder_id: str | None = None,
     ) -> MediaAllocateReply:
-        """Ask one media-recorder replica for a session (``sipum.media.allocate``)."""
-        return await self.request(
-            self.subjects.media_allocate, request, MediaAllocateReply, timeout=timeout
+        """Ask one media-recorder replica for a session (``sipum.media.allocate``: any replica
+        of the queue group; with ``recorder_id``: that replica, ``media_allocate_at``)."""
+        subject = (
+            self.subjects.media_allocate
+            if recorder_id is None
+            else self.subjects.media_allocate_at(recorder_id)
         )
+        return await self.request(subject, request, MediaAllocateReply, timeout=timeout)
 
     async def serve_media_allocate(
         self,
         handler: Callable[[MediaAllocateRequest], Awaitable[MediaAllocateReply]],
         *,
         queue: str = MEDIA_RECORDER_QUEUE,
+        recorder_id: str | None = None,
     ) -> CoreSubscription:
+        """The queue group's subject; with ``recorder_id``: this replica's own subject
+        (``media_allocate_at``; a queue group of one)."""
+        if recorder_id is not None:
+            return await self.serve(
+                self.subjects.media_allocate_at(recorder_id),
+                MediaAllocateRequest,
+                handler,
+                queue=f"{queue}-{recorder_id.encode().hex()}",
+            )
         return await self.serve(
             self.subjects.media_allocate, MediaAllocateRequest, handler, queue=queue
         )

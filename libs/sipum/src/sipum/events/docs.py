@@ -68,6 +68,11 @@ def render() -> str:
         f"| request/reply, queue group `{MEDIA_RECORDER_QUEUE}` | registrar-agent | media-recorder |"
     )
     w(
+        f"| `{subjects.media_allocate}.<recorder_id, hex>` | `MediaAllocateRequest` → "
+        "`MediaAllocateReply` | request/reply, one replica (a moved call's continue) "
+        "| registrar-agent | media-recorder |"
+    )
+    w(
         f"| `{subjects.prefix}.call.<session_id>.transfer` | `CallTransferRequest` → "
         "`CallTransferReply` | request/reply (the agent holding the call subscribes) "
         "| media-recorder | registrar-agent |"

@@ -578,6 +578,10 @@ class RecorderHeartbeat(Envelope):
     dead_after_s: float = Field(gt=0, le=600)
     state: Literal["up", "stopping", "stopped"] = "up"
     sessions: int = Field(default=0, ge=0)
+    link: str | None = Field(default=None, max_length=300)
+    """``host:port`` (``[v6]:port``) of the replica's liveness link (``sipum.events.liveness``):
+    a TCP port the agent keeps a connection open to, so the death of the process is seen at
+    once (the kernel closes its sockets) and not after ``dead_after_s``; none: heartbeats only."""
 
 
 class AgentHeartbeat(Envelope):

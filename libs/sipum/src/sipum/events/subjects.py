@@ -125,6 +125,11 @@ class Subjects:
     def media_allocate(self) -> str:
         return f"{self.prefix}.media.allocate"
 
+    def media_allocate_at(self, recorder_id: str) -> str:
+        """``sipum.media.allocate`` addressed to one replica (a moved call's continue): the id
+        hex-encoded, so any id is one valid token."""
+        return f"{self.prefix}.media.allocate.{recorder_id.encode().hex()}"
+
     def media_session(self, session_id: str, command: str) -> str:
         """Control subject of one live media session."""
         validate_token(session_id, "session id")
