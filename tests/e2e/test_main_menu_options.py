@@ -43,8 +43,8 @@ from .test_phone_paths import call_with_capture, sql
 pytestmark = pytest.mark.timeout(240)
 
 NEW_PIN = "5820"
-KEY = 0.42
-"""How long one key of the script takes (8 event packets, the end, the gap)."""
+HEAD = RATE * 6 // 10
+"""The beginning of a prompt that a key 1.5 s after its start leaves heard for sure."""
 
 
 class Script:
@@ -119,10 +119,11 @@ async def menu_call(
 
 def message_menu_after(library: PromptLibrary, message_id: int, message: np.ndarray) -> float:
     """Seconds from the PIN's ``#`` to the message menu: the count, the envelope, the message
-    (the recorder's own prompt files say how long they are), and a second to spare."""
+    (the recorder's own prompt files say how long they are), and two seconds to spare (the PIN
+    checked, the mailbox read)."""
     entry = Entry(message_id, "inbox", False, CALLER, "", datetime.now(UTC), len(message) / RATE)
     said = [*count_items(1, 0), *envelope_items(1, entry, datetime.now(UTC), ZoneInfo("UTC"))]
-    return float(seconds_of(library, said) + len(message) / RATE + 1.0)
+    return float(seconds_of(library, said) + len(message) / RATE + 2.0)
 
 
 def heard_at(heard: np.ndarray, needle: np.ndarray, floor: float = 0.9) -> float:
@@ -162,7 +163,7 @@ async def test_a_greeting_recorded_by_phone_through_kamailio_is_what_the_next_ca
         # options; 1 cuts them: "speak after the tone" + beep; the voice; # → review menu;
         # 2 listens (the voice comes back), then 1 keeps it: "saved" + options; * back to the
         # message menu, # exits: goodbye, sipum's BYE
-        script = Script().keys(PIN + "#").wait(menu).keys("0").wait(1.0).keys("1")
+        script = Script().keys(PIN + "#").wait(menu).keys("0").wait(1.5).keys("1")
         script.wait(seconds_of(library, ["record-greeting", "beep"]) + 0.8).voice(spoken)
         script.wait(0.3).keys("#").wait(1.5).keys("2").wait(len(spoken) / RATE + 1.5)
         script.keys("1").wait(seconds_of(library, ["greeting-saved"]) + 1.0)
@@ -172,8 +173,8 @@ async def test_a_greeting_recorded_by_phone_through_kamailio_is_what_the_next_ca
         # the message menu and the options come again at the end: find them before the beep
         t_beep = heard_at(heard, prompt(library, "beep"))
         before = heard[: round(t_beep * RATE)]
-        t_menu = heard_at(before, prompt(library, "message-menu")[:RATE])
-        t_options = heard_at(before, prompt(library, "options-menu")[:RATE])
+        t_menu = heard_at(before, prompt(library, "message-menu")[:HEAD])
+        t_options = heard_at(before, prompt(library, "options-menu")[:HEAD])
         t_back = heard_at(heard, spoken)  # listened to: the voice comes back
         t_saved = heard_at(heard, prompt(library, "greeting-saved"))
         assert t_menu < t_options < t_beep < t_back < t_saved, (
@@ -227,10 +228,10 @@ async def test_a_pin_changed_by_phone_through_kamailio_refuses_the_old_one(
         # PIN; the message; 0: options; 5: "enter your new PIN"; it, # ; again, #; "changed" +
         # options; * back, # exits
         script = Script().keys(PIN + "#").wait(menu).keys("0").wait(1.0).keys("5").wait(1.0)
-        script.keys(NEW_PIN + "#").wait(1.0).keys(NEW_PIN + "#")
+        script.keys(NEW_PIN + "#").wait(1.5).keys(NEW_PIN + "#")
         script.wait(seconds_of(library, ["pin-changed"]) + 1.0).keys("*").wait(1.0).keys("#")
         heard = await menu_call(system, "petra", script, tmp_path)
-        assert heard_at(heard, prompt(library, "reenter-new-pin")[:RATE]) < heard_at(
+        assert heard_at(heard, prompt(library, "reenter-new-pin")[:HEAD]) < heard_at(
             heard, prompt(library, "pin-changed")
         )
         updated = await watch.wait_for("user.updated", limit=10, username="petra")
