@@ -159,7 +159,7 @@ async def test_a_greeting_recorded_by_phone_through_kamailio_is_what_the_next_ca
         message_id = await store_message(system, "nora", message)
         menu = message_menu_after(library, message_id, message)
 
-        # PIN; the count, envelope and message play ; 0 cuts the message menu: the
+        # PIN; the count, envelope and message play; 0 cuts the message menu: the
         # options; 1 cuts them: "speak after the tone" + beep; the voice; # → review menu;
         # 2 listens (the voice comes back), then 1 keeps it: "saved" + options; * back to the
         # message menu, # exits: goodbye, sipum's BYE
