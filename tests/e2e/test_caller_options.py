@@ -3,7 +3,8 @@ two media-recorder replicas.
 
 * A caller leaves a message, presses ``#`` (the review's keys), ``2`` (hears the recording
   back: what sipp was sent, read off the loopback interface, holds the audio it spoke) and
-  ``4``: the stored message is urgent and its audio is the spoken one.
+  ``4``: the stored message is urgent and its audio is the spoken one. Another presses ``#``,
+  ``3``, speaks a second take, ``#``, ``1``: only the second take is stored.
 * Wrong PINs at alice's main menu (an untrusted caller) in separate calls, served by both
   replicas, add up in ``pin_lockouts``: the configured failure locks the mailbox
   (``mailbox.locked``), and a call with the right PIN is then refused.
@@ -12,6 +13,7 @@ two media-recorder replicas.
 from __future__ import annotations
 
 import asyncio
+import struct
 import types
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -55,6 +57,42 @@ async def watch(two_recorder_system: FirstCallSystem) -> AsyncIterator[EventWatc
 
 def through_alaw(pcm: np.ndarray) -> np.ndarray:
     return alaw_decode(alaw_encode(np.asarray(pcm, dtype=np.int16)))
+
+
+async def stored_audio(system: FirstCallSystem, key: str) -> np.ndarray:
+    b = system.backends
+    blobs = open_blob_store(
+        types.SimpleNamespace(
+            s3_endpoint=b.s3_endpoint, s3_access_key=b.s3_access_key,
+            s3_secret_key=b.s3_secret_key, s3_bucket=b.s3_bucket, s3_region=b.s3_region,
+        )
+    )  # fmt: skip
+    pcm: np.ndarray = decode_audio(await blobs.get(key)).pcm
+    return pcm
+
+
+PCAP_HEADER, RECORD_HEADER, UDP_AT = 24, 16, 14 + 20  # after Ethernet + IPv4
+
+
+def joined_pcap(path: Path, parts: list[tuple[Path, float]]) -> None:
+    """One capture of several (each: a capture and its start in s), every packet from and to
+    the same UDP ports."""
+    out = bytearray()
+    for part, start in parts:
+        data = part.read_bytes()
+        out = out or bytearray(data[:PCAP_HEADER])
+        at = PCAP_HEADER
+        while at < len(data):
+            sec, usec, length, _ = struct.unpack_from("<IIII", data, at)
+            frame = bytearray(data[at + RECORD_HEADER : at + RECORD_HEADER + length])
+            # one pair of ports for all: sipp sends a packet to the answer's port plus its
+            # destination port's distance from the capture's lowest one (RTP and RTCP)
+            struct.pack_into("!HH", frame, UDP_AT, 4000, 4002)
+            micros = round((start + sec + usec / 1e6) * 1e6)
+            out += struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, length, length)
+            out += frame
+            at += RECORD_HEADER + length
+    path.write_bytes(bytes(out))
 
 
 async def test_hash_2_plays_the_recording_back_then_4_stores_it_urgent(
@@ -123,14 +161,7 @@ async def test_hash_2_plays_the_recording_back_then_4_stores_it_urgent(
             " JOIN users u ON u.id = m.owner_id WHERE u.username = 'ulla'",
         )
         assert row["urgent"] and row["id"] == created.data["message_id"]
-        b = system.backends
-        blobs = open_blob_store(
-            types.SimpleNamespace(
-                s3_endpoint=b.s3_endpoint, s3_access_key=b.s3_access_key,
-                s3_secret_key=b.s3_secret_key, s3_bucket=b.s3_bucket, s3_region=b.s3_region,
-            )
-        )  # fmt: skip
-        stored = decode_audio(await blobs.get(row["blob_key"])).pcm
+        stored = await stored_audio(system, row["blob_key"])
         assert best_correlation(stored, spoken[RATE // 4 : -RATE // 4])[0] > 0.95
         assert abs(len(stored) / RATE - seconds) < 1.5, (len(stored) / RATE, seconds)
 
@@ -202,3 +233,90 @@ async def test_wrong_pins_add_up_across_calls_and_replicas_then_the_right_pin_is
         assert ended.data["end_reason"] == "rejected", ended.data
         assert best_correlation(heard, prompt(library, "mailbox-locked"))[0] > 0.9
         assert best_correlation(heard, prompt(library, "you-have"))[0] < 0.5
+
+
+async def test_hash_3_records_again_and_only_the_second_take_is_kept(
+    two_recorder_system: FirstCallSystem,  # noqa: F811
+    watch: EventWatch,
+    tmp_path: Path,
+) -> None:
+    """``#``, ``3`` (a beep), a second take, ``#``, ``1``: one message, not urgent, whose
+    audio is the second take (not the first)."""
+    system = two_recorder_system
+    library = await asyncio.to_thread(PromptLibrary, REPO / "var" / "prompts")
+    take1 = through_alaw(distinct_voice(3.0, seed=62))
+    take2 = through_alaw(distinct_voice(2.5, seed=63))
+    with explained(system):
+        async with httpx.AsyncClient(base_url=system.web_url, timeout=15) as http:
+            await sign_up(http, "vera", "vera-password-1")
+        await wait_registered(system, "vera")
+
+        seconds1 = write_alaw_pcap(take1, tmp_path / "speech.pcap", ssrc=SPEECH_SSRC)
+        frames = round(seconds1 * RATE) // 160
+        seq, ts = write_dtmf_pcap(
+            tmp_path / "hash.pcap", "#", first_seq=frames, first_timestamp=frames * 160 + 8000,
+            ssrc=SPEECH_SSRC,
+        )  # fmt: skip
+        seq, ts = write_dtmf_pcap(
+            tmp_path / "first.pcap", "3", first_seq=seq, first_timestamp=ts, ssrc=SPEECH_SSRC
+        )
+        # the second take, then # and, once the keys are said, 1: one capture (second.pcap),
+        # a new RTP stream (SSRC) as a phone that restarted its sender sends
+        keys = seconds_of(library, ["review-message"])
+        waits = {
+            "speech_ms": round((seconds1 + 0.3) * 1000),
+            "first_ms": round((0.4 + keys + 0.8) * 1000),  # the keys, then 3
+            "second_ms": round((0.4 + seconds_of(library, ["beep"]) + 0.8) * 1000),
+        }
+        seconds2 = write_alaw_pcap(take2, tmp_path / "take2.pcap", ssrc=SPEECH_SSRC + 1)
+        frames2 = round(seconds2 * RATE) // 160
+        seq2, ts2 = write_dtmf_pcap(
+            tmp_path / "hash2.pcap", "#", first_seq=frames2,
+            first_timestamp=frames2 * 160 + 8000, ssrc=SPEECH_SSRC + 1,
+        )  # fmt: skip
+        write_dtmf_pcap(
+            tmp_path / "one.pcap", "1", first_seq=seq2, first_timestamp=ts2, ssrc=SPEECH_SSRC + 1
+        )
+        hash_at = seconds2 + 0.3
+        joined_pcap(
+            tmp_path / "second.pcap",
+            [
+                (tmp_path / "take2.pcap", 0.0),
+                (tmp_path / "hash2.pcap", hash_at),
+                (tmp_path / "one.pcap", hash_at + 0.4 + keys + 0.8),
+            ],
+        )
+        media_port = free_udp_port()
+        argv = sipp_argv(
+            "caller_review",
+            system.proxy,
+            port=free_udp_port(),
+            keys={
+                "domain": system.domain,
+                **{name: str(ms) for name, ms in waits.items()},
+            },
+            timeout=90,
+            extra=["-s", "vera"],
+        )
+        argv[argv.index("-mp") + 1] = str(media_port)
+        capture = LoopbackRtpCapture(media_port).start()
+        try:
+            code, out = await asyncio.to_thread(run_sipp, argv, cwd=tmp_path, limit=100)
+        finally:
+            capture.stop()
+        assert code == 0, f"the sipp caller failed: {out}"
+        heard = alaw_decode(b"".join(p for _, pt, _, p in capture.packets if pt == PCMA))
+        assert best_correlation(heard, prompt(library, "message-sent"))[0] > 0.9
+
+        created = await watch.wait_for("message.created", limit=20, username="vera")
+        assert created.data["urgent"] is False, created.data
+        [row] = await sql(
+            system,
+            "SELECT m.id, m.urgent, m.blob_key FROM messages m"
+            " JOIN users u ON u.id = m.owner_id WHERE u.username = 'vera'",
+        )
+        assert not row["urgent"] and row["id"] == created.data["message_id"]
+        stored = await stored_audio(system, row["blob_key"])
+        assert best_correlation(stored, take2[RATE // 4 : -RATE // 4])[0] > 0.95
+        assert best_correlation(stored, take1[RATE // 4 : RATE * 2])[0] < 0.5
+        assert abs(len(stored) / RATE - seconds2) < 1.5, (len(stored) / RATE, seconds2)
