@@ -55,6 +55,16 @@ def transcribing_system(
     yield from _system(pg_admin_dsn, pg_template, nats_url, moto_server, transcriber=True)
 
 
+@pytest.fixture(scope="module")
+def two_recorder_system(
+    pg_admin_dsn: str, pg_template: str, nats_url: str, moto_server: MotoServer
+) -> Iterator[FirstCallSystem]:
+    """The five services with two media-recorder replicas (NATS hands each call to one)."""
+    yield from _system(
+        pg_admin_dsn, pg_template, nats_url, moto_server, transcriber=False, recorders=2
+    )
+
+
 def _system(
     pg_admin_dsn: str,
     pg_template: str,
@@ -62,6 +72,7 @@ def _system(
     moto_server: MotoServer,
     *,
     transcriber: bool,
+    recorders: int = 1,
 ) -> Iterator[FirstCallSystem]:
     token = uuid.uuid4().hex[:16]
     prefix, stream = f"t{token}", f"TEST_{token}"
@@ -80,7 +91,7 @@ def _system(
             s3_secret_key=SECRET_KEY,
             s3_region=REGION,
         )
-        system = start_system(backends, transcriber=transcriber)
+        system = start_system(backends, transcriber=transcriber, recorders=recorders)
         try:
             yield system
         finally:
