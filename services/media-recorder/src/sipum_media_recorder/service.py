@@ -289,26 +289,33 @@ class MediaRecorderService:
             raise RemoteError("overloaded", f"session {session_id} is being recovered")
         self._continuing.add(session_id)
         try:
+            # the manifest and the listing only: the chunks are fetched while we record on
             spooled = await load_for_continue(svc.blobs, session_id)
-            if spooled is not None and spooled.next_index >= 10 * PART_SIZE:
-                raise RemoteError("overloaded", f"session {session_id} moved too often")
             if spooled is not None:
-                meta = spooled.meta
-                meta.recorder_id = self.recorder_id
-                if meta.ended is None:
-                    # what the caller said while nobody recorded: since the recording started,
-                    # minus what is spooled (both clocks are wall clocks; NTP keeps them close)
-                    have = len(spooled.pcm) / 2 / meta.sample_rate
-                    elapsed = time.time() - meta.received_datetime.timestamp()
-                    meta.lost_seconds = round(max(meta.lost_seconds, elapsed - have, 0.0), 3)
-                # ours from now on: a sweeping replica sees a live owner and keeps off
-                await svc.blobs.put(
-                    manifest_key(session_id), meta.to_json(), content_type="application/json"
-                )
+                try:
+                    if spooled.next_index >= 10 * PART_SIZE:
+                        raise RemoteError("overloaded", f"session {session_id} moved too often")
+                    meta = spooled.meta
+                    meta.recorder_id = self.recorder_id
+                    if meta.ended is None:
+                        # what the caller said while nobody recorded: since the recording
+                        # started, minus what is spooled (the listed sizes; both clocks are
+                        # wall clocks, NTP keeps them close)
+                        elapsed = time.time() - meta.received_datetime.timestamp()
+                        lost = elapsed - spooled.seconds
+                        meta.lost_seconds = round(max(meta.lost_seconds, lost, 0.0), 3)
+                    # ours from now on: a sweeping replica sees a live owner and keeps off
+                    await svc.blobs.put(
+                        manifest_key(session_id), meta.to_json(), content_type="application/json"
+                    )
+                except BaseException:
+                    spooled.cancel()
+                    raise
             try:
                 return await self._allocate(session_id, request, spooled=spooled)
             except BaseException:
                 if spooled is not None:
+                    spooled.cancel()
                     # The manifest names us now but no session of ours holds it: our own
                     # recovery stores it (the agent, refused, ends the call).
                     self._loop_later(0.0)
