@@ -30,6 +30,7 @@ review) is stored as it is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -398,6 +399,10 @@ async def continue_recording(
     svc = session.services
     settings = svc.settings
     meta = spooled.meta
+    if spooled.taken_over is not None:
+        # done before the reply, so before the caller's audio comes here: no delay
+        with contextlib.suppress(Exception):
+            await asyncio.shield(spooled.taken_over)
     # the spooled audio (still being fetched) goes in front of ours, not uploaded again
     spool = PartialRecording(svc.blobs, meta, first_index=spooled.next_index, before=spooled)
     if meta.ended is not None:

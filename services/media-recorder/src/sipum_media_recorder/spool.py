@@ -32,6 +32,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sipum.blobstore import BlobNotFoundError, BlobStore, partial_recording_key
 from sipum_protocol.media.recording import RecordingChunk
@@ -307,6 +308,9 @@ class Spooled:
         self.seconds = seconds
         """Audio spooled, from the listed sizes (exact: what the fetch will return)."""
         self._fetch = fetch
+        self.taken_over: asyncio.Future[Any] | None = None
+        """The continuing replica's rewrite of the manifest (its session waits for it: a
+        late rewrite must not bring back a manifest the store has deleted)."""
 
     @property
     def fetched(self) -> bool:
