@@ -291,6 +291,7 @@ async def record_message(
                 spool.before.cancel()
             raise
         reason = end_reason(session, result.reason)
+        voice_needed = round_settings.min_voice  # of this round's own voice
         if spool.before is not None:
             # the gone replica's audio, fetched while this part was recorded, goes in front
             try:
@@ -303,6 +304,7 @@ async def record_message(
                     before, meta.sample_rate, svc.settings.silence_threshold_dbfs
                 )
                 result = replace(result, discarded=voiced < min_voice_total)
+                voice_needed = max(0.0, min_voice_total - voiced + result.voiced_duration)
         log.info(
             "recording ended",
             extra={
@@ -331,7 +333,7 @@ async def record_message(
             have = sum(len(p) for p in spool.pcm) / 2 / meta.sample_rate
             resumed_settings = replace(
                 round_settings,
-                min_voice=max(0.0, round_settings.min_voice - result.voiced_duration),
+                min_voice=max(0.0, voice_needed - result.voiced_duration),
                 max_length=max(1.0, round_settings.max_length - have),
             )
             meta.ended = None

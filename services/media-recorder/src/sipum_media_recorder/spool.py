@@ -16,7 +16,9 @@ what recovery looks for), then the chunks. :func:`find_interrupted` lists the re
 crashed process left behind; :func:`load_interrupted` joins their chunks.
 
 A call moved to another replica (``MediaAllocateRequest.continue_session_id``) keeps the session
-id: :func:`load_for_continue` reads what the gone replica spooled, the new replica rewrites the
+id: :func:`load_for_continue` reads the gone replica's manifest and chunk listing (the chunks
+themselves are fetched in the background, :class:`Spooled`, while the call records on), the
+new replica rewrites the
 manifest with its own ``recorder_id`` (from then on the recording is a live one of a live
 replica: recovery leaves it alone) and uploads its chunks from the next *part* on — index
 ``10000 * part`` — so the keys still sort in the order of the audio and a replica that was only
