@@ -55,8 +55,9 @@ SPEECH_SECONDS = 7.0
 KILL_AFTER = 2.5
 MOVE_LIMIT = 1.0
 """Kill → re-INVITE at the caller: the agent reading its liveness link's EOF (a few ms), the
-continue allocation (reading the spool: ~0.1 s on the test's S3 emulator) and the proxy hop —
-0.11–0.21 s measured — with room for a loaded 2-core machine. (Heartbeats alone: 1.5 s.)"""
+continue allocation (the spool's manifest and listing, and its manifest rewrite, on the test's
+S3 emulator; the chunks are fetched after the reply) and the proxy hop — 0.08–0.26 s measured —
+with room for a loaded 2-core machine. (Heartbeats alone: 1.5 s.)"""
 SPOOL_BOUND = 0.28
 """The most audio the killed replica can hold that the spool does not have yet (chunk_seconds
 0.2 + hold_back 0.1 on 20 ms packets; test_spool.py)."""
@@ -64,8 +65,8 @@ PUT_LATENCY = 0.12
 """The last chunk's PUT still under way at the kill (the emulator, busy with every call)."""
 MISSING_GOAL = 0.5
 """The issue's bound on the audio missing from a moved call's message: shown in the table,
-not asserted — the gap it includes is mostly the continue allocation reading the spool from
-the test's S3 emulator (0.1–0.4 s, with other tests loading the machine), so on this machine
+not asserted — it is the gap (kill → re-INVITE, 0.08–0.26 s) plus what the killed replica had
+not spooled (up to ``SPOOL_BOUND`` + its last PUT), so on this machine, loaded by other tests,
 it holds in most runs, not in every one (docs/operations.md)."""
 RECORDERS = {"e2e-recorder": "media-recorder", "e2e-recorder-2": "media-recorder-2"}
 

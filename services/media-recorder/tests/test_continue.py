@@ -247,3 +247,128 @@ async def test_a_continue_that_fails_after_the_takeover_is_recovered_by_this_rep
     (message,) = await messages.list_for_user(world.pool, world.alice.id, "inbox")
     assert message.idempotency_key == "sfails" and message.interrupted
     caller.close()
+
+
+def gate_chunk_gets(world: Any, monkeypatch: pytest.MonkeyPatch, session_id: str) -> Any:
+    """Holds the GETs of *session_id*'s chunks until ``gate.open`` is set; ``gate.fail`` more
+    of them fail first (the store away)."""
+    real_get = world.blobs.get
+
+    class Gate:
+        open = asyncio.Event()
+        fail = 0
+        gets = 0
+
+    async def get(key: str, *args: Any, **kw: Any) -> bytes:
+        if key.startswith(f"partial/{session_id}-"):
+            await Gate.open.wait()
+            Gate.gets += 1
+            if Gate.fail > 0:
+                Gate.fail -= 1
+                raise OSError("blob store away")
+        return await real_get(key, *args, **kw)
+
+    monkeypatch.setattr(world.blobs, "get", get)
+    return Gate
+
+
+async def test_the_continue_is_answered_before_the_spooled_chunks_are_fetched(
+    world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reply needs the manifest and the listing only; the chunks come while the new part
+    is recorded and are joined in front of it."""
+    before = speech_like(2.0, seed=57)
+    started = datetime.now(UTC) - timedelta(seconds=2.0)
+    await spool_of(world, "searly", before, recorder="rec-gone", started=started)
+    gate = gate_chunk_gets(world, monkeypatch, "searly")
+    await world.start_recorder(recorder_id="survivor")
+    caller = await world.caller()
+    reply = await asyncio.wait_for(caller.allocate(caller.request(continue_session_id="searly")), 5)
+    assert reply.session_id == "searly" and gate.gets == 0  # answered, nothing fetched yet
+    manifest = RecordingMeta.from_json(await world.blobs.get(manifest_key("searly")))
+    assert manifest.recorder_id == "survivor"
+    assert manifest.lost_seconds < 0.2  # the spooled duration from the listed sizes
+    after = speech_like(1.5, seed=58)
+    await caller.send_audio(after)
+    gate.open.set()
+    await asyncio.sleep(0.3)
+    await caller.hangup()
+    ended = await world.wait_ended("searly")
+    (message,) = await messages.list_for_user(world.pool, world.alice.id, "inbox")
+    assert message.id == ended.message_id and not message.interrupted
+    pcm = await stored_pcm(world, message)
+    assert np.array_equal(pcm[: len(before)], before)
+    score, where = best_correlation(
+        pcm.astype(np.float64), ulaw_decode(ulaw_encode(after))[4000:12000]
+    )
+    assert score > 0.9 and where >= len(before), (score, where)
+    assert await world.blobs.list_keys("partial/") == []
+    caller.close()
+
+
+async def test_a_spooled_audio_that_cannot_be_fetched_is_left_for_recovery_with_the_new(
+    world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old chunks' fetch fails for good (every retry): the new part is not lost — the
+    recording stays in the spool, ours, and our recovery stores both parts once the store
+    answers again."""
+    before = speech_like(2.0, seed=59)
+    started = datetime.now(UTC) - timedelta(seconds=2.0)
+    await spool_of(world, "snofetch", before, recorder="rec-gone", started=started)
+    gate = gate_chunk_gets(world, monkeypatch, "snofetch")
+    gate.fail = 10_000
+    service = await world.start_recorder(recorder_id="survivor")
+    caller = await world.caller()
+    await caller.allocate(caller.request(continue_session_id="snofetch"))
+    gate.open.set()
+    after = speech_like(1.5, seed=60)
+    await caller.send_audio(after)
+    await asyncio.sleep(0.3)
+    await caller.hangup()
+    ended = await world.wait_ended("snofetch")
+    assert ended.end_reason == "error" and ended.message_id is None
+    assert await messages.list_for_user(world.pool, world.alice.id, "inbox") == []
+    manifest = RecordingMeta.from_json(await world.blobs.get(manifest_key("snofetch")))
+    assert manifest.recorder_id == "survivor" and manifest.ended == "bye"
+    gate.fail = 0  # the store is back
+    loop = asyncio.get_running_loop()
+    back = loop.time()
+    while not service.recovered:
+        await asyncio.sleep(0.05)
+        assert loop.time() - back < 5, "not recovered"
+    (message,) = await messages.list_for_user(world.pool, world.alice.id, "inbox")
+    assert message.idempotency_key == "snofetch"
+    pcm = await stored_pcm(world, message)
+    assert np.array_equal(pcm[: len(before)], before)
+    score, where = best_correlation(
+        pcm.astype(np.float64), ulaw_decode(ulaw_encode(after))[4000:12000]
+    )
+    assert score > 0.9 and where >= len(before), (score, where)
+    caller.close()
+
+
+@pytest.mark.parametrize(("spooled_voice", "stored"), [(0.7, True), (0.0, False)])
+async def test_min_voice_counts_the_spooled_voice(
+    world: Any, spooled_voice: float, stored: bool
+) -> None:
+    """min_voice_seconds (1 s) is checked on the whole message once the old audio is in:
+    0.7 s spooled + 0.7 s after the move is kept; silence spooled + 0.7 s is discarded."""
+    spooled = (
+        speech_like(spooled_voice, seed=61)
+        if spooled_voice
+        else np.zeros(int(0.7 * 8000), dtype=np.int16)
+    )
+    started = datetime.now(UTC) - timedelta(seconds=0.7)
+    await spool_of(world, "svoice", spooled, recorder="rec-gone", started=started)
+    await world.start_recorder(recorder_id="survivor", min_voice_seconds=1.0)
+    caller = await world.caller()
+    await caller.allocate(caller.request(continue_session_id="svoice"))
+    await caller.send_audio(speech_like(0.7, seed=62))
+    await asyncio.sleep(0.3)
+    await caller.hangup()
+    ended = await world.wait_ended("svoice")
+    found = await messages.list_for_user(world.pool, world.alice.id, "inbox")
+    assert (ended.message_id is not None) is stored
+    assert len(found) == (1 if stored else 0)
+    assert await world.blobs.list_keys("partial/") == []
+    caller.close()

@@ -130,3 +130,39 @@ def test_the_default_settings_bound_what_a_crash_loses_to_0_28_s() -> None:
             rec.handle_timer(now)
         worst = max(worst, ((i + 1) * 160 - handed_out[0]) / 8000)
     assert 0.2 < worst <= 0.28 + 1e-9, worst
+
+
+async def test_load_for_continue_on_s3_answers_from_the_listing_and_fetches_after(
+    moto_server: Any, s3_bucket: str
+) -> None:
+    """A 60 s recording (300 chunks of 0.2 s) on the S3 emulator: the continue's read returns
+    the spooled duration and the next part from the manifest and one listing with sizes; the
+    chunks' audio comes from the background fetch, whole and in order."""
+    import time
+
+    from sipum.blobstore import S3BlobStore
+    from sipum_media_recorder.spool import PART_SIZE, load_for_continue
+    from sipum_testing.s3 import ACCESS_KEY, REGION, SECRET_KEY
+
+    blobs = S3BlobStore(
+        endpoint=moto_server.endpoint,
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        bucket=s3_bucket,
+        region=REGION,
+    )
+    m = meta()
+    await blobs.put(manifest_key(m.session_id), m.to_json())
+    chunks = [bytes([i % 251, i // 251]) * 1600 for i in range(300)]  # 3200 bytes = 0.2 s
+    await asyncio.gather(*(blobs.put(chunk_key(m.session_id, i), c) for i, c in enumerate(chunks)))
+    started = time.perf_counter()
+    spooled = await load_for_continue(blobs, m.session_id)
+    answered = time.perf_counter() - started
+    assert spooled is not None
+    assert spooled.seconds == pytest.approx(60.0)
+    assert spooled.next_index == PART_SIZE
+    assert spooled.meta.session_id == m.session_id
+    assert await spooled.audio() == b"".join(chunks)
+    fetched = time.perf_counter() - started
+    print(f"\ncontinue answerable after {answered:.3f} s; 300 chunks fetched after {fetched:.3f} s")
+    await blobs.close()

@@ -331,3 +331,14 @@ async def test_concurrent_puts_of_different_keys(store: BlobStore) -> None:
     await asyncio.gather(*(store.put(k, v) for k, v in bodies.items()))
     for k, v in bodies.items():
         assert await store.get(k) == v
+
+
+async def test_list_sizes_gives_each_keys_size(store: BlobStore) -> None:
+    await store.put("partial/s-00000.pcm", b"x" * 3200)
+    await store.put("partial/s-00001.pcm", b"y" * 17)
+    await store.put("partial/t-00000.pcm", b"z")
+    assert await store.list_sizes("partial/s-") == {
+        "partial/s-00000.pcm": 3200,
+        "partial/s-00001.pcm": 17,
+    }
+    assert await store.list_sizes("nothing/") == {}

@@ -30,6 +30,7 @@ review) is stored as it is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -260,15 +261,20 @@ async def record_message(
     *,
     resumed: PartialRecording | None = None,
     resumed_settings: RecordingSettings | None = None,
+    resumed_min_voice: float | None = None,
     operator: str | None = None,
 ) -> tuple[EndReason, int | None]:
     """Steps 2-3: record, review, store (``resumed``: the first round goes on from a spool
-    that already holds a gone replica's audio; ``operator``: where ``operator_digit`` during
-    the recording transfers the caller, once)."""
+    that already holds a gone replica's audio, or is still fetching it (``spool.before``):
+    then ``resumed_min_voice`` is the minimum of voice of the whole message, checked when the
+    round ended and the audio is in; ``operator``: where ``operator_digit`` during the
+    recording transfers the caller, once)."""
     svc = session.services
     while True:
+        min_voice_total: float | None = None
         if resumed is not None:
             spool, round_settings = resumed, resumed_settings or recording_settings
+            min_voice_total, resumed_min_voice = resumed_min_voice, None
             resumed = None
         else:
             spool, round_settings = PartialRecording(svc.blobs, meta), recording_settings
@@ -281,8 +287,24 @@ async def record_message(
             raise
         except Exception:
             await spool.finish(upload_rest=True)  # what was recorded stays for recovery
+            if spool.before is not None:
+                spool.before.cancel()
             raise
         reason = end_reason(session, result.reason)
+        voice_needed = round_settings.min_voice  # of this round's own voice
+        if spool.before is not None:
+            # the gone replica's audio, fetched while this part was recorded, goes in front
+            try:
+                before = await spool.join_before()
+            except Exception:
+                log.exception("cannot fetch the spooled audio of %s", session.session_id)
+                return await leave_for_recovery(spool, meta, reason)
+            if min_voice_total is not None:
+                voiced = result.voiced_duration + voiced_seconds(
+                    before, meta.sample_rate, svc.settings.silence_threshold_dbfs
+                )
+                result = replace(result, discarded=voiced < min_voice_total)
+                voice_needed = max(0.0, min_voice_total - voiced + result.voiced_duration)
         log.info(
             "recording ended",
             extra={
@@ -311,7 +333,7 @@ async def record_message(
             have = sum(len(p) for p in spool.pcm) / 2 / meta.sample_rate
             resumed_settings = replace(
                 round_settings,
-                min_voice=max(0.0, round_settings.min_voice - result.voiced_duration),
+                min_voice=max(0.0, voice_needed - result.voiced_duration),
                 max_length=max(1.0, round_settings.max_length - have),
             )
             meta.ended = None
@@ -379,17 +401,19 @@ async def continue_recording(
     svc = session.services
     settings = svc.settings
     meta = spooled.meta
-    spool = PartialRecording(svc.blobs, meta, first_index=spooled.next_index)
-    if spooled.pcm:
-        spool.pcm.append(spooled.pcm)  # in the message, not uploaded again
+    if spooled.taken_over is not None:
+        # done before the reply, so before the caller's audio comes here: no delay
+        with contextlib.suppress(Exception):
+            await asyncio.shield(spooled.taken_over)
+    # the spooled audio (still being fetched) goes in front of ours, not uploaded again
+    spool = PartialRecording(svc.blobs, meta, first_index=spooled.next_index, before=spooled)
     if meta.ended is not None:
         # It had ended (the caller was in the review): all of it is spooled; store it.
         return await store_recording(session, spool, meta, meta.ended)  # type: ignore[arg-type]
     effective = await users.effective_settings(svc.pool, session.user.id)
     _full, limit = await mailbox_limits(session, effective)
     max_silence, min_voice = silence_rules(effective, settings)
-    have = len(spooled.pcm) / 2 / meta.sample_rate
-    voiced = voiced_seconds(spooled.pcm, meta.sample_rate, settings.silence_threshold_dbfs)
+    have = spooled.seconds
     recording_settings = RecordingSettings(
         sample_rate=meta.sample_rate,
         silence_threshold_dbfs=settings.silence_threshold_dbfs,
@@ -399,10 +423,10 @@ async def continue_recording(
         flush_interval=settings.chunk_seconds,
         hold_back=settings.hold_back_seconds,
     )
+    # The voice in the spooled audio is not known before its fetch: the engine does not
+    # discard this round, record_message checks the whole message's voice when it ended.
     resumed_settings = replace(
-        recording_settings,
-        min_voice=max(0.0, min_voice - voiced),
-        max_length=max(1.0, limit.seconds - have),
+        recording_settings, min_voice=0.0, max_length=max(1.0, limit.seconds - have)
     )
     log.info(
         "recording continued",
@@ -414,7 +438,12 @@ async def continue_recording(
         },
     )
     return await record_message(
-        session, meta, recording_settings, resumed=spool, resumed_settings=resumed_settings
+        session,
+        meta,
+        recording_settings,
+        resumed=spool,
+        resumed_settings=resumed_settings,
+        resumed_min_voice=min_voice,
     )
 
 
@@ -563,6 +592,11 @@ async def store_recording(
     """Store what *spool* holds as the message (retrying while the store is away)."""
     svc = session.services
     settings = svc.settings
+    try:
+        await spool.join_before()  # a continued recording that had ended: its spooled audio
+    except Exception:
+        log.exception("cannot fetch the spooled audio of %s", session.session_id)
+        return await leave_for_recovery(spool, meta, reason)
     pcm = b"".join(spool.pcm)
     # The blob store or the database may be away for a while (a restart, a network blip): the
     # message is only in memory (and, up to the last chunk, in the spool), so keep trying for
@@ -587,15 +621,24 @@ async def store_recording(
             log.exception("storing the message failed (attempt %d)", attempt)
             delay = min(_STORE_BACKOFF_MAX, 0.5 * 2 ** (attempt - 1))
             if loop.time() + delay > give_up_at:
-                # leave the whole recording in the spool: recovery stores it later (as a
-                # finished message, not an interrupted one)
-                await spool.finish(upload_rest=True)
-                meta.ended = reason
-                try:
-                    await spool.write_manifest()
-                except Exception:
-                    log.exception("cannot mark %s as ended in its manifest", meta.session_id)
-                return "error", None
+                return await leave_for_recovery(spool, meta, reason)
             await asyncio.sleep(delay)
     await spool.remove()
     return reason, None if message is None else message.id
+
+
+async def leave_for_recovery(
+    spool: PartialRecording, meta: RecordingMeta, reason: EndReason
+) -> tuple[EndReason, int | None]:
+    """Storing failed for good: the whole recording is left in the spool (ours uploaded, a
+    gone replica's where it was) marked ended; recovery stores it later (as a finished
+    message, not an interrupted one, unless audio was lost in a move)."""
+    await spool.finish(upload_rest=True)
+    if spool.before is not None:
+        spool.before.cancel()
+    meta.ended = reason
+    try:
+        await spool.write_manifest()
+    except Exception:
+        log.exception("cannot mark %s as ended in its manifest", meta.session_id)
+    return "error", None

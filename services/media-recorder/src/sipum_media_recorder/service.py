@@ -88,6 +88,11 @@ log = logging.getLogger("sipum.misc.recorder")
 ENDED_MEMORY_SECONDS = 300.0
 
 
+ERROR_RECOVERY_DELAY = 1.0
+"""A recording session that ended in ``error`` left its recording in the spool: our recovery
+looks at it after this long (not only at the next ``recovery_interval_seconds``)."""
+
+
 def session_id_for(request: MediaAllocateRequest) -> str:
     """The same request (retried by the agent) always gets the same session id."""
     key = "\x1f".join(
@@ -289,30 +294,54 @@ class MediaRecorderService:
             raise RemoteError("overloaded", f"session {session_id} is being recovered")
         self._continuing.add(session_id)
         try:
+            # the manifest and the listing only: the chunks are fetched while we record on
             spooled = await load_for_continue(svc.blobs, session_id)
-            if spooled is not None and spooled.next_index >= 10 * PART_SIZE:
-                raise RemoteError("overloaded", f"session {session_id} moved too often")
             if spooled is not None:
-                meta = spooled.meta
-                meta.recorder_id = self.recorder_id
-                if meta.ended is None:
-                    # what the caller said while nobody recorded: since the recording started,
-                    # minus what is spooled (both clocks are wall clocks; NTP keeps them close)
-                    have = len(spooled.pcm) / 2 / meta.sample_rate
-                    elapsed = time.time() - meta.received_datetime.timestamp()
-                    meta.lost_seconds = round(max(meta.lost_seconds, elapsed - have, 0.0), 3)
-                # ours from now on: a sweeping replica sees a live owner and keeps off
-                await svc.blobs.put(
-                    manifest_key(session_id), meta.to_json(), content_type="application/json"
-                )
+                try:
+                    if spooled.next_index >= 10 * PART_SIZE:
+                        raise RemoteError("overloaded", f"session {session_id} moved too often")
+                    meta = spooled.meta
+                    meta.recorder_id = self.recorder_id
+                    if meta.ended is None:
+                        # what the caller said while nobody recorded: since the recording
+                        # started, minus what is spooled (the listed sizes; both clocks are
+                        # wall clocks, NTP keeps them close)
+                        elapsed = time.time() - meta.received_datetime.timestamp()
+                        lost = elapsed - spooled.seconds
+                        meta.lost_seconds = round(max(meta.lost_seconds, lost, 0.0), 3)
+                    # ours from now on: a sweeping replica sees a live owner and keeps off.
+                    # Written side by side with the allocation (mailbox, port, subscriptions),
+                    # done before the reply.
+                    rewrite = asyncio.ensure_future(
+                        svc.blobs.put(
+                            manifest_key(session_id),
+                            meta.to_json(),
+                            content_type="application/json",
+                        )
+                    )
+                    spooled.taken_over = rewrite
+                except BaseException:
+                    spooled.cancel()
+                    raise
             try:
-                return await self._allocate(session_id, request, spooled=spooled)
+                reply = await self._allocate(session_id, request, spooled=spooled)
             except BaseException:
                 if spooled is not None:
+                    spooled.cancel()
+                    with contextlib.suppress(Exception):
+                        await rewrite
                     # The manifest names us now but no session of ours holds it: our own
                     # recovery stores it (the agent, refused, ends the call).
                     self._loop_later(0.0)
                 raise
+            if spooled is not None:
+                try:
+                    await rewrite
+                except Exception:
+                    # the session's spool writes the manifest again first thing (and before
+                    # each chunk until it succeeds): only the window until then is at risk
+                    log.exception("cannot rewrite the manifest of %s", session_id)
+            return reply
         finally:
             self._continuing.discard(session_id)
 
@@ -420,6 +449,10 @@ class MediaRecorderService:
             metrics.ACTIVE_SESSIONS.dec()
             metrics.SESSIONS_ENDED.labels(session.request.mode, reason).inc()
             await session.close()
+            if session.request.mode == "record" and reason == "error":
+                # a recording that could not be stored (or whose moved audio could not be
+                # fetched) is left in the spool, ours: our recovery tries it soon
+                self._loop_later(ERROR_RECOVERY_DELAY)
         assert self.ctx is not None
         with contextlib.suppress(Exception):
             await self.ctx.bus.send_command(

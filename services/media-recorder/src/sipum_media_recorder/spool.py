@@ -16,7 +16,9 @@ what recovery looks for), then the chunks. :func:`find_interrupted` lists the re
 crashed process left behind; :func:`load_interrupted` joins their chunks.
 
 A call moved to another replica (``MediaAllocateRequest.continue_session_id``) keeps the session
-id: :func:`load_for_continue` reads what the gone replica spooled, the new replica rewrites the
+id: :func:`load_for_continue` reads the gone replica's manifest and chunk listing (the chunks
+themselves are fetched in the background, :class:`Spooled`, while the call records on), the
+new replica rewrites the
 manifest with its own ``recorder_id`` (from then on the recording is a live one of a live
 replica: recovery leaves it alone) and uploads its chunks from the next *part* on — index
 ``10000 * part`` — so the keys still sort in the order of the audio and a replica that was only
@@ -32,6 +34,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sipum.blobstore import BlobNotFoundError, BlobStore, partial_recording_key
 from sipum_protocol.media.recording import RecordingChunk
@@ -120,6 +123,8 @@ class PartialRecording:
     failures: int = 0
     first_index: int = 0
     """Index of the first chunk this spool writes (``PART_SIZE * part`` for a continued one)."""
+    before: Spooled | None = None
+    """A gone replica's audio still being fetched: goes in front of ``pcm`` (``join_before``)."""
 
     def __post_init__(self) -> None:
         self._queue: asyncio.Queue[RecordingChunk | None] = asyncio.Queue()
@@ -131,6 +136,18 @@ class PartialRecording:
         if chunk.pcm:
             self.pcm.append(chunk.pcm)
             self._queue.put_nowait(chunk)
+
+    async def join_before(self) -> bytes:
+        """Wait for the gone replica's audio and put it in front of ours; returns it (empty
+        when there is none). Raises when its fetch failed for good: then nothing is joined
+        and the chunks are still in the blob store for recovery."""
+        if self.before is None:
+            return b""
+        pcm = await self.before.audio()
+        self.before = None
+        if pcm:
+            self.pcm.insert(0, pcm)
+        return pcm
 
     async def write_manifest(self) -> None:
         await self.blobs.put(
@@ -202,11 +219,15 @@ class PartialRecording:
     async def remove(self) -> None:
         """Delete manifest and chunks (after the message is stored, or when discarded)."""
         await self.finish()
+        if self.before is not None:
+            self.before.cancel()
         await remove_partial(self.blobs, self.meta.session_id)
 
     def abandon(self) -> None:
         """The task was cancelled (process stopping hard): leave everything for recovery."""
         self._task.cancel()
+        if self.before is not None:
+            self.before.cancel()
 
 
 async def remove_partial(blobs: BlobStore, session_id: str) -> None:
@@ -264,20 +285,81 @@ async def load_interrupted(blobs: BlobStore, interrupted: Interrupted) -> bytes:
     return pcm[: len(pcm) - len(pcm) % 2]
 
 
-@dataclass(frozen=True)
-class Spooled:
-    """What a gone replica spooled of a session, read to continue it (``load_for_continue``)."""
+CONTINUE_FETCH_RETRIES = 5
+"""Tries per chunk of a continued recording before its fetch gives up (the store is away)."""
 
-    meta: RecordingMeta
-    pcm: bytes
-    next_index: int
-    """First chunk index of the next part."""
+
+class Spooled:
+    """What a gone replica spooled of a session, read to continue it (``load_for_continue``).
+
+    Only the manifest and the chunk listing (with sizes) are read before the continue is
+    answered; the chunks themselves are fetched in the background while the new part is
+    already being recorded (:meth:`audio` waits for them). The chunks stay in the blob store
+    until the message is stored, so a crash of the continuing replica loses none of them."""
+
+    def __init__(
+        self,
+        meta: RecordingMeta,
+        next_index: int,
+        seconds: float,
+        fetch: asyncio.Future[bytes],
+    ) -> None:
+        self.meta = meta
+        self.next_index = next_index
+        """First chunk index of the next part."""
+        self.seconds = seconds
+        """Audio spooled, from the listed sizes (exact: what the fetch will return)."""
+        self._fetch = fetch
+        self.taken_over: asyncio.Future[Any] | None = None
+        """The continuing replica's rewrite of the manifest (its session waits for it: a
+        late rewrite must not bring back a manifest the store has deleted)."""
+
+    @property
+    def fetched(self) -> bool:
+        return self._fetch.done()
+
+    async def audio(self) -> bytes:
+        """The spooled PCM, joined in order; raises if the fetch failed for good (then what is
+        spooled stays for recovery)."""
+        return await asyncio.shield(self._fetch)
+
+    def cancel(self) -> None:
+        """The session is over without needing the audio (or is being killed)."""
+        if not self._fetch.done():
+            self._fetch.cancel()
+        elif not self._fetch.cancelled():
+            self._fetch.exception()  # retrieved: no "never retrieved" warning
+
+
+async def _fetch_chunks(blobs: BlobStore, keys: list[str], session_id: str) -> bytes:
+    # fetched side by side, a few at a time, each retried with back-off while the store is away
+    limit = asyncio.Semaphore(CONTINUE_FETCHES)
+
+    async def fetch(key: str) -> bytes:
+        async with limit:
+            for attempt in range(CONTINUE_FETCH_RETRIES):
+                try:
+                    return await blobs.get(key)
+                except BlobNotFoundError:
+                    return b""  # as recovery does: a chunk gone is skipped
+                except Exception:
+                    if attempt == CONTINUE_FETCH_RETRIES - 1:
+                        raise
+                    log.warning("cannot fetch %s of %s (try %d)", key, session_id, attempt + 1)
+                    await asyncio.sleep(0.2 * 2**attempt)
+            raise AssertionError("unreachable")
+
+    parts = await asyncio.gather(*(fetch(key) for key in keys))
+    pcm = b"".join(parts)
+    return pcm[: len(pcm) - len(pcm) % 2]
 
 
 async def load_for_continue(blobs: BlobStore, session_id: str) -> Spooled | None:
-    """The manifest and the joined chunks of ``session_id``; None when nothing is spooled."""
-    # the manifest and the chunk listing side by side (one round trip less for the caller)
-    listing = asyncio.ensure_future(blobs.list_keys(f"{PARTIAL_PREFIX}{session_id}-"))
+    """The manifest and the chunk listing of ``session_id`` (the chunks' fetch started in the
+    background); None when nothing is spooled."""
+    # the manifest and the chunk listing side by side (one round trip for the caller, who
+    # waits for this: the move's re-INVITE follows our reply)
+    listing = asyncio.ensure_future(blobs.list_sizes(f"{PARTIAL_PREFIX}{session_id}-"))
     try:
         meta = RecordingMeta.from_json(await blobs.get(manifest_key(session_id)))
     except BaseException as exc:
@@ -287,27 +369,18 @@ async def load_for_continue(blobs: BlobStore, session_id: str) -> Spooled | None
         if isinstance(exc, BlobNotFoundError):
             return None
         raise
-    keys = sorted(await listing)
-    # The caller waits for this (the move's re-INVITE follows our reply): the chunks are
-    # fetched side by side, a few at a time, not one round trip after the other.
-    limit = asyncio.Semaphore(CONTINUE_FETCHES)
-
-    async def fetch(key: str) -> bytes:
-        async with limit:
-            try:
-                return await blobs.get(key)
-            except BlobNotFoundError:
-                return b""
-
-    parts = await asyncio.gather(*(fetch(key) for key in keys))
+    sizes = await listing
+    keys = sorted(k for k in sizes if k.endswith(".pcm"))
     last = -1
     for key in keys:
         suffix = key[len(PARTIAL_PREFIX) + len(session_id) + 1 :].split(".", 1)[0]
         if suffix.isdigit():
             last = max(last, int(suffix))
-    pcm = b"".join(parts)
     next_part = last // PART_SIZE + 1 if last >= 0 else 1
-    return Spooled(meta, pcm[: len(pcm) - len(pcm) % 2], next_part * PART_SIZE)
+    total = sum(sizes[k] for k in keys)
+    seconds = (total - total % 2) / 2 / meta.sample_rate
+    fetch = asyncio.ensure_future(_fetch_chunks(blobs, keys, session_id))
+    return Spooled(meta, next_part * PART_SIZE, seconds, fetch)
 
 
 def is_stale(interrupted: Interrupted, *, grace: float, now: float | None = None) -> bool:

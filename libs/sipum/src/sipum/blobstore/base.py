@@ -136,6 +136,17 @@ class BlobStore(ABC):
     async def list_keys(self, prefix: str = "") -> list[str]:
         """Every key starting with ``prefix`` (plain string prefix), sorted."""
 
+    async def list_sizes(self, prefix: str = "") -> dict[str, int]:
+        """Every key starting with ``prefix`` and its size in bytes (backends that list sizes
+        with the keys answer in one round trip; this default stats each key)."""
+        sizes: dict[str, int] = {}
+        for key in await self.list_keys(prefix):
+            try:
+                sizes[key] = (await self.stat(key)).size
+            except BlobNotFoundError:
+                continue  # deleted since the listing
+        return sizes
+
     @abstractmethod
     async def presigned_get_url(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
         """A URL anyone can GET until ``expires`` passes; ``UnsupportedOperation`` if the

@@ -341,6 +341,15 @@ class S3BlobStore(BlobStore):
         validate_prefix(prefix)
         return await self._run(self._list, prefix)
 
+    def _list_sizes(self, prefix: str) -> dict[str, int]:
+        objects = self.client.list_objects(self.bucket, prefix=prefix or None, recursive=True)
+        return {o.object_name: int(o.size or 0) for o in objects if o.object_name and not o.is_dir}
+
+    async def list_sizes(self, prefix: str = "") -> dict[str, int]:
+        # ListObjectsV2 returns each object's size with its key: one round trip
+        validate_prefix(prefix)
+        return await self._run(self._list_sizes, prefix)
+
     async def presigned_get_url(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
         validate_key(key)
         if not timedelta(seconds=1) <= expires <= timedelta(days=7):
